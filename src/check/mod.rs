@@ -1,0 +1,297 @@
+//! Checks: pure functions of a finished timeline that judge the answer — the endpoint's
+//! schema, fallback, escalation, cache and tier signals, and each case's `expect` keys.
+//! Every failed check says why.
+
+pub mod extract;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::suite::{Endpoint, Expect};
+use crate::timeline::{ErrorClass, Timeline};
+use extract::{value_text, values_equal};
+
+/// Longest tier value kept as a label (longer values are cut).
+pub const MAX_TIER_LEN: usize = 64;
+
+/// The result of one check.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct CheckResult {
+    pub check: &'static str,
+    pub passed: bool,
+    pub detail: String,
+}
+
+impl CheckResult {
+    fn new(check: &'static str, passed: bool, detail: impl Into<String>) -> Self {
+        CheckResult {
+            check,
+            passed,
+            detail: crate::secret::redact(&detail.into()),
+        }
+    }
+}
+
+/// What the checks concluded about one response. `None` means "does not apply".
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Verdicts {
+    pub checks: Vec<CheckResult>,
+    pub schema_valid: Option<bool>,
+    pub fallback: Option<bool>,
+    pub escalated: Option<bool>,
+    pub cache_hit: Option<bool>,
+    pub tier: Option<String>,
+    pub tier_primary: Option<bool>,
+    /// The answer text (what text checks read), kept short for reports.
+    pub answer: Option<String>,
+}
+
+impl Verdicts {
+    /// All checks passed (vacuously true with no checks).
+    pub fn checks_passed(&self) -> bool {
+        self.checks.iter().all(|c| c.passed)
+    }
+}
+
+/// Judges the response of one case run. Runs only when a response body arrived with a 2xx
+/// status (an invalid-JSON body is judged too: its schema and JSON checks fail).
+pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Verdicts {
+    let mut v = Verdicts::default();
+    let Some(resp) = &timeline.response else {
+        return v;
+    };
+    if !(200..300).contains(&resp.status) {
+        return v;
+    }
+    let invalid_json = timeline
+        .error
+        .as_ref()
+        .is_some_and(|e| e.class == ErrorClass::InvalidJson);
+    if timeline.error.is_some() && !invalid_json {
+        return v;
+    }
+    let json: Option<Value> = if invalid_json {
+        None
+    } else {
+        serde_json::from_slice(&resp.body).ok()
+    };
+    let json = json.as_ref();
+
+    if let Some(schema) = &endpoint.schema {
+        let (ok, detail) = schema_check(&schema.validator, json);
+        v.schema_valid = Some(ok);
+        v.checks.push(CheckResult::new("schema", ok, detail));
+    }
+    if let Some(m) = &endpoint.fallback {
+        v.fallback = Some(m.matches(resp, json));
+    }
+    if let Some(m) = &endpoint.escalation {
+        v.escalated = Some(m.matches(resp, json));
+    }
+    if let Some(m) = &endpoint.cache {
+        v.cache_hit = Some(m.matches(resp, json));
+    }
+    if let Some(t) = &endpoint.tier {
+        v.tier = t.extractor.text(resp, json).map(|s| clean_label(&s));
+        if !t.primary.is_empty() {
+            v.tier_primary = Some(v.tier.as_ref().is_some_and(|x| t.primary.contains(x)));
+        }
+    }
+
+    // The answer: the endpoint's `answer` extractor, or the whole body.
+    let (answer_text, answer_json): (Option<String>, Option<Value>) = match &endpoint.answer {
+        Some(ex) => {
+            let vals = ex.source.values(resp, json);
+            match vals.len() {
+                0 => (None, None),
+                1 => (Some(value_text(&vals[0])), Some(vals[0].clone())),
+                _ => (
+                    Some(vals.iter().map(value_text).collect::<Vec<_>>().join("\n")),
+                    Some(Value::Array(vals)),
+                ),
+            }
+        }
+        None => (
+            Some(String::from_utf8_lossy(&resp.body).into_owned()),
+            json.cloned(),
+        ),
+    };
+    v.answer = answer_text.as_ref().map(|a| truncate(a, 500));
+    let text_checks_needed = expect.equals.is_some()
+        || !expect.contains.is_empty()
+        || !expect.contains_any.is_empty()
+        || expect.regex.is_some()
+        || expect.not_regex.is_some()
+        || expect.min_chars.is_some()
+        || expect.max_chars.is_some();
+    if text_checks_needed && answer_text.is_none() {
+        let from = endpoint
+            .answer
+            .as_ref()
+            .map(|a| a.source.describe())
+            .unwrap_or_else(|| "body".into());
+        v.checks.push(CheckResult::new("answer", false, format!("no answer found at {from}")));
+    } else if let Some(text) = &answer_text {
+        text_checks(expect, text, answer_json.as_ref(), &mut v.checks);
+    }
+
+    for (path_text, path, expected) in &expect.json {
+        let found: Vec<&Value> = json.map(|j| path.query(j).all()).unwrap_or_default();
+        let (ok, detail) = match found.len() {
+            0 => (false, format!("{path_text} matched nothing")),
+            1 => (
+                values_equal(expected, found[0]),
+                format!("{path_text} = {}, expected {}", short(found[0]), short(expected)),
+            ),
+            _ => {
+                let arr = Value::Array(found.into_iter().cloned().collect());
+                (values_equal(expected, &arr), format!("{path_text} = {}, expected {}", short(&arr), short(expected)))
+            }
+        };
+        v.checks.push(CheckResult::new("json", ok, detail));
+    }
+    if let Some(schema) = &expect.schema {
+        let (ok, detail) = schema_check(&schema.validator, json);
+        if endpoint.schema.is_none() {
+            v.schema_valid = Some(ok);
+        }
+        v.checks.push(CheckResult::new("case_schema", ok, detail));
+    }
+    if let Some(want) = expect.not_escalated {
+        let escalated = v.escalated.unwrap_or(false);
+        let ok = escalated != want;
+        v.checks.push(CheckResult::new(
+            "not_escalated",
+            ok,
+            if escalated { "the answer was an escalation" } else { "the answer was not an escalation" },
+        ));
+    }
+    if !expect.tier.is_empty() {
+        let ok = v.tier.as_ref().is_some_and(|t| expect.tier.contains(t));
+        v.checks.push(CheckResult::new(
+            "tier",
+            ok,
+            format!("tier {:?}, expected one of {:?}", v.tier.as_deref().unwrap_or("(none)"), expect.tier),
+        ));
+    }
+    v
+}
+
+fn text_checks(expect: &Expect, text: &str, answer_json: Option<&Value>, out: &mut Vec<CheckResult>) {
+    if let Some(expected) = &expect.equals {
+        let ok = match expected {
+            Value::String(s) => s.trim() == text.trim(),
+            other => answer_json.is_some_and(|a| values_equal(other, a)),
+        };
+        out.push(CheckResult::new(
+            "equals",
+            ok,
+            format!("answer {}, expected {}", quote(text), short(expected)),
+        ));
+    }
+    if !expect.contains.is_empty() {
+        let missing: Vec<&str> = expect
+            .contains
+            .iter()
+            .filter(|c| !text.contains(c.as_str()))
+            .map(String::as_str)
+            .collect();
+        let detail = if missing.is_empty() {
+            "all present".to_string()
+        } else {
+            format!("missing {missing:?} in answer {}", quote(text))
+        };
+        out.push(CheckResult::new("contains", missing.is_empty(), detail));
+    }
+    if !expect.contains_any.is_empty() {
+        let hit = expect.contains_any.iter().find(|c| text.contains(c.as_str()));
+        let detail = match hit {
+            Some(h) => format!("found {h:?}"),
+            None => format!("none of {:?} in answer {}", expect.contains_any, quote(text)),
+        };
+        out.push(CheckResult::new("contains_any", hit.is_some(), detail));
+    }
+    if let Some(re) = &expect.regex {
+        let ok = re.is_match(text);
+        out.push(CheckResult::new(
+            "regex",
+            ok,
+            if ok { format!("/{re}/ matched") } else { format!("/{re}/ did not match answer {}", quote(text)) },
+        ));
+    }
+    if let Some(re) = &expect.not_regex {
+        let found = re.find(text).map(|m| m.as_str().to_string());
+        out.push(CheckResult::new(
+            "not_regex",
+            found.is_none(),
+            match found {
+                Some(m) => format!("/{re}/ matched {m:?}"),
+                None => format!("/{re}/ did not match"),
+            },
+        ));
+    }
+    let chars = text.chars().count();
+    if let Some(min) = expect.min_chars {
+        out.push(CheckResult::new("min_chars", chars >= min, format!("{chars} chars, minimum {min}")));
+    }
+    if let Some(max) = expect.max_chars {
+        out.push(CheckResult::new("max_chars", chars <= max, format!("{chars} chars, maximum {max}")));
+    }
+}
+
+fn schema_check(validator: &jsonschema::Validator, json: Option<&Value>) -> (bool, String) {
+    match json {
+        None => (false, "body is not valid JSON".into()),
+        Some(j) => {
+            let errors: Vec<String> = validator
+                .iter_errors(j)
+                .take(3)
+                .map(|e| {
+                    let at = e.instance_path.to_string();
+                    format!("{} at {}", truncate(&e.to_string(), 120), if at.is_empty() { "/".into() } else { at })
+                })
+                .collect();
+            if errors.is_empty() {
+                (true, "valid".into())
+            } else {
+                (false, errors.join("; "))
+            }
+        }
+    }
+}
+
+/// Makes a response-derived value safe as a label: printable, trimmed, bounded length.
+pub fn clean_label(s: &str) -> String {
+    let cleaned: String = s
+        .trim()
+        .chars()
+        .filter(|c| !c.is_control())
+        .take(MAX_TIER_LEN)
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".into()
+    } else {
+        cleaned
+    }
+}
+
+fn truncate(s: &str, max: usize) -> String {
+    if s.chars().count() <= max {
+        s.to_string()
+    } else {
+        let mut t: String = s.chars().take(max).collect();
+        t.push('…');
+        t
+    }
+}
+
+fn quote(s: &str) -> String {
+    format!("{:?}", truncate(s, 160))
+}
+
+fn short(v: &Value) -> String {
+    truncate(&v.to_string(), 160)
+}
+
+#[cfg(test)]
+mod tests;

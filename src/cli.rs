@@ -1,0 +1,382 @@
+//! The command line: parses arguments, runs a command, maps the result to an exit code
+//! (0 every SLO met, 1 an SLO missed, 2 usage or config error, 3 nothing could be measured).
+//! `anyhow` lives here, at the edge; the library below returns typed errors.
+
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Instant, SystemTime};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+
+use crate::observation::Observation;
+use crate::schedule::executor::{self, RunOptions};
+use crate::sink::{report::Report, table};
+use crate::slo::{self, aggregate};
+use crate::suite::{self, Diagnostic, ProcessEnv, Suite};
+
+pub const EXIT_OK: u8 = 0;
+pub const EXIT_SLO_MISSED: u8 = 1;
+pub const EXIT_USAGE: u8 = 2;
+pub const EXIT_NOTHING_MEASURED: u8 = 3;
+
+#[derive(Parser, Debug)]
+#[command(name = "canary", version, about = "Synthetic probes and quality canary for AI endpoints")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Check suites and golden sets; print every error with file:line:column.
+    Validate {
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+    },
+    /// Run every case of the suites once (or --runs times), print the SLI table, judge the SLOs.
+    Run {
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+        /// Region label of this vantage point.
+        #[arg(long, env = "CANARY_REGION", default_value = "local")]
+        region: String,
+        /// Write the JSON report here (with several suites: FILE gets the suite name before its extension).
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Runs of each case (overrides the suite).
+        #[arg(long)]
+        runs: Option<u32>,
+        /// Case runs in flight at once (overrides the suite).
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Hard deadline per case run, e.g. 10s (overrides the suite).
+        #[arg(long, value_parser = parse_dur)]
+        timeout: Option<std::time::Duration>,
+        /// Do not print the table.
+        #[arg(long, short)]
+        quiet: bool,
+    },
+    /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
+    Sim {
+        #[arg(long, default_value = "127.0.0.1:7070")]
+        listen: SocketAddr,
+        /// Seed of every random draw (latency, schema-invalid, fallback).
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        /// Simulator configuration (YAML or JSON).
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// Start the simulator, run the example suites against it, print the tables and verdicts.
+    Demo {
+        /// Folder with the example suites.
+        #[arg(long)]
+        probes: Option<PathBuf>,
+        /// Where the JSON reports go.
+        #[arg(long, default_value = "target/canary-demo")]
+        out: PathBuf,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
+}
+
+fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
+    suite::units::parse_duration(s)
+}
+
+/// Entry point used by `main`.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_tracing();
+    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(EXIT_NOTHING_MEASURED);
+        }
+    };
+    let result = rt.block_on(dispatch(cli.command));
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {}", crate::secret::redact(&format!("{e:#}")));
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+fn init_tracing() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("CANARY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
+    match cmd {
+        Command::Validate { suites } => Ok(validate(&suites)),
+        Command::Run { suites, region, report, runs, concurrency, timeout, quiet } => {
+            let loaded = match load(&suites, &ProcessEnv::default()) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let opts = RunOptions { runs, concurrency, timeout };
+            run_suites(&loaded, &region, report.as_deref(), &opts, quiet).await
+        }
+        Command::Sim { listen, seed, config } => sim(listen, seed, config.as_deref()).await,
+        Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+    }
+}
+
+fn print_diags(diags: &[Diagnostic]) {
+    let mut err = std::io::stderr().lock();
+    for d in diags {
+        let _ = writeln!(err, "{}", crate::secret::redact(&d.to_string()));
+    }
+    let _ = writeln!(err, "{} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+}
+
+fn load(paths: &[PathBuf], env: &ProcessEnv) -> Result<Vec<Suite>, u8> {
+    match suite::load_all(paths, env) {
+        Ok(s) => Ok(s),
+        Err(d) => {
+            print_diags(&d);
+            Err(EXIT_USAGE)
+        }
+    }
+}
+
+fn validate(paths: &[PathBuf]) -> u8 {
+    match suite::load_all(paths, &ProcessEnv::default()) {
+        Ok(suites) => {
+            for s in &suites {
+                let cases: usize = s.probes.iter().map(|p| p.cases.len()).sum();
+                println!(
+                    "ok: {} (suite {}: {} endpoints, {} probes, {} cases, {} SLOs)",
+                    s.file.display(),
+                    s.name,
+                    s.endpoints.len(),
+                    s.probes.len(),
+                    cases,
+                    s.slos.len()
+                );
+                for e in s.endpoints.values() {
+                    if !e.protocol.implemented() {
+                        println!(
+                            "note: endpoint `{}` uses protocol `{}`, which this build cannot run yet",
+                            e.name,
+                            e.protocol.as_str()
+                        );
+                    }
+                }
+            }
+            EXIT_OK
+        }
+        Err(d) => {
+            print_diags(&d);
+            EXIT_USAGE
+        }
+    }
+}
+
+/// Endpoints whose protocol has no driver in this build (probed ones only).
+fn unrunnable(s: &Suite) -> Vec<String> {
+    s.probes
+        .iter()
+        .filter_map(|p| s.endpoints.get(&p.endpoint))
+        .filter(|e| !e.protocol.implemented())
+        .map(|e| format!("{}: endpoint `{}` uses protocol `{}`, which this build cannot run yet", s.file.display(), e.name, e.protocol.as_str()))
+        .collect()
+}
+
+/// The outcome of running one suite.
+pub struct SuiteRun {
+    pub suite: String,
+    pub observations: Vec<Observation>,
+    pub verdicts: Vec<slo::SloVerdict>,
+    pub report: Report,
+    pub table: String,
+}
+
+/// Runs one suite and builds its report and table.
+pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
+    let started = SystemTime::now();
+    let t0 = Instant::now();
+    let observations = executor::execute(s, opts).await;
+    let elapsed = t0.elapsed().as_secs_f64();
+    let finished = SystemTime::now();
+    let stats = aggregate::aggregate(&observations);
+    let verdicts = slo::evaluate(s, &observations);
+    let report = Report::build(&s.name, region, &s.labels, started, finished, &stats, &verdicts, &observations);
+    let table = table::render(&s.name, region, elapsed, &stats, &verdicts);
+    SuiteRun {
+        suite: s.name.clone(),
+        observations,
+        verdicts,
+        report,
+        table,
+    }
+}
+
+fn report_path(base: &Path, suite: &str, many: bool) -> PathBuf {
+    if !many {
+        return base.to_path_buf();
+    }
+    let stem = base.file_stem().and_then(|s| s.to_str()).unwrap_or("report");
+    let ext = base.extension().and_then(|s| s.to_str()).unwrap_or("json");
+    base.with_file_name(format!("{stem}.{suite}.{ext}"))
+}
+
+fn write_report(path: &Path, report: &Report) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    std::fs::write(path, report.to_json()).with_context(|| format!("cannot write report {}", path.display()))
+}
+
+async fn run_suites(suites: &[Suite], region: &str, report: Option<&Path>, opts: &RunOptions, quiet: bool) -> anyhow::Result<u8> {
+    let blocked: Vec<String> = suites.iter().flat_map(unrunnable).collect();
+    if !blocked.is_empty() {
+        for b in &blocked {
+            eprintln!("{b}");
+        }
+        return Ok(EXIT_USAGE);
+    }
+    let mut any_measured = false;
+    let mut any_missed = false;
+    for s in suites {
+        let r = run_suite(s, region, opts).await;
+        if !quiet {
+            println!("{}", r.table);
+        }
+        if let Some(base) = report {
+            let path = report_path(base, &r.suite, suites.len() > 1);
+            write_report(&path, &r.report)?;
+            if !quiet {
+                println!("report: {}", path.display());
+            }
+        }
+        any_measured |= r.observations.iter().any(|o| !o.outcome.is_error());
+        any_missed |= r.verdicts.iter().any(|v| !v.met);
+        for o in r.observations.iter().filter(|o| o.outcome.is_error()).take(5) {
+            if let Some(e) = &o.error {
+                eprintln!("{} / {} / {} run {}: {}: {}", o.endpoint, o.probe, o.case_id, o.run, e.class, e.message);
+            }
+        }
+    }
+    Ok(if !any_measured {
+        eprintln!("nothing could be measured: every case run failed");
+        EXIT_NOTHING_MEASURED
+    } else if any_missed {
+        EXIT_SLO_MISSED
+    } else {
+        EXIT_OK
+    })
+}
+
+fn load_sim_config(path: Option<&Path>, seed: u64) -> anyhow::Result<crate::sim::SimConfig> {
+    let mut cfg = match path {
+        None => crate::sim::SimConfig::default(),
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
+            let tree = suite::yaml::parse(&text)
+                .map_err(|e| anyhow::anyhow!("{}:{}:{}: invalid YAML: {}", p.display(), e.pos.line, e.pos.col, e.message))?;
+            serde_path_to_error::deserialize(tree.to_json())
+                .map_err(|e| anyhow::anyhow!("{}: {}: {}", p.display(), e.path(), e.inner()))?
+        }
+    };
+    cfg.seed = seed;
+    Ok(cfg)
+}
+
+async fn sim(listen: SocketAddr, seed: u64, config: Option<&Path>) -> anyhow::Result<u8> {
+    let cfg = load_sim_config(config, seed)?;
+    let (listener, addr) = crate::sim::bind(listen)
+        .await
+        .with_context(|| format!("cannot listen on {listen}"))?;
+    println!("canary sim listening on http://{addr}");
+    let _ = std::io::stdout().flush();
+    let state = crate::sim::SimState::new(cfg);
+    tokio::select! {
+        r = crate::sim::serve(listener, state) => r.context("simulator failed")?,
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    Ok(EXIT_OK)
+}
+
+/// Environment variables the demo points at the simulator.
+pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL"];
+
+async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<u8> {
+    let dir = probes.unwrap_or_else(|| {
+        let local = PathBuf::from("probes");
+        if local.is_dir() {
+            local
+        } else {
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("probes")
+        }
+    });
+    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .with_context(|| format!("cannot read the example suites in {}", dir.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
+        .collect();
+    files.sort();
+
+    let (listener, addr) = crate::sim::bind(([127, 0, 0, 1], 0).into()).await.context("cannot start the simulator")?;
+    let state = crate::sim::SimState::new(crate::sim::SimConfig { seed, ..Default::default() });
+    let server = tokio::spawn(crate::sim::serve(listener, state.clone()));
+    println!("canary demo: simulator on http://{addr} (seed {seed})\n");
+
+    let mut env = ProcessEnv::default();
+    for v in SIM_URL_VARS {
+        env.overrides.insert((*v).to_string(), format!("http://{addr}"));
+    }
+    let mut ran = 0;
+    for f in &files {
+        let s = match suite::load_suite(f, &env) {
+            Ok(s) => s,
+            Err(d) => {
+                println!("skipping {}: it does not load ({} errors; run `canary validate {}`)", f.display(), d.len(), f.display());
+                continue;
+            }
+        };
+        let blocked = unrunnable(&s);
+        if !blocked.is_empty() {
+            println!("skipping {}: {}", f.display(), blocked.join("; "));
+            continue;
+        }
+        let before = state.truth().len();
+        let r = run_suite(&s, "demo", &RunOptions::default()).await;
+        println!("{}", r.table);
+        let truth = &state.truth()[before..];
+        let measured_invalid = r.observations.iter().filter(|o| o.verdicts.schema_valid == Some(false)).count();
+        let measured_fallback = r.observations.iter().filter(|o| o.verdicts.fallback == Some(true)).count();
+        let true_invalid = truth.iter().filter(|t| t.status == 200 && !t.schema_valid).count();
+        let true_fallback = truth.iter().filter(|t| t.status == 200 && t.fallback).count();
+        println!(
+            "ground truth: {} requests served; schema-invalid {} measured / {} true; fallback {} measured / {} true",
+            truth.len(),
+            measured_invalid,
+            true_invalid,
+            measured_fallback,
+            true_fallback
+        );
+        let path = out.join(format!("{}.json", s.name));
+        write_report(&path, &r.report)?;
+        println!("report: {}\n", path.display());
+        ran += 1;
+    }
+    server.abort();
+    if ran == 0 {
+        eprintln!("no example suite could run against the simulator in {}", dir.display());
+        return Ok(EXIT_NOTHING_MEASURED);
+    }
+    println!("`canary run` exits 1 when an SLO is missed; the demo always exits 0 once it has run.");
+    Ok(EXIT_OK)
+}

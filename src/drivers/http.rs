@@ -1,0 +1,298 @@
+//! HTTP/1.1 over a fresh connection per case run, with every phase stamped on the
+//! timeline: resolve, connect, TLS, request sent, headers, each body piece, done.
+//!
+//! canary opens its own connection (tokio + rustls + hyper's client connection) instead of
+//! using a pooled client so that the phases are known exactly and no probe reuses another's
+//! warm connection. Body pieces are stamped the moment hyper hands them over, before parsing.
+
+use std::sync::{Arc, OnceLock};
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+use http::{HeaderName, HeaderValue, Method, Request, Uri};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpStream;
+
+use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
+
+/// Bytes of a non-2xx body kept for the error message.
+const ERROR_EXCERPT: usize = 200;
+
+/// What to send.
+pub struct HttpRequest<'a> {
+    pub method: Method,
+    pub uri: &'a Uri,
+    pub headers: &'a [(HeaderName, HeaderValue)],
+    pub body: Option<Bytes>,
+    pub content_type: Option<&'static str>,
+    pub accept: &'static str,
+}
+
+/// A response whose head has arrived; the body is read by the caller.
+pub struct Streaming {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    body: Incoming,
+    /// Aborts the connection task when the exchange ends or is dropped (deadline).
+    _conn: ConnGuard,
+}
+
+struct ConnGuard(tokio::task::JoinHandle<()>);
+
+impl Drop for ConnGuard {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn tls_config() -> Arc<rustls::ClientConfig> {
+    static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
+    CONFIG
+        .get_or_init(|| {
+            let roots = rustls::RootCertStore {
+                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
+            };
+            let provider = Arc::new(rustls::crypto::ring::default_provider());
+            // The ring provider supports the safe default versions (TLS 1.2 and 1.3); this
+            // depends on the build, never on a target or a user.
+            #[allow(clippy::expect_used)]
+            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
+                .with_safe_default_protocol_versions()
+                .expect("ring supports TLS 1.2 and 1.3")
+                .with_root_certificates(roots)
+                .with_no_client_auth();
+            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+            Arc::new(cfg)
+        })
+        .clone()
+}
+
+/// Classifies an I/O error from reading or writing an open connection.
+fn io_class(e: &std::io::Error) -> ErrorClass {
+    use std::io::ErrorKind::*;
+    match e.kind() {
+        ConnectionReset | ConnectionAborted | BrokenPipe | UnexpectedEof => ErrorClass::Reset,
+        TimedOut => ErrorClass::Timeout,
+        _ => ErrorClass::Reset,
+    }
+}
+
+/// Classifies a hyper error.
+pub fn hyper_class(e: &hyper::Error) -> ErrorClass {
+    if e.is_parse() || e.is_parse_status() || e.is_parse_too_large() {
+        return ErrorClass::Protocol;
+    }
+    if e.is_incomplete_message() || e.is_canceled() || e.is_closed() {
+        return ErrorClass::Reset;
+    }
+    let mut src: Option<&(dyn std::error::Error + 'static)> = std::error::Error::source(e);
+    while let Some(s) = src {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            return io_class(io);
+        }
+        src = s.source();
+    }
+    ErrorClass::Protocol
+}
+
+fn describe(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut src = e.source();
+    while let Some(s) = src {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        src = s.source();
+    }
+    msg
+}
+
+/// Opens a connection, sends the request and waits for the response head.
+pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming, ProbeError> {
+    let uri = req.uri;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        other => {
+            return Err(ProbeError::new(
+                ErrorClass::Request,
+                format!("unsupported URL scheme {other:?}; use http or https"),
+            ))
+        }
+    };
+    let host = uri
+        .host()
+        .ok_or_else(|| ProbeError::new(ErrorClass::Request, "URL has no host"))?;
+    let port = uri.port_u16().unwrap_or(if https { 443 } else { 80 });
+    let bare_host = host.trim_start_matches('[').trim_end_matches(']');
+
+    let addrs: Vec<std::net::SocketAddr> = tokio::net::lookup_host((bare_host, port))
+        .await
+        .map_err(|e| ProbeError::new(ErrorClass::Dns, format!("cannot resolve {host}: {e}")))?
+        .collect();
+    if addrs.is_empty() {
+        return Err(ProbeError::new(ErrorClass::Dns, format!("{host} resolved to no address")));
+    }
+    rec.mark(Event::Resolved);
+
+    let mut last_err = None;
+    let mut tcp = None;
+    for addr in &addrs {
+        match TcpStream::connect(addr).await {
+            Ok(s) => {
+                tcp = Some(s);
+                break;
+            }
+            Err(e) => last_err = Some(e),
+        }
+    }
+    let tcp = tcp.ok_or_else(|| {
+        let e = last_err.map(|e| e.to_string()).unwrap_or_default();
+        ProbeError::new(ErrorClass::Connect, format!("cannot connect to {host}:{port}: {e}"))
+    })?;
+    rec.mark(Event::Connected);
+    let _ = tcp.set_nodelay(true);
+
+    let authority = uri
+        .authority()
+        .map(|a| a.as_str().to_string())
+        .unwrap_or_else(|| host.to_string());
+    let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+    let mut builder = Request::builder()
+        .method(req.method)
+        .uri(path)
+        .header(http::header::HOST, authority)
+        .header(http::header::USER_AGENT, concat!("canary/", env!("CARGO_PKG_VERSION")))
+        .header(http::header::ACCEPT, req.accept);
+    if let Some(ct) = req.content_type {
+        builder = builder.header(http::header::CONTENT_TYPE, ct);
+    }
+    for (n, v) in req.headers {
+        builder = builder.header(n, v);
+    }
+    let request = builder
+        .body(Full::new(req.body.unwrap_or_default()))
+        .map_err(|e| ProbeError::new(ErrorClass::Request, format!("cannot build request: {e}")))?;
+
+    let (mut sender, conn) = if https {
+        let server_name = rustls::pki_types::ServerName::try_from(bare_host.to_string())
+            .map_err(|e| ProbeError::new(ErrorClass::Tls, format!("invalid TLS server name {host}: {e}")))?;
+        let tls = tokio_rustls::TlsConnector::from(tls_config())
+            .connect(server_name, tcp)
+            .await
+            .map_err(|e| ProbeError::new(ErrorClass::Tls, format!("TLS handshake with {host} failed: {}", describe(&e))))?;
+        rec.mark(Event::TlsEstablished);
+        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
+            .await
+            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
+        let handle = tokio::spawn(async move {
+            let _ = c.await;
+        });
+        (s, ConnGuard(handle))
+    } else {
+        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
+            .await
+            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
+        let handle = tokio::spawn(async move {
+            let _ = c.await;
+        });
+        (s, ConnGuard(handle))
+    };
+
+    rec.mark(Event::RequestSent);
+    let resp = sender
+        .send_request(request)
+        .await
+        .map_err(|e| ProbeError::new(hyper_class(&e), format!("no response: {}", describe(&e))))?;
+    let status = resp.status().as_u16();
+    rec.mark(Event::Headers { status });
+    let headers = resp
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .collect();
+    Ok(Streaming {
+        status,
+        headers,
+        body: resp.into_body(),
+        _conn: conn,
+    })
+}
+
+impl Streaming {
+    /// The next body piece and the instant it arrived, or `None` at the end of the body.
+    pub async fn next_chunk(&mut self) -> Option<Result<(Instant, Bytes), ProbeError>> {
+        loop {
+            let frame = self.body.frame().await?;
+            let at = Instant::now();
+            match frame {
+                Ok(f) => {
+                    if let Ok(data) = f.into_data() {
+                        if !data.is_empty() {
+                            return Some(Ok((at, data)));
+                        }
+                    }
+                }
+                Err(e) => {
+                    return Some(Err(ProbeError::new(
+                        hyper_class(&e),
+                        format!("response body broken: {}", describe(&e)),
+                    )))
+                }
+            }
+        }
+    }
+
+    /// Reads the whole body up to `max` bytes, stamping each piece; marks `Done` at the end.
+    pub async fn read_all(mut self, max: u64, rec: &mut Recorder) -> Result<Response, (ProbeError, Response)> {
+        let mut buf = BytesMut::new();
+        while let Some(chunk) = self.next_chunk().await {
+            match chunk {
+                Ok((at, data)) => {
+                    rec.mark_at(at, Event::Body { bytes: data.len() });
+                    if buf.len() as u64 + data.len() as u64 > max {
+                        let read = buf.len() + data.len();
+                        let resp = Response { status: self.status, headers: self.headers, body: Bytes::new() };
+                        return Err((
+                            ProbeError::new(
+                                ErrorClass::BodyTooLarge,
+                                format!("body exceeded the {max}-byte cap (stopped after {read} bytes)"),
+                            ),
+                            resp,
+                        ));
+                    }
+                    buf.extend_from_slice(&data);
+                }
+                Err(e) => {
+                    let resp = Response { status: self.status, headers: self.headers, body: buf.freeze() };
+                    return Err((e, resp));
+                }
+            }
+        }
+        rec.mark(Event::Done);
+        Ok(Response {
+            status: self.status,
+            headers: self.headers,
+            body: buf.freeze(),
+        })
+    }
+}
+
+/// The error for a non-2xx status, with a short excerpt of the body.
+pub fn status_error(resp: &Response) -> ProbeError {
+    let class = if resp.status == 429 {
+        ErrorClass::RateLimited
+    } else {
+        ErrorClass::HttpStatus
+    };
+    let excerpt: String = String::from_utf8_lossy(&resp.body[..resp.body.len().min(ERROR_EXCERPT)])
+        .chars()
+        .filter(|c| !c.is_control())
+        .collect();
+    let retry = resp
+        .header("retry-after")
+        .map(|r| format!(" (retry-after {r})"))
+        .unwrap_or_default();
+    ProbeError::new(class, format!("HTTP {}{retry}: {excerpt}", resp.status))
+}

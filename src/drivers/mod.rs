@@ -1,0 +1,35 @@
+//! Drivers: one per protocol. A driver performs one request for one case and records a
+//! timeline; it knows nothing of SLIs, checks or SLOs. The hard deadline wraps every driver
+//! the same way here, so a target that never answers costs at most the case's timeout.
+
+pub mod http;
+pub mod http_json;
+
+use std::time::Duration;
+
+use crate::suite::{Case, Endpoint, Protocol};
+use crate::timeline::{ErrorClass, ProbeError, Recorder, Timeline};
+
+/// Runs one case against an endpoint within `deadline`, always returning a timeline.
+pub async fn run_case(endpoint: &Endpoint, case: &Case, deadline: Duration) -> Timeline {
+    let mut rec = Recorder::start();
+    let outcome = tokio::time::timeout(deadline, drive(endpoint, case, &mut rec)).await;
+    if outcome.is_err() {
+        let at = rec.now();
+        rec.fail(ProbeError::new(
+            ErrorClass::Timeout,
+            format!("no complete answer within the {:.3}s deadline (gave up at {:.3}s)", deadline.as_secs_f64(), at.as_secs_f64()),
+        ));
+    }
+    rec.finish()
+}
+
+async fn drive(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
+    match endpoint.protocol {
+        Protocol::HttpJson => http_json::run(endpoint, case, rec).await,
+        other => rec.fail(ProbeError::new(
+            ErrorClass::Request,
+            format!("protocol `{}` has no driver in this build", other.as_str()),
+        )),
+    }
+}

@@ -1,0 +1,35 @@
+//! canary: a synthetic probe fleet and quality canary for AI endpoints.
+//!
+//! # Layout
+//!
+//! The flow is suite -> plan -> driver -> timeline -> measures + checks -> observation ->
+//! aggregation + SLO verdicts -> sinks. One module per stage:
+//!
+//! - [`suite`]: YAML suites and JSONL golden sets, two-stage loading with located errors.
+//! - [`schedule`]: the executor (concurrency limit, hard deadline per case run).
+//! - [`drivers`]: one per protocol; each performs a request and records a timeline.
+//! - [`timeline`]: events stamped on one monotonic clock; error classes.
+//! - [`measure`]: pure latency SLI definitions and the SLI registry.
+//! - [`check`]: pure judgments of the answer (schema, golden `expect`, fallback, tier).
+//! - [`observation`]: one measured and judged case run.
+//! - [`slo`]: per-slice aggregation and SLO verdicts.
+//! - [`sink`]: JSON report and terminal table.
+//! - [`sim`]: the reference simulator with ground truth.
+//! - [`cli`]: the command line and exit codes.
+//! - [`secret`]: redaction of credentials from everything that leaves the process.
+
+#![deny(clippy::unwrap_used)]
+#![cfg_attr(test, allow(clippy::unwrap_used))]
+
+pub mod check;
+pub mod cli;
+pub mod drivers;
+pub mod measure;
+pub mod observation;
+pub mod schedule;
+pub mod secret;
+pub mod sim;
+pub mod sink;
+pub mod slo;
+pub mod suite;
+pub mod timeline;

@@ -1,0 +1,97 @@
+//! The executor: runs every case of a suite `runs` times with at most `concurrency` case
+//! runs in flight, each under its hard deadline, and returns one observation per case run.
+//! A case that fails never stops the others.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+use crate::drivers;
+use crate::observation::Observation;
+use crate::suite::Suite;
+
+/// Overrides from the command line.
+#[derive(Debug, Clone, Default)]
+pub struct RunOptions {
+    /// Runs of each case (overrides the suite and probe `runs`).
+    pub runs: Option<u32>,
+    /// Case runs in flight at once (overrides `defaults.concurrency`).
+    pub concurrency: Option<usize>,
+    /// Overrides every case's deadline.
+    pub timeout: Option<Duration>,
+}
+
+/// One unit of work: a case of a probe, the n-th time.
+struct Job {
+    probe_index: usize,
+    case_index: usize,
+    run: u32,
+}
+
+/// Runs the suite and returns observations in plan order (probe, case, run).
+pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
+    let suite = Arc::new(suite.clone());
+    let concurrency = opts.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+
+    // Round-robin over runs so that warm runs of one case are spread across the invocation.
+    let max_runs = suite
+        .probes
+        .iter()
+        .map(|p| opts.runs.unwrap_or(p.runs))
+        .max()
+        .unwrap_or(1);
+    let mut jobs = Vec::new();
+    for run in 1..=max_runs {
+        for (pi, probe) in suite.probes.iter().enumerate() {
+            if run > opts.runs.unwrap_or(probe.runs) {
+                continue;
+            }
+            for ci in 0..probe.cases.len() {
+                jobs.push(Job {
+                    probe_index: pi,
+                    case_index: ci,
+                    run,
+                });
+            }
+        }
+    }
+
+    let mut set = JoinSet::new();
+    for (order, job) in jobs.into_iter().enumerate() {
+        let suite = Arc::clone(&suite);
+        let permits = Arc::clone(&permits);
+        let timeout = opts.timeout;
+        set.spawn(async move {
+            // The semaphore is never closed; if it were, run without a permit rather than lose the case.
+            let _permit = permits.acquire_owned().await.ok();
+            let probe = &suite.probes[job.probe_index];
+            let case = &probe.cases[job.case_index];
+            // Validation guarantees the endpoint exists; `get` keeps that a logic error, not a panic.
+            let endpoint = suite.endpoints.get(&probe.endpoint)?;
+            let deadline = timeout.unwrap_or(probe.timeout);
+            let timeline = drivers::run_case(endpoint, case, deadline).await;
+            let obs = Observation::from_timeline(endpoint, &probe.name, case, job.run, &timeline);
+            tracing::debug!(
+                probe = %probe.name,
+                case = %case.id,
+                run = job.run,
+                outcome = obs.outcome.as_str(),
+                "case run finished"
+            );
+            Some((job.probe_index, job.case_index, job.run, order, obs))
+        });
+    }
+    let mut results = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Some(r)) => results.push(r),
+            Ok(None) => tracing::error!("a probe names an endpoint that does not exist"),
+            Err(e) => tracing::error!("a case run task failed: {e}"),
+        }
+    }
+    results.sort_by_key(|(p, c, r, order, _)| (*p, *c, *r, *order));
+    results.into_iter().map(|(.., obs)| obs).collect()
+}

@@ -1,0 +1,4 @@
+//! Scheduling: which case runs happen when. `executor` runs a suite once (N runs of each
+//! case) with a concurrency limit and a hard deadline per case run.
+
+pub mod executor;

@@ -1,0 +1,241 @@
+//! `canary sim`: a real loopback server (axum) that imitates AI endpoints, with seeded,
+//! deterministic behaviour and recorded ground truth (`GET /truth`).
+//!
+//! It shares no parsing or measuring code with the probe side: it writes its own JSON and
+//! takes its own timestamps, so a bug in a probe cannot be cancelled by the same bug here.
+//! Faults are injected per request with the `x-sim-fault` header (see [`fault::Fault`]).
+
+pub mod fault;
+pub mod mapper;
+pub mod rng;
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+
+use crate::suite::units::parse_duration;
+
+/// A latency distribution: log-normal through the given median and p95.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LatencyDist {
+    #[serde(with = "secs_str")]
+    pub median: Duration,
+    #[serde(with = "secs_str")]
+    pub p95: Duration,
+}
+
+impl LatencyDist {
+    pub fn ms(median: u64, p95: u64) -> Self {
+        LatencyDist {
+            median: Duration::from_millis(median),
+            p95: Duration::from_millis(p95),
+        }
+    }
+
+    /// Draws one latency from a standard normal `z`, capped at 10 minutes.
+    pub fn sample(&self, z: f64) -> Duration {
+        let m = self.median.as_secs_f64().max(1e-6);
+        let q = self.p95.as_secs_f64().max(m);
+        let sigma = (q / m).ln() / 1.644_853_626_951_472_2;
+        Duration::from_secs_f64((m * (sigma * z).exp()).min(600.0))
+    }
+}
+
+mod secs_str {
+    use super::*;
+    pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&format!("{}ms", d.as_millis()))
+    }
+    pub fn deserialize<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_duration(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// The mapper's behaviour.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MapperConfig {
+    /// Latency of a detector not listed in `detectors`.
+    pub latency: LatencyDist,
+    /// Per-detector latency.
+    pub detectors: BTreeMap<String, LatencyDist>,
+    /// Share of responses that violate the mapper schema.
+    pub schema_invalid_rate: f64,
+    /// Share of answers served by the rule-only fallback.
+    pub fallback_rate: f64,
+    /// Extra latency per batch item beyond the first, as a share of one item's latency.
+    pub batch_item_factor: f64,
+}
+
+impl Default for MapperConfig {
+    fn default() -> Self {
+        MapperConfig {
+            latency: LatencyDist::ms(40, 120),
+            detectors: BTreeMap::from([
+                ("presidio".to_string(), LatencyDist::ms(35, 110)),
+                ("llama-guard".to_string(), LatencyDist::ms(130, 330)),
+                ("deberta-toxicity".to_string(), LatencyDist::ms(25, 70)),
+                ("regex-secrets".to_string(), LatencyDist::ms(4, 12)),
+            ]),
+            schema_invalid_rate: 0.004,
+            fallback_rate: 0.06,
+            batch_item_factor: 0.3,
+        }
+    }
+}
+
+/// The simulator's configuration (`canary sim --config FILE`, YAML or JSON).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub mapper: MapperConfig,
+}
+
+/// One request as the simulator saw it: the ground truth.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TruthRecord {
+    pub seq: u64,
+    pub path: String,
+    /// Detector (or detectors of a batch, comma-joined).
+    pub detector: String,
+    pub items: usize,
+    pub status: u16,
+    /// Server-side time from request received to response ready (the designed latency plus overhead).
+    pub server_seconds: f64,
+    /// The latency the simulator drew for this request.
+    pub designed_seconds: f64,
+    pub schema_valid: bool,
+    pub fallback: bool,
+    pub fault: Option<String>,
+}
+
+/// Shared state of a running simulator.
+pub struct SimState {
+    pub config: SimConfig,
+    truth: Mutex<Vec<TruthRecord>>,
+    occurrences: Mutex<HashMap<u64, u64>>,
+}
+
+impl SimState {
+    pub fn new(config: SimConfig) -> Arc<Self> {
+        Arc::new(SimState {
+            config,
+            truth: Mutex::new(Vec::new()),
+            occurrences: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// A random stream for this request: seed, request identity and how many times an
+    /// identical request was seen before (so repeats differ, deterministically).
+    pub fn rng_for(&self, path: &str, body: &[u8]) -> (rng::SplitMix64, u64) {
+        let key = rng::fnv1a(path.as_bytes()) ^ rng::fnv1a(body).rotate_left(17);
+        let n = {
+            let mut occ = self.occurrences.lock().unwrap_or_else(|e| e.into_inner());
+            let e = occ.entry(key).or_insert(0);
+            *e += 1;
+            *e
+        };
+        let seed = self.config.seed ^ key ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seq = {
+            let t = self.truth.lock().unwrap_or_else(|e| e.into_inner());
+            t.len() as u64
+        };
+        (rng::SplitMix64::new(seed), seq)
+    }
+
+    pub fn record(&self, mut r: TruthRecord) -> u64 {
+        let mut t = self.truth.lock().unwrap_or_else(|e| e.into_inner());
+        r.seq = t.len() as u64 + 1;
+        let seq = r.seq;
+        t.push(r);
+        seq
+    }
+
+    pub fn truth(&self) -> Vec<TruthRecord> {
+        self.truth.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+#[derive(Serialize)]
+struct TruthResponse {
+    seed: u64,
+    requests: Vec<TruthRecord>,
+}
+
+async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
+    Json(TruthResponse {
+        seed: state.config.seed,
+        requests: state.truth(),
+    })
+}
+
+async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
+    state.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    "cleared\n"
+}
+
+/// The simulator's routes.
+pub fn router(state: Arc<SimState>) -> Router {
+    Router::new()
+        .route("/map", post(mapper::map))
+        .route("/map/batch", post(mapper::map_batch))
+        .route("/truth", get(truth).delete(reset))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .with_state(state)
+}
+
+/// Serves on an already-bound listener until the future is dropped.
+pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) -> std::io::Result<()> {
+    axum::serve(listener, router(state)).await
+}
+
+/// Binds `addr` (port 0 picks a free port) and returns the listener and its address.
+pub async fn bind(addr: SocketAddr) -> std::io::Result<(tokio::net::TcpListener, SocketAddr)> {
+    let l = tokio::net::TcpListener::bind(addr).await?;
+    let a = l.local_addr()?;
+    Ok((l, a))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lognormal_hits_its_median_and_p95() {
+        let d = LatencyDist::ms(100, 300);
+        assert!((d.sample(0.0).as_secs_f64() - 0.1).abs() < 1e-9);
+        assert!((d.sample(1.644_853_626_951_472_2).as_secs_f64() - 0.3).abs() < 1e-6);
+    }
+
+    #[test]
+    fn config_parses_durations_and_rejects_unknown_keys() {
+        let c: SimConfig = serde_json::from_value(serde_json::json!({
+            "seed": 3, "mapper": {"latency": {"median": "10ms", "p95": "20ms"}, "fallback_rate": 0.5}
+        }))
+        .unwrap();
+        assert_eq!(c.mapper.latency.median, Duration::from_millis(10));
+        assert_eq!(c.mapper.fallback_rate, 0.5);
+        assert!(serde_json::from_value::<SimConfig>(serde_json::json!({"sed": 1})).is_err());
+    }
+
+    #[test]
+    fn repeats_of_one_request_draw_differently_but_reproducibly() {
+        let a = SimState::new(SimConfig { seed: 9, ..Default::default() });
+        let b = SimState::new(SimConfig { seed: 9, ..Default::default() });
+        let (mut a1, _) = a.rng_for("/map", b"x");
+        let (mut a2, _) = a.rng_for("/map", b"x");
+        let (mut b1, _) = b.rng_for("/map", b"x");
+        let (x1, x2, y1) = (a1.next_u64(), a2.next_u64(), b1.next_u64());
+        assert_ne!(x1, x2);
+        assert_eq!(x1, y1);
+    }
+}

@@ -1,0 +1,148 @@
+//! The JSON report of a run (`canary run --report FILE`), in the shape fixed by the suite
+//! format: suite, region, times, per-slice stats, SLO verdicts and one record per case run.
+//! Its JSON schema is committed at `docs/report.schema.json` and tested.
+
+use std::collections::BTreeMap;
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use crate::check::CheckResult;
+use crate::observation::Observation;
+use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
+use crate::slo::SloVerdict;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Report {
+    pub suite: String,
+    pub region: String,
+    pub started_at: String,
+    pub finished_at: String,
+    pub canary_version: &'static str,
+    pub labels: BTreeMap<String, String>,
+    pub slices: Vec<SliceReport>,
+    pub slos: Vec<SloVerdict>,
+    pub cases: Vec<CaseReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct SliceReport {
+    pub endpoint: String,
+    pub probe: String,
+    pub slice: String,
+    pub runs: u64,
+    pub errors: u64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub latency: BTreeMap<&'static str, Summary>,
+    pub ratios: BTreeMap<&'static str, f64>,
+    /// good/total behind each ratio.
+    pub counts: BTreeMap<&'static str, Counts>,
+    pub tiers: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct Counts {
+    pub good: u64,
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct CaseReport {
+    pub endpoint: String,
+    pub probe: String,
+    pub id: String,
+    pub slice: String,
+    pub run: u32,
+    pub started_at: String,
+    pub outcome: &'static str,
+    pub error: Option<String>,
+    pub status: Option<u16>,
+    pub latency: BTreeMap<&'static str, f64>,
+    pub checks: Vec<CheckResult>,
+    pub tier: Option<String>,
+    pub fallback: Option<bool>,
+    pub schema_valid: Option<bool>,
+    pub cache_hit: Option<bool>,
+    pub escalated: Option<bool>,
+}
+
+/// RFC 3339 with milliseconds, UTC.
+pub fn rfc3339(t: SystemTime) -> String {
+    humantime::format_rfc3339_millis(t).to_string()
+}
+
+impl Report {
+    #[allow(clippy::too_many_arguments)]
+    pub fn build(
+        suite: &str,
+        region: &str,
+        labels: &BTreeMap<String, String>,
+        started: SystemTime,
+        finished: SystemTime,
+        stats: &BTreeMap<SliceKey, SliceStats>,
+        slos: &[SloVerdict],
+        observations: &[Observation],
+    ) -> Report {
+        let slices = stats
+            .iter()
+            .map(|(k, s)| SliceReport {
+                endpoint: k.endpoint.clone(),
+                probe: k.probe.clone(),
+                slice: k.slice.clone(),
+                runs: s.runs,
+                errors: s.errors,
+                outcomes: s.outcomes.clone(),
+                latency: s.latency.iter().map(|(sli, l)| (sli.name(), l.summary())).collect(),
+                ratios: s
+                    .ratios
+                    .iter()
+                    .filter_map(|(sli, r)| r.value().map(|v| (sli.name(), v)))
+                    .collect(),
+                counts: s
+                    .ratios
+                    .iter()
+                    .map(|(sli, r)| (sli.name(), Counts { good: r.good, total: r.total }))
+                    .collect(),
+                tiers: s.tiers.clone(),
+            })
+            .collect();
+        let cases = observations
+            .iter()
+            .map(|o| CaseReport {
+                endpoint: o.endpoint.clone(),
+                probe: o.probe.clone(),
+                id: o.case_id.clone(),
+                slice: o.slice.clone(),
+                run: o.run,
+                started_at: rfc3339(o.started_at),
+                outcome: o.outcome.as_str(),
+                error: o.error.as_ref().map(|e| e.message.clone()),
+                status: o.status,
+                latency: o.latency.iter().map(|(s, v)| (s.name(), *v)).collect(),
+                checks: o.verdicts.checks.clone(),
+                tier: o.verdicts.tier.clone(),
+                fallback: o.verdicts.fallback,
+                schema_valid: o.verdicts.schema_valid,
+                cache_hit: o.verdicts.cache_hit,
+                escalated: o.verdicts.escalated,
+            })
+            .collect();
+        Report {
+            suite: suite.to_string(),
+            region: region.to_string(),
+            started_at: rfc3339(started),
+            finished_at: rfc3339(finished),
+            canary_version: env!("CARGO_PKG_VERSION"),
+            labels: labels.clone(),
+            slices,
+            slos: slos.to_vec(),
+            cases,
+        }
+    }
+
+    /// Pretty JSON, redacted of secrets.
+    pub fn to_json(&self) -> String {
+        let text = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        crate::secret::redact(&text)
+    }
+}

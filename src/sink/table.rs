@@ -1,0 +1,189 @@
+//! The terminal table of `canary run` and `canary demo`: one block per probe with a row per
+//! slice (p50/p95/p99 of each latency SLI, each ratio), then the SLO verdicts.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use crate::measure::sli::Sli;
+use crate::slo::aggregate::{SliceKey, SliceStats, ALL_SLICES};
+use crate::slo::SloVerdict;
+
+/// A short column name for a latency SLI.
+pub fn short(sli: Sli) -> &'static str {
+    match sli {
+        Sli::TimeToFirstByte => "ttfb",
+        Sli::TimeToFirstToken => "ttft",
+        Sli::TimeToFirstVisibleToken => "ttfvt",
+        Sli::TimeToFirstAudio => "ttfa",
+        Sli::TimeToCompletion => "ttc",
+        Sli::InterChunkGap => "gap",
+        Sli::FreshnessLag => "fresh_lag",
+        Sli::AnswerStaleness => "staleness",
+        other => other.name(),
+    }
+}
+
+fn ms(v: f64) -> String {
+    if v >= 10.0 {
+        format!("{:.1}s", v)
+    } else {
+        format!("{:.1}", v * 1000.0)
+    }
+}
+
+fn pct(v: f64) -> String {
+    if v >= 0.9995 && v < 1.0 {
+        format!("{:.2}%", v * 100.0)
+    } else {
+        format!("{:.1}%", v * 100.0)
+    }
+}
+
+/// Renders the per-slice table and the SLO verdicts.
+pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey, SliceStats>, slos: &[SloVerdict]) -> String {
+    let mut out = String::new();
+    let total_runs: u64 = stats.iter().filter(|(k, _)| k.slice == ALL_SLICES).map(|(_, s)| s.runs).sum();
+    let _ = writeln!(out, "suite {suite}  region {region}  {total_runs} case runs in {elapsed:.2}s");
+    let mut probes: Vec<(&str, &str)> = stats.keys().map(|k| (k.endpoint.as_str(), k.probe.as_str())).collect();
+    probes.dedup();
+    for (endpoint, probe) in probes {
+        let rows: Vec<(&SliceKey, &SliceStats)> = stats
+            .iter()
+            .filter(|(k, _)| k.endpoint == endpoint && k.probe == probe)
+            .collect();
+        let lat: Vec<Sli> = Sli::ALL
+            .iter()
+            .copied()
+            .filter(|s| rows.iter().any(|(_, st)| st.latency.contains_key(s)))
+            .collect();
+        let rat: Vec<Sli> = Sli::ALL
+            .iter()
+            .copied()
+            .filter(|s| rows.iter().any(|(_, st)| st.ratios.get(s).is_some_and(|r| r.total > 0)))
+            .collect();
+        let mut header = vec!["slice".to_string(), "runs".into(), "errors".into()];
+        for s in &lat {
+            header.push(format!("{} p50/p95/p99 ms", short(*s)));
+        }
+        for s in &rat {
+            header.push(s.name().to_string());
+        }
+        header.push("tiers".into());
+        // The aggregate first, then the slices.
+        let mut ordered = rows.clone();
+        ordered.sort_by_key(|(k, _)| (k.slice != ALL_SLICES, k.slice.clone()));
+        let mut table = vec![header];
+        for (k, st) in ordered {
+            let mut row = vec![
+                if k.slice == ALL_SLICES { "* (all)".to_string() } else { k.slice.clone() },
+                st.runs.to_string(),
+                st.errors.to_string(),
+            ];
+            for s in &lat {
+                row.push(match st.latency.get(s) {
+                    Some(l) if l.count() > 0 => {
+                        let x = l.summary();
+                        format!("{}/{}/{}", ms(x.p50), ms(x.p95), ms(x.p99))
+                    }
+                    _ => "-".into(),
+                });
+            }
+            for s in &rat {
+                row.push(st.ratios.get(s).and_then(|r| r.value()).map(pct).unwrap_or_else(|| "-".into()));
+            }
+            let tiers = st
+                .tiers
+                .iter()
+                .map(|(t, n)| format!("{t}:{n}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+            row.push(if tiers.is_empty() { "-".into() } else { tiers });
+            table.push(row);
+        }
+        let _ = writeln!(out, "\n{endpoint} / {probe}");
+        write_aligned(&mut out, &table);
+    }
+    if !slos.is_empty() {
+        let _ = writeln!(out, "\nSLOs");
+        let mut table = vec![vec![
+            "verdict".to_string(),
+            "slo".into(),
+            "slice".into(),
+            "target".into(),
+            "good".into(),
+            "objective".into(),
+        ]];
+        for v in slos {
+            let target = match v.threshold {
+                Some(t) => format!("{} <= {}ms", v.sli, trim_float(t * 1000.0)),
+                None => v.sli.name().to_string(),
+            };
+            let good = match v.ratio {
+                Some(r) => format!("{} ({}/{})", pct(r), v.good, v.total),
+                None => "no data".to_string(),
+            };
+            table.push(vec![
+                if v.met { "MET".into() } else { "MISSED".into() },
+                v.name.clone(),
+                if v.slice == ALL_SLICES { "* (all)".into() } else { v.slice.clone() },
+                target,
+                good,
+                format!(">= {}", pct(v.objective)),
+            ]);
+        }
+        write_aligned(&mut out, &table);
+        let missed = slos.iter().filter(|v| !v.met).count();
+        let _ = writeln!(
+            out,
+            "\n{} of {} SLO verdicts met{}",
+            slos.len() - missed,
+            slos.len(),
+            if missed > 0 { format!(", {missed} missed") } else { String::new() }
+        );
+    }
+    out
+}
+
+fn trim_float(v: f64) -> String {
+    let s = format!("{v:.3}");
+    s.trim_end_matches('0').trim_end_matches('.').to_string()
+}
+
+fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
+    let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..cols)
+        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .collect();
+    for r in rows {
+        let mut line = String::from("  ");
+        for (i, cell) in r.iter().enumerate() {
+            let pad = widths[i].saturating_sub(cell.chars().count());
+            line.push_str(cell);
+            if i + 1 < r.len() {
+                line.push_str(&" ".repeat(pad + 2));
+            }
+        }
+        let _ = writeln!(out, "{}", line.trim_end());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formats() {
+        assert_eq!(ms(0.2504), "250.4");
+        assert_eq!(pct(0.995), "99.5%");
+        assert_eq!(pct(0.9996), "99.96%");
+        assert_eq!(trim_float(250.0), "250");
+        assert_eq!(trim_float(0.5), "0.5");
+    }
+
+    #[test]
+    fn columns_are_aligned() {
+        let mut out = String::new();
+        write_aligned(&mut out, &[vec!["a".into(), "bb".into()], vec!["ccc".into(), "d".into()]]);
+        assert_eq!(out, "  a    bb\n  ccc  d\n");
+    }
+}

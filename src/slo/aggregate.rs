@@ -1,0 +1,181 @@
+//! Per-slice aggregation: an HDR histogram per (endpoint, probe, slice, latency SLI) and
+//! good/total counters per ratio SLI, plus the aggregate over all slices (`slice = "*"`).
+
+use std::collections::BTreeMap;
+
+use hdrhistogram::Histogram;
+
+use crate::measure::sli::{Sli, SliKind};
+use crate::observation::Observation;
+
+/// The slice name of the aggregate over all slices.
+pub const ALL_SLICES: &str = "*";
+
+/// Distinct tier values kept per slice; the rest are counted as `other`.
+pub const MAX_TIERS: usize = 16;
+
+/// Identifies one row of the aggregation.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SliceKey {
+    pub endpoint: String,
+    pub probe: String,
+    pub slice: String,
+}
+
+/// A latency distribution in microseconds (3 significant digits: at most 0.1% error).
+#[derive(Debug, Clone)]
+pub struct Latency {
+    hist: Histogram<u64>,
+}
+
+impl Default for Latency {
+    fn default() -> Self {
+        Latency {
+            // 3 significant digits, auto-resizing; construction with these constants cannot fail.
+            hist: Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
+        }
+    }
+}
+
+#[cold]
+fn unreachable_hist() -> Histogram<u64> {
+    #[allow(clippy::expect_used)]
+    Histogram::new_with_bounds(1, u64::MAX / 2, 2).expect("constant bounds are valid")
+}
+
+/// Percentiles in seconds.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Summary {
+    pub count: u64,
+    pub p50: f64,
+    pub p95: f64,
+    pub p99: f64,
+    pub max: f64,
+    pub mean: f64,
+}
+
+impl Latency {
+    pub fn record(&mut self, seconds: f64) {
+        let micros = (seconds.max(0.0) * 1e6).round() as u64;
+        self.hist.saturating_record(micros);
+    }
+
+    pub fn count(&self) -> u64 {
+        self.hist.len()
+    }
+
+    /// The value at quantile `q` in seconds (nearest rank on the histogram).
+    pub fn quantile(&self, q: f64) -> f64 {
+        self.hist.value_at_quantile(q) as f64 / 1e6
+    }
+
+    pub fn summary(&self) -> Summary {
+        Summary {
+            count: self.hist.len(),
+            p50: self.quantile(0.50),
+            p95: self.quantile(0.95),
+            p99: self.quantile(0.99),
+            max: self.hist.max() as f64 / 1e6,
+            mean: self.hist.mean() / 1e6,
+        }
+    }
+}
+
+/// Good and total counts of a ratio SLI.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Ratio {
+    pub good: u64,
+    pub total: u64,
+}
+
+impl Ratio {
+    pub fn value(&self) -> Option<f64> {
+        (self.total > 0).then(|| self.good as f64 / self.total as f64)
+    }
+}
+
+/// Everything known about one slice (or the aggregate).
+#[derive(Debug, Clone, Default)]
+pub struct SliceStats {
+    pub runs: u64,
+    pub errors: u64,
+    pub outcomes: BTreeMap<&'static str, u64>,
+    pub latency: BTreeMap<Sli, Latency>,
+    pub ratios: BTreeMap<Sli, Ratio>,
+    pub tiers: BTreeMap<String, u64>,
+}
+
+impl SliceStats {
+    pub fn add(&mut self, obs: &Observation) {
+        self.runs += 1;
+        if obs.outcome.is_error() {
+            self.errors += 1;
+        }
+        *self.outcomes.entry(obs.outcome.as_str()).or_default() += 1;
+        for sli in Sli::ALL {
+            match sli.kind() {
+                SliKind::Latency => {
+                    if let Some(v) = obs.latency_of(*sli) {
+                        self.latency.entry(*sli).or_default().record(v);
+                    }
+                }
+                SliKind::Ratio => {
+                    if let Some(good) = obs.ratio(*sli) {
+                        let r = self.ratios.entry(*sli).or_default();
+                        r.total += 1;
+                        r.good += u64::from(good);
+                    }
+                }
+            }
+        }
+        if let Some(t) = &obs.verdicts.tier {
+            let key = if self.tiers.contains_key(t) || self.tiers.len() < MAX_TIERS {
+                t.clone()
+            } else {
+                "other".to_string()
+            };
+            *self.tiers.entry(key).or_default() += 1;
+        }
+    }
+}
+
+/// Aggregates observations per (endpoint, probe, slice) and per (endpoint, probe, "*").
+pub fn aggregate(observations: &[Observation]) -> BTreeMap<SliceKey, SliceStats> {
+    let mut out: BTreeMap<SliceKey, SliceStats> = BTreeMap::new();
+    for obs in observations {
+        for slice in [obs.slice.as_str(), ALL_SLICES] {
+            let key = SliceKey {
+                endpoint: obs.endpoint.clone(),
+                probe: obs.probe.clone(),
+                slice: slice.to_string(),
+            };
+            out.entry(key).or_default().add(obs);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_are_within_a_tenth_of_a_percent() {
+        let mut l = Latency::default();
+        for i in 1..=100 {
+            l.record(i as f64 / 1000.0); // 1 ms .. 100 ms
+        }
+        let s = l.summary();
+        assert_eq!(s.count, 100);
+        assert!((s.p50 - 0.050).abs() <= 0.050 * 0.001 + 1e-6, "{s:?}");
+        assert!((s.p95 - 0.095).abs() <= 0.095 * 0.001 + 1e-6, "{s:?}");
+        assert!((s.p99 - 0.099).abs() <= 0.099 * 0.001 + 1e-6, "{s:?}");
+        assert!((s.max - 0.100).abs() <= 0.100 * 0.001 + 1e-6, "{s:?}");
+    }
+
+    #[test]
+    fn ratio_value_needs_data() {
+        assert_eq!(Ratio::default().value(), None);
+        assert_eq!(Ratio { good: 1, total: 4 }.value(), Some(0.25));
+    }
+}

@@ -1,0 +1,199 @@
+//! SLO verdicts: each SLO judged on the runs at hand (good/total against the objective),
+//! per slice when `per_slice` is set, and always for the aggregate (`slice = "*"`).
+
+pub mod aggregate;
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::measure::sli::{Sli, SliKind};
+use crate::observation::Observation;
+use crate::suite::{Slo, Suite};
+use aggregate::ALL_SLICES;
+
+/// One SLO judged on one slice.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SloVerdict {
+    pub name: String,
+    pub probe: String,
+    pub endpoint: String,
+    pub sli: Sli,
+    pub slice: String,
+    pub good: u64,
+    pub total: u64,
+    /// good / total, absent with no data.
+    pub ratio: Option<f64>,
+    pub objective: f64,
+    /// Seconds, for latency SLIs.
+    pub threshold: Option<f64>,
+    /// Met when there is data and good/total >= objective.
+    pub met: bool,
+}
+
+/// Whether a run is good for an SLO; `None` when the SLO does not apply to it.
+pub fn judge(slo: &Slo, obs: &Observation) -> Option<bool> {
+    match slo.sli.kind() {
+        SliKind::Latency => {
+            let threshold = slo.threshold?.as_secs_f64();
+            // A run that failed or never produced the value did not meet the latency target.
+            Some(obs.latency_of(slo.sli).is_some_and(|v| v <= threshold))
+        }
+        SliKind::Ratio => obs.ratio(slo.sli),
+    }
+}
+
+/// True when `good/total` meets `objective` (exact for shares like 199/200 vs 99.5%).
+pub fn meets(good: u64, total: u64, objective: f64) -> bool {
+    total > 0 && (good as f64) >= objective * (total as f64) - 1e-9
+}
+
+/// Judges every SLO of the suite on the observations.
+pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> {
+    let mut out = Vec::new();
+    for slo in &suite.slos {
+        let endpoint = suite
+            .probes
+            .iter()
+            .find(|p| p.name == slo.probe)
+            .map(|p| p.endpoint.clone())
+            .unwrap_or_default();
+        let of_probe: Vec<&Observation> = observations.iter().filter(|o| o.probe == slo.probe).collect();
+        let mut slices: Vec<String> = vec![ALL_SLICES.to_string()];
+        if slo.per_slice {
+            // Every slice of the golden set, even one that produced no observation.
+            let mut set: BTreeSet<String> = of_probe.iter().map(|o| o.slice.clone()).collect();
+            if let Some(p) = suite.probes.iter().find(|p| p.name == slo.probe) {
+                set.extend(p.cases.iter().map(|c| c.slice.clone()));
+            }
+            slices.extend(set);
+        }
+        for slice in slices {
+            let (mut good, mut total) = (0u64, 0u64);
+            for o in of_probe.iter().filter(|o| slice == ALL_SLICES || o.slice == slice) {
+                if let Some(g) = judge(slo, o) {
+                    total += 1;
+                    good += u64::from(g);
+                }
+            }
+            out.push(SloVerdict {
+                name: slo.name.clone(),
+                probe: slo.probe.clone(),
+                endpoint: endpoint.clone(),
+                sli: slo.sli,
+                slice,
+                good,
+                total,
+                ratio: (total > 0).then(|| good as f64 / total as f64),
+                objective: slo.objective,
+                threshold: slo.threshold.map(|t| t.as_secs_f64()),
+                met: meets(good, total, slo.objective),
+            });
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::Verdicts;
+    use crate::observation::Outcome;
+    use crate::timeline::ErrorClass;
+    use std::collections::BTreeMap;
+    use std::time::{Duration, SystemTime};
+
+    fn obs(slice: &str, ttc: Option<f64>, outcome: Outcome, schema_valid: Option<bool>) -> Observation {
+        let mut latency = BTreeMap::new();
+        if let Some(v) = ttc {
+            latency.insert(Sli::TimeToCompletion, v);
+        }
+        Observation {
+            endpoint: "e".into(),
+            probe: "p".into(),
+            case_id: "c".into(),
+            slice: slice.into(),
+            run: 1,
+            started_at: SystemTime::now(),
+            outcome,
+            error: None,
+            status: Some(200),
+            latency,
+            verdicts: Verdicts { schema_valid, ..Default::default() },
+            judged: !outcome.is_error(),
+        }
+    }
+
+    fn slo(sli: Sli, threshold: Option<u64>, objective: f64) -> Slo {
+        Slo {
+            name: "s".into(),
+            probe: "p".into(),
+            sli,
+            threshold: threshold.map(Duration::from_millis),
+            objective,
+            window: Duration::from_secs(86400),
+            per_slice: true,
+            description: None,
+        }
+    }
+
+    #[test]
+    fn meets_is_exact_at_the_boundary() {
+        assert!(meets(199, 200, 0.995));
+        assert!(!meets(198, 200, 0.995));
+        assert!(!meets(0, 0, 0.5));
+        assert!(meets(19, 20, 0.95));
+    }
+
+    #[test]
+    fn latency_slo_counts_errors_and_slow_runs_as_bad() {
+        let s = slo(Sli::TimeToCompletion, Some(250), 0.95);
+        assert_eq!(judge(&s, &obs("a", Some(0.2), Outcome::Ok, None)), Some(true));
+        assert_eq!(judge(&s, &obs("a", Some(0.25), Outcome::Ok, None)), Some(true));
+        assert_eq!(judge(&s, &obs("a", Some(0.251), Outcome::Ok, None)), Some(false));
+        assert_eq!(judge(&s, &obs("a", Some(0.1), Outcome::Error(ErrorClass::HttpStatus), None)), Some(false));
+        assert_eq!(judge(&s, &obs("a", None, Outcome::Error(ErrorClass::Timeout), None)), Some(false));
+        // A failed check still delivered the answer in time.
+        assert_eq!(judge(&s, &obs("a", Some(0.1), Outcome::CheckFailed, None)), Some(true));
+    }
+
+    #[test]
+    fn ratio_slo_ignores_runs_where_it_does_not_apply() {
+        let s = slo(Sli::SchemaValid, None, 0.5);
+        assert_eq!(judge(&s, &obs("a", None, Outcome::Error(ErrorClass::Connect), None)), None);
+        assert_eq!(judge(&s, &obs("a", None, Outcome::Ok, Some(false))), Some(false));
+    }
+
+    #[test]
+    fn per_slice_verdicts_catch_a_collapsed_slice_the_aggregate_hides() {
+        let suite_slo = slo(Sli::TimeToCompletion, Some(250), 0.9);
+        let mut observations = Vec::new();
+        for _ in 0..19 {
+            observations.push(obs("fast", Some(0.1), Outcome::Ok, None));
+        }
+        observations.push(obs("slow", Some(0.5), Outcome::Ok, None));
+        observations.push(obs("slow", Some(0.6), Outcome::Ok, None));
+        let suite = Suite {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            labels: Default::default(),
+            defaults: crate::suite::Defaults {
+                timeout: Duration::from_secs(1),
+                runs: 1,
+                concurrency: 1,
+                schedule: None,
+                max_body: 1,
+            },
+            endpoints: Default::default(),
+            probes: vec![],
+            slos: vec![suite_slo],
+        };
+        let v = evaluate(&suite, &observations);
+        let all = v.iter().find(|v| v.slice == "*").unwrap();
+        assert_eq!((all.good, all.total, all.met), (19, 21, true));
+        let slow = v.iter().find(|v| v.slice == "slow").unwrap();
+        assert_eq!((slow.good, slow.total, slow.met), (0, 2, false));
+        let fast = v.iter().find(|v| v.slice == "fast").unwrap();
+        assert!(fast.met);
+    }
+}

@@ -1,0 +1,179 @@
+//! Stage two's result: a validated suite with compiled paths, regexes and schemas, ready to run.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use regex::Regex;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use serde_json_path::JsonPath;
+
+use crate::check::extract::{Extractor, Matcher};
+use crate::measure::sli::Sli;
+
+/// The wire protocol of an endpoint; one driver each.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Protocol {
+    HttpJson,
+    OpenaiChat,
+    OpenaiResponses,
+    AnthropicMessages,
+    WsOpus,
+    Realtime,
+    Job,
+}
+
+impl Protocol {
+    pub const ALL: &'static [Protocol] = &[
+        Protocol::HttpJson,
+        Protocol::OpenaiChat,
+        Protocol::OpenaiResponses,
+        Protocol::AnthropicMessages,
+        Protocol::WsOpus,
+        Protocol::Realtime,
+        Protocol::Job,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::HttpJson => "http-json",
+            Protocol::OpenaiChat => "openai-chat",
+            Protocol::OpenaiResponses => "openai-responses",
+            Protocol::AnthropicMessages => "anthropic-messages",
+            Protocol::WsOpus => "ws-opus",
+            Protocol::Realtime => "realtime",
+            Protocol::Job => "job",
+        }
+    }
+
+    /// Whether this build has a driver for the protocol.
+    pub fn implemented(self) -> bool {
+        matches!(self, Protocol::HttpJson)
+    }
+}
+
+/// A validated suite.
+#[derive(Debug, Clone)]
+pub struct Suite {
+    pub name: String,
+    pub file: PathBuf,
+    pub labels: BTreeMap<String, String>,
+    pub defaults: Defaults,
+    pub endpoints: BTreeMap<String, Arc<Endpoint>>,
+    pub probes: Vec<Probe>,
+    pub slos: Vec<Slo>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Defaults {
+    pub timeout: Duration,
+    pub runs: u32,
+    pub concurrency: usize,
+    pub schedule: Option<String>,
+    pub max_body: u64,
+}
+
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_MAX_BODY: u64 = 16 * 1024 * 1024;
+pub const DEFAULT_CONCURRENCY: usize = 8;
+pub const DEFAULT_STALL: Duration = Duration::from_secs(1);
+pub const DEFAULT_WINDOW: Duration = Duration::from_secs(30 * 86400);
+
+/// One endpoint: where and how to send a request, and how to read the response.
+#[derive(Debug, Clone)]
+pub struct Endpoint {
+    pub name: String,
+    pub protocol: Protocol,
+    pub url: String,
+    pub method: http::Method,
+    /// Header values may be secrets: never print them.
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    pub model: Option<String>,
+    pub tier: Option<TierSpec>,
+    pub fallback: Option<Matcher>,
+    pub cache: Option<Matcher>,
+    pub escalation: Option<Matcher>,
+    pub schema: Option<Schema>,
+    pub answer: Option<Extractor>,
+    pub timeout: Duration,
+    pub max_body: u64,
+}
+
+/// A compiled JSON schema and the file it came from.
+#[derive(Clone)]
+pub struct Schema {
+    pub path: PathBuf,
+    pub validator: Arc<jsonschema::Validator>,
+}
+
+impl std::fmt::Debug for Schema {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Schema({})", self.path.display())
+    }
+}
+
+/// Where the serving tier is read, and which tiers count as primary.
+#[derive(Debug, Clone)]
+pub struct TierSpec {
+    pub extractor: Extractor,
+    pub primary: Vec<String>,
+}
+
+/// A probe: an endpoint and a golden set.
+#[derive(Debug, Clone)]
+pub struct Probe {
+    pub name: String,
+    pub endpoint: String,
+    pub golden: PathBuf,
+    pub cases: Vec<Case>,
+    pub stall: Duration,
+    pub timeout: Duration,
+    pub runs: u32,
+}
+
+/// One golden case.
+#[derive(Debug, Clone)]
+pub struct Case {
+    pub id: String,
+    pub slice: String,
+    pub input: Value,
+    pub expect: Expect,
+    /// 1-based line in the golden file.
+    pub line: usize,
+}
+
+/// The compiled `expect` of a case. Every present key must hold.
+#[derive(Debug, Clone, Default)]
+pub struct Expect {
+    pub equals: Option<Value>,
+    pub contains: Vec<String>,
+    pub contains_any: Vec<String>,
+    pub regex: Option<Regex>,
+    pub not_regex: Option<Regex>,
+    pub json: Vec<(String, JsonPath, Value)>,
+    pub schema: Option<Schema>,
+    pub min_chars: Option<usize>,
+    pub max_chars: Option<usize>,
+    pub not_escalated: Option<bool>,
+    pub fresh: Option<bool>,
+    pub transcript_contains: Vec<String>,
+    pub tier: Vec<String>,
+}
+
+/// One SLO.
+#[derive(Debug, Clone)]
+pub struct Slo {
+    pub name: String,
+    pub probe: String,
+    pub sli: Sli,
+    /// For latency SLIs: a run is good when its value is at most this.
+    pub threshold: Option<Duration>,
+    /// Share of good runs required, in (0, 1].
+    pub objective: f64,
+    pub window: Duration,
+    pub per_slice: bool,
+    pub description: Option<String>,
+}

@@ -1,0 +1,142 @@
+//! Stage one of suite loading: serde structs that mirror the file and deny unknown keys.
+//! Types are checked here; meaning (references, protocol requirements, compiled paths and
+//! schemas) is checked by `validate`.
+
+use std::collections::BTreeMap;
+
+use serde::Deserialize;
+use serde_json::Value;
+
+use super::units::{ByteSize, Dur, OneOrMany, Percent};
+use super::Protocol;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSuite {
+    pub suite: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub defaults: RawDefaults,
+    pub endpoints: BTreeMap<String, RawEndpoint>,
+    #[serde(default)]
+    pub probes: Vec<RawProbe>,
+    #[serde(default)]
+    pub slos: Vec<RawSlo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDefaults {
+    pub timeout: Option<Dur>,
+    pub runs: Option<u32>,
+    pub concurrency: Option<u32>,
+    pub schedule: Option<String>,
+    pub max_body: Option<ByteSize>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEndpoint {
+    pub protocol: Protocol,
+    pub url: Option<String>,
+    pub method: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    pub model: Option<String>,
+    pub tier: Option<RawExtractor>,
+    pub fallback: Option<RawMatcher>,
+    pub cache: Option<RawMatcher>,
+    pub escalation: Option<RawMatcher>,
+    pub schema: Option<String>,
+    pub answer: Option<RawExtractor>,
+    pub timeout: Option<Dur>,
+    pub max_body: Option<ByteSize>,
+    // Keys of the streaming, voice and job protocols (their drivers validate them).
+    pub start: Option<Value>,
+    pub transcript: Option<Value>,
+    pub done: Option<Value>,
+    pub audio_format: Option<String>,
+    pub container: Option<String>,
+    pub submit: Option<Value>,
+    pub id: Option<Value>,
+    pub poll: Option<Value>,
+}
+
+/// `{json: PATH}` or `{header: NAME}`; `primary` lists the primary tiers (for `tier_primary`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExtractor {
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub primary: Option<OneOrMany>,
+}
+
+/// `{json: PATH | header: NAME, equals: VALUE | hit: VALUE | regex: RE}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMatcher {
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub equals: Option<Value>,
+    pub hit: Option<Value>,
+    pub regex: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawProbe {
+    pub name: String,
+    pub endpoint: String,
+    pub golden: String,
+    pub stall: Option<Dur>,
+    pub freshness: Option<Value>,
+    pub timeout: Option<Dur>,
+    pub runs: Option<u32>,
+    pub schedule: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSlo {
+    pub name: String,
+    pub probe: String,
+    pub sli: String,
+    pub threshold: Option<Dur>,
+    pub objective: Percent,
+    pub window: Option<Dur>,
+    #[serde(default)]
+    pub per_slice: bool,
+    pub description: Option<String>,
+}
+
+/// One golden case (a JSONL line).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCase {
+    pub id: String,
+    pub slice: Option<String>,
+    #[serde(default)]
+    pub input: Value,
+    #[serde(default)]
+    pub expect: RawExpect,
+    pub description: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExpect {
+    pub equals: Option<Value>,
+    pub contains: Option<OneOrMany>,
+    pub contains_any: Option<OneOrMany>,
+    pub regex: Option<String>,
+    pub not_regex: Option<String>,
+    pub json: Option<BTreeMap<String, Value>>,
+    pub schema: Option<String>,
+    pub min_chars: Option<usize>,
+    pub max_chars: Option<usize>,
+    pub not_escalated: Option<bool>,
+    pub fresh: Option<bool>,
+    pub transcript_contains: Option<OneOrMany>,
+    pub tier: Option<OneOrMany>,
+}

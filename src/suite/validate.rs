@@ -1,0 +1,846 @@
+//! Stage two of suite loading: typed deserialization item by item, collecting every error,
+//! then the validation pass (references, protocol requirements, compiled paths, regexes and
+//! schemas). Every error names file, line, column and field, and says what would be valid.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use regex::Regex;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+
+use super::diag::{list, suggest, Diagnostic};
+use super::golden;
+use super::interp::{interpolate_tree, Env};
+use super::model::*;
+use super::raw::*;
+use super::yaml::{self, path_string, Node, Seg};
+use crate::check::extract::{compile_path, Cond, Extractor, Matcher, Source};
+use crate::measure::sli::{Sli, SliKind};
+
+/// Label names canary sets itself; a suite's constant labels must not reuse them.
+pub const RESERVED_LABELS: &[&str] = &[
+    "region", "suite", "endpoint", "probe", "slice", "tier", "status", "check", "outcome", "slo", "good",
+    "le", "job", "instance", "sli", "kind",
+];
+
+const TOP_KEYS: &[&str] = &["suite", "labels", "defaults", "endpoints", "probes", "slos"];
+
+/// Loading context: the file, its tree and the errors found so far.
+pub(crate) struct Ctx<'a> {
+    pub file: &'a Path,
+    pub tree: &'a Node,
+    pub diags: Vec<Diagnostic>,
+}
+
+impl Ctx<'_> {
+    fn err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+        let pos = self.tree.pos_at(path);
+        self.diags
+            .push(Diagnostic::new(self.file, Some(pos), path_string(path), message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn key_err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+        let pos = self.tree.key_pos_at(path);
+        self.diags
+            .push(Diagnostic::new(self.file, Some(pos), path_string(path), message));
+        self.diags.last_mut().expect("just pushed")
+    }
+
+    fn dir(&self) -> PathBuf {
+        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+    }
+}
+
+fn p(prefix: &[Seg], more: &[Seg]) -> Vec<Seg> {
+    let mut v = prefix.to_vec();
+    v.extend_from_slice(more);
+    v
+}
+
+fn k(s: &str) -> Seg {
+    Seg::Key(s.to_string())
+}
+
+/// Loads and validates one suite file.
+pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> {
+    let src = std::fs::read_to_string(file).map_err(|e| {
+        vec![Diagnostic::new(file, None, "(file)", format!("cannot read suite: {e}"))]
+    })?;
+    let mut tree = yaml::parse(&src).map_err(|e| {
+        vec![Diagnostic::new(file, Some(e.pos), "(syntax)", format!("invalid YAML: {}", e.message))]
+    })?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let interp_errors = interpolate_tree(&mut tree, env, &base);
+    let mut ctx = Ctx {
+        file,
+        tree: &tree,
+        diags: Vec::new(),
+    };
+    let mut dups = Vec::new();
+    tree.duplicate_keys(&mut Vec::new(), &mut dups);
+    for (path, pos) in dups {
+        ctx.diags.push(
+            Diagnostic::new(file, Some(pos), path_string(&path), "duplicate key")
+                .hint("each key may appear once; the later value would silently win"),
+        );
+    }
+    for e in interp_errors {
+        ctx.diags
+            .push(Diagnostic::new(file, Some(e.pos), e.field, e.message).maybe_hint(e.hint));
+    }
+    let suite = build(&mut ctx);
+    let mut diags = ctx.diags;
+    diags.sort_by_key(|d| (d.file.clone(), d.pos.map(|p| (p.line, p.col))));
+    match suite {
+        Some(s) if diags.is_empty() => Ok(s),
+        _ => Err(diags),
+    }
+}
+
+/// Deserializes `value` as `T`, reporting every key that is unknown or of the wrong type
+/// (each is removed and deserialization retried), then any missing required key.
+pub(crate) fn collect<T: DeserializeOwned>(mut value: Value, prefix: &[Seg], ctx: &mut Ctx) -> Option<T> {
+    let mut removed: Vec<Vec<Seg>> = Vec::new();
+    for _ in 0..64 {
+        let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
+            // Keys removed above were reported; the rest is still worth validating.
+            Ok(t) => return Some(t),
+            Err(e) => e,
+        };
+        let mut path: Vec<Seg> = prefix.to_vec();
+        let mut rel: Vec<Seg> = Vec::new();
+        for seg in err.path().iter() {
+            match seg {
+                serde_path_to_error::Segment::Map { key } => rel.push(Seg::Key(key.clone())),
+                serde_path_to_error::Segment::Seq { index } => rel.push(Seg::Index(*index)),
+                _ => {}
+            }
+        }
+        let msg = err.inner().to_string();
+        if let Some(field) = between(&msg, "unknown field `", "`") {
+            if rel.last() != Some(&Seg::Key(field.clone())) {
+                rel.push(Seg::Key(field.clone()));
+            }
+            path.extend(rel.iter().cloned());
+            let expected = backticked_after(&msg, "expected");
+            let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+            let hint = if names.is_empty() {
+                "this map takes no keys".to_string()
+            } else {
+                suggest(&field, &names)
+            };
+            ctx.key_err(&path, format!("unknown key `{field}`")).hint = Some(hint);
+        } else if let Some(field) = between(&msg, "missing field `", "`") {
+            let mut full = p(&path, &rel);
+            full.push(Seg::Key(field.clone()));
+            if !removed.contains(&full) {
+                path.extend(rel.iter().cloned());
+                ctx.err(&path, format!("missing required key `{field}`"));
+            }
+            return None;
+        } else if let Some(variant) = between(&msg, "unknown variant `", "`") {
+            path.extend(rel.iter().cloned());
+            let expected = backticked_after(&msg, "expected");
+            let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+            let hint = match super::diag::nearest(&variant, names.iter().copied()) {
+                Some(n) => format!("did you mean `{n}`? valid: {}", list(&names)),
+                None => format!("valid: {}", list(&names)),
+            };
+            ctx.err(&path, format!("unknown value `{variant}`")).hint = Some(hint);
+        } else {
+            path.extend(rel.iter().cloned());
+            ctx.err(&path, humanize(&msg));
+        }
+        if rel.is_empty() || !remove_at(&mut value, &rel) {
+            return None;
+        }
+        removed.push(path);
+    }
+    None
+}
+
+fn humanize(msg: &str) -> String {
+    msg.replace("invalid type: ", "wrong type: ")
+}
+
+fn between(s: &str, start: &str, end: &str) -> Option<String> {
+    let i = s.find(start)? + start.len();
+    let j = s[i..].find(end)? + i;
+    Some(s[i..j].to_string())
+}
+
+fn backticked_after(s: &str, marker: &str) -> Vec<String> {
+    let Some(i) = s.find(marker) else { return vec![] };
+    s[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
+}
+
+fn remove_at(value: &mut Value, path: &[Seg]) -> bool {
+    let Some((last, parent)) = path.split_last() else {
+        return false;
+    };
+    let mut cur = value;
+    for seg in parent {
+        cur = match (seg, cur) {
+            (Seg::Key(k), Value::Object(m)) => match m.get_mut(k) {
+                Some(v) => v,
+                None => return false,
+            },
+            (Seg::Index(i), Value::Array(a)) => match a.get_mut(*i) {
+                Some(v) => v,
+                None => return false,
+            },
+            _ => return false,
+        };
+    }
+    match (last, cur) {
+        (Seg::Key(k), Value::Object(m)) => m.remove(k).is_some(),
+        (Seg::Index(i), Value::Array(a)) if *i < a.len() => {
+            a.remove(*i);
+            true
+        }
+        _ => false,
+    }
+}
+
+fn build(ctx: &mut Ctx) -> Option<Suite> {
+    let root = ctx.tree.to_json();
+    let Value::Object(top) = root else {
+        ctx.err(&[], "a suite must be a YAML map").hint =
+            Some("start with `suite: NAME`, then `endpoints:`, `probes:` and `slos:`".into());
+        return None;
+    };
+    for key in top.keys() {
+        if !TOP_KEYS.contains(&key.as_str()) {
+            ctx.key_err(&[k(key)], format!("unknown key `{key}`")).hint = Some(suggest(key, TOP_KEYS));
+        }
+    }
+    let name = match top.get("suite") {
+        Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
+        Some(_) => {
+            ctx.err(&[k("suite")], "`suite` must be a non-empty string").hint =
+                Some("e.g. `suite: assistant`; it becomes the `suite` label".into());
+            None
+        }
+        None => {
+            ctx.err(&[], "missing required key `suite`").hint =
+                Some("e.g. `suite: assistant`; it becomes the `suite` label".into());
+            None
+        }
+    };
+    let labels = top
+        .get("labels")
+        .and_then(|v| collect::<BTreeMap<String, String>>(v.clone(), &[k("labels")], ctx))
+        .unwrap_or_default();
+    for lname in labels.keys() {
+        let path = [k("labels"), k(lname)];
+        if !is_label_name(lname) {
+            ctx.key_err(&path, format!("`{lname}` is not a valid Prometheus label name")).hint =
+                Some("use letters, digits and _, not starting with a digit".into());
+        } else if RESERVED_LABELS.contains(&lname.as_str()) {
+            ctx.key_err(&path, format!("label `{lname}` is set by canary itself")).hint =
+                Some(format!("reserved: {}", list(RESERVED_LABELS)));
+        }
+    }
+    let defaults = build_defaults(top.get("defaults"), ctx);
+
+    let mut endpoints = BTreeMap::new();
+    // Names of endpoints that exist even if invalid, so references to them do not also fail.
+    let mut endpoint_names: Vec<String> = Vec::new();
+    let mut endpoint_protocols: BTreeMap<String, Protocol> = BTreeMap::new();
+    match top.get("endpoints") {
+        Some(Value::Object(map)) => {
+            if map.is_empty() {
+                ctx.err(&[k("endpoints")], "no endpoints defined").hint =
+                    Some("define at least one, e.g. `endpoints: { mapper: { protocol: http-json, url: ... } }`".into());
+            }
+            for (ename, v) in map {
+                endpoint_names.push(ename.clone());
+                let path = [k("endpoints"), k(ename)];
+                if let Some(raw) = collect::<RawEndpoint>(v.clone(), &path, ctx) {
+                    endpoint_protocols.insert(ename.clone(), raw.protocol);
+                    if let Some(ep) = build_endpoint(ename, raw, &defaults, &path, ctx) {
+                        endpoints.insert(ename.clone(), Arc::new(ep));
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            ctx.err(&[k("endpoints")], "`endpoints` must be a map of name -> endpoint");
+        }
+        None => {
+            ctx.err(&[], "missing required key `endpoints`").hint =
+                Some("e.g. `endpoints: { mapper: { protocol: http-json, url: ... } }`".into());
+        }
+    }
+
+    let mut probes = Vec::new();
+    let mut probe_names: Vec<String> = Vec::new();
+    let mut probe_endpoint: BTreeMap<String, String> = BTreeMap::new();
+    match top.get("probes") {
+        Some(Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                let path = [k("probes"), Seg::Index(i)];
+                if let Some(n) = v.get("name").and_then(Value::as_str) {
+                    if probe_names.iter().any(|x| x == n) {
+                        ctx.err(&p(&path, &[k("name")]), format!("duplicate probe name `{n}`")).hint =
+                            Some("probe names must be unique within a suite".into());
+                    }
+                    probe_names.push(n.to_string());
+                    if let Some(e) = v.get("endpoint").and_then(Value::as_str) {
+                        probe_endpoint.insert(n.to_string(), e.to_string());
+                    }
+                }
+                if let Some(raw) = collect::<RawProbe>(v.clone(), &path, ctx) {
+                    if let Some(pr) = build_probe(raw, &defaults, &endpoints, &endpoint_names, &path, ctx) {
+                        probes.push(pr);
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            ctx.err(&[k("probes")], "`probes` must be a list").hint =
+                Some("e.g. `probes: [{ name: map, endpoint: mapper, golden: ../golden/x.jsonl }]`".into());
+        }
+        None => {}
+    }
+    if probe_names.is_empty() && ctx.diags.is_empty() {
+        ctx.err(&[], "no probes defined").hint =
+            Some("add `probes:` with at least one `{name, endpoint, golden}`".into());
+    }
+
+    let mut slos = Vec::new();
+    let mut slo_names = HashSet::new();
+    match top.get("slos") {
+        Some(Value::Array(items)) => {
+            for (i, v) in items.iter().enumerate() {
+                let path = [k("slos"), Seg::Index(i)];
+                if let Some(raw) = collect::<RawSlo>(v.clone(), &path, ctx) {
+                    if !slo_names.insert(raw.name.clone()) {
+                        ctx.err(&p(&path, &[k("name")]), format!("duplicate SLO name `{}`", raw.name));
+                    }
+                    let names: Vec<&str> = probe_names.iter().map(String::as_str).collect();
+                    if let Some(slo) = build_slo(raw, &probes, &names, &probe_endpoint, &endpoint_protocols, &endpoints, &path, ctx) {
+                        slos.push(slo);
+                    }
+                }
+            }
+        }
+        Some(_) => {
+            ctx.err(&[k("slos")], "`slos` must be a list");
+        }
+        None => {}
+    }
+
+    Some(Suite {
+        name: name?,
+        file: ctx.file.to_path_buf(),
+        labels,
+        defaults,
+        endpoints,
+        probes,
+        slos,
+    })
+}
+
+fn is_label_name(s: &str) -> bool {
+    let mut chars = s.chars();
+    matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !s.starts_with("__")
+}
+
+fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
+    let path = [k("defaults")];
+    let raw = v
+        .and_then(|v| collect::<RawDefaults>(v.clone(), &path, ctx))
+        .unwrap_or_default();
+    let mut d = Defaults {
+        timeout: raw.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
+        runs: raw.runs.unwrap_or(1),
+        concurrency: raw.concurrency.map(|c| c as usize).unwrap_or(DEFAULT_CONCURRENCY),
+        schedule: raw.schedule.clone(),
+        max_body: raw.max_body.map(|b| b.0).unwrap_or(DEFAULT_MAX_BODY),
+    };
+    if d.timeout.is_zero() {
+        ctx.err(&p(&path, &[k("timeout")]), "timeout must be more than zero").hint = Some("e.g. 30s".into());
+        d.timeout = DEFAULT_TIMEOUT;
+    }
+    if d.runs == 0 {
+        ctx.err(&p(&path, &[k("runs")]), "runs must be at least 1");
+    }
+    if d.concurrency == 0 {
+        ctx.err(&p(&path, &[k("concurrency")]), "concurrency must be at least 1");
+    }
+    if d.max_body == 0 {
+        ctx.err(&p(&path, &[k("max_body")]), "max_body must be more than zero").hint = Some("e.g. 16MiB".into());
+    }
+    if let Some(s) = &raw.schedule {
+        if let Err(e) = check_cron(s) {
+            ctx.err(&p(&path, &[k("schedule")]), e).hint =
+                Some("5 or 6 fields, e.g. \"*/5 * * * *\" (every 5 minutes)".into());
+        }
+    }
+    d
+}
+
+/// A light check of cron syntax (field count and characters); `serve` parses it fully.
+fn check_cron(s: &str) -> Result<(), String> {
+    let fields: Vec<&str> = s.split_whitespace().collect();
+    if !(5..=6).contains(&fields.len()) {
+        return Err(format!("schedule `{s}` has {} fields", fields.len()));
+    }
+    for f in fields {
+        if !f
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
+        {
+            return Err(format!("schedule field `{f}` has characters cron does not use"));
+        }
+    }
+    Ok(())
+}
+
+const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
+
+fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg], ctx: &mut Ctx) -> Option<Endpoint> {
+    let before = ctx.diags.len();
+    if !name
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+        || name.is_empty()
+    {
+        ctx.key_err(path, format!("endpoint name `{name}` has characters that are unsafe in a label")).hint =
+            Some("use letters, digits, `_`, `-` and `.`".into());
+    }
+    let proto = raw.protocol;
+    let url_path = p(path, &[k("url")]);
+    let (schemes, needs_url): (&[&str], bool) = match proto {
+        Protocol::HttpJson | Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
+            (&["http", "https"], true)
+        }
+        Protocol::WsOpus | Protocol::Realtime => (&["ws", "wss"], true),
+        Protocol::Job => (&["http", "https"], false),
+    };
+    let url = raw.url.clone().unwrap_or_default();
+    if needs_url {
+        match &raw.url {
+            None => {
+                ctx.err(path, format!("missing required key `url` for protocol `{}`", proto.as_str())).hint =
+                    Some(format!("e.g. `url: \"{}://127.0.0.1:7070/...\"`", schemes[0]));
+            }
+            Some(u) => {
+                if let Err(e) = check_url(u, schemes) {
+                    ctx.err(&url_path, e).hint = Some(format!("scheme must be {}", list(schemes)));
+                }
+            }
+        }
+    }
+    if proto == Protocol::Job {
+        for (key, val) in [("submit", &raw.submit), ("poll", &raw.poll), ("done", &raw.done)] {
+            if val.is_none() {
+                ctx.err(path, format!("missing required key `{key}` for protocol `job`"));
+            }
+        }
+    }
+    let method = match raw.method.as_deref() {
+        None => http::Method::POST,
+        Some(m) => {
+            let upper = m.to_ascii_uppercase();
+            if HTTP_METHODS.contains(&upper.as_str()) {
+                http::Method::from_bytes(upper.as_bytes()).unwrap_or(http::Method::POST)
+            } else {
+                ctx.err(&p(path, &[k("method")]), format!("unknown HTTP method `{m}`")).hint =
+                    Some(format!("valid: {}", list(HTTP_METHODS)));
+                http::Method::POST
+            }
+        }
+    };
+    let mut headers = Vec::new();
+    for (hname, hval) in &raw.headers {
+        let hpath = p(path, &[k("headers"), k(hname)]);
+        let Ok(n) = http::HeaderName::from_bytes(hname.as_bytes()) else {
+            ctx.key_err(&hpath, format!("`{hname}` is not a valid HTTP header name"));
+            continue;
+        };
+        if crate::secret::is_sensitive_header(hname) {
+            crate::secret::register(hval);
+        }
+        match http::HeaderValue::from_str(hval) {
+            Ok(mut v) => {
+                if crate::secret::is_sensitive_header(hname) {
+                    v.set_sensitive(true);
+                }
+                headers.push((n, v))
+            }
+            Err(_) => {
+                ctx.err(&hpath, "header value has characters HTTP does not allow (newline or control character)");
+            }
+        }
+    }
+    let tier = raw.tier.and_then(|t| {
+        let tpath = p(path, &[k("tier")]);
+        let source = source_of(t.json.as_deref(), t.header.as_deref(), &tpath, ctx)?;
+        Some(TierSpec {
+            extractor: Extractor { source },
+            primary: t.primary.map(|p| p.0).unwrap_or_default(),
+        })
+    });
+    let answer = raw.answer.and_then(|a| {
+        let apath = p(path, &[k("answer")]);
+        if a.primary.is_some() {
+            ctx.err(&p(&apath, &[k("primary")]), "`primary` belongs to `tier`, not `answer`");
+        }
+        Some(Extractor {
+            source: source_of(a.json.as_deref(), a.header.as_deref(), &apath, ctx)?,
+        })
+    });
+    let fallback = raw.fallback.and_then(|m| matcher(m, &p(path, &[k("fallback")]), ctx));
+    let cache = raw.cache.and_then(|m| matcher(m, &p(path, &[k("cache")]), ctx));
+    let escalation = raw.escalation.and_then(|m| matcher(m, &p(path, &[k("escalation")]), ctx));
+    let schema = raw.schema.as_deref().and_then(|s| {
+        let dir = ctx.dir();
+        match load_schema(&dir, s) {
+            Ok(sc) => Some(sc),
+            Err((msg, hint)) => {
+                ctx.err(&p(path, &[k("schema")]), msg).hint = Some(hint);
+                None
+            }
+        }
+    });
+    let timeout = raw.timeout.map(|d| d.0).unwrap_or(defaults.timeout);
+    if timeout.is_zero() {
+        ctx.err(&p(path, &[k("timeout")]), "timeout must be more than zero");
+    }
+    let max_body = raw.max_body.map(|b| b.0).unwrap_or(defaults.max_body);
+    if max_body == 0 {
+        ctx.err(&p(path, &[k("max_body")]), "max_body must be more than zero");
+    }
+    if let Some(fmt) = &raw.audio_format {
+        const FORMATS: &[&str] = &["pcm16", "pcmu", "pcma", "g711_ulaw", "g711_alaw"];
+        if !FORMATS.contains(&fmt.as_str()) {
+            ctx.err(&p(path, &[k("audio_format")]), format!("unknown audio format `{fmt}`")).hint =
+                Some(suggest(fmt, FORMATS));
+        }
+    }
+    if let Some(c) = &raw.container {
+        const CONTAINERS: &[&str] = &["raw", "ogg"];
+        if !CONTAINERS.contains(&c.as_str()) {
+            ctx.err(&p(path, &[k("container")]), format!("unknown container `{c}`")).hint =
+                Some(format!("valid: {}", list(CONTAINERS)));
+        }
+    }
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(Endpoint {
+        name: name.to_string(),
+        protocol: proto,
+        url,
+        method,
+        headers,
+        model: raw.model,
+        tier,
+        fallback,
+        cache,
+        escalation,
+        schema,
+        answer,
+        timeout,
+        max_body,
+    })
+}
+
+fn check_url(u: &str, schemes: &[&str]) -> Result<(), String> {
+    let shown = crate::secret::redact(u);
+    let uri: http::Uri = u
+        .parse()
+        .map_err(|e| format!("`{shown}` is not a valid URL: {e}"))?;
+    let scheme = uri.scheme_str().unwrap_or("");
+    if !schemes.contains(&scheme) {
+        return Err(if scheme.is_empty() {
+            format!("`{shown}` has no scheme")
+        } else {
+            format!("`{shown}` has scheme `{scheme}`")
+        });
+    }
+    if uri.host().is_none_or(str::is_empty) {
+        return Err(format!("`{shown}` has no host"));
+    }
+    Ok(())
+}
+
+fn source_of(json: Option<&str>, header: Option<&str>, path: &[Seg], ctx: &mut Ctx) -> Option<Source> {
+    match (json, header) {
+        (Some(j), None) => match Source::json(j) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                ctx.err(&p(path, &[k("json")]), e);
+                None
+            }
+        },
+        (None, Some(h)) => match Source::header(h) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                ctx.err(&p(path, &[k("header")]), e);
+                None
+            }
+        },
+        (Some(_), Some(_)) => {
+            ctx.err(path, "give either `json` or `header`, not both");
+            None
+        }
+        (None, None) => {
+            ctx.err(path, "missing where to read the value").hint =
+                Some("add `json: \"$.path\"` or `header: name`".into());
+            None
+        }
+    }
+}
+
+fn matcher(m: RawMatcher, path: &[Seg], ctx: &mut Ctx) -> Option<Matcher> {
+    let source = source_of(m.json.as_deref(), m.header.as_deref(), path, ctx);
+    let conds = [m.equals.is_some(), m.hit.is_some(), m.regex.is_some()]
+        .iter()
+        .filter(|b| **b)
+        .count();
+    if conds > 1 {
+        ctx.err(path, "give at most one of `equals`, `hit` and `regex`");
+        return None;
+    }
+    let cond = if let Some(v) = m.equals.or(m.hit) {
+        Cond::Equals(v)
+    } else if let Some(r) = m.regex {
+        match Regex::new(&r) {
+            Ok(re) => Cond::Regex(re),
+            Err(e) => {
+                ctx.err(&p(path, &[k("regex")]), format!("invalid regex: {e}"));
+                return None;
+            }
+        }
+    } else {
+        Cond::Truthy
+    };
+    Some(Matcher { source: source?, cond })
+}
+
+/// Reads and compiles a JSON schema file relative to `dir`.
+pub(crate) fn load_schema(dir: &Path, rel: &str) -> Result<Schema, (String, String)> {
+    let path = dir.join(rel);
+    let text = std::fs::read_to_string(&path).map_err(|e| {
+        (
+            format!("cannot read schema `{}`: {e}", path.display()),
+            "paths are relative to the file that names them".into(),
+        )
+    })?;
+    let json: Value = serde_json::from_str(&text).map_err(|e| {
+        (
+            format!("schema `{}` is not valid JSON: {e}", path.display()),
+            "a JSON Schema document (draft 4, 6, 7, 2019-09 or 2020-12)".into(),
+        )
+    })?;
+    let validator = jsonschema::validator_for(&json).map_err(|e| {
+        (
+            format!("schema `{}` is not a valid JSON Schema: {e}", path.display()),
+            "a JSON Schema document (draft 4, 6, 7, 2019-09 or 2020-12)".into(),
+        )
+    })?;
+    Ok(Schema {
+        path,
+        validator: Arc::new(validator),
+    })
+}
+
+fn build_probe(
+    raw: RawProbe,
+    defaults: &Defaults,
+    endpoints: &BTreeMap<String, Arc<Endpoint>>,
+    endpoint_names: &[String],
+    path: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<Probe> {
+    let before = ctx.diags.len();
+    if raw.name.trim().is_empty() {
+        ctx.err(&p(path, &[k("name")]), "probe name must not be empty");
+    }
+    let endpoint = endpoints.get(&raw.endpoint).cloned();
+    if !endpoint_names.contains(&raw.endpoint) {
+        let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
+        ctx.err(&p(path, &[k("endpoint")]), format!("unknown endpoint `{}`", raw.endpoint)).hint =
+            Some(suggest(&raw.endpoint, &names));
+    }
+    let stall = raw.stall.map(|d| d.0).unwrap_or(DEFAULT_STALL);
+    if stall.is_zero() {
+        ctx.err(&p(path, &[k("stall")]), "stall must be more than zero").hint = Some("e.g. 1s".into());
+    }
+    let timeout = raw
+        .timeout
+        .map(|d| d.0)
+        .or(endpoint.as_ref().map(|e| e.timeout))
+        .unwrap_or(defaults.timeout);
+    if timeout.is_zero() {
+        ctx.err(&p(path, &[k("timeout")]), "timeout must be more than zero");
+    }
+    let runs = raw.runs.unwrap_or(defaults.runs);
+    if runs == 0 {
+        ctx.err(&p(path, &[k("runs")]), "runs must be at least 1");
+    }
+    if let Some(s) = &raw.schedule {
+        if let Err(e) = check_cron(s) {
+            ctx.err(&p(path, &[k("schedule")]), e);
+        }
+    }
+    if let Some(f) = &raw.freshness {
+        let ok = f
+            .get("truth")
+            .and_then(Value::as_object)
+            .is_some_and(|t| t.contains_key("url") && t.contains_key("value"));
+        if !ok {
+            ctx.err(&p(path, &[k("freshness")]), "freshness needs `truth: {url, value, updated_at}`");
+        }
+    }
+    let golden_path = ctx.dir().join(&raw.golden);
+    let cases = match golden::load(&golden_path) {
+        Ok((raws, line_diags)) => {
+            ctx.diags.extend(line_diags);
+            let mut cases = Vec::new();
+            let mut ids = HashSet::new();
+            for (line, rc, line_text) in raws {
+                if !ids.insert(rc.id.clone()) {
+                    ctx.diags.push(
+                        Diagnostic::new(&golden_path, Some(golden::col_of(&line_text, line, "id")), "id", format!("duplicate case id `{}`", rc.id))
+                            .hint("case ids must be unique within a golden set"),
+                    );
+                }
+                let needs = golden::ProbeContext {
+                    endpoint: endpoint.as_deref(),
+                    has_freshness: raw.freshness.is_some(),
+                };
+                if let Some(c) = golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags) {
+                    cases.push(c);
+                }
+            }
+            if cases.is_empty() && ctx.diags.len() == before {
+                ctx.err(&p(path, &[k("golden")]), format!("golden set `{}` has no cases", golden_path.display())).hint =
+                    Some("one JSON object per line: {\"id\": ..., \"slice\": ..., \"input\": ..., \"expect\": ...}".into());
+            }
+            cases
+        }
+        Err(message) => {
+            ctx.err(&p(path, &[k("golden")]), message).hint = Some("paths are relative to the suite file".into());
+            Vec::new()
+        }
+    };
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(Probe {
+        name: raw.name,
+        endpoint: raw.endpoint,
+        golden: golden_path,
+        cases,
+        stall,
+        timeout,
+        runs,
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn build_slo(
+    raw: RawSlo,
+    probes: &[Probe],
+    probe_names: &[&str],
+    probe_endpoint: &BTreeMap<String, String>,
+    endpoint_protocols: &BTreeMap<String, Protocol>,
+    endpoints: &BTreeMap<String, Arc<Endpoint>>,
+    path: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<Slo> {
+    let before = ctx.diags.len();
+    let sli = Sli::parse(&raw.sli);
+    if sli.is_none() {
+        let names = Sli::names();
+        ctx.err(&p(path, &[k("sli")]), format!("unknown SLI `{}`", raw.sli)).hint = Some(suggest(&raw.sli, &names));
+    }
+    if !probe_names.contains(&raw.probe.as_str()) {
+        ctx.err(&p(path, &[k("probe")]), format!("unknown probe `{}`", raw.probe)).hint =
+            Some(suggest(&raw.probe, probe_names));
+    }
+    let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
+    if window < std::time::Duration::from_secs(3600) {
+        ctx.err(&p(path, &[k("window")]), "window must be at least 1h").hint =
+            Some("SLO windows are long, e.g. 30d or 28d; alert windows are derived from it".into());
+    }
+    if let Some(sli) = sli {
+        match (sli.kind(), raw.threshold) {
+            (SliKind::Latency, None) => {
+                ctx.err(path, format!("missing `threshold` for latency SLI `{sli}`")).hint =
+                    Some("e.g. `threshold: 800ms` with `objective: 95%` means p95 <= 800ms".into());
+            }
+            (SliKind::Latency, Some(t)) if t.0.is_zero() => {
+                ctx.err(&p(path, &[k("threshold")]), "threshold must be more than zero");
+            }
+            (SliKind::Ratio, Some(_)) => {
+                ctx.err(&p(path, &[k("threshold")]), format!("`{sli}` is a ratio SLI and takes no threshold")).hint =
+                    Some("the objective is the share of good runs, e.g. `objective: 99.5%`".into());
+            }
+            _ => {}
+        }
+        let endpoint_name = probe_endpoint.get(&raw.probe);
+        if let Some(proto) = endpoint_name.and_then(|e| endpoint_protocols.get(e)) {
+            if !Sli::produced_by(*proto).contains(&sli) {
+                let produced: Vec<&str> = Sli::produced_by(*proto).iter().map(|s| s.name()).collect();
+                ctx.err(&p(path, &[k("sli")]), format!("protocol `{}` does not produce `{sli}`", proto.as_str())).hint =
+                    Some(format!("it produces {}", list(&produced)));
+            }
+        }
+        if let Some(ep) = endpoint_name.and_then(|e| endpoints.get(e)) {
+            let probe = probes.iter().find(|p| p.name == raw.probe);
+            let any_case_schema = probe.is_some_and(|p| p.cases.iter().any(|c| c.expect.schema.is_some()));
+            let need: Option<(&str, &str)> = match sli {
+                Sli::SchemaValid if ep.schema.is_none() && !any_case_schema => Some(("schema", "schema: ../golden/x.schema.json")),
+                Sli::NotFallback if ep.fallback.is_none() => Some(("fallback", "fallback: { json: \"$.provenance\", equals: fallback }")),
+                Sli::CacheHit if ep.cache.is_none() => Some(("cache", "cache: { header: x-cache, hit: HIT }")),
+                Sli::NotEscalated if ep.escalation.is_none() => Some(("escalation", "escalation: { json: \"$.escalated\" }")),
+                Sli::TierPrimary if ep.tier.as_ref().is_none_or(|t| t.primary.is_empty()) => {
+                    Some(("tier.primary", "tier: { json: \"$.model\", primary: [big-model] }"))
+                }
+                _ => None,
+            };
+            if let Some((key, example)) = need {
+                ctx.err(&p(path, &[k("sli")]), format!("`{sli}` needs `{key}` on endpoint `{}`", ep.name)).hint =
+                    Some(format!("e.g. `{example}`"));
+            }
+        }
+    }
+    if ctx.diags.len() > before {
+        return None;
+    }
+    Some(Slo {
+        name: raw.name,
+        probe: raw.probe,
+        sli: sli?,
+        threshold: raw.threshold.map(|d| d.0),
+        objective: raw.objective.0,
+        window,
+        per_slice: raw.per_slice,
+        description: raw.description,
+    })
+}
+
+/// Compiles a regex for a golden `expect` key.
+pub(crate) fn compile_regex(s: &str) -> Result<Regex, String> {
+    Regex::new(s).map_err(|e| format!("invalid regex: {e}"))
+}
+
+/// Compiles a golden `expect.json` path.
+pub(crate) fn compile_expect_path(s: &str) -> Result<serde_json_path::JsonPath, String> {
+    compile_path(s)
+}

@@ -1,0 +1,241 @@
+//! The timeline: what arrived during one request and when, on one monotonic clock.
+//!
+//! A driver owns a [`Recorder`] for the length of one case run. It stamps each event the
+//! moment the bytes are handed to it (before any parsing) with [`Recorder::mark`]. Measures
+//! and checks are pure functions of the finished [`Timeline`].
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde::Serialize;
+
+/// A class of failure. The set is closed so that it is safe as a metric label.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorClass {
+    /// The case's hard deadline passed.
+    Timeout,
+    /// The host name did not resolve.
+    Dns,
+    /// The TCP connection could not be opened (refused, unreachable).
+    Connect,
+    /// The TLS handshake failed.
+    Tls,
+    /// The connection was reset or closed before the response was complete.
+    Reset,
+    /// The peer broke the protocol (malformed HTTP, unexpected frames).
+    Protocol,
+    /// A non-2xx status other than 429.
+    HttpStatus,
+    /// HTTP 429: the endpoint rate-limited the probe.
+    RateLimited,
+    /// The body was expected to be JSON and was not (or not UTF-8).
+    InvalidJson,
+    /// The body exceeded the configured cap.
+    BodyTooLarge,
+    /// Content could not be decoded (audio, base64, encoding).
+    Decode,
+    /// The request could not be built from the case (e.g. invalid header value).
+    Request,
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Timeout => "timeout",
+            ErrorClass::Dns => "dns",
+            ErrorClass::Connect => "connect",
+            ErrorClass::Tls => "tls",
+            ErrorClass::Reset => "reset",
+            ErrorClass::Protocol => "protocol",
+            ErrorClass::HttpStatus => "http_status",
+            ErrorClass::RateLimited => "rate_limited",
+            ErrorClass::InvalidJson => "invalid_json",
+            ErrorClass::BodyTooLarge => "body_too_large",
+            ErrorClass::Decode => "decode",
+            ErrorClass::Request => "request",
+        }
+    }
+}
+
+impl fmt::Display for ErrorClass {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// A classified failure of one case run. The message is redacted of secrets.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{class}: {message}")]
+pub struct ProbeError {
+    pub class: ErrorClass,
+    pub message: String,
+}
+
+impl ProbeError {
+    pub fn new(class: ErrorClass, message: impl AsRef<str>) -> Self {
+        ProbeError {
+            class,
+            message: crate::secret::redact(message.as_ref()),
+        }
+    }
+}
+
+/// What happened at one instant of a request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The host name resolved.
+    Resolved,
+    /// The TCP connection is open.
+    Connected,
+    /// The TLS handshake completed.
+    TlsEstablished,
+    /// The request head and body were handed to the connection.
+    RequestSent,
+    /// The response status line and headers arrived.
+    Headers { status: u16 },
+    /// A piece of the response body arrived.
+    Body { bytes: usize },
+    /// The response (or stream) is complete.
+    Done,
+}
+
+/// An event and the time it happened, measured from the start of the case run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Stamped {
+    pub at: Duration,
+    pub event: Event,
+}
+
+/// The final response as received (body capped by the driver).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Response {
+    pub status: u16,
+    /// Header names lowercased, in arrival order.
+    pub headers: Vec<(String, String)>,
+    pub body: Bytes,
+}
+
+impl Response {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Everything one case run recorded.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Timeline {
+    /// Wall-clock time of the start, for reports only; never used for durations.
+    pub started_at: SystemTime,
+    pub events: Vec<Stamped>,
+    pub response: Option<Response>,
+    pub error: Option<ProbeError>,
+}
+
+impl Timeline {
+    /// The first time `pred` holds for an event.
+    pub fn first(&self, pred: impl Fn(&Event) -> bool) -> Option<Duration> {
+        self.events.iter().find(|e| pred(&e.event)).map(|e| e.at)
+    }
+
+    /// The last time `pred` holds for an event.
+    pub fn last(&self, pred: impl Fn(&Event) -> bool) -> Option<Duration> {
+        self.events.iter().rev().find(|e| pred(&e.event)).map(|e| e.at)
+    }
+}
+
+/// Records a timeline against one monotonic clock started at construction.
+#[derive(Debug)]
+pub struct Recorder {
+    t0: Instant,
+    timeline: Timeline,
+}
+
+impl Default for Recorder {
+    fn default() -> Self {
+        Self::start()
+    }
+}
+
+impl Recorder {
+    /// Starts the clock now.
+    pub fn start() -> Self {
+        Recorder {
+            t0: Instant::now(),
+            timeline: Timeline {
+                started_at: SystemTime::now(),
+                events: Vec::with_capacity(16),
+                response: None,
+                error: None,
+            },
+        }
+    }
+
+    /// Time since the start.
+    #[inline]
+    pub fn now(&self) -> Duration {
+        self.t0.elapsed()
+    }
+
+    /// Stamps `event` now.
+    #[inline]
+    pub fn mark(&mut self, event: Event) -> Duration {
+        let at = self.t0.elapsed();
+        self.timeline.events.push(Stamped { at, event });
+        at
+    }
+
+    /// Records an event stamped earlier (the instant bytes arrived, taken before parsing).
+    pub fn mark_at(&mut self, at: Instant, event: Event) {
+        let at = at.saturating_duration_since(self.t0);
+        self.timeline.events.push(Stamped { at, event });
+    }
+
+    pub fn set_response(&mut self, response: Response) {
+        self.timeline.response = Some(response);
+    }
+
+    /// Records the failure; the first one wins.
+    pub fn fail(&mut self, error: ProbeError) {
+        if self.timeline.error.is_none() {
+            self.timeline.error = Some(error);
+        }
+    }
+
+    pub fn finish(self) -> Timeline {
+        self.timeline
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_are_stamped_in_order_on_one_clock() {
+        let mut r = Recorder::start();
+        let a = r.mark(Event::Connected);
+        std::thread::sleep(Duration::from_millis(2));
+        let b = r.mark(Event::Done);
+        assert!(b >= a + Duration::from_millis(2));
+        let t = r.finish();
+        assert_eq!(t.first(|e| matches!(e, Event::Done)), Some(b));
+        assert_eq!(t.first(|e| matches!(e, Event::Headers { .. })), None);
+    }
+
+    #[test]
+    fn first_error_wins_and_is_redacted() {
+        crate::secret::register("timeline-secret-xyz");
+        let mut r = Recorder::start();
+        r.fail(ProbeError::new(ErrorClass::Connect, "refused with timeline-secret-xyz"));
+        r.fail(ProbeError::new(ErrorClass::Timeout, "late"));
+        let t = r.finish();
+        let e = t.error.unwrap();
+        assert_eq!(e.class, ErrorClass::Connect);
+        assert!(!e.message.contains("timeline-secret-xyz"));
+    }
+}
