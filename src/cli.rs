@@ -23,7 +23,11 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_NOTHING_MEASURED: u8 = 3;
 
 #[derive(Parser, Debug)]
-#[command(name = "canary", version, about = "Synthetic probes and quality canary for AI endpoints")]
+#[command(
+    name = "canary",
+    version,
+    about = "Synthetic probes and quality canary for AI endpoints"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -91,7 +95,10 @@ fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
-    let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let rt = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -120,15 +127,31 @@ fn init_tracing() {
 async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
     match cmd {
         Command::Validate { suites } => Ok(validate(&suites)),
-        Command::Run { suites, region, report, runs, concurrency, timeout, quiet } => {
+        Command::Run {
+            suites,
+            region,
+            report,
+            runs,
+            concurrency,
+            timeout,
+            quiet,
+        } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let opts = RunOptions { runs, concurrency, timeout };
+            let opts = RunOptions {
+                runs,
+                concurrency,
+                timeout,
+            };
             run_suites(&loaded, &region, report.as_deref(), &opts, quiet).await
         }
-        Command::Sim { listen, seed, config } => sim(listen, seed, config.as_deref()).await,
+        Command::Sim {
+            listen,
+            seed,
+            config,
+        } => sim(listen, seed, config.as_deref()).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
     }
 }
@@ -138,7 +161,12 @@ fn print_diags(diags: &[Diagnostic]) {
     for d in diags {
         let _ = writeln!(err, "{}", crate::secret::redact(&d.to_string()));
     }
-    let _ = writeln!(err, "{} error{}", diags.len(), if diags.len() == 1 { "" } else { "s" });
+    let _ = writeln!(
+        err,
+        "{} error{}",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    );
 }
 
 fn load(paths: &[PathBuf], env: &ProcessEnv) -> Result<Vec<Suite>, u8> {
@@ -190,7 +218,14 @@ fn unrunnable(s: &Suite) -> Vec<String> {
         .iter()
         .filter_map(|p| s.endpoints.get(&p.endpoint))
         .filter(|e| !e.protocol.implemented())
-        .map(|e| format!("{}: endpoint `{}` uses protocol `{}`, which this build cannot run yet", s.file.display(), e.name, e.protocol.as_str()))
+        .map(|e| {
+            format!(
+                "{}: endpoint `{}` uses protocol `{}`, which this build cannot run yet",
+                s.file.display(),
+                e.name,
+                e.protocol.as_str()
+            )
+        })
         .collect()
 }
 
@@ -212,7 +247,16 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     let finished = SystemTime::now();
     let stats = aggregate::aggregate(&observations);
     let verdicts = slo::evaluate(s, &observations);
-    let report = Report::build(&s.name, region, &s.labels, started, finished, &stats, &verdicts, &observations);
+    let report = Report::build(
+        &s.name,
+        region,
+        &s.labels,
+        started,
+        finished,
+        &stats,
+        &verdicts,
+        &observations,
+    );
     let table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     SuiteRun {
         suite: s.name.clone(),
@@ -227,7 +271,10 @@ fn report_path(base: &Path, suite: &str, many: bool) -> PathBuf {
     if !many {
         return base.to_path_buf();
     }
-    let stem = base.file_stem().and_then(|s| s.to_str()).unwrap_or("report");
+    let stem = base
+        .file_stem()
+        .and_then(|s| s.to_str())
+        .unwrap_or("report");
     let ext = base.extension().and_then(|s| s.to_str()).unwrap_or("json");
     base.with_file_name(format!("{stem}.{suite}.{ext}"))
 }
@@ -236,10 +283,17 @@ fn write_report(path: &Path, report: &Report) -> anyhow::Result<()> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    std::fs::write(path, report.to_json()).with_context(|| format!("cannot write report {}", path.display()))
+    std::fs::write(path, report.to_json())
+        .with_context(|| format!("cannot write report {}", path.display()))
 }
 
-async fn run_suites(suites: &[Suite], region: &str, report: Option<&Path>, opts: &RunOptions, quiet: bool) -> anyhow::Result<u8> {
+async fn run_suites(
+    suites: &[Suite],
+    region: &str,
+    report: Option<&Path>,
+    opts: &RunOptions,
+    quiet: bool,
+) -> anyhow::Result<u8> {
     let blocked: Vec<String> = suites.iter().flat_map(unrunnable).collect();
     if !blocked.is_empty() {
         for b in &blocked {
@@ -263,9 +317,17 @@ async fn run_suites(suites: &[Suite], region: &str, report: Option<&Path>, opts:
         }
         any_measured |= r.observations.iter().any(|o| !o.outcome.is_error());
         any_missed |= r.verdicts.iter().any(|v| !v.met);
-        for o in r.observations.iter().filter(|o| o.outcome.is_error()).take(5) {
+        for o in r
+            .observations
+            .iter()
+            .filter(|o| o.outcome.is_error())
+            .take(5)
+        {
             if let Some(e) = &o.error {
-                eprintln!("{} / {} / {} run {}: {}: {}", o.endpoint, o.probe, o.case_id, o.run, e.class, e.message);
+                eprintln!(
+                    "{} / {} / {} run {}: {}: {}",
+                    o.endpoint, o.probe, o.case_id, o.run, e.class, e.message
+                );
             }
         }
     }
@@ -283,9 +345,17 @@ fn load_sim_config(path: Option<&Path>, seed: u64) -> anyhow::Result<crate::sim:
     let mut cfg = match path {
         None => crate::sim::SimConfig::default(),
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read {}", p.display()))?;
-            let tree = suite::yaml::parse(&text)
-                .map_err(|e| anyhow::anyhow!("{}:{}:{}: invalid YAML: {}", p.display(), e.pos.line, e.pos.col, e.message))?;
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read {}", p.display()))?;
+            let tree = suite::yaml::parse(&text).map_err(|e| {
+                anyhow::anyhow!(
+                    "{}:{}:{}: invalid YAML: {}",
+                    p.display(),
+                    e.pos.line,
+                    e.pos.col,
+                    e.message
+                )
+            })?;
             serde_path_to_error::deserialize(tree.to_json())
                 .map_err(|e| anyhow::anyhow!("{}: {}: {}", p.display(), e.path(), e.inner()))?
         }
@@ -328,21 +398,32 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         .collect();
     files.sort();
 
-    let (listener, addr) = crate::sim::bind(([127, 0, 0, 1], 0).into()).await.context("cannot start the simulator")?;
-    let state = crate::sim::SimState::new(crate::sim::SimConfig { seed, ..Default::default() });
+    let (listener, addr) = crate::sim::bind(([127, 0, 0, 1], 0).into())
+        .await
+        .context("cannot start the simulator")?;
+    let state = crate::sim::SimState::new(crate::sim::SimConfig {
+        seed,
+        ..Default::default()
+    });
     let server = tokio::spawn(crate::sim::serve(listener, state.clone()));
     println!("canary demo: simulator on http://{addr} (seed {seed})\n");
 
     let mut env = ProcessEnv::default();
     for v in SIM_URL_VARS {
-        env.overrides.insert((*v).to_string(), format!("http://{addr}"));
+        env.overrides
+            .insert((*v).to_string(), format!("http://{addr}"));
     }
     let mut ran = 0;
     for f in &files {
         let s = match suite::load_suite(f, &env) {
             Ok(s) => s,
             Err(d) => {
-                println!("skipping {}: it does not load ({} errors; run `canary validate {}`)", f.display(), d.len(), f.display());
+                println!(
+                    "skipping {}: it does not load ({} errors; run `canary validate {}`)",
+                    f.display(),
+                    d.len(),
+                    f.display()
+                );
                 continue;
             }
         };
@@ -355,10 +436,24 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         let r = run_suite(&s, "demo", &RunOptions::default()).await;
         println!("{}", r.table);
         let truth = &state.truth()[before..];
-        let measured_invalid = r.observations.iter().filter(|o| o.verdicts.schema_valid == Some(false)).count();
-        let measured_fallback = r.observations.iter().filter(|o| o.verdicts.fallback == Some(true)).count();
-        let true_invalid = truth.iter().filter(|t| t.status == 200 && !t.schema_valid).count();
-        let true_fallback = truth.iter().filter(|t| t.status == 200 && t.fallback).count();
+        let measured_invalid = r
+            .observations
+            .iter()
+            .filter(|o| o.verdicts.schema_valid == Some(false))
+            .count();
+        let measured_fallback = r
+            .observations
+            .iter()
+            .filter(|o| o.verdicts.fallback == Some(true))
+            .count();
+        let true_invalid = truth
+            .iter()
+            .filter(|t| t.status == 200 && !t.schema_valid)
+            .count();
+        let true_fallback = truth
+            .iter()
+            .filter(|t| t.status == 200 && t.fallback)
+            .count();
         println!(
             "ground truth: {} requests served; schema-invalid {} measured / {} true; fallback {} measured / {} true",
             truth.len(),
@@ -374,9 +469,14 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
     }
     server.abort();
     if ran == 0 {
-        eprintln!("no example suite could run against the simulator in {}", dir.display());
+        eprintln!(
+            "no example suite could run against the simulator in {}",
+            dir.display()
+        );
         return Ok(EXIT_NOTHING_MEASURED);
     }
-    println!("`canary run` exits 1 when an SLO is missed; the demo always exits 0 once it has run.");
+    println!(
+        "`canary run` exits 1 when an SLO is missed; the demo always exits 0 once it has run."
+    );
     Ok(EXIT_OK)
 }

@@ -54,7 +54,13 @@ pub struct Observation {
 
 impl Observation {
     /// Measures and judges a finished timeline.
-    pub fn from_timeline(endpoint: &Endpoint, probe: &str, case: &Case, run: u32, timeline: &Timeline) -> Self {
+    pub fn from_timeline(
+        endpoint: &Endpoint,
+        probe: &str,
+        case: &Case,
+        run: u32,
+        timeline: &Timeline,
+    ) -> Self {
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let judged = timeline
             .response

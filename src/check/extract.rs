@@ -120,7 +120,7 @@ pub fn values_equal(expected: &Value, actual: &Value) -> bool {
     match (expected, actual) {
         (Value::String(e), Value::String(a)) => e.trim() == a.trim(),
         (Value::String(e), other) | (other, Value::String(e)) => match other {
-            Value::Number(_) | Value::Bool(_) => e.trim() == other.to_string(),
+            Value::Number(_) | Value::Bool(_) => *e.trim() == *other.to_string(),
             _ => false,
         },
         (Value::Number(a), Value::Number(b)) => match (a.as_f64(), b.as_f64()) {
@@ -157,7 +157,10 @@ mod tests {
     fn resp(headers: &[(&str, &str)]) -> Response {
         Response {
             status: 200,
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             body: bytes::Bytes::new(),
         }
     }
@@ -194,7 +197,10 @@ mod tests {
             source: Source::json("$.answer").unwrap(),
             cond: Cond::Regex(Regex::new("(?i)escalat").unwrap()),
         };
-        assert!(r.matches(&resp(&[]), Some(&json!({"answer": "Escalating to a human"}))));
+        assert!(r.matches(
+            &resp(&[]),
+            Some(&json!({"answer": "Escalating to a human"}))
+        ));
         let t = Matcher {
             source: Source::json("$.escalated").unwrap(),
             cond: Cond::Truthy,
@@ -209,7 +215,10 @@ mod tests {
         let e = Extractor {
             source: Source::json("$.model").unwrap(),
         };
-        assert_eq!(e.text(&resp(&[]), Some(&json!({"model": "small"}))), Some("small".into()));
+        assert_eq!(
+            e.text(&resp(&[]), Some(&json!({"model": "small"}))),
+            Some("small".into())
+        );
         assert_eq!(e.text(&resp(&[]), Some(&json!({}))), None);
         assert!(Source::json("$.[").unwrap_err().contains("JSONPath"));
         assert!(Source::header("bad header").is_err());

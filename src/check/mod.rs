@@ -130,7 +130,11 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
             .as_ref()
             .map(|a| a.source.describe())
             .unwrap_or_else(|| "body".into());
-        v.checks.push(CheckResult::new("answer", false, format!("no answer found at {from}")));
+        v.checks.push(CheckResult::new(
+            "answer",
+            false,
+            format!("no answer found at {from}"),
+        ));
     } else if let Some(text) = &answer_text {
         text_checks(expect, text, answer_json.as_ref(), &mut v.checks);
     }
@@ -141,11 +145,22 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
             0 => (false, format!("{path_text} matched nothing")),
             1 => (
                 values_equal(expected, found[0]),
-                format!("{path_text} = {}, expected {}", short(found[0]), short(expected)),
+                format!(
+                    "{path_text} = {}, expected {}",
+                    short(found[0]),
+                    short(expected)
+                ),
             ),
             _ => {
                 let arr = Value::Array(found.into_iter().cloned().collect());
-                (values_equal(expected, &arr), format!("{path_text} = {}, expected {}", short(&arr), short(expected)))
+                (
+                    values_equal(expected, &arr),
+                    format!(
+                        "{path_text} = {}, expected {}",
+                        short(&arr),
+                        short(expected)
+                    ),
+                )
             }
         };
         v.checks.push(CheckResult::new("json", ok, detail));
@@ -163,7 +178,11 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         v.checks.push(CheckResult::new(
             "not_escalated",
             ok,
-            if escalated { "the answer was an escalation" } else { "the answer was not an escalation" },
+            if escalated {
+                "the answer was an escalation"
+            } else {
+                "the answer was not an escalation"
+            },
         ));
     }
     if !expect.tier.is_empty() {
@@ -171,13 +190,22 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         v.checks.push(CheckResult::new(
             "tier",
             ok,
-            format!("tier {:?}, expected one of {:?}", v.tier.as_deref().unwrap_or("(none)"), expect.tier),
+            format!(
+                "tier {:?}, expected one of {:?}",
+                v.tier.as_deref().unwrap_or("(none)"),
+                expect.tier
+            ),
         ));
     }
     v
 }
 
-fn text_checks(expect: &Expect, text: &str, answer_json: Option<&Value>, out: &mut Vec<CheckResult>) {
+fn text_checks(
+    expect: &Expect,
+    text: &str,
+    answer_json: Option<&Value>,
+    out: &mut Vec<CheckResult>,
+) {
     if let Some(expected) = &expect.equals {
         let ok = match expected {
             Value::String(s) => s.trim() == text.trim(),
@@ -204,10 +232,17 @@ fn text_checks(expect: &Expect, text: &str, answer_json: Option<&Value>, out: &m
         out.push(CheckResult::new("contains", missing.is_empty(), detail));
     }
     if !expect.contains_any.is_empty() {
-        let hit = expect.contains_any.iter().find(|c| text.contains(c.as_str()));
+        let hit = expect
+            .contains_any
+            .iter()
+            .find(|c| text.contains(c.as_str()));
         let detail = match hit {
             Some(h) => format!("found {h:?}"),
-            None => format!("none of {:?} in answer {}", expect.contains_any, quote(text)),
+            None => format!(
+                "none of {:?} in answer {}",
+                expect.contains_any,
+                quote(text)
+            ),
         };
         out.push(CheckResult::new("contains_any", hit.is_some(), detail));
     }
@@ -216,7 +251,11 @@ fn text_checks(expect: &Expect, text: &str, answer_json: Option<&Value>, out: &m
         out.push(CheckResult::new(
             "regex",
             ok,
-            if ok { format!("/{re}/ matched") } else { format!("/{re}/ did not match answer {}", quote(text)) },
+            if ok {
+                format!("/{re}/ matched")
+            } else {
+                format!("/{re}/ did not match answer {}", quote(text))
+            },
         ));
     }
     if let Some(re) = &expect.not_regex {
@@ -232,10 +271,18 @@ fn text_checks(expect: &Expect, text: &str, answer_json: Option<&Value>, out: &m
     }
     let chars = text.chars().count();
     if let Some(min) = expect.min_chars {
-        out.push(CheckResult::new("min_chars", chars >= min, format!("{chars} chars, minimum {min}")));
+        out.push(CheckResult::new(
+            "min_chars",
+            chars >= min,
+            format!("{chars} chars, minimum {min}"),
+        ));
     }
     if let Some(max) = expect.max_chars {
-        out.push(CheckResult::new("max_chars", chars <= max, format!("{chars} chars, maximum {max}")));
+        out.push(CheckResult::new(
+            "max_chars",
+            chars <= max,
+            format!("{chars} chars, maximum {max}"),
+        ));
     }
 }
 
@@ -248,7 +295,11 @@ fn schema_check(validator: &jsonschema::Validator, json: Option<&Value>) -> (boo
                 .take(3)
                 .map(|e| {
                     let at = e.instance_path.to_string();
-                    format!("{} at {}", truncate(&e.to_string(), 120), if at.is_empty() { "/".into() } else { at })
+                    format!(
+                        "{} at {}",
+                        truncate(&e.to_string(), 120),
+                        if at.is_empty() { "/".into() } else { at }
+                    )
                 })
                 .collect();
             if errors.is_empty() {

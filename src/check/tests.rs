@@ -34,7 +34,10 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         events: vec![],
         response: Some(Response {
             status,
-            headers: headers.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            headers: headers
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             body: bytes::Bytes::from(body.to_string()),
         }),
         error: None,
@@ -57,35 +60,91 @@ fn only(v: &Verdicts, name: &str) -> CheckResult {
 #[test]
 fn equals_string_compares_trimmed_answer() {
     let mut ep = endpoint();
-    ep.answer = Some(Extractor { source: Source::json("$.answer").unwrap() });
-    let e = Expect { equals: Some(json!("Paris")), ..Default::default() };
-    assert!(only(&evaluate(&ep, &e, &timeline(200, r#"{"answer":" Paris\n"}"#, &[])), "equals").passed);
-    let r = only(&evaluate(&ep, &e, &timeline(200, r#"{"answer":"Lyon"}"#, &[])), "equals");
+    ep.answer = Some(Extractor {
+        source: Source::json("$.answer").unwrap(),
+    });
+    let e = Expect {
+        equals: Some(json!("Paris")),
+        ..Default::default()
+    };
+    assert!(
+        only(
+            &evaluate(&ep, &e, &timeline(200, r#"{"answer":" Paris\n"}"#, &[])),
+            "equals"
+        )
+        .passed
+    );
+    let r = only(
+        &evaluate(&ep, &e, &timeline(200, r#"{"answer":"Lyon"}"#, &[])),
+        "equals",
+    );
     assert!(!r.passed);
     assert!(r.detail.contains("Lyon"), "{}", r.detail);
 }
 
 #[test]
 fn equals_json_compares_structure() {
-    let e = Expect { equals: Some(json!({"a": [1, 2]})), ..Default::default() };
-    assert!(only(&evaluate(&endpoint(), &e, &timeline(200, r#"{"a":[1,2]}"#, &[])), "equals").passed);
-    assert!(!only(&evaluate(&endpoint(), &e, &timeline(200, r#"{"a":[2,1]}"#, &[])), "equals").passed);
+    let e = Expect {
+        equals: Some(json!({"a": [1, 2]})),
+        ..Default::default()
+    };
+    assert!(
+        only(
+            &evaluate(&endpoint(), &e, &timeline(200, r#"{"a":[1,2]}"#, &[])),
+            "equals"
+        )
+        .passed
+    );
+    assert!(
+        !only(
+            &evaluate(&endpoint(), &e, &timeline(200, r#"{"a":[2,1]}"#, &[])),
+            "equals"
+        )
+        .passed
+    );
 }
 
 #[test]
 fn contains_requires_all_and_names_the_missing() {
-    let e = Expect { contains: vec!["Paris".into(), "France".into()], ..Default::default() };
-    assert!(only(&evaluate(&endpoint(), &e, &timeline(200, r#""Paris, France""#, &[])), "contains").passed);
-    let r = only(&evaluate(&endpoint(), &e, &timeline(200, r#""Paris""#, &[])), "contains");
+    let e = Expect {
+        contains: vec!["Paris".into(), "France".into()],
+        ..Default::default()
+    };
+    assert!(
+        only(
+            &evaluate(&endpoint(), &e, &timeline(200, r#""Paris, France""#, &[])),
+            "contains"
+        )
+        .passed
+    );
+    let r = only(
+        &evaluate(&endpoint(), &e, &timeline(200, r#""Paris""#, &[])),
+        "contains",
+    );
     assert!(!r.passed);
     assert!(r.detail.contains("France"));
 }
 
 #[test]
 fn contains_any_requires_one() {
-    let e = Expect { contains_any: vec!["yes".into(), "sure".into()], ..Default::default() };
-    assert!(only(&evaluate(&endpoint(), &e, &timeline(200, r#""sure thing""#, &[])), "contains_any").passed);
-    assert!(!only(&evaluate(&endpoint(), &e, &timeline(200, r#""no""#, &[])), "contains_any").passed);
+    let e = Expect {
+        contains_any: vec!["yes".into(), "sure".into()],
+        ..Default::default()
+    };
+    assert!(
+        only(
+            &evaluate(&endpoint(), &e, &timeline(200, r#""sure thing""#, &[])),
+            "contains_any"
+        )
+        .passed
+    );
+    assert!(
+        !only(
+            &evaluate(&endpoint(), &e, &timeline(200, r#""no""#, &[])),
+            "contains_any"
+        )
+        .passed
+    );
 }
 
 #[test]
@@ -97,7 +156,11 @@ fn regex_and_not_regex() {
     };
     let v = evaluate(&endpoint(), &e, &timeline(200, r#"{"ok":true}"#, &[]));
     assert!(only(&v, "regex").passed && only(&v, "not_regex").passed);
-    let v = evaluate(&endpoint(), &e, &timeline(200, r#"{"msg":"Error here"}"#, &[]));
+    let v = evaluate(
+        &endpoint(),
+        &e,
+        &timeline(200, r#"{"msg":"Error here"}"#, &[]),
+    );
     let nr = only(&v, "not_regex");
     assert!(!nr.passed);
     assert!(nr.detail.contains("Error"));
@@ -107,13 +170,33 @@ fn regex_and_not_regex() {
 fn json_paths_compare_single_and_multiple_nodes() {
     let e = Expect {
         json: vec![
-            ("$.taxonomy[0]".into(), crate::check::extract::compile_path("$.taxonomy[0]").unwrap(), json!("PII.Contact.Email")),
-            ("$.r[*].x".into(), crate::check::extract::compile_path("$.r[*].x").unwrap(), json!([1, 2])),
-            ("$.missing".into(), crate::check::extract::compile_path("$.missing").unwrap(), json!(1)),
+            (
+                "$.taxonomy[0]".into(),
+                crate::check::extract::compile_path("$.taxonomy[0]").unwrap(),
+                json!("PII.Contact.Email"),
+            ),
+            (
+                "$.r[*].x".into(),
+                crate::check::extract::compile_path("$.r[*].x").unwrap(),
+                json!([1, 2]),
+            ),
+            (
+                "$.missing".into(),
+                crate::check::extract::compile_path("$.missing").unwrap(),
+                json!(1),
+            ),
         ],
         ..Default::default()
     };
-    let v = evaluate(&endpoint(), &e, &timeline(200, r#"{"taxonomy":["PII.Contact.Email"],"r":[{"x":1},{"x":2}]}"#, &[]));
+    let v = evaluate(
+        &endpoint(),
+        &e,
+        &timeline(
+            200,
+            r#"{"taxonomy":["PII.Contact.Email"],"r":[{"x":1},{"x":2}]}"#,
+            &[],
+        ),
+    );
     let results: Vec<bool> = v.checks.iter().map(|c| c.passed).collect();
     assert_eq!(results, vec![true, true, false]);
     assert!(v.checks[2].detail.contains("matched nothing"));
@@ -121,7 +204,11 @@ fn json_paths_compare_single_and_multiple_nodes() {
 
 #[test]
 fn min_and_max_chars_count_characters_not_bytes() {
-    let e = Expect { min_chars: Some(3), max_chars: Some(3), ..Default::default() };
+    let e = Expect {
+        min_chars: Some(3),
+        max_chars: Some(3),
+        ..Default::default()
+    };
     let v = evaluate(&endpoint(), &e, &timeline(200, "\"é\"", &[]));
     // The body is `"é"`: three characters, four bytes.
     assert!(only(&v, "min_chars").passed && only(&v, "max_chars").passed);
@@ -132,12 +219,26 @@ fn min_and_max_chars_count_characters_not_bytes() {
 #[test]
 fn schema_validity_and_reason() {
     let mut ep = endpoint();
-    ep.schema = Some(schema(json!({"type": "object", "required": ["taxonomy"], "properties": {"taxonomy": {"type": "array"}}})));
-    let v = evaluate(&ep, &Expect::default(), &timeline(200, r#"{"taxonomy":[]}"#, &[]));
+    ep.schema = Some(schema(
+        json!({"type": "object", "required": ["taxonomy"], "properties": {"taxonomy": {"type": "array"}}}),
+    ));
+    let v = evaluate(
+        &ep,
+        &Expect::default(),
+        &timeline(200, r#"{"taxonomy":[]}"#, &[]),
+    );
     assert_eq!(v.schema_valid, Some(true));
-    let v = evaluate(&ep, &Expect::default(), &timeline(200, r#"{"taxonomy":"x"}"#, &[]));
+    let v = evaluate(
+        &ep,
+        &Expect::default(),
+        &timeline(200, r#"{"taxonomy":"x"}"#, &[]),
+    );
     assert_eq!(v.schema_valid, Some(false));
-    assert!(only(&v, "schema").detail.contains("/taxonomy"), "{:?}", v.checks);
+    assert!(
+        only(&v, "schema").detail.contains("/taxonomy"),
+        "{:?}",
+        v.checks
+    );
 }
 
 #[test]
@@ -164,12 +265,38 @@ fn non_2xx_and_transport_errors_are_not_judged() {
 #[test]
 fn fallback_tier_cache_and_escalation_signals() {
     let mut ep = endpoint();
-    ep.fallback = Some(Matcher { source: Source::json("$.provenance").unwrap(), cond: Cond::Equals(json!("fallback")) });
-    ep.cache = Some(Matcher { source: Source::header("x-cache").unwrap(), cond: Cond::Equals(json!("HIT")) });
-    ep.escalation = Some(Matcher { source: Source::json("$.escalated").unwrap(), cond: Cond::Truthy });
-    ep.tier = Some(TierSpec { extractor: Extractor { source: Source::json("$.model").unwrap() }, primary: vec!["big".into()] });
-    let e = Expect { tier: vec!["big".into()], not_escalated: Some(true), ..Default::default() };
-    let v = evaluate(&ep, &e, &timeline(200, r#"{"provenance":"fallback","model":"small","escalated":false}"#, &[("x-cache", "HIT")]));
+    ep.fallback = Some(Matcher {
+        source: Source::json("$.provenance").unwrap(),
+        cond: Cond::Equals(json!("fallback")),
+    });
+    ep.cache = Some(Matcher {
+        source: Source::header("x-cache").unwrap(),
+        cond: Cond::Equals(json!("HIT")),
+    });
+    ep.escalation = Some(Matcher {
+        source: Source::json("$.escalated").unwrap(),
+        cond: Cond::Truthy,
+    });
+    ep.tier = Some(TierSpec {
+        extractor: Extractor {
+            source: Source::json("$.model").unwrap(),
+        },
+        primary: vec!["big".into()],
+    });
+    let e = Expect {
+        tier: vec!["big".into()],
+        not_escalated: Some(true),
+        ..Default::default()
+    };
+    let v = evaluate(
+        &ep,
+        &e,
+        &timeline(
+            200,
+            r#"{"provenance":"fallback","model":"small","escalated":false}"#,
+            &[("x-cache", "HIT")],
+        ),
+    );
     assert_eq!(v.fallback, Some(true));
     assert_eq!(v.cache_hit, Some(true));
     assert_eq!(v.escalated, Some(false));
@@ -183,8 +310,13 @@ fn fallback_tier_cache_and_escalation_signals() {
 #[test]
 fn missing_answer_fails_text_checks_with_a_reason() {
     let mut ep = endpoint();
-    ep.answer = Some(Extractor { source: Source::json("$.answer").unwrap() });
-    let e = Expect { contains: vec!["x".into()], ..Default::default() };
+    ep.answer = Some(Extractor {
+        source: Source::json("$.answer").unwrap(),
+    });
+    let e = Expect {
+        contains: vec!["x".into()],
+        ..Default::default()
+    };
     let r = only(&evaluate(&ep, &e, &timeline(200, "{}", &[])), "answer");
     assert!(!r.passed);
     assert!(r.detail.contains("$.answer"));

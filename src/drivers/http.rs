@@ -132,7 +132,10 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         .map_err(|e| ProbeError::new(ErrorClass::Dns, format!("cannot resolve {host}: {e}")))?
         .collect();
     if addrs.is_empty() {
-        return Err(ProbeError::new(ErrorClass::Dns, format!("{host} resolved to no address")));
+        return Err(ProbeError::new(
+            ErrorClass::Dns,
+            format!("{host} resolved to no address"),
+        ));
     }
     rec.mark(Event::Resolved);
 
@@ -149,7 +152,10 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
     }
     let tcp = tcp.ok_or_else(|| {
         let e = last_err.map(|e| e.to_string()).unwrap_or_default();
-        ProbeError::new(ErrorClass::Connect, format!("cannot connect to {host}:{port}: {e}"))
+        ProbeError::new(
+            ErrorClass::Connect,
+            format!("cannot connect to {host}:{port}: {e}"),
+        )
     })?;
     rec.mark(Event::Connected);
     let _ = tcp.set_nodelay(true);
@@ -163,7 +169,10 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         .method(req.method)
         .uri(path)
         .header(http::header::HOST, authority)
-        .header(http::header::USER_AGENT, concat!("canary/", env!("CARGO_PKG_VERSION")))
+        .header(
+            http::header::USER_AGENT,
+            concat!("canary/", env!("CARGO_PKG_VERSION")),
+        )
         .header(http::header::ACCEPT, req.accept);
     if let Some(ct) = req.content_type {
         builder = builder.header(http::header::CONTENT_TYPE, ct);
@@ -176,12 +185,22 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("cannot build request: {e}")))?;
 
     let (mut sender, conn) = if https {
-        let server_name = rustls::pki_types::ServerName::try_from(bare_host.to_string())
-            .map_err(|e| ProbeError::new(ErrorClass::Tls, format!("invalid TLS server name {host}: {e}")))?;
+        let server_name =
+            rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
+                ProbeError::new(
+                    ErrorClass::Tls,
+                    format!("invalid TLS server name {host}: {e}"),
+                )
+            })?;
         let tls = tokio_rustls::TlsConnector::from(tls_config())
             .connect(server_name, tcp)
             .await
-            .map_err(|e| ProbeError::new(ErrorClass::Tls, format!("TLS handshake with {host} failed: {}", describe(&e))))?;
+            .map_err(|e| {
+                ProbeError::new(
+                    ErrorClass::Tls,
+                    format!("TLS handshake with {host} failed: {}", describe(&e)),
+                )
+            })?;
         rec.mark(Event::TlsEstablished);
         let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
@@ -210,7 +229,12 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
     let headers = resp
         .headers()
         .iter()
-        .map(|(n, v)| (n.as_str().to_string(), String::from_utf8_lossy(v.as_bytes()).into_owned()))
+        .map(|(n, v)| {
+            (
+                n.as_str().to_string(),
+                String::from_utf8_lossy(v.as_bytes()).into_owned(),
+            )
+        })
         .collect();
     Ok(Streaming {
         status,
@@ -245,7 +269,11 @@ impl Streaming {
     }
 
     /// Reads the whole body up to `max` bytes, stamping each piece; marks `Done` at the end.
-    pub async fn read_all(mut self, max: u64, rec: &mut Recorder) -> Result<Response, (ProbeError, Response)> {
+    pub async fn read_all(
+        mut self,
+        max: u64,
+        rec: &mut Recorder,
+    ) -> Result<Response, (ProbeError, Response)> {
         let mut buf = BytesMut::new();
         while let Some(chunk) = self.next_chunk().await {
             match chunk {
@@ -253,11 +281,17 @@ impl Streaming {
                     rec.mark_at(at, Event::Body { bytes: data.len() });
                     if buf.len() as u64 + data.len() as u64 > max {
                         let read = buf.len() + data.len();
-                        let resp = Response { status: self.status, headers: self.headers, body: Bytes::new() };
+                        let resp = Response {
+                            status: self.status,
+                            headers: self.headers,
+                            body: Bytes::new(),
+                        };
                         return Err((
                             ProbeError::new(
                                 ErrorClass::BodyTooLarge,
-                                format!("body exceeded the {max}-byte cap (stopped after {read} bytes)"),
+                                format!(
+                                    "body exceeded the {max}-byte cap (stopped after {read} bytes)"
+                                ),
                             ),
                             resp,
                         ));
@@ -265,7 +299,11 @@ impl Streaming {
                     buf.extend_from_slice(&data);
                 }
                 Err(e) => {
-                    let resp = Response { status: self.status, headers: self.headers, body: buf.freeze() };
+                    let resp = Response {
+                        status: self.status,
+                        headers: self.headers,
+                        body: buf.freeze(),
+                    };
                     return Err((e, resp));
                 }
             }

@@ -21,7 +21,10 @@ async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Resul
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
     let body = match case.input.get("body") {
         Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
-            ProbeError::new(ErrorClass::Request, format!("cannot encode input.body: {e}"))
+            ProbeError::new(
+                ErrorClass::Request,
+                format!("cannot encode input.body: {e}"),
+            )
         })?)),
         None => None,
     };
@@ -45,7 +48,8 @@ async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Resul
     let error = if !ok {
         Some(http::status_error(&response))
     } else if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(&response.body) {
-        let head: String = String::from_utf8_lossy(&response.body[..response.body.len().min(80)]).into_owned();
+        let head: String =
+            String::from_utf8_lossy(&response.body[..response.body.len().min(80)]).into_owned();
         Some(ProbeError::new(
             ErrorClass::InvalidJson,
             format!("response body is not JSON ({e}); starts with {head:?}"),

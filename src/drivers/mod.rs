@@ -18,7 +18,11 @@ pub async fn run_case(endpoint: &Endpoint, case: &Case, deadline: Duration) -> T
         let at = rec.now();
         rec.fail(ProbeError::new(
             ErrorClass::Timeout,
-            format!("no complete answer within the {:.3}s deadline (gave up at {:.3}s)", deadline.as_secs_f64(), at.as_secs_f64()),
+            format!(
+                "no complete answer within the {:.3}s deadline (gave up at {:.3}s)",
+                deadline.as_secs_f64(),
+                at.as_secs_f64()
+            ),
         ));
     }
     rec.finish()

@@ -12,12 +12,14 @@ use sli::Sli;
 
 /// Request start to the response headers.
 pub fn time_to_first_byte(t: &Timeline) -> Option<f64> {
-    t.first(|e| matches!(e, Event::Headers { .. })).map(|d| d.as_secs_f64())
+    t.first(|e| matches!(e, Event::Headers { .. }))
+        .map(|d| d.as_secs_f64())
 }
 
 /// Request start to the end of the response. Absent when the response never completed.
 pub fn time_to_completion(t: &Timeline) -> Option<f64> {
-    t.first(|e| matches!(e, Event::Done)).map(|d| d.as_secs_f64())
+    t.first(|e| matches!(e, Event::Done))
+        .map(|d| d.as_secs_f64())
 }
 
 /// Connection setup (resolve + TCP + TLS), for reports; not an SLI.
@@ -49,7 +51,10 @@ mod tests {
             started_at: SystemTime::now(),
             events: events
                 .iter()
-                .map(|(ms, e)| Stamped { at: Duration::from_millis(*ms), event: e.clone() })
+                .map(|(ms, e)| Stamped {
+                    at: Duration::from_millis(*ms),
+                    event: e.clone(),
+                })
                 .collect(),
             response: None,
             error: None,
@@ -76,7 +81,10 @@ mod tests {
 
     #[test]
     fn an_incomplete_response_has_no_completion_time() {
-        let t = tl(&[(5, Event::Headers { status: 200 }), (9, Event::Body { bytes: 3 })]);
+        let t = tl(&[
+            (5, Event::Headers { status: 200 }),
+            (9, Event::Body { bytes: 3 }),
+        ]);
         assert_eq!(time_to_first_byte(&t), Some(0.005));
         assert_eq!(time_to_completion(&t), None);
         assert!(!latencies(&t).contains_key(&Sli::TimeToCompletion));

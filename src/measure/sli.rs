@@ -92,15 +92,28 @@ impl Sli {
     /// Default histogram buckets in seconds (upper bounds, `+Inf` implied).
     pub fn buckets(self) -> &'static [f64] {
         match self {
-            Sli::TimeToFirstByte | Sli::TimeToFirstToken | Sli::TimeToFirstVisibleToken | Sli::TimeToFirstAudio => &[
-                0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0, 5.0, 10.0,
+            Sli::TimeToFirstByte
+            | Sli::TimeToFirstToken
+            | Sli::TimeToFirstVisibleToken
+            | Sli::TimeToFirstAudio => &[
+                0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0,
+                5.0, 10.0,
             ],
             Sli::TimeToCompletion => &[
                 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0, 120.0,
             ],
             Sli::InterChunkGap => &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0],
             Sli::FreshnessLag | Sli::AnswerStaleness => &[
-                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 6.0 * 3600.0, 86400.0, 3.0 * 86400.0, 7.0 * 86400.0,
+                1.0,
+                10.0,
+                60.0,
+                300.0,
+                900.0,
+                3600.0,
+                6.0 * 3600.0,
+                86400.0,
+                3.0 * 86400.0,
+                7.0 * 86400.0,
             ],
             _ => &[],
         }
@@ -110,16 +123,61 @@ impl Sli {
     pub fn produced_by(protocol: Protocol) -> &'static [Sli] {
         use Sli::*;
         match protocol {
-            Protocol::HttpJson => &[TimeToFirstByte, TimeToCompletion, Success, ChecksPassed, SchemaValid, NotFallback, NotEscalated, CacheHit, TierPrimary, Fresh, AnswerStaleness, FreshnessLag],
+            Protocol::HttpJson => &[
+                TimeToFirstByte,
+                TimeToCompletion,
+                Success,
+                ChecksPassed,
+                SchemaValid,
+                NotFallback,
+                NotEscalated,
+                CacheHit,
+                TierPrimary,
+                Fresh,
+                AnswerStaleness,
+                FreshnessLag,
+            ],
             Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => &[
-                TimeToFirstByte, TimeToFirstToken, TimeToFirstVisibleToken, TimeToCompletion, InterChunkGap, NoStall,
-                Success, ChecksPassed, SchemaValid, NotFallback, NotEscalated, CacheHit, TierPrimary, Fresh, AnswerStaleness, FreshnessLag,
+                TimeToFirstByte,
+                TimeToFirstToken,
+                TimeToFirstVisibleToken,
+                TimeToCompletion,
+                InterChunkGap,
+                NoStall,
+                Success,
+                ChecksPassed,
+                SchemaValid,
+                NotFallback,
+                NotEscalated,
+                CacheHit,
+                TierPrimary,
+                Fresh,
+                AnswerStaleness,
+                FreshnessLag,
             ],
             Protocol::WsOpus | Protocol::Realtime => &[
-                TimeToFirstByte, TimeToFirstToken, TimeToFirstAudio, TimeToCompletion, InterChunkGap, NoStall, NoUnderrun,
-                Success, ChecksPassed, NotEscalated, TierPrimary,
+                TimeToFirstByte,
+                TimeToFirstToken,
+                TimeToFirstAudio,
+                TimeToCompletion,
+                InterChunkGap,
+                NoStall,
+                NoUnderrun,
+                Success,
+                ChecksPassed,
+                NotEscalated,
+                TierPrimary,
             ],
-            Protocol::Job => &[TimeToFirstByte, TimeToCompletion, Success, ChecksPassed, SchemaValid, NotFallback, CacheHit, TierPrimary],
+            Protocol::Job => &[
+                TimeToFirstByte,
+                TimeToCompletion,
+                Success,
+                ChecksPassed,
+                SchemaValid,
+                NotFallback,
+                CacheHit,
+                TierPrimary,
+            ],
         }
     }
 }

@@ -33,7 +33,10 @@ struct Job {
 /// Runs the suite and returns observations in plan order (probe, case, run).
 pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
     let suite = Arc::new(suite.clone());
-    let concurrency = opts.concurrency.unwrap_or(suite.defaults.concurrency).max(1);
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(suite.defaults.concurrency)
+        .max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
 
     // Round-robin over runs so that warm runs of one case are spread across the invocation.

@@ -30,13 +30,20 @@ impl Fault {
     pub fn parse(v: &str) -> Option<Fault> {
         let v = v.trim();
         if let Some(code) = v.strip_prefix("status=") {
-            return code.parse().ok().filter(|c| (100..600).contains(c)).map(Fault::Status);
+            return code
+                .parse()
+                .ok()
+                .filter(|c| (100..600).contains(c))
+                .map(Fault::Status);
         }
         if let Some(n) = v.strip_prefix("huge=") {
             return n.parse().ok().map(Fault::Huge);
         }
         if let Some(ms) = v.strip_prefix("drip=") {
-            return ms.parse().ok().map(|m| Fault::Drip(Duration::from_millis(m)));
+            return ms
+                .parse()
+                .ok()
+                .map(|m| Fault::Drip(Duration::from_millis(m)));
         }
         match v {
             "hang" => Some(Fault::Hang),
@@ -47,7 +54,9 @@ impl Fault {
     }
 
     pub fn from_headers(h: &http::HeaderMap) -> Option<Fault> {
-        h.get("x-sim-fault").and_then(|v| v.to_str().ok()).and_then(Fault::parse)
+        h.get("x-sim-fault")
+            .and_then(|v| v.to_str().ok())
+            .and_then(Fault::parse)
     }
 
     pub fn name(&self) -> String {
@@ -71,7 +80,10 @@ impl Body for HugeBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         const PIECE: usize = 64 * 1024;
         static PAD: [u8; PIECE] = [b' '; PIECE];
         if self.remaining == 0 {
@@ -96,7 +108,10 @@ impl Body for BrokenBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         match self.head.take() {
             Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
             None => Poll::Ready(Some(Err(std::io::Error::other("simulated truncation")))),
@@ -115,12 +130,17 @@ impl Body for DripBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         if self.data.is_empty() {
             return Poll::Ready(None);
         }
         let every = self.every;
-        let sleep = self.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
+        let sleep = self
+            .sleep
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(every)));
         match sleep.as_mut().poll(cx) {
             Poll::Pending => Poll::Pending,
             Poll::Ready(()) => {
@@ -144,7 +164,10 @@ mod tests {
         assert_eq!(Fault::parse("status=999"), None);
         assert_eq!(Fault::parse("hang"), Some(Fault::Hang));
         assert_eq!(Fault::parse("huge=1048576"), Some(Fault::Huge(1_048_576)));
-        assert_eq!(Fault::parse("drip=50"), Some(Fault::Drip(Duration::from_millis(50))));
+        assert_eq!(
+            Fault::parse("drip=50"),
+            Some(Fault::Drip(Duration::from_millis(50)))
+        );
         assert_eq!(Fault::parse("nonsense"), None);
         assert_eq!(Fault::Huge(5).name(), "huge=5");
     }

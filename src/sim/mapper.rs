@@ -45,8 +45,14 @@ struct Item {
 }
 
 fn parse_item(v: &Value) -> Result<Item, String> {
-    let detector = v.get("detector").and_then(Value::as_str).ok_or("missing string field `detector`")?;
-    let output = v.get("output").and_then(Value::as_str).ok_or("missing string field `output`")?;
+    let detector = v
+        .get("detector")
+        .and_then(Value::as_str)
+        .ok_or("missing string field `detector`")?;
+    let output = v
+        .get("output")
+        .and_then(Value::as_str)
+        .ok_or("missing string field `output`")?;
     Ok(Item {
         detector: detector.to_string(),
         output: output.to_string(),
@@ -109,17 +115,38 @@ pub async fn map(State(state): State<Arc<SimState>>, headers: HeaderMap, body: B
 }
 
 /// `POST /map/batch`: `{"items": [{"detector": ..., "output": ...}, ...]}`.
-pub async fn map_batch(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
+pub async fn map_batch(
+    State(state): State<Arc<SimState>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let start = Instant::now();
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
-        Err(e) => return bad_request(&state, "/map/batch", start, format!("body is not JSON: {e}")),
+        Err(e) => {
+            return bad_request(
+                &state,
+                "/map/batch",
+                start,
+                format!("body is not JSON: {e}"),
+            )
+        }
     };
     let Some(arr) = req.get("items").and_then(Value::as_array) else {
-        return bad_request(&state, "/map/batch", start, "missing array field `items`".into());
+        return bad_request(
+            &state,
+            "/map/batch",
+            start,
+            "missing array field `items`".into(),
+        );
     };
     if arr.is_empty() || arr.len() > 100 {
-        return bad_request(&state, "/map/batch", start, "`items` must hold 1 to 100 items".into());
+        return bad_request(
+            &state,
+            "/map/batch",
+            start,
+            "`items` must hold 1 to 100 items".into(),
+        );
     }
     let mut items = Vec::new();
     for (i, v) in arr.iter().enumerate() {
@@ -148,10 +175,17 @@ async fn respond(
     for (i, it) in items.iter().enumerate() {
         let dist = cfg.detectors.get(&it.detector).unwrap_or(&cfg.latency);
         let d = dist.sample(rng.next_normal());
-        designed += if i == 0 { d } else { d.mul_f64(cfg.batch_item_factor) };
+        designed += if i == 0 {
+            d
+        } else {
+            d.mul_f64(cfg.batch_item_factor)
+        };
     }
     let invalid = rng.next_f64() < cfg.schema_invalid_rate;
-    let fallbacks: Vec<bool> = items.iter().map(|_| rng.next_f64() < cfg.fallback_rate).collect();
+    let fallbacks: Vec<bool> = items
+        .iter()
+        .map(|_| rng.next_f64() < cfg.fallback_rate)
+        .collect();
     let confidence = 0.80 + 0.19 * rng.next_f64();
 
     if fault == Some(Fault::Hang) {
@@ -171,7 +205,11 @@ async fn respond(
     } else {
         results.into_iter().next().unwrap_or(Value::Null)
     };
-    let detector = items.iter().map(|i| i.detector.as_str()).collect::<Vec<_>>().join(",");
+    let detector = items
+        .iter()
+        .map(|i| i.detector.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
     let json_bytes = Bytes::from(payload.to_string());
 
     let (status, resp_body, schema_valid, fallback): (u16, Body, bool, bool) = match &fault {
@@ -181,17 +219,28 @@ async fn respond(
             false,
             false,
         ),
-        Some(Fault::InvalidJson) => (200, Body::from("{\"taxonomy\": [\"PII.Contact"), false, false),
+        Some(Fault::InvalidJson) => (
+            200,
+            Body::from("{\"taxonomy\": [\"PII.Contact"),
+            false,
+            false,
+        ),
         Some(Fault::Huge(n)) => (200, Body::new(HugeBody { remaining: *n }), false, false),
         Some(Fault::Truncate) => (
             200,
-            Body::new(BrokenBody { head: Some(json_bytes.slice(..json_bytes.len() / 2)) }),
+            Body::new(BrokenBody {
+                head: Some(json_bytes.slice(..json_bytes.len() / 2)),
+            }),
             false,
             false,
         ),
         Some(Fault::Drip(every)) => (
             200,
-            Body::new(DripBody { data: json_bytes.clone(), every: *every, sleep: None }),
+            Body::new(DripBody {
+                data: json_bytes.clone(),
+                every: *every,
+                sleep: None,
+            }),
             !invalid,
             any_fallback,
         ),
@@ -216,7 +265,10 @@ async fn respond(
         http::HeaderValue::from_static("application/json"),
     );
     if status == 429 {
-        resp.headers_mut().insert(http::header::RETRY_AFTER, http::HeaderValue::from_static("1"));
+        resp.headers_mut().insert(
+            http::header::RETRY_AFTER,
+            http::HeaderValue::from_static("1"),
+        );
     }
     resp
 }
@@ -227,13 +279,19 @@ mod tests {
 
     #[test]
     fn taxonomy_knows_the_golden_detectors() {
-        assert_eq!(taxonomy("presidio", "EMAIL_ADDRESS"), Some("PII.Contact.Email"));
+        assert_eq!(
+            taxonomy("presidio", "EMAIL_ADDRESS"),
+            Some("PII.Contact.Email")
+        );
         assert_eq!(taxonomy("presidio", "nope"), None);
     }
 
     #[test]
     fn invalid_items_break_the_schema_shape() {
-        let it = Item { detector: "presidio".into(), output: "EMAIL_ADDRESS".into() };
+        let it = Item {
+            detector: "presidio".into(),
+            output: "EMAIL_ADDRESS".into(),
+        };
         let ok = mapped(&it, false, false, 0.9);
         assert!(ok["taxonomy"].is_array());
         assert_eq!(ok["provenance"], "model");
@@ -241,7 +299,15 @@ mod tests {
         assert!(bad["taxonomy"].is_string());
         let fb = mapped(&it, true, false, 0.9);
         assert_eq!(fb["provenance"], "fallback");
-        let unknown = mapped(&Item { detector: "x".into(), output: "y".into() }, false, false, 0.9);
+        let unknown = mapped(
+            &Item {
+                detector: "x".into(),
+                output: "y".into(),
+            },
+            false,
+            false,
+            0.9,
+        );
         assert_eq!(unknown["provenance"], "fallback");
     }
 }

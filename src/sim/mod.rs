@@ -179,7 +179,11 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
 }
 
 async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
-    state.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    state
+        .truth
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .clear();
     "cleared\n"
 }
 
@@ -229,8 +233,14 @@ mod tests {
 
     #[test]
     fn repeats_of_one_request_draw_differently_but_reproducibly() {
-        let a = SimState::new(SimConfig { seed: 9, ..Default::default() });
-        let b = SimState::new(SimConfig { seed: 9, ..Default::default() });
+        let a = SimState::new(SimConfig {
+            seed: 9,
+            ..Default::default()
+        });
+        let b = SimState::new(SimConfig {
+            seed: 9,
+            ..Default::default()
+        });
         let (mut a1, _) = a.rng_for("/map", b"x");
         let (mut a2, _) = a.rng_for("/map", b"x");
         let (mut b1, _) = b.rng_for("/map", b"x");

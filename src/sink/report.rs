@@ -92,7 +92,11 @@ impl Report {
                 runs: s.runs,
                 errors: s.errors,
                 outcomes: s.outcomes.clone(),
-                latency: s.latency.iter().map(|(sli, l)| (sli.name(), l.summary())).collect(),
+                latency: s
+                    .latency
+                    .iter()
+                    .map(|(sli, l)| (sli.name(), l.summary()))
+                    .collect(),
                 ratios: s
                     .ratios
                     .iter()
@@ -101,7 +105,15 @@ impl Report {
                 counts: s
                     .ratios
                     .iter()
-                    .map(|(sli, r)| (sli.name(), Counts { good: r.good, total: r.total }))
+                    .map(|(sli, r)| {
+                        (
+                            sli.name(),
+                            Counts {
+                                good: r.good,
+                                total: r.total,
+                            },
+                        )
+                    })
                     .collect(),
                 tiers: s.tiers.clone(),
             })
@@ -142,7 +154,8 @@ impl Report {
 
     /// Pretty JSON, redacted of secrets.
     pub fn to_json(&self) -> String {
-        let text = serde_json::to_string_pretty(self).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+        let text = serde_json::to_string_pretty(self)
+            .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
         crate::secret::redact(&text)
     }
 }

@@ -32,7 +32,7 @@ fn ms(v: f64) -> String {
 }
 
 fn pct(v: f64) -> String {
-    if v >= 0.9995 && v < 1.0 {
+    if (0.9995..1.0).contains(&v) {
         format!("{:.2}%", v * 100.0)
     } else {
         format!("{:.1}%", v * 100.0)
@@ -40,11 +40,27 @@ fn pct(v: f64) -> String {
 }
 
 /// Renders the per-slice table and the SLO verdicts.
-pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey, SliceStats>, slos: &[SloVerdict]) -> String {
+pub fn render(
+    suite: &str,
+    region: &str,
+    elapsed: f64,
+    stats: &BTreeMap<SliceKey, SliceStats>,
+    slos: &[SloVerdict],
+) -> String {
     let mut out = String::new();
-    let total_runs: u64 = stats.iter().filter(|(k, _)| k.slice == ALL_SLICES).map(|(_, s)| s.runs).sum();
-    let _ = writeln!(out, "suite {suite}  region {region}  {total_runs} case runs in {elapsed:.2}s");
-    let mut probes: Vec<(&str, &str)> = stats.keys().map(|k| (k.endpoint.as_str(), k.probe.as_str())).collect();
+    let total_runs: u64 = stats
+        .iter()
+        .filter(|(k, _)| k.slice == ALL_SLICES)
+        .map(|(_, s)| s.runs)
+        .sum();
+    let _ = writeln!(
+        out,
+        "suite {suite}  region {region}  {total_runs} case runs in {elapsed:.2}s"
+    );
+    let mut probes: Vec<(&str, &str)> = stats
+        .keys()
+        .map(|k| (k.endpoint.as_str(), k.probe.as_str()))
+        .collect();
     probes.dedup();
     for (endpoint, probe) in probes {
         let rows: Vec<(&SliceKey, &SliceStats)> = stats
@@ -59,7 +75,10 @@ pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey
         let rat: Vec<Sli> = Sli::ALL
             .iter()
             .copied()
-            .filter(|s| rows.iter().any(|(_, st)| st.ratios.get(s).is_some_and(|r| r.total > 0)))
+            .filter(|s| {
+                rows.iter()
+                    .any(|(_, st)| st.ratios.get(s).is_some_and(|r| r.total > 0))
+            })
             .collect();
         let mut header = vec!["slice".to_string(), "runs".into(), "errors".into()];
         for s in &lat {
@@ -75,7 +94,11 @@ pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey
         let mut table = vec![header];
         for (k, st) in ordered {
             let mut row = vec![
-                if k.slice == ALL_SLICES { "* (all)".to_string() } else { k.slice.clone() },
+                if k.slice == ALL_SLICES {
+                    "* (all)".to_string()
+                } else {
+                    k.slice.clone()
+                },
                 st.runs.to_string(),
                 st.errors.to_string(),
             ];
@@ -89,7 +112,13 @@ pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey
                 });
             }
             for s in &rat {
-                row.push(st.ratios.get(s).and_then(|r| r.value()).map(pct).unwrap_or_else(|| "-".into()));
+                row.push(
+                    st.ratios
+                        .get(s)
+                        .and_then(|r| r.value())
+                        .map(pct)
+                        .unwrap_or_else(|| "-".into()),
+                );
             }
             let tiers = st
                 .tiers
@@ -125,7 +154,11 @@ pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey
             table.push(vec![
                 if v.met { "MET".into() } else { "MISSED".into() },
                 v.name.clone(),
-                if v.slice == ALL_SLICES { "* (all)".into() } else { v.slice.clone() },
+                if v.slice == ALL_SLICES {
+                    "* (all)".into()
+                } else {
+                    v.slice.clone()
+                },
                 target,
                 good,
                 format!(">= {}", pct(v.objective)),
@@ -138,7 +171,11 @@ pub fn render(suite: &str, region: &str, elapsed: f64, stats: &BTreeMap<SliceKey
             "\n{} of {} SLO verdicts met{}",
             slos.len() - missed,
             slos.len(),
-            if missed > 0 { format!(", {missed} missed") } else { String::new() }
+            if missed > 0 {
+                format!(", {missed} missed")
+            } else {
+                String::new()
+            }
         );
     }
     out
@@ -152,7 +189,13 @@ fn trim_float(v: f64) -> String {
 fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
-        .map(|c| rows.iter().filter_map(|r| r.get(c)).map(|s| s.chars().count()).max().unwrap_or(0))
+        .map(|c| {
+            rows.iter()
+                .filter_map(|r| r.get(c))
+                .map(|s| s.chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     for r in rows {
         let mut line = String::from("  ");
@@ -183,7 +226,13 @@ mod tests {
     #[test]
     fn columns_are_aligned() {
         let mut out = String::new();
-        write_aligned(&mut out, &[vec!["a".into(), "bb".into()], vec!["ccc".into(), "d".into()]]);
+        write_aligned(
+            &mut out,
+            &[
+                vec!["a".into(), "bb".into()],
+                vec!["ccc".into(), "d".into()],
+            ],
+        );
         assert_eq!(out, "  a    bb\n  ccc  d\n");
     }
 }

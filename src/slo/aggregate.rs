@@ -30,10 +30,11 @@ pub struct Latency {
 
 impl Default for Latency {
     fn default() -> Self {
-        Latency {
-            // 3 significant digits, auto-resizing; construction with these constants cannot fail.
-            hist: Histogram::new(3).unwrap_or_else(|_| unreachable_hist()),
-        }
+        // 3 significant digits, growing to whatever range is recorded; construction with
+        // these constants cannot fail.
+        let mut hist = Histogram::new(3).unwrap_or_else(|_| unreachable_hist());
+        hist.auto(true);
+        Latency { hist }
     }
 }
 
@@ -57,7 +58,10 @@ pub struct Summary {
 impl Latency {
     pub fn record(&mut self, seconds: f64) {
         let micros = (seconds.max(0.0) * 1e6).round() as u64;
-        self.hist.saturating_record(micros);
+        // `record` grows the histogram (auto-resize); only an impossible range saturates.
+        if self.hist.record(micros).is_err() {
+            self.hist.saturating_record(micros);
+        }
     }
 
     pub fn count(&self) -> u64 {

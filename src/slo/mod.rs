@@ -58,7 +58,10 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
             .find(|p| p.name == slo.probe)
             .map(|p| p.endpoint.clone())
             .unwrap_or_default();
-        let of_probe: Vec<&Observation> = observations.iter().filter(|o| o.probe == slo.probe).collect();
+        let of_probe: Vec<&Observation> = observations
+            .iter()
+            .filter(|o| o.probe == slo.probe)
+            .collect();
         let mut slices: Vec<String> = vec![ALL_SLICES.to_string()];
         if slo.per_slice {
             // Every slice of the golden set, even one that produced no observation.
@@ -70,7 +73,10 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
         }
         for slice in slices {
             let (mut good, mut total) = (0u64, 0u64);
-            for o in of_probe.iter().filter(|o| slice == ALL_SLICES || o.slice == slice) {
+            for o in of_probe
+                .iter()
+                .filter(|o| slice == ALL_SLICES || o.slice == slice)
+            {
                 if let Some(g) = judge(slo, o) {
                     total += 1;
                     good += u64::from(g);
@@ -103,7 +109,12 @@ mod tests {
     use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
-    fn obs(slice: &str, ttc: Option<f64>, outcome: Outcome, schema_valid: Option<bool>) -> Observation {
+    fn obs(
+        slice: &str,
+        ttc: Option<f64>,
+        outcome: Outcome,
+        schema_valid: Option<bool>,
+    ) -> Observation {
         let mut latency = BTreeMap::new();
         if let Some(v) = ttc {
             latency.insert(Sli::TimeToCompletion, v);
@@ -119,7 +130,10 @@ mod tests {
             error: None,
             status: Some(200),
             latency,
-            verdicts: Verdicts { schema_valid, ..Default::default() },
+            verdicts: Verdicts {
+                schema_valid,
+                ..Default::default()
+            },
             judged: !outcome.is_error(),
         }
     }
@@ -148,20 +162,53 @@ mod tests {
     #[test]
     fn latency_slo_counts_errors_and_slow_runs_as_bad() {
         let s = slo(Sli::TimeToCompletion, Some(250), 0.95);
-        assert_eq!(judge(&s, &obs("a", Some(0.2), Outcome::Ok, None)), Some(true));
-        assert_eq!(judge(&s, &obs("a", Some(0.25), Outcome::Ok, None)), Some(true));
-        assert_eq!(judge(&s, &obs("a", Some(0.251), Outcome::Ok, None)), Some(false));
-        assert_eq!(judge(&s, &obs("a", Some(0.1), Outcome::Error(ErrorClass::HttpStatus), None)), Some(false));
-        assert_eq!(judge(&s, &obs("a", None, Outcome::Error(ErrorClass::Timeout), None)), Some(false));
+        assert_eq!(
+            judge(&s, &obs("a", Some(0.2), Outcome::Ok, None)),
+            Some(true)
+        );
+        assert_eq!(
+            judge(&s, &obs("a", Some(0.25), Outcome::Ok, None)),
+            Some(true)
+        );
+        assert_eq!(
+            judge(&s, &obs("a", Some(0.251), Outcome::Ok, None)),
+            Some(false)
+        );
+        assert_eq!(
+            judge(
+                &s,
+                &obs("a", Some(0.1), Outcome::Error(ErrorClass::HttpStatus), None)
+            ),
+            Some(false)
+        );
+        assert_eq!(
+            judge(
+                &s,
+                &obs("a", None, Outcome::Error(ErrorClass::Timeout), None)
+            ),
+            Some(false)
+        );
         // A failed check still delivered the answer in time.
-        assert_eq!(judge(&s, &obs("a", Some(0.1), Outcome::CheckFailed, None)), Some(true));
+        assert_eq!(
+            judge(&s, &obs("a", Some(0.1), Outcome::CheckFailed, None)),
+            Some(true)
+        );
     }
 
     #[test]
     fn ratio_slo_ignores_runs_where_it_does_not_apply() {
         let s = slo(Sli::SchemaValid, None, 0.5);
-        assert_eq!(judge(&s, &obs("a", None, Outcome::Error(ErrorClass::Connect), None)), None);
-        assert_eq!(judge(&s, &obs("a", None, Outcome::Ok, Some(false))), Some(false));
+        assert_eq!(
+            judge(
+                &s,
+                &obs("a", None, Outcome::Error(ErrorClass::Connect), None)
+            ),
+            None
+        );
+        assert_eq!(
+            judge(&s, &obs("a", None, Outcome::Ok, Some(false))),
+            Some(false)
+        );
     }
 
     #[test]

@@ -18,12 +18,17 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
-    pub fn new(file: &Path, pos: Option<Pos>, field: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(
+        file: &Path,
+        pos: Option<Pos>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
         Diagnostic {
             file: file.to_path_buf(),
             pos,
             field: field.into(),
-            message: message.into(),
+            message: one_line(&message.into()),
             hint: None,
         }
     }
@@ -55,6 +60,21 @@ impl fmt::Display for Diagnostic {
     }
 }
 
+/// Collapses a multi-line message (regex errors) and drops serde's own `at line 1 column N`,
+/// which would contradict the location we print.
+fn one_line(msg: &str) -> String {
+    let joined = msg
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && *l != "^")
+        .collect::<Vec<_>>()
+        .join(" ");
+    match joined.find(" at line ") {
+        Some(i) if joined[i..].contains(" column ") => joined[..i].to_string(),
+        _ => joined,
+    }
+}
+
 /// The closest candidate to `input`, when it is close enough to be a likely typo.
 pub fn nearest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let mut best: Option<(&str, f64)> = None;
@@ -68,7 +88,7 @@ pub fn nearest<'a>(input: &str, candidates: impl IntoIterator<Item = &'a str>) -
 }
 
 /// "did you mean `x`?" or the full list of valid values.
-pub fn suggest<'a>(input: &str, candidates: &[&'a str]) -> String {
+pub fn suggest(input: &str, candidates: &[&str]) -> String {
     match nearest(input, candidates.iter().copied()) {
         Some(n) => format!("did you mean `{n}`?"),
         None => format!("valid: {}", list(candidates)),
@@ -80,7 +100,11 @@ pub fn list(items: &[&str]) -> String {
     if items.is_empty() {
         return "none defined".into();
     }
-    items.iter().map(|i| format!("`{i}`")).collect::<Vec<_>>().join(", ")
+    items
+        .iter()
+        .map(|i| format!("`{i}`"))
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 #[cfg(test)]
@@ -89,14 +113,25 @@ mod tests {
 
     #[test]
     fn display_names_file_line_column_field_and_hint() {
-        let d = Diagnostic::new(Path::new("s.yaml"), Some(Pos { line: 3, col: 7 }), "slos[0].probe", "unknown probe `x`")
-            .hint("did you mean `y`?");
-        assert_eq!(d.to_string(), "s.yaml:3:7: slos[0].probe: unknown probe `x` (did you mean `y`?)");
+        let d = Diagnostic::new(
+            Path::new("s.yaml"),
+            Some(Pos { line: 3, col: 7 }),
+            "slos[0].probe",
+            "unknown probe `x`",
+        )
+        .hint("did you mean `y`?");
+        assert_eq!(
+            d.to_string(),
+            "s.yaml:3:7: slos[0].probe: unknown probe `x` (did you mean `y`?)"
+        );
     }
 
     #[test]
     fn nearest_finds_typos_but_not_unrelated_words() {
-        assert_eq!(nearest("endpont", ["endpoint", "probe", "golden"]), Some("endpoint"));
+        assert_eq!(
+            nearest("endpont", ["endpoint", "probe", "golden"]),
+            Some("endpoint")
+        );
         assert_eq!(nearest("zzz", ["endpoint", "probe"]), None);
         assert_eq!(suggest("zzz", &["a", "b"]), "valid: `a`, `b`");
     }

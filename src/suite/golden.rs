@@ -9,7 +9,7 @@ use super::diag::{list, Diagnostic};
 use super::model::{Case, Endpoint, Expect, Protocol};
 use super::raw::RawCase;
 use super::validate::{compile_expect_path, compile_regex, load_schema};
-use super::yaml::Pos;
+use super::yaml::{path_string, Pos, Seg};
 
 /// Default slice of a case that names none.
 pub const DEFAULT_SLICE: &str = "default";
@@ -37,55 +37,99 @@ pub fn load(path: &Path) -> Result<(Vec<(usize, RawCase, String)>, Vec<Diagnosti
             Ok(v) => v,
             Err(e) => {
                 diags.push(
-                    Diagnostic::new(path, Some(Pos { line: lineno, col: e.column().max(1) }), "case", format!("invalid JSON: {e}"))
-                        .hint("each line must be one complete JSON object"),
+                    Diagnostic::new(
+                        path,
+                        Some(Pos {
+                            line: lineno,
+                            col: e.column().max(1),
+                        }),
+                        "case",
+                        format!("invalid JSON: {e}"),
+                    )
+                    .hint("each line must be one complete JSON object"),
                 );
                 continue;
             }
         };
         if !value.is_object() {
             diags.push(
-                Diagnostic::new(path, Some(Pos { line: lineno, col: 1 }), "case", "a case must be a JSON object")
-                    .hint("{\"id\": \"...\", \"slice\": \"...\", \"input\": {...}, \"expect\": {...}}"),
+                Diagnostic::new(
+                    path,
+                    Some(Pos {
+                        line: lineno,
+                        col: 1,
+                    }),
+                    "case",
+                    "a case must be a JSON object",
+                )
+                .hint("{\"id\": \"...\", \"slice\": \"...\", \"input\": {...}, \"expect\": {...}}"),
             );
             continue;
         }
-        match serde_path_to_error::deserialize::<_, RawCase>(value) {
-            Ok(c) => cases.push((lineno, c, line.to_string())),
-            Err(e) => {
-                let field = e
-                    .path()
-                    .iter()
-                    .filter_map(|s| match s {
-                        serde_path_to_error::Segment::Map { key } => Some(key.clone()),
-                        serde_path_to_error::Segment::Seq { index } => Some(format!("[{index}]")),
-                        _ => None,
-                    })
-                    .collect::<Vec<_>>()
-                    .join(".")
-                    .replace(".[", "[");
-                let msg = e.inner().to_string();
-                let (message, key, hint) = if let Some(unknown) = between(&msg, "unknown field `", "`") {
-                    let expected = expected_names(&msg);
-                    let names: Vec<&str> = expected.iter().map(String::as_str).collect();
-                    let names = if names.is_empty() { CASE_KEYS.to_vec() } else { names };
-                    (
-                        format!("unknown key `{unknown}`"),
-                        unknown.clone(),
-                        Some(super::diag::suggest(&unknown, &names)),
-                    )
-                } else if let Some(missing) = between(&msg, "missing field `", "`") {
-                    (
-                        format!("missing required key `{missing}`"),
-                        String::new(),
-                        Some("every case needs a unique `id`".to_string()),
-                    )
+        let mut value = value;
+        // Report every bad key of the line: remove each offending key and try again.
+        for _ in 0..16 {
+            let e = match serde_path_to_error::deserialize::<_, RawCase>(value.clone()) {
+                Ok(c) => {
+                    cases.push((lineno, c, line.to_string()));
+                    break;
+                }
+                Err(e) => e,
+            };
+            let segs: Vec<Seg> = e
+                .path()
+                .iter()
+                .filter_map(|s| match s {
+                    serde_path_to_error::Segment::Map { key } => Some(Seg::Key(key.clone())),
+                    serde_path_to_error::Segment::Seq { index } => Some(Seg::Index(*index)),
+                    _ => None,
+                })
+                .collect();
+            let field = path_string(&segs);
+            let msg = e.inner().to_string();
+            let mut remove: Vec<Seg> = segs.clone();
+            let (message, key, hint) = if let Some(unknown) = between(&msg, "unknown field `", "`")
+            {
+                let expected = expected_names(&msg);
+                let names: Vec<&str> = expected.iter().map(String::as_str).collect();
+                let names = if names.is_empty() {
+                    CASE_KEYS.to_vec()
                 } else {
-                    (msg.replace("invalid type: ", "wrong type: "), field.rsplit('.').next().unwrap_or("").to_string(), None)
+                    names
                 };
-                let shown = if field.is_empty() { "case".to_string() } else { format!("case.{field}") };
-                let pos = col_of(line, lineno, &key);
-                diags.push(Diagnostic::new(path, Some(pos), shown, message).maybe_hint(hint));
+                if remove.last() != Some(&Seg::Key(unknown.clone())) {
+                    remove.push(Seg::Key(unknown.clone()));
+                }
+                (
+                    format!("unknown key `{unknown}`"),
+                    unknown.clone(),
+                    Some(super::diag::suggest(&unknown, &names)),
+                )
+            } else if let Some(missing) = between(&msg, "missing field `", "`") {
+                remove.clear();
+                (
+                    format!("missing required key `{missing}`"),
+                    String::new(),
+                    Some("every case needs a unique `id`".to_string()),
+                )
+            } else {
+                let key = match segs.last() {
+                    Some(Seg::Key(k)) => k.clone(),
+                    _ => String::new(),
+                };
+                (msg.replace("invalid type: ", "wrong type: "), key, None)
+            };
+            let shown = match remove.as_slice() {
+                [] if field == "(top level)" => "case".to_string(),
+                [] => format!("case.{field}"),
+                r => format!("case.{}", path_string(r)),
+            };
+            diags.push(
+                Diagnostic::new(path, Some(col_of(line, lineno, &key)), shown, message)
+                    .maybe_hint(hint),
+            );
+            if remove.is_empty() || !super::validate::remove_at(&mut value, &remove) {
+                break;
             }
         }
     }
@@ -99,8 +143,15 @@ fn between(s: &str, start: &str, end: &str) -> Option<String> {
 }
 
 fn expected_names(msg: &str) -> Vec<String> {
-    let Some(i) = msg.find("expected") else { return vec![] };
-    msg[i..].split('`').skip(1).step_by(2).map(str::to_string).collect()
+    let Some(i) = msg.find("expected") else {
+        return vec![];
+    };
+    msg[i..]
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .map(str::to_string)
+        .collect()
 }
 
 /// The position of `"key"` on a JSONL line (column 1 when it is not found).
@@ -130,13 +181,24 @@ pub fn compile_case(
 ) -> Option<Case> {
     let before = diags.len();
     let mut err = |key: &str, field: &str, message: String, hint: Option<String>| {
-        diags.push(Diagnostic::new(file, Some(col_of(text, line, key)), field.to_string(), message).maybe_hint(hint));
+        diags.push(
+            Diagnostic::new(
+                file,
+                Some(col_of(text, line, key)),
+                field.to_string(),
+                message,
+            )
+            .maybe_hint(hint),
+        );
     };
     if raw.id.trim().is_empty() {
         err("id", "case.id", "case id must not be empty".into(), None);
     }
     let slice = raw.slice.unwrap_or_else(|| DEFAULT_SLICE.to_string());
-    if slice.trim().is_empty() || slice.chars().count() > MAX_SLICE_LEN || slice.chars().any(char::is_control) {
+    if slice.trim().is_empty()
+        || slice.chars().count() > MAX_SLICE_LEN
+        || slice.chars().any(char::is_control)
+    {
         err(
             "slice",
             "case.slice",
@@ -145,10 +207,20 @@ pub fn compile_case(
         );
     }
     if slice == "*" {
-        err("slice", "case.slice", "`*` is reserved for the aggregate over all slices".into(), None);
+        err(
+            "slice",
+            "case.slice",
+            "`*` is reserved for the aggregate over all slices".into(),
+            None,
+        );
     }
     if !(raw.input.is_object() || raw.input.is_null()) {
-        err("input", "case.input", "`input` must be a JSON object".into(), Some("e.g. {\"body\": {...}} for http-json".into()));
+        err(
+            "input",
+            "case.input",
+            "`input` must be a JSON object".into(),
+            Some("e.g. {\"body\": {...}} for http-json".into()),
+        );
     }
     let e = raw.expect;
     let mut expect = Expect {
@@ -163,7 +235,10 @@ pub fn compile_case(
         tier: e.tier.map(|c| c.0).unwrap_or_default(),
         ..Expect::default()
     };
-    for (key, src, slot) in [("regex", e.regex, &mut expect.regex), ("not_regex", e.not_regex, &mut expect.not_regex)] {
+    for (key, src, slot) in [
+        ("regex", e.regex, &mut expect.regex),
+        ("not_regex", e.not_regex, &mut expect.not_regex),
+    ] {
         if let Some(r) = src {
             match compile_regex(&r) {
                 Ok(re) => *slot = Some(re),
@@ -186,7 +261,12 @@ pub fn compile_case(
     }
     if let (Some(min), Some(max)) = (expect.min_chars, expect.max_chars) {
         if min > max {
-            err("min_chars", "case.expect.min_chars", format!("min_chars {min} is more than max_chars {max}"), None);
+            err(
+                "min_chars",
+                "case.expect.min_chars",
+                format!("min_chars {min} is more than max_chars {max}"),
+                None,
+            );
         }
     }
     if let Some(ep) = cx.endpoint {
@@ -206,12 +286,21 @@ pub fn compile_case(
                 Some("e.g. `tier: { json: \"$.model\" }`".into()),
             );
         }
-        if !expect.transcript_contains.is_empty() && !matches!(ep.protocol, Protocol::WsOpus | Protocol::Realtime) {
+        if !expect.transcript_contains.is_empty()
+            && !matches!(ep.protocol, Protocol::WsOpus | Protocol::Realtime)
+        {
             err(
                 "transcript_contains",
                 "case.expect.transcript_contains",
-                format!("`transcript_contains` needs a voice protocol; endpoint `{}` is `{}`", ep.name, ep.protocol.as_str()),
-                Some(format!("voice protocols: {}", list(&["ws-opus", "realtime"]))),
+                format!(
+                    "`transcript_contains` needs a voice protocol; endpoint `{}` is `{}`",
+                    ep.name,
+                    ep.protocol.as_str()
+                ),
+                Some(format!(
+                    "voice protocols: {}",
+                    list(&["ws-opus", "realtime"])
+                )),
             );
         }
     }
@@ -229,7 +318,11 @@ pub fn compile_case(
     Some(Case {
         id: raw.id,
         slice,
-        input: if raw.input.is_null() { Value::Object(Default::default()) } else { raw.input },
+        input: if raw.input.is_null() {
+            Value::Object(Default::default())
+        } else {
+            raw.input
+        },
         expect,
         line,
     })

@@ -44,7 +44,9 @@ pub fn interpolate_tree(root: &mut Node, env: &dyn Env, base: &Path) -> Vec<Inte
         if !s.contains('$') {
             return;
         }
-        let in_headers = path.iter().any(|seg| matches!(seg, Seg::Key(k) if k == "headers"));
+        let in_headers = path
+            .iter()
+            .any(|seg| matches!(seg, Seg::Key(k) if k == "headers"));
         match interpolate(s, env, base, in_headers) {
             Ok(v) => *s = v,
             Err((message, hint)) => errors.push(InterpError {
@@ -83,7 +85,9 @@ pub fn interpolate(
         let Some(end) = body_start.find('}') else {
             return Err((
                 format!("unclosed `${{` in `{}`", crate::secret::redact(s)),
-                Some("write ${NAME}, ${NAME:-default} or ${file:PATH}; $${ for a literal ${".into()),
+                Some(
+                    "write ${NAME}, ${NAME:-default} or ${file:PATH}; $${ for a literal ${".into(),
+                ),
             ));
         };
         let expr = &body_start[..end];
@@ -105,11 +109,7 @@ pub fn interpolate(
             Some((n, d)) => (n.trim(), Some(d)),
             None => (expr.trim(), None),
         };
-        if name.is_empty()
-            || !name
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || c == '_')
-        {
+        if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
             return Err((
                 format!("invalid variable name `{name}` in `${{{expr}}}`"),
                 Some("names use letters, digits and _, e.g. ${OPENAI_API_KEY}".into()),
@@ -154,10 +154,16 @@ mod tests {
     #[test]
     fn variables_defaults_and_escapes() {
         let b = Path::new(".");
-        assert_eq!(interpolate("${URL}/map", &env(), b, false).unwrap(), "http://h:1/map");
+        assert_eq!(
+            interpolate("${URL}/map", &env(), b, false).unwrap(),
+            "http://h:1/map"
+        );
         assert_eq!(interpolate("${NOPE:-x}", &env(), b, false).unwrap(), "x");
         assert_eq!(interpolate("${EMPTY:-d}", &env(), b, false).unwrap(), "d");
-        assert_eq!(interpolate("$${URL} $5", &env(), b, false).unwrap(), "${URL} $5");
+        assert_eq!(
+            interpolate("$${URL} $5", &env(), b, false).unwrap(),
+            "${URL} $5"
+        );
     }
 
     #[test]

@@ -19,7 +19,10 @@ pub use model::*;
 pub use validate::load_suite;
 
 /// Loads several suites, collecting the errors of all of them.
-pub fn load_all(paths: &[std::path::PathBuf], env: &dyn Env) -> Result<Vec<Suite>, Vec<Diagnostic>> {
+pub fn load_all(
+    paths: &[std::path::PathBuf],
+    env: &dyn Env,
+) -> Result<Vec<Suite>, Vec<Diagnostic>> {
     let mut suites = Vec::new();
     let mut diags = Vec::new();
     for p in paths {
@@ -32,8 +35,13 @@ pub fn load_all(paths: &[std::path::PathBuf], env: &dyn Env) -> Result<Vec<Suite
     for s in &suites {
         if let Some(prev) = names.insert(s.name.clone(), s.file.clone()) {
             diags.push(
-                Diagnostic::new(&s.file, None, "suite", format!("suite name `{}` is also used by {}", s.name, prev.display()))
-                    .hint("suite names are label values and must be unique per run"),
+                Diagnostic::new(
+                    &s.file,
+                    None,
+                    "suite",
+                    format!("suite name `{}` is also used by {}", s.name, prev.display()),
+                )
+                .hint("suite names are label values and must be unique per run"),
             );
         }
     }

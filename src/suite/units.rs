@@ -23,13 +23,17 @@ pub fn parse_duration(s: &str) -> Result<Duration, String> {
             .find(|c: char| !(c.is_ascii_digit() || c == '.'))
             .unwrap_or(rest.len());
         if num_len == 0 {
-            return Err(format!("invalid duration `{s}`; expected {DURATION_SYNTAX}"));
+            return Err(format!(
+                "invalid duration `{s}`; expected {DURATION_SYNTAX}"
+            ));
         }
         let value: f64 = rest[..num_len]
             .parse()
             .map_err(|_| format!("invalid duration `{s}`; expected {DURATION_SYNTAX}"))?;
         rest = &rest[num_len..];
-        let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit() || c == '.')
+            .unwrap_or(rest.len());
         let unit = rest[..unit_len].trim();
         let scale = match unit {
             "us" | "µs" => 1e-6,
@@ -85,10 +89,12 @@ fn check_fraction(v: f64, shown: &str) -> Result<f64, String> {
 /// Parses `16MiB`, `512KiB`, `1MB`, `1024` (bytes).
 pub fn parse_bytes(s: &str) -> Result<u64, String> {
     let t = s.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(t.len());
-    let value: f64 = t[..split]
-        .parse()
-        .map_err(|_| format!("invalid size `{s}`; expected e.g. 16MiB, 512KiB, 1MB or a number of bytes"))?;
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let value: f64 = t[..split].parse().map_err(|_| {
+        format!("invalid size `{s}`; expected e.g. 16MiB, 512KiB, 1MB or a number of bytes")
+    })?;
     let scale = match t[split..].trim() {
         "" | "B" => 1.0,
         "KB" | "kB" => 1e3,
@@ -122,13 +128,19 @@ impl<'de> Deserialize<'de> for Dur {
                 parse_duration(s).map(Dur).map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Dur, E> {
-                Err(E::custom(format!("duration `{v}` has no unit; expected {DURATION_SYNTAX}")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit; expected {DURATION_SYNTAX}"
+                )))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Dur, E> {
-                Err(E::custom(format!("duration `{v}` has no unit; expected {DURATION_SYNTAX}")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit; expected {DURATION_SYNTAX}"
+                )))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Dur, E> {
-                Err(E::custom(format!("duration `{v}` has no unit; expected {DURATION_SYNTAX}")))
+                Err(E::custom(format!(
+                    "duration `{v}` has no unit; expected {DURATION_SYNTAX}"
+                )))
             }
         }
         d.deserialize_any(V)
@@ -151,13 +163,19 @@ impl<'de> Deserialize<'de> for Percent {
                 parse_percent_str(s).map(Percent).map_err(E::custom)
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Percent, E> {
-                check_fraction(v, &v.to_string()).map(Percent).map_err(E::custom)
+                check_fraction(v, &v.to_string())
+                    .map(Percent)
+                    .map_err(E::custom)
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Percent, E> {
-                check_fraction(v as f64, &v.to_string()).map(Percent).map_err(E::custom)
+                check_fraction(v as f64, &v.to_string())
+                    .map(Percent)
+                    .map_err(E::custom)
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Percent, E> {
-                check_fraction(v as f64, &v.to_string()).map(Percent).map_err(E::custom)
+                check_fraction(v as f64, &v.to_string())
+                    .map(Percent)
+                    .map_err(E::custom)
             }
         }
         d.deserialize_any(V)
@@ -228,10 +246,15 @@ mod tests {
         assert_eq!(parse_duration("250ms").unwrap(), Duration::from_millis(250));
         assert_eq!(parse_duration("1.5s").unwrap(), Duration::from_millis(1500));
         assert_eq!(parse_duration("10m").unwrap(), Duration::from_secs(600));
-        assert_eq!(parse_duration("30d").unwrap(), Duration::from_secs(30 * 86400));
+        assert_eq!(
+            parse_duration("30d").unwrap(),
+            Duration::from_secs(30 * 86400)
+        );
         assert_eq!(parse_duration("1m30s").unwrap(), Duration::from_secs(90));
         assert!(parse_duration("5").unwrap_err().contains("no unit"));
-        assert!(parse_duration("5 minutes").unwrap_err().contains("unknown unit"));
+        assert!(parse_duration("5 minutes")
+            .unwrap_err()
+            .contains("unknown unit"));
         assert!(parse_duration("ms").unwrap_err().contains("250ms"));
     }
 

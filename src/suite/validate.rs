@@ -21,8 +21,8 @@ use crate::measure::sli::{Sli, SliKind};
 
 /// Label names canary sets itself; a suite's constant labels must not reuse them.
 pub const RESERVED_LABELS: &[&str] = &[
-    "region", "suite", "endpoint", "probe", "slice", "tier", "status", "check", "outcome", "slo", "good",
-    "le", "job", "instance", "sli", "kind",
+    "region", "suite", "endpoint", "probe", "slice", "tier", "status", "check", "outcome", "slo",
+    "good", "le", "job", "instance", "sli", "kind",
 ];
 
 const TOP_KEYS: &[&str] = &["suite", "labels", "defaults", "endpoints", "probes", "slos"];
@@ -37,20 +37,31 @@ pub(crate) struct Ctx<'a> {
 impl Ctx<'_> {
     fn err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let pos = self.tree.pos_at(path);
-        self.diags
-            .push(Diagnostic::new(self.file, Some(pos), path_string(path), message));
+        self.diags.push(Diagnostic::new(
+            self.file,
+            Some(pos),
+            path_string(path),
+            message,
+        ));
         self.diags.last_mut().expect("just pushed")
     }
 
     fn key_err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let pos = self.tree.key_pos_at(path);
-        self.diags
-            .push(Diagnostic::new(self.file, Some(pos), path_string(path), message));
+        self.diags.push(Diagnostic::new(
+            self.file,
+            Some(pos),
+            path_string(path),
+            message,
+        ));
         self.diags.last_mut().expect("just pushed")
     }
 
     fn dir(&self) -> PathBuf {
-        self.file.parent().map(Path::to_path_buf).unwrap_or_default()
+        self.file
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_default()
     }
 }
 
@@ -67,10 +78,20 @@ fn k(s: &str) -> Seg {
 /// Loads and validates one suite file.
 pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> {
     let src = std::fs::read_to_string(file).map_err(|e| {
-        vec![Diagnostic::new(file, None, "(file)", format!("cannot read suite: {e}"))]
+        vec![Diagnostic::new(
+            file,
+            None,
+            "(file)",
+            format!("cannot read suite: {e}"),
+        )]
     })?;
     let mut tree = yaml::parse(&src).map_err(|e| {
-        vec![Diagnostic::new(file, Some(e.pos), "(syntax)", format!("invalid YAML: {}", e.message))]
+        vec![Diagnostic::new(
+            file,
+            Some(e.pos),
+            "(syntax)",
+            format!("invalid YAML: {}", e.message),
+        )]
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let interp_errors = interpolate_tree(&mut tree, env, &base);
@@ -87,12 +108,14 @@ pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> 
                 .hint("each key may appear once; the later value would silently win"),
         );
     }
-    for e in interp_errors {
-        ctx.diags
-            .push(Diagnostic::new(file, Some(e.pos), e.field, e.message).maybe_hint(e.hint));
-    }
     let suite = build(&mut ctx);
     let mut diags = ctx.diags;
+    // A value that failed to interpolate is reported once, not again as a bad URL or duration.
+    let failed: HashSet<String> = interp_errors.iter().map(|e| e.field.clone()).collect();
+    diags.retain(|d| !failed.contains(&d.field));
+    for e in interp_errors {
+        diags.push(Diagnostic::new(file, Some(e.pos), e.field, e.message).maybe_hint(e.hint));
+    }
     diags.sort_by_key(|d| (d.file.clone(), d.pos.map(|p| (p.line, p.col))));
     match suite {
         Some(s) if diags.is_empty() => Ok(s),
@@ -102,7 +125,11 @@ pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> 
 
 /// Deserializes `value` as `T`, reporting every key that is unknown or of the wrong type
 /// (each is removed and deserialization retried), then any missing required key.
-pub(crate) fn collect<T: DeserializeOwned>(mut value: Value, prefix: &[Seg], ctx: &mut Ctx) -> Option<T> {
+pub(crate) fn collect<T: DeserializeOwned>(
+    mut value: Value,
+    prefix: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<T> {
     let mut removed: Vec<Vec<Seg>> = Vec::new();
     for _ in 0..64 {
         let err = match serde_path_to_error::deserialize::<_, T>(value.clone()) {
@@ -173,7 +200,9 @@ fn between(s: &str, start: &str, end: &str) -> Option<String> {
 }
 
 fn backticked_after(s: &str, marker: &str) -> Vec<String> {
-    let Some(i) = s.find(marker) else { return vec![] };
+    let Some(i) = s.find(marker) else {
+        return vec![];
+    };
     s[i..]
         .split('`')
         .skip(1)
@@ -182,7 +211,7 @@ fn backticked_after(s: &str, marker: &str) -> Vec<String> {
         .collect()
 }
 
-fn remove_at(value: &mut Value, path: &[Seg]) -> bool {
+pub(crate) fn remove_at(value: &mut Value, path: &[Seg]) -> bool {
     let Some((last, parent)) = path.split_last() else {
         return false;
     };
@@ -219,14 +248,15 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
     };
     for key in top.keys() {
         if !TOP_KEYS.contains(&key.as_str()) {
-            ctx.key_err(&[k(key)], format!("unknown key `{key}`")).hint = Some(suggest(key, TOP_KEYS));
+            ctx.key_err(&[k(key)], format!("unknown key `{key}`")).hint =
+                Some(suggest(key, TOP_KEYS));
         }
     }
     let name = match top.get("suite") {
         Some(Value::String(s)) if !s.trim().is_empty() => Some(s.clone()),
         Some(_) => {
-            ctx.err(&[k("suite")], "`suite` must be a non-empty string").hint =
-                Some("e.g. `suite: assistant`; it becomes the `suite` label".into());
+            ctx.err(&[k("suite")], "`suite` must be a non-empty string")
+                .hint = Some("e.g. `suite: assistant`; it becomes the `suite` label".into());
             None
         }
         None => {
@@ -242,11 +272,14 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
     for lname in labels.keys() {
         let path = [k("labels"), k(lname)];
         if !is_label_name(lname) {
-            ctx.key_err(&path, format!("`{lname}` is not a valid Prometheus label name")).hint =
-                Some("use letters, digits and _, not starting with a digit".into());
+            ctx.key_err(
+                &path,
+                format!("`{lname}` is not a valid Prometheus label name"),
+            )
+            .hint = Some("use letters, digits and _, not starting with a digit".into());
         } else if RESERVED_LABELS.contains(&lname.as_str()) {
-            ctx.key_err(&path, format!("label `{lname}` is set by canary itself")).hint =
-                Some(format!("reserved: {}", list(RESERVED_LABELS)));
+            ctx.key_err(&path, format!("label `{lname}` is set by canary itself"))
+                .hint = Some(format!("reserved: {}", list(RESERVED_LABELS)));
         }
     }
     let defaults = build_defaults(top.get("defaults"), ctx);
@@ -273,7 +306,10 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
             }
         }
         Some(_) => {
-            ctx.err(&[k("endpoints")], "`endpoints` must be a map of name -> endpoint");
+            ctx.err(
+                &[k("endpoints")],
+                "`endpoints` must be a map of name -> endpoint",
+            );
         }
         None => {
             ctx.err(&[], "missing required key `endpoints`").hint =
@@ -290,8 +326,11 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
                 let path = [k("probes"), Seg::Index(i)];
                 if let Some(n) = v.get("name").and_then(Value::as_str) {
                     if probe_names.iter().any(|x| x == n) {
-                        ctx.err(&p(&path, &[k("name")]), format!("duplicate probe name `{n}`")).hint =
-                            Some("probe names must be unique within a suite".into());
+                        ctx.err(
+                            &p(&path, &[k("name")]),
+                            format!("duplicate probe name `{n}`"),
+                        )
+                        .hint = Some("probe names must be unique within a suite".into());
                     }
                     probe_names.push(n.to_string());
                     if let Some(e) = v.get("endpoint").and_then(Value::as_str) {
@@ -299,15 +338,19 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
                     }
                 }
                 if let Some(raw) = collect::<RawProbe>(v.clone(), &path, ctx) {
-                    if let Some(pr) = build_probe(raw, &defaults, &endpoints, &endpoint_names, &path, ctx) {
+                    if let Some(pr) =
+                        build_probe(raw, &defaults, &endpoints, &endpoint_names, &path, ctx)
+                    {
                         probes.push(pr);
                     }
                 }
             }
         }
         Some(_) => {
-            ctx.err(&[k("probes")], "`probes` must be a list").hint =
-                Some("e.g. `probes: [{ name: map, endpoint: mapper, golden: ../golden/x.jsonl }]`".into());
+            ctx.err(&[k("probes")], "`probes` must be a list").hint = Some(
+                "e.g. `probes: [{ name: map, endpoint: mapper, golden: ../golden/x.jsonl }]`"
+                    .into(),
+            );
         }
         None => {}
     }
@@ -324,10 +367,22 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
                 let path = [k("slos"), Seg::Index(i)];
                 if let Some(raw) = collect::<RawSlo>(v.clone(), &path, ctx) {
                     if !slo_names.insert(raw.name.clone()) {
-                        ctx.err(&p(&path, &[k("name")]), format!("duplicate SLO name `{}`", raw.name));
+                        ctx.err(
+                            &p(&path, &[k("name")]),
+                            format!("duplicate SLO name `{}`", raw.name),
+                        );
                     }
                     let names: Vec<&str> = probe_names.iter().map(String::as_str).collect();
-                    if let Some(slo) = build_slo(raw, &probes, &names, &probe_endpoint, &endpoint_protocols, &endpoints, &path, ctx) {
+                    if let Some(slo) = build_slo(
+                        raw,
+                        &probes,
+                        &names,
+                        &probe_endpoint,
+                        &endpoint_protocols,
+                        &endpoints,
+                        &path,
+                        ctx,
+                    ) {
                         slos.push(slo);
                     }
                 }
@@ -365,22 +420,33 @@ fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
     let mut d = Defaults {
         timeout: raw.timeout.map(|d| d.0).unwrap_or(DEFAULT_TIMEOUT),
         runs: raw.runs.unwrap_or(1),
-        concurrency: raw.concurrency.map(|c| c as usize).unwrap_or(DEFAULT_CONCURRENCY),
+        concurrency: raw
+            .concurrency
+            .map(|c| c as usize)
+            .unwrap_or(DEFAULT_CONCURRENCY),
         schedule: raw.schedule.clone(),
         max_body: raw.max_body.map(|b| b.0).unwrap_or(DEFAULT_MAX_BODY),
     };
     if d.timeout.is_zero() {
-        ctx.err(&p(&path, &[k("timeout")]), "timeout must be more than zero").hint = Some("e.g. 30s".into());
+        ctx.err(&p(&path, &[k("timeout")]), "timeout must be more than zero")
+            .hint = Some("e.g. 30s".into());
         d.timeout = DEFAULT_TIMEOUT;
     }
     if d.runs == 0 {
         ctx.err(&p(&path, &[k("runs")]), "runs must be at least 1");
     }
     if d.concurrency == 0 {
-        ctx.err(&p(&path, &[k("concurrency")]), "concurrency must be at least 1");
+        ctx.err(
+            &p(&path, &[k("concurrency")]),
+            "concurrency must be at least 1",
+        );
     }
     if d.max_body == 0 {
-        ctx.err(&p(&path, &[k("max_body")]), "max_body must be more than zero").hint = Some("e.g. 16MiB".into());
+        ctx.err(
+            &p(&path, &[k("max_body")]),
+            "max_body must be more than zero",
+        )
+        .hint = Some("e.g. 16MiB".into());
     }
     if let Some(s) = &raw.schedule {
         if let Err(e) = check_cron(s) {
@@ -398,11 +464,12 @@ fn check_cron(s: &str) -> Result<(), String> {
         return Err(format!("schedule `{s}` has {} fields", fields.len()));
     }
     for f in fields {
-        if !f
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#'))
-        {
-            return Err(format!("schedule field `{f}` has characters cron does not use"));
+        if !f.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#')
+        }) {
+            return Err(format!(
+                "schedule field `{f}` has characters cron does not use"
+            ));
         }
     }
     Ok(())
@@ -410,22 +477,32 @@ fn check_cron(s: &str) -> Result<(), String> {
 
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];
 
-fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg], ctx: &mut Ctx) -> Option<Endpoint> {
+fn build_endpoint(
+    name: &str,
+    raw: RawEndpoint,
+    defaults: &Defaults,
+    path: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<Endpoint> {
     let before = ctx.diags.len();
     if !name
         .chars()
         .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
         || name.is_empty()
     {
-        ctx.key_err(path, format!("endpoint name `{name}` has characters that are unsafe in a label")).hint =
-            Some("use letters, digits, `_`, `-` and `.`".into());
+        ctx.key_err(
+            path,
+            format!("endpoint name `{name}` has characters that are unsafe in a label"),
+        )
+        .hint = Some("use letters, digits, `_`, `-` and `.`".into());
     }
     let proto = raw.protocol;
     let url_path = p(path, &[k("url")]);
     let (schemes, needs_url): (&[&str], bool) = match proto {
-        Protocol::HttpJson | Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
-            (&["http", "https"], true)
-        }
+        Protocol::HttpJson
+        | Protocol::OpenaiChat
+        | Protocol::OpenaiResponses
+        | Protocol::AnthropicMessages => (&["http", "https"], true),
         Protocol::WsOpus | Protocol::Realtime => (&["ws", "wss"], true),
         Protocol::Job => (&["http", "https"], false),
     };
@@ -433,8 +510,17 @@ fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg
     if needs_url {
         match &raw.url {
             None => {
-                ctx.err(path, format!("missing required key `url` for protocol `{}`", proto.as_str())).hint =
-                    Some(format!("e.g. `url: \"{}://127.0.0.1:7070/...\"`", schemes[0]));
+                ctx.err(
+                    path,
+                    format!(
+                        "missing required key `url` for protocol `{}`",
+                        proto.as_str()
+                    ),
+                )
+                .hint = Some(format!(
+                    "e.g. `url: \"{}://127.0.0.1:7070/...\"`",
+                    schemes[0]
+                ));
             }
             Some(u) => {
                 if let Err(e) = check_url(u, schemes) {
@@ -444,9 +530,16 @@ fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg
         }
     }
     if proto == Protocol::Job {
-        for (key, val) in [("submit", &raw.submit), ("poll", &raw.poll), ("done", &raw.done)] {
+        for (key, val) in [
+            ("submit", &raw.submit),
+            ("poll", &raw.poll),
+            ("done", &raw.done),
+        ] {
             if val.is_none() {
-                ctx.err(path, format!("missing required key `{key}` for protocol `job`"));
+                ctx.err(
+                    path,
+                    format!("missing required key `{key}` for protocol `job`"),
+                );
             }
         }
     }
@@ -457,8 +550,11 @@ fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg
             if HTTP_METHODS.contains(&upper.as_str()) {
                 http::Method::from_bytes(upper.as_bytes()).unwrap_or(http::Method::POST)
             } else {
-                ctx.err(&p(path, &[k("method")]), format!("unknown HTTP method `{m}`")).hint =
-                    Some(format!("valid: {}", list(HTTP_METHODS)));
+                ctx.err(
+                    &p(path, &[k("method")]),
+                    format!("unknown HTTP method `{m}`"),
+                )
+                .hint = Some(format!("valid: {}", list(HTTP_METHODS)));
                 http::Method::POST
             }
         }
@@ -496,15 +592,24 @@ fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg
     let answer = raw.answer.and_then(|a| {
         let apath = p(path, &[k("answer")]);
         if a.primary.is_some() {
-            ctx.err(&p(&apath, &[k("primary")]), "`primary` belongs to `tier`, not `answer`");
+            ctx.err(
+                &p(&apath, &[k("primary")]),
+                "`primary` belongs to `tier`, not `answer`",
+            );
         }
         Some(Extractor {
             source: source_of(a.json.as_deref(), a.header.as_deref(), &apath, ctx)?,
         })
     });
-    let fallback = raw.fallback.and_then(|m| matcher(m, &p(path, &[k("fallback")]), ctx));
-    let cache = raw.cache.and_then(|m| matcher(m, &p(path, &[k("cache")]), ctx));
-    let escalation = raw.escalation.and_then(|m| matcher(m, &p(path, &[k("escalation")]), ctx));
+    let fallback = raw
+        .fallback
+        .and_then(|m| matcher(m, &p(path, &[k("fallback")]), ctx));
+    let cache = raw
+        .cache
+        .and_then(|m| matcher(m, &p(path, &[k("cache")]), ctx));
+    let escalation = raw
+        .escalation
+        .and_then(|m| matcher(m, &p(path, &[k("escalation")]), ctx));
     let schema = raw.schema.as_deref().and_then(|s| {
         let dir = ctx.dir();
         match load_schema(&dir, s) {
@@ -521,20 +626,29 @@ fn build_endpoint(name: &str, raw: RawEndpoint, defaults: &Defaults, path: &[Seg
     }
     let max_body = raw.max_body.map(|b| b.0).unwrap_or(defaults.max_body);
     if max_body == 0 {
-        ctx.err(&p(path, &[k("max_body")]), "max_body must be more than zero");
+        ctx.err(
+            &p(path, &[k("max_body")]),
+            "max_body must be more than zero",
+        );
     }
     if let Some(fmt) = &raw.audio_format {
         const FORMATS: &[&str] = &["pcm16", "pcmu", "pcma", "g711_ulaw", "g711_alaw"];
         if !FORMATS.contains(&fmt.as_str()) {
-            ctx.err(&p(path, &[k("audio_format")]), format!("unknown audio format `{fmt}`")).hint =
-                Some(suggest(fmt, FORMATS));
+            ctx.err(
+                &p(path, &[k("audio_format")]),
+                format!("unknown audio format `{fmt}`"),
+            )
+            .hint = Some(suggest(fmt, FORMATS));
         }
     }
     if let Some(c) = &raw.container {
         const CONTAINERS: &[&str] = &["raw", "ogg"];
         if !CONTAINERS.contains(&c.as_str()) {
-            ctx.err(&p(path, &[k("container")]), format!("unknown container `{c}`")).hint =
-                Some(format!("valid: {}", list(CONTAINERS)));
+            ctx.err(
+                &p(path, &[k("container")]),
+                format!("unknown container `{c}`"),
+            )
+            .hint = Some(format!("valid: {}", list(CONTAINERS)));
         }
     }
     if ctx.diags.len() > before {
@@ -577,7 +691,12 @@ fn check_url(u: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-fn source_of(json: Option<&str>, header: Option<&str>, path: &[Seg], ctx: &mut Ctx) -> Option<Source> {
+fn source_of(
+    json: Option<&str>,
+    header: Option<&str>,
+    path: &[Seg],
+    ctx: &mut Ctx,
+) -> Option<Source> {
     match (json, header) {
         (Some(j), None) => match Source::json(j) {
             Ok(s) => Some(s),
@@ -628,12 +747,15 @@ fn matcher(m: RawMatcher, path: &[Seg], ctx: &mut Ctx) -> Option<Matcher> {
     } else {
         Cond::Truthy
     };
-    Some(Matcher { source: source?, cond })
+    Some(Matcher {
+        source: source?,
+        cond,
+    })
 }
 
 /// Reads and compiles a JSON schema file relative to `dir`.
 pub(crate) fn load_schema(dir: &Path, rel: &str) -> Result<Schema, (String, String)> {
-    let path = dir.join(rel);
+    let path = normalize(&dir.join(rel));
     let text = std::fs::read_to_string(&path).map_err(|e| {
         (
             format!("cannot read schema `{}`: {e}", path.display()),
@@ -648,7 +770,10 @@ pub(crate) fn load_schema(dir: &Path, rel: &str) -> Result<Schema, (String, Stri
     })?;
     let validator = jsonschema::validator_for(&json).map_err(|e| {
         (
-            format!("schema `{}` is not a valid JSON Schema: {e}", path.display()),
+            format!(
+                "schema `{}` is not a valid JSON Schema: {e}",
+                path.display()
+            ),
             "a JSON Schema document (draft 4, 6, 7, 2019-09 or 2020-12)".into(),
         )
     })?;
@@ -673,12 +798,16 @@ fn build_probe(
     let endpoint = endpoints.get(&raw.endpoint).cloned();
     if !endpoint_names.contains(&raw.endpoint) {
         let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
-        ctx.err(&p(path, &[k("endpoint")]), format!("unknown endpoint `{}`", raw.endpoint)).hint =
-            Some(suggest(&raw.endpoint, &names));
+        ctx.err(
+            &p(path, &[k("endpoint")]),
+            format!("unknown endpoint `{}`", raw.endpoint),
+        )
+        .hint = Some(suggest(&raw.endpoint, &names));
     }
     let stall = raw.stall.map(|d| d.0).unwrap_or(DEFAULT_STALL);
     if stall.is_zero() {
-        ctx.err(&p(path, &[k("stall")]), "stall must be more than zero").hint = Some("e.g. 1s".into());
+        ctx.err(&p(path, &[k("stall")]), "stall must be more than zero")
+            .hint = Some("e.g. 1s".into());
     }
     let timeout = raw
         .timeout
@@ -703,10 +832,13 @@ fn build_probe(
             .and_then(Value::as_object)
             .is_some_and(|t| t.contains_key("url") && t.contains_key("value"));
         if !ok {
-            ctx.err(&p(path, &[k("freshness")]), "freshness needs `truth: {url, value, updated_at}`");
+            ctx.err(
+                &p(path, &[k("freshness")]),
+                "freshness needs `truth: {url, value, updated_at}`",
+            );
         }
     }
-    let golden_path = ctx.dir().join(&raw.golden);
+    let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
         Ok((raws, line_diags)) => {
             ctx.diags.extend(line_diags);
@@ -715,15 +847,22 @@ fn build_probe(
             for (line, rc, line_text) in raws {
                 if !ids.insert(rc.id.clone()) {
                     ctx.diags.push(
-                        Diagnostic::new(&golden_path, Some(golden::col_of(&line_text, line, "id")), "id", format!("duplicate case id `{}`", rc.id))
-                            .hint("case ids must be unique within a golden set"),
+                        Diagnostic::new(
+                            &golden_path,
+                            Some(golden::col_of(&line_text, line, "id")),
+                            "id",
+                            format!("duplicate case id `{}`", rc.id),
+                        )
+                        .hint("case ids must be unique within a golden set"),
                     );
                 }
                 let needs = golden::ProbeContext {
                     endpoint: endpoint.as_deref(),
                     has_freshness: raw.freshness.is_some(),
                 };
-                if let Some(c) = golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags) {
+                if let Some(c) =
+                    golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)
+                {
                     cases.push(c);
                 }
             }
@@ -734,7 +873,8 @@ fn build_probe(
             cases
         }
         Err(message) => {
-            ctx.err(&p(path, &[k("golden")]), message).hint = Some("paths are relative to the suite file".into());
+            ctx.err(&p(path, &[k("golden")]), message).hint =
+                Some("paths are relative to the suite file".into());
             Vec::new()
         }
     };
@@ -767,28 +907,41 @@ fn build_slo(
     let sli = Sli::parse(&raw.sli);
     if sli.is_none() {
         let names = Sli::names();
-        ctx.err(&p(path, &[k("sli")]), format!("unknown SLI `{}`", raw.sli)).hint = Some(suggest(&raw.sli, &names));
+        ctx.err(&p(path, &[k("sli")]), format!("unknown SLI `{}`", raw.sli))
+            .hint = Some(suggest(&raw.sli, &names));
     }
     if !probe_names.contains(&raw.probe.as_str()) {
-        ctx.err(&p(path, &[k("probe")]), format!("unknown probe `{}`", raw.probe)).hint =
-            Some(suggest(&raw.probe, probe_names));
+        ctx.err(
+            &p(path, &[k("probe")]),
+            format!("unknown probe `{}`", raw.probe),
+        )
+        .hint = Some(suggest(&raw.probe, probe_names));
     }
     let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
     if window < std::time::Duration::from_secs(3600) {
-        ctx.err(&p(path, &[k("window")]), "window must be at least 1h").hint =
+        ctx.err(&p(path, &[k("window")]), "window must be at least 1h")
+            .hint =
             Some("SLO windows are long, e.g. 30d or 28d; alert windows are derived from it".into());
     }
     if let Some(sli) = sli {
         match (sli.kind(), raw.threshold) {
             (SliKind::Latency, None) => {
-                ctx.err(path, format!("missing `threshold` for latency SLI `{sli}`")).hint =
+                ctx.err(path, format!("missing `threshold` for latency SLI `{sli}`"))
+                    .hint =
                     Some("e.g. `threshold: 800ms` with `objective: 95%` means p95 <= 800ms".into());
             }
             (SliKind::Latency, Some(t)) if t.0.is_zero() => {
-                ctx.err(&p(path, &[k("threshold")]), "threshold must be more than zero");
+                ctx.err(
+                    &p(path, &[k("threshold")]),
+                    "threshold must be more than zero",
+                );
             }
             (SliKind::Ratio, Some(_)) => {
-                ctx.err(&p(path, &[k("threshold")]), format!("`{sli}` is a ratio SLI and takes no threshold")).hint =
+                ctx.err(
+                    &p(path, &[k("threshold")]),
+                    format!("`{sli}` is a ratio SLI and takes no threshold"),
+                )
+                .hint =
                     Some("the objective is the share of good runs, e.g. `objective: 99.5%`".into());
             }
             _ => {}
@@ -796,27 +949,47 @@ fn build_slo(
         let endpoint_name = probe_endpoint.get(&raw.probe);
         if let Some(proto) = endpoint_name.and_then(|e| endpoint_protocols.get(e)) {
             if !Sli::produced_by(*proto).contains(&sli) {
-                let produced: Vec<&str> = Sli::produced_by(*proto).iter().map(|s| s.name()).collect();
-                ctx.err(&p(path, &[k("sli")]), format!("protocol `{}` does not produce `{sli}`", proto.as_str())).hint =
-                    Some(format!("it produces {}", list(&produced)));
+                let produced: Vec<&str> =
+                    Sli::produced_by(*proto).iter().map(|s| s.name()).collect();
+                ctx.err(
+                    &p(path, &[k("sli")]),
+                    format!("protocol `{}` does not produce `{sli}`", proto.as_str()),
+                )
+                .hint = Some(format!("it produces {}", list(&produced)));
             }
         }
         if let Some(ep) = endpoint_name.and_then(|e| endpoints.get(e)) {
             let probe = probes.iter().find(|p| p.name == raw.probe);
-            let any_case_schema = probe.is_some_and(|p| p.cases.iter().any(|c| c.expect.schema.is_some()));
+            let any_case_schema =
+                probe.is_some_and(|p| p.cases.iter().any(|c| c.expect.schema.is_some()));
             let need: Option<(&str, &str)> = match sli {
-                Sli::SchemaValid if ep.schema.is_none() && !any_case_schema => Some(("schema", "schema: ../golden/x.schema.json")),
-                Sli::NotFallback if ep.fallback.is_none() => Some(("fallback", "fallback: { json: \"$.provenance\", equals: fallback }")),
-                Sli::CacheHit if ep.cache.is_none() => Some(("cache", "cache: { header: x-cache, hit: HIT }")),
-                Sli::NotEscalated if ep.escalation.is_none() => Some(("escalation", "escalation: { json: \"$.escalated\" }")),
+                Sli::SchemaValid if ep.schema.is_none() && !any_case_schema => {
+                    Some(("schema", "schema: ../golden/x.schema.json"))
+                }
+                Sli::NotFallback if ep.fallback.is_none() => Some((
+                    "fallback",
+                    "fallback: { json: \"$.provenance\", equals: fallback }",
+                )),
+                Sli::CacheHit if ep.cache.is_none() => {
+                    Some(("cache", "cache: { header: x-cache, hit: HIT }"))
+                }
+                Sli::NotEscalated if ep.escalation.is_none() => {
+                    Some(("escalation", "escalation: { json: \"$.escalated\" }"))
+                }
                 Sli::TierPrimary if ep.tier.as_ref().is_none_or(|t| t.primary.is_empty()) => {
-                    Some(("tier.primary", "tier: { json: \"$.model\", primary: [big-model] }"))
+                    Some((
+                        "tier.primary",
+                        "tier: { json: \"$.model\", primary: [big-model] }",
+                    ))
                 }
                 _ => None,
             };
             if let Some((key, example)) = need {
-                ctx.err(&p(path, &[k("sli")]), format!("`{sli}` needs `{key}` on endpoint `{}`", ep.name)).hint =
-                    Some(format!("e.g. `{example}`"));
+                ctx.err(
+                    &p(path, &[k("sli")]),
+                    format!("`{sli}` needs `{key}` on endpoint `{}`", ep.name),
+                )
+                .hint = Some(format!("e.g. `{example}`"));
             }
         }
     }
@@ -843,4 +1016,274 @@ pub(crate) fn compile_regex(s: &str) -> Result<Regex, String> {
 /// Compiles a golden `expect.json` path.
 pub(crate) fn compile_expect_path(s: &str) -> Result<serde_json_path::JsonPath, String> {
     compile_path(s)
+}
+
+/// Removes `x/..` and `.` components lexically, so messages show `golden/x.jsonl`
+/// rather than `probes/../golden/x.jsonl`.
+pub fn normalize(path: &Path) -> PathBuf {
+    use std::path::Component;
+    let mut out: Vec<Component> = Vec::new();
+    for c in path.components() {
+        match c {
+            Component::CurDir => {}
+            Component::ParentDir => match out.last() {
+                Some(Component::Normal(_)) => {
+                    out.pop();
+                }
+                _ => out.push(c),
+            },
+            other => out.push(other),
+        }
+    }
+    if out.is_empty() {
+        PathBuf::from(".")
+    } else {
+        out.iter().collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::ProcessEnv;
+
+    fn fixture(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join(rel)
+    }
+
+    fn errors_of(rel: &str) -> Vec<String> {
+        let diags =
+            load_suite(&fixture(rel), &ProcessEnv::default()).expect_err("fixture must fail");
+        diags
+            .iter()
+            .map(|d| {
+                let mut s = d.to_string();
+                // Relative to the fixture folder, so the assertions read like the CLI output.
+                s = s.replace(&format!("{}/", env!("CARGO_MANIFEST_DIR")), "");
+                s
+            })
+            .collect()
+    }
+
+    fn has(errors: &[String], needle: &str) {
+        assert!(
+            errors.iter().any(|e| e.contains(needle)),
+            "no error contains {needle:?}:\n{}",
+            errors.join("\n")
+        );
+    }
+
+    #[test]
+    fn the_example_suites_load() {
+        let s = load_suite(&fixture("probes/llama-mapper.yaml"), &ProcessEnv::default()).unwrap();
+        assert_eq!(s.name, "llama-mapper");
+        assert_eq!(s.probes.len(), 2);
+        assert_eq!(s.probes[0].cases.len(), 15);
+        assert_eq!(s.slos.len(), 6);
+        let lat = &s.slos[0];
+        assert_eq!(lat.sli, Sli::TimeToCompletion);
+        assert_eq!(lat.threshold, Some(std::time::Duration::from_millis(250)));
+        assert!((lat.objective - 0.95).abs() < 1e-12);
+        assert!(lat.per_slice);
+        assert!(s.endpoints["mapper"].schema.is_some());
+    }
+
+    #[test]
+    fn every_mistake_is_reported_with_file_line_column_and_fix() {
+        let e = errors_of("tests/fixtures/bad/many-mistakes.yaml");
+        let f = "tests/fixtures/bad/many-mistakes.yaml";
+        has(
+            &e,
+            &format!("{f}:2:11: labels.region: label `region` is set by canary itself"),
+        );
+        has(
+            &e,
+            &format!(
+                "{f}:2:23: labels.bad-label: `bad-label` is not a valid Prometheus label name"
+            ),
+        );
+        has(
+            &e,
+            &format!("{f}:4:12: defaults.timeout: unknown unit `minutes`"),
+        );
+        has(&e, "e.g. 250ms, 1.5s, 10m, 30d");
+        has(&e, &format!("{f}:5:3: defaults.concurency: unknown key `concurency` (did you mean `concurrency`?)"));
+        has(&e, &format!("{f}:8:15: endpoints.mapper.protocol: unknown value `http-jsn` (did you mean `http-json`?"));
+        has(
+            &e,
+            &format!("{f}:12:10: endpoints.chat.url: `ftp://example.com/v1` has scheme `ftp`"),
+        );
+        has(
+            &e,
+            &format!(
+                "{f}:13:5: endpoints.chat.methd: unknown key `methd` (did you mean `method`?)"
+            ),
+        );
+        has(
+            &e,
+            &format!("{f}:14:23: endpoints.chat.fallback.json: invalid JSONPath"),
+        );
+        has(
+            &e,
+            &format!(
+                "{f}:17:5: probes[0].endpont: unknown key `endpont` (did you mean `endpoint`?)"
+            ),
+        );
+        has(
+            &e,
+            &format!(
+                "{f}:20:15: probes[1].endpoint: unknown endpoint `chatt` (did you mean `chat`?)"
+            ),
+        );
+        has(
+            &e,
+            &format!("{f}:21:13: probes[1].golden: cannot read golden set"),
+        );
+        has(
+            &e,
+            &format!("{f}:24:12: slos[0].probe: unknown probe `mapp` (did you mean `map`?)"),
+        );
+        has(&e, &format!("{f}:25:10: slos[0].sli: unknown SLI `time_to_first_visible_tokn` (did you mean `time_to_first_visible_token`?)"));
+        has(
+            &e,
+            &format!("{f}:32:16: slos[1].objective: percentage `150%` is out of range"),
+        );
+        assert_eq!(e.len(), 15, "{}", e.join("\n"));
+    }
+
+    #[test]
+    fn golden_errors_name_the_jsonl_line_and_requirements_name_the_missing_key() {
+        let e = errors_of("tests/fixtures/bad/golden-errors.yaml");
+        let g = "tests/fixtures/golden-bad.jsonl";
+        has(
+            &e,
+            &format!("{g}:2:56: case: invalid JSON: EOF while parsing an object (each line"),
+        );
+        has(
+            &e,
+            &format!("{g}:3:16: case.slce: unknown key `slce` (did you mean `slice`?)"),
+        );
+        has(&e, &format!("{g}:4:2: id: duplicate case id `ok-1`"));
+        has(&e, &format!("{g}:4:41: case.expect.regex: invalid regex: regex parse error: (unclosed error: unclosed group"));
+        has(
+            &e,
+            &format!("{g}:4:63: case.expect.max_chars: wrong type: string \"ten\""),
+        );
+        has(
+            &e,
+            "slos[0].sli: `not_fallback` needs `fallback` on endpoint `mapper`",
+        );
+        has(
+            &e,
+            "slos[1].sli: protocol `http-json` does not produce `time_to_first_visible_token`",
+        );
+        has(
+            &e,
+            "slos[2].threshold: `success` is a ratio SLI and takes no threshold",
+        );
+        assert_eq!(e.len(), 8, "{}", e.join("\n"));
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let p = dir.join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    }
+
+    const GOLDEN: &str = "{\"id\": \"a\", \"slice\": \"s\", \"input\": {\"body\": {}}}\n";
+
+    #[test]
+    fn missing_env_var_duplicate_key_and_syntax_errors_are_located() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "g.jsonl", GOLDEN);
+        let p = write(
+            dir.path(),
+            "s.yaml",
+            "suite: x\nendpoints:\n  e: { protocol: http-json, url: \"${CANARY_TEST_UNSET_VAR}/x\" }\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl }\n  - { name: p, endpoint: e, golden: g.jsonl }\nsuite: y\n",
+        );
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        has(
+            &text,
+            "s.yaml:3:34: endpoints.e.url: environment variable `CANARY_TEST_UNSET_VAR` is not set",
+        );
+        has(
+            &text,
+            "s.yaml:6:13: probes[1].name: duplicate probe name `p`",
+        );
+        has(&text, "s.yaml:7:1: suite: duplicate key");
+        assert_eq!(text.len(), 3, "{}", text.join("\n"));
+        let p = write(dir.path(), "bad.yaml", "suite: x\nendpoints: {\n");
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        assert_eq!(d.len(), 1);
+        assert!(
+            d[0].to_string()
+                .contains("bad.yaml:3:1: (syntax): invalid YAML"),
+            "{}",
+            d[0]
+        );
+    }
+
+    #[test]
+    fn secrets_from_env_and_files_are_registered_and_not_in_the_model_debug() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "g.jsonl", GOLDEN);
+        write(dir.path(), "token", "file-token-abcdef\n");
+        let p = write(
+            dir.path(),
+            "s.yaml",
+            "suite: x\nendpoints:\n  e:\n    protocol: http-json\n    url: \"http://127.0.0.1:1/x\"\n    headers: { authorization: \"Bearer ${file:token}\", x-other: \"${CANARY_TEST_HDR:-hdr-value-123}\" }\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl }\n",
+        );
+        let s = load_suite(&p, &ProcessEnv::default()).unwrap();
+        let debug = format!("{:?}", s.endpoints["e"]);
+        assert!(!debug.contains("file-token-abcdef"), "{debug}");
+        assert_eq!(
+            crate::secret::redact("x file-token-abcdef hdr-value-123"),
+            "x *** ***"
+        );
+    }
+
+    #[test]
+    fn protocol_requirements_and_matcher_shapes() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "g.jsonl", GOLDEN);
+        let p = write(
+            dir.path(),
+            "s.yaml",
+            "suite: x\nendpoints:\n  e:\n    protocol: http-json\n    method: FETCH\n    tier: { json: \"$.m\", header: x }\n    cache: { header: x-cache, hit: HIT, regex: H }\n  v: { protocol: ws-opus, url: \"http://x/\" }\n  j: { protocol: job }\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl, stall: 0s }\n",
+        );
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        has(
+            &text,
+            "endpoints.e: missing required key `url` for protocol `http-json`",
+        );
+        has(&text, "endpoints.e.method: unknown HTTP method `FETCH`");
+        has(
+            &text,
+            "endpoints.e.tier: give either `json` or `header`, not both",
+        );
+        has(
+            &text,
+            "endpoints.e.cache: give at most one of `equals`, `hit` and `regex`",
+        );
+        has(
+            &text,
+            "endpoints.v.url: `http://x/` has scheme `http` (scheme must be `ws`, `wss`)",
+        );
+        has(
+            &text,
+            "endpoints.j: missing required key `submit` for protocol `job`",
+        );
+        has(&text, "probes[0].stall: stall must be more than zero");
+    }
+
+    #[test]
+    fn normalize_is_lexical() {
+        assert_eq!(
+            normalize(Path::new("probes/../golden/x.jsonl")),
+            PathBuf::from("golden/x.jsonl")
+        );
+        assert_eq!(normalize(Path::new("../a/./b")), PathBuf::from("../a/b"));
+    }
 }

@@ -215,12 +215,10 @@ fn resolve_plain(v: &str) -> Kind {
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(src);
-    parser
-        .load(&mut builder, false)
-        .map_err(|e| SyntaxError {
-            pos: pos_of(e.marker()),
-            message: e.info().to_string(),
-        })?;
+    parser.load(&mut builder, false).map_err(|e| SyntaxError {
+        pos: pos_of(e.marker()),
+        message: e.info().to_string(),
+    })?;
     if let Some(err) = builder.error {
         return Err(err);
     }
@@ -325,7 +323,11 @@ impl Node {
     }
 
     /// Visits every string scalar (not keys) mutably, with its path.
-    pub fn for_each_string_mut(&mut self, path: &mut Vec<Seg>, f: &mut dyn FnMut(&[Seg], Pos, &mut String)) {
+    pub fn for_each_string_mut(
+        &mut self,
+        path: &mut Vec<Seg>,
+        f: &mut dyn FnMut(&[Seg], Pos, &mut String),
+    ) {
         let pos = self.pos;
         match &mut self.kind {
             Kind::Str(s) => f(path, pos, s),

@@ -144,7 +144,11 @@ impl Timeline {
 
     /// The last time `pred` holds for an event.
     pub fn last(&self, pred: impl Fn(&Event) -> bool) -> Option<Duration> {
-        self.events.iter().rev().find(|e| pred(&e.event)).map(|e| e.at)
+        self.events
+            .iter()
+            .rev()
+            .find(|e| pred(&e.event))
+            .map(|e| e.at)
     }
 }
 
@@ -231,7 +235,10 @@ mod tests {
     fn first_error_wins_and_is_redacted() {
         crate::secret::register("timeline-secret-xyz");
         let mut r = Recorder::start();
-        r.fail(ProbeError::new(ErrorClass::Connect, "refused with timeline-secret-xyz"));
+        r.fail(ProbeError::new(
+            ErrorClass::Connect,
+            "refused with timeline-secret-xyz",
+        ));
         r.fail(ProbeError::new(ErrorClass::Timeout, "late"));
         let t = r.finish();
         let e = t.error.unwrap();
