@@ -14,18 +14,31 @@ fn validate_accepts_the_example_suites() {
 
 #[test]
 fn validate_lists_every_mistake_and_exits_2() {
-    let out = canary(&["validate", "tests/fixtures/bad/many-mistakes.yaml", "tests/fixtures/bad/golden-errors.yaml"], &[]);
+    let out = canary(
+        &[
+            "validate",
+            "tests/fixtures/bad/many-mistakes.yaml",
+            "tests/fixtures/bad/golden-errors.yaml",
+        ],
+        &[],
+    );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("tests/fixtures/bad/many-mistakes.yaml:5:3: defaults.concurency: unknown key `concurency` (did you mean `concurrency`?)"), "{stderr}");
-    assert!(stderr.contains("tests/fixtures/golden-bad.jsonl:3:16: case.slce: unknown key `slce`"), "{stderr}");
+    assert!(
+        stderr.contains("tests/fixtures/golden-bad.jsonl:3:16: case.slce: unknown key `slce`"),
+        "{stderr}"
+    );
     assert!(stderr.trim_end().ends_with("23 errors"), "{stderr}");
 }
 
 #[test]
 fn usage_errors_exit_2() {
     assert_eq!(canary(&["run"], &[]).status.code(), Some(2));
-    assert_eq!(canary(&["run", "no/such/suite.yaml"], &[]).status.code(), Some(2));
+    assert_eq!(
+        canary(&["run", "no/such/suite.yaml"], &[]).status.code(),
+        Some(2)
+    );
     assert_eq!(canary(&["frobnicate"], &[]).status.code(), Some(2));
 }
 
@@ -35,18 +48,45 @@ fn the_report_matches_its_committed_schema() {
     let dir = tempfile::tempdir().unwrap();
     let report = dir.path().join("r.json");
     let out = canary(
-        &["run", "probes/llama-mapper.yaml", "--runs", "2", "--quiet", "--report", report.to_str().unwrap()],
+        &[
+            "run",
+            "probes/llama-mapper.yaml",
+            "--runs",
+            "2",
+            "--quiet",
+            "--report",
+            report.to_str().unwrap(),
+        ],
         &[("MAPPER_URL", &sim.url)],
     );
-    assert!(matches!(out.status.code(), Some(0) | Some(1)), "{:?}", text(&out));
+    assert!(
+        matches!(out.status.code(), Some(0) | Some(1)),
+        "{:?}",
+        text(&out)
+    );
     let schema = read_json(&repo().join("docs/report.schema.json"));
     let validator = jsonschema::validator_for(&schema).unwrap();
     let r = read_json(&report);
-    let errors: Vec<String> = validator.iter_errors(&r).map(|e| format!("{e} at {}", e.instance_path)).collect();
+    let errors: Vec<String> = validator
+        .iter_errors(&r)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
     assert!(errors.is_empty(), "{errors:?}");
     // Every slice of the golden set has a row, and the aggregate too.
-    let slices: Vec<&str> = r["slices"].as_array().unwrap().iter().map(|s| s["slice"].as_str().unwrap()).collect();
-    for s in ["*", "detector=presidio", "detector=llama-guard", "detector=deberta-toxicity", "detector=regex-secrets", "batch=pii"] {
+    let slices: Vec<&str> = r["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["slice"].as_str().unwrap())
+        .collect();
+    for s in [
+        "*",
+        "detector=presidio",
+        "detector=llama-guard",
+        "detector=deberta-toxicity",
+        "detector=regex-secrets",
+        "batch=pii",
+    ] {
         assert!(slices.contains(&s), "{s} missing from {slices:?}");
     }
     // The schema must reject what it should: a report without cases.
@@ -61,7 +101,11 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
     let port = dead.local_addr().unwrap().port();
     drop(dead);
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "g.jsonl", "{\"id\": \"c\", \"input\": {\"body\": {}}}\n");
+    write(
+        dir.path(),
+        "g.jsonl",
+        "{\"id\": \"c\", \"input\": {\"body\": {}}}\n",
+    );
     write(dir.path(), "token.txt", "sk-file-SECRET-0123456789\n");
     let s = write(
         dir.path(),
@@ -72,8 +116,16 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
     );
     let report = dir.path().join("r.json");
     let out = canary(
-        &["run", s.to_str().unwrap(), "--report", report.to_str().unwrap()],
-        &[("CANARY_TEST_API_KEY", "sk-env-SECRET-9876543210"), ("CANARY_LOG", "debug")],
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[
+            ("CANARY_TEST_API_KEY", "sk-env-SECRET-9876543210"),
+            ("CANARY_LOG", "debug"),
+        ],
     );
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(3));
@@ -89,7 +141,10 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
         "bad.yaml",
         "suite: s\nendpoints:\n  e: { protocol: http-json, url: \"ftp://h/${CANARY_TEST_API_KEY}\" }\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl }\n",
     );
-    let out = canary(&["validate", bad.to_str().unwrap()], &[("CANARY_TEST_API_KEY", "sk-env-SECRET-9876543210")]);
+    let out = canary(
+        &["validate", bad.to_str().unwrap()],
+        &[("CANARY_TEST_API_KEY", "sk-env-SECRET-9876543210")],
+    );
     let (_, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr.contains("ftp://h/***"), "{stderr}");
@@ -105,8 +160,14 @@ fn demo_runs_the_examples_against_the_simulator() {
     assert!(stdout.contains("mapper / map"), "{stdout}");
     assert!(stdout.contains("mapper-latency-p95"), "{stdout}");
     // The demo prints its own comparison with the simulator's ground truth.
-    let line = stdout.lines().find(|l| l.starts_with("ground truth:")).unwrap();
-    let nums: Vec<u64> = line.split(|c: char| !c.is_ascii_digit()).filter_map(|w| w.parse().ok()).collect();
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("ground truth:"))
+        .unwrap();
+    let nums: Vec<u64> = line
+        .split(|c: char| !c.is_ascii_digit())
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(nums[1], nums[2], "schema-invalid measured vs true: {line}");
     assert_eq!(nums[3], nums[4], "fallback measured vs true: {line}");
     assert!(dir.path().join("llama-mapper.json").exists());

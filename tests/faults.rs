@@ -11,8 +11,11 @@ fn suite(sim: &str, dead_port: u16) -> String {
             "  {name}:\n    protocol: http-json\n    url: \"{sim}/map\"\n    headers: {{ x-sim-fault: \"{fault}\" }}\n    schema: schema.json\n"
         )
     };
-    let mut s = String::from("suite: faults\ndefaults: { timeout: 600ms, concurrency: 16 }\nendpoints:\n");
-    s += &format!("  good:\n    protocol: http-json\n    url: \"{sim}/map\"\n    schema: schema.json\n");
+    let mut s =
+        String::from("suite: faults\ndefaults: { timeout: 600ms, concurrency: 16 }\nendpoints:\n");
+    s += &format!(
+        "  good:\n    protocol: http-json\n    url: \"{sim}/map\"\n    schema: schema.json\n"
+    );
     for (name, fault) in [
         ("hang", "hang"),
         ("drip", "drip=300"),
@@ -24,9 +27,21 @@ fn suite(sim: &str, dead_port: u16) -> String {
         s += &ep(name, fault);
     }
     s += &format!("  huge:\n    protocol: http-json\n    url: \"{sim}/map\"\n    headers: {{ x-sim-fault: \"huge=268435456\" }}\n    max_body: 1MiB\n");
-    s += &format!("  refused:\n    protocol: http-json\n    url: \"http://127.0.0.1:{dead_port}/map\"\n");
+    s += &format!(
+        "  refused:\n    protocol: http-json\n    url: \"http://127.0.0.1:{dead_port}/map\"\n"
+    );
     s += "probes:\n";
-    for name in ["good", "hang", "drip", "s503", "s429", "badjson", "truncated", "huge", "refused"] {
+    for name in [
+        "good",
+        "hang",
+        "drip",
+        "s503",
+        "s429",
+        "badjson",
+        "truncated",
+        "huge",
+        "refused",
+    ] {
         s += &format!("  - {{ name: {name}, endpoint: {name}, golden: g.jsonl }}\n");
     }
     s += "slos:\n  - { name: avail, probe: good, sli: success, objective: 99% }\n";
@@ -42,15 +57,31 @@ fn every_fault_is_classified_within_its_deadline_and_the_rest_is_measured() {
     drop(dead);
     let dir = tempfile::tempdir().unwrap();
     write(dir.path(), "g.jsonl", "{\"id\": \"c1\", \"slice\": \"s\", \"input\": {\"body\": {\"detector\": \"presidio\", \"output\": \"EMAIL_ADDRESS\"}}}\n{\"id\": \"c2\", \"slice\": \"s\", \"input\": {\"body\": {\"detector\": \"presidio\", \"output\": \"PHONE_NUMBER\"}}}\n");
-    std::fs::copy(repo().join("golden/llama-mapper.schema.json"), dir.path().join("schema.json")).unwrap();
+    std::fs::copy(
+        repo().join("golden/llama-mapper.schema.json"),
+        dir.path().join("schema.json"),
+    )
+    .unwrap();
     let suite_path = write(dir.path(), "faults.yaml", &suite(&sim.url, dead_port));
     let report = dir.path().join("r.json");
 
     let t0 = Instant::now();
-    let out = canary(&["run", suite_path.to_str().unwrap(), "--report", report.to_str().unwrap()], &[]);
+    let out = canary(
+        &[
+            "run",
+            suite_path.to_str().unwrap(),
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
     let elapsed = t0.elapsed().as_secs_f64();
     let (stdout, stderr) = text(&out);
-    assert_eq!(out.status.code(), Some(0), "good cases meet the SLO:\n{stdout}\n{stderr}");
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "good cases meet the SLO:\n{stdout}\n{stderr}"
+    );
     // 18 case runs, 16 in flight, 600 ms deadlines: two deadline rounds at most, plus start-up.
     assert!(elapsed < 3.0, "the run took {elapsed:.2}s");
 
@@ -79,7 +110,13 @@ fn every_fault_is_classified_within_its_deadline_and_the_rest_is_measured() {
             "hang" | "drip" => {
                 // The deadline is hard: the case ended at 600 ms plus a small margin.
                 let msg = c["error"].as_str().unwrap();
-                let gave_up: f64 = msg.rsplit("gave up at ").next().unwrap().trim_end_matches("s)").parse().unwrap();
+                let gave_up: f64 = msg
+                    .rsplit("gave up at ")
+                    .next()
+                    .unwrap()
+                    .trim_end_matches("s)")
+                    .parse()
+                    .unwrap();
                 assert!((0.6..0.7).contains(&gave_up), "{msg}");
             }
             "badjson" => assert_eq!(c["schema_valid"], false),
@@ -91,9 +128,22 @@ fn every_fault_is_classified_within_its_deadline_and_the_rest_is_measured() {
             _ => {}
         }
     }
-    let s429 = r["cases"].as_array().unwrap().iter().find(|c| c["probe"] == "s429").unwrap();
-    assert!(s429["error"].as_str().unwrap().contains("retry-after 1"), "{s429}");
-    let agg = r["slices"].as_array().unwrap().iter().find(|s| s["probe"] == "badjson" && s["slice"] == "*").unwrap();
+    let s429 = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["probe"] == "s429")
+        .unwrap();
+    assert!(
+        s429["error"].as_str().unwrap().contains("retry-after 1"),
+        "{s429}"
+    );
+    let agg = r["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["probe"] == "badjson" && s["slice"] == "*")
+        .unwrap();
     assert_eq!(agg["counts"]["schema_valid"]["good"], 0);
     assert_eq!(agg["counts"]["schema_valid"]["total"], 2);
 }
@@ -104,7 +154,11 @@ fn nothing_measured_exits_3() {
     let port = dead.local_addr().unwrap().port();
     drop(dead);
     let dir = tempfile::tempdir().unwrap();
-    write(dir.path(), "g.jsonl", "{\"id\": \"c\", \"input\": {\"body\": {}}}\n");
+    write(
+        dir.path(),
+        "g.jsonl",
+        "{\"id\": \"c\", \"input\": {\"body\": {}}}\n",
+    );
     let s = write(
         dir.path(),
         "s.yaml",

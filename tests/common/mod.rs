@@ -26,7 +26,13 @@ impl Sim {
     /// Starts `canary sim` with a seed and an optional config (YAML text).
     pub fn start(seed: u64, config: Option<&str>) -> Sim {
         let mut cmd = Command::new(BIN);
-        cmd.args(["sim", "--listen", "127.0.0.1:0", "--seed", &seed.to_string()]);
+        cmd.args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--seed",
+            &seed.to_string(),
+        ]);
         let _cfg_dir;
         if let Some(text) = config {
             let dir = tempfile::tempdir().unwrap();
@@ -35,7 +41,11 @@ impl Sim {
             cmd.arg("--config").arg(&p);
             _cfg_dir = Some(dir);
         }
-        let mut child = cmd.stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().unwrap();
+        let mut child = cmd
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let mut line = String::new();
         BufReader::new(stdout).read_line(&mut line).unwrap();
@@ -55,7 +65,9 @@ impl Sim {
         write!(s, "GET {path} HTTP/1.0\r\nHost: {}\r\n\r\n", self.addr).unwrap();
         let mut buf = String::new();
         s.read_to_string(&mut buf).unwrap();
-        buf.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default()
+        buf.split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default()
     }
 
     /// The ground truth records.
@@ -83,7 +95,10 @@ pub fn canary(args: &[&str], env: &[(&str, &str)]) -> Output {
 }
 
 pub fn text(o: &Output) -> (String, String) {
-    (String::from_utf8_lossy(&o.stdout).into_owned(), String::from_utf8_lossy(&o.stderr).into_owned())
+    (
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
 }
 
 /// Writes a file into `dir` and returns its path.
