@@ -25,6 +25,8 @@ fn endpoint() -> Endpoint {
         answer: None,
         timeout: Duration::from_secs(1),
         max_body: 1 << 20,
+        stream: true,
+        params: Default::default(),
     }
 }
 
@@ -41,6 +43,9 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
             body: bytes::Bytes::from(body.to_string()),
         }),
         error: None,
+        answer_text: None,
+        doc: None,
+        usage: None,
     }
 }
 

@@ -4,6 +4,9 @@
 
 pub mod http;
 pub mod http_json;
+pub mod chat;
+pub mod chat_events;
+pub mod sse;
 
 use std::time::Duration;
 
@@ -31,6 +34,9 @@ pub async fn run_case(endpoint: &Endpoint, case: &Case, deadline: Duration) -> T
 async fn drive(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
     match endpoint.protocol {
         Protocol::HttpJson => http_json::run(endpoint, case, rec).await,
+        Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
+            chat::run(endpoint, case, rec).await
+        }
         other => rec.fail(ProbeError::new(
             ErrorClass::Request,
             format!("protocol `{}` has no driver in this build", other.as_str()),

@@ -58,6 +58,9 @@ mod tests {
                 .collect(),
             response: None,
             error: None,
+            answer_text: None,
+            doc: None,
+            usage: None,
         }
     }
 

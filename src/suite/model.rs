@@ -51,7 +51,15 @@ impl Protocol {
 
     /// Whether this build has a driver for the protocol.
     pub fn implemented(self) -> bool {
-        matches!(self, Protocol::HttpJson)
+        matches!(
+            self,
+            Protocol::HttpJson | Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
+        )
+    }
+
+    /// Chat protocols: text answers, possibly streamed.
+    pub fn is_chat(self) -> bool {
+        matches!(self, Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages)
     }
 }
 
@@ -100,6 +108,10 @@ pub struct Endpoint {
     pub answer: Option<Extractor>,
     pub timeout: Duration,
     pub max_body: u64,
+    /// Chat protocols: ask for a stream.
+    pub stream: bool,
+    /// Chat protocols: extra request body fields.
+    pub params: serde_json::Map<String, Value>,
 }
 
 /// A compiled JSON schema and the file it came from.

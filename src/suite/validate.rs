@@ -631,6 +631,13 @@ fn build_endpoint(
             "max_body must be more than zero",
         );
     }
+    if !proto.is_chat() {
+        for (key, present) in [("stream", raw.stream.is_some()), ("params", raw.params.is_some())] {
+            if present {
+                ctx.err(&p(path, &[k(key)]), format!("`{key}` applies to chat protocols, not `{}`", proto.as_str()));
+            }
+        }
+    }
     if let Some(fmt) = &raw.audio_format {
         const FORMATS: &[&str] = &["pcm16", "pcmu", "pcma", "g711_ulaw", "g711_alaw"];
         if !FORMATS.contains(&fmt.as_str()) {
@@ -669,6 +676,8 @@ fn build_endpoint(
         answer,
         timeout,
         max_body,
+        stream: raw.stream.unwrap_or(true),
+        params: raw.params.unwrap_or_default(),
     })
 }
 

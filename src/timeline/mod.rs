@@ -38,6 +38,10 @@ pub enum ErrorClass {
     Decode,
     /// The request could not be built from the case (e.g. invalid header value).
     Request,
+    /// A stream ended without its terminator (`[DONE]`, `message_stop`, `response.completed`).
+    Truncated,
+    /// The server reported an error inside a stream that had started with 200.
+    StreamError,
 }
 
 impl ErrorClass {
@@ -55,6 +59,8 @@ impl ErrorClass {
             ErrorClass::BodyTooLarge => "body_too_large",
             ErrorClass::Decode => "decode",
             ErrorClass::Request => "request",
+            ErrorClass::Truncated => "truncated",
+            ErrorClass::StreamError => "stream_error",
         }
     }
 }
@@ -97,8 +103,39 @@ pub enum Event {
     Headers { status: u16 },
     /// A piece of the response body arrived.
     Body { bytes: usize },
+    /// A content-bearing piece of a stream (a delta with text, reasoning or a tool call).
+    Token {
+        kind: TokenKind,
+        /// Tokens in this piece: from the server's usage when it reports it per chunk,
+        /// otherwise estimated from the text.
+        tokens: u32,
+        /// Whether the piece holds a character a renderer would show (not only whitespace).
+        shows: bool,
+    },
+    /// The stream's terminator arrived (`[DONE]`, `message_stop`, `response.completed`).
+    Terminator,
     /// The response (or stream) is complete.
     Done,
+}
+
+/// What a token-bearing piece of a stream carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// Reasoning or thinking content: never shown as the answer.
+    Reasoning,
+    /// Answer text (or a refusal) that a renderer shows.
+    Visible,
+    /// Tool-call scaffolding (names, JSON arguments): not shown as text.
+    Tool,
+}
+
+/// Token usage reported by the server (or estimated, then `estimated` is true).
+#[derive(Debug, Clone, Copy, PartialEq, Default, Serialize)]
+pub struct Usage {
+    pub input_tokens: Option<u64>,
+    pub output_tokens: Option<u64>,
+    pub reasoning_tokens: Option<u64>,
+    pub estimated: bool,
 }
 
 /// An event and the time it happened, measured from the start of the case run.
@@ -134,6 +171,11 @@ pub struct Timeline {
     pub events: Vec<Stamped>,
     pub response: Option<Response>,
     pub error: Option<ProbeError>,
+    /// The answer text assembled by a protocol driver (chat: the visible text).
+    pub answer_text: Option<String>,
+    /// The JSON document paths read from (chat streams: a summary with `model`, `text`, `usage`).
+    pub doc: Option<serde_json::Value>,
+    pub usage: Option<Usage>,
 }
 
 impl Timeline {
@@ -175,6 +217,9 @@ impl Recorder {
                 events: Vec::with_capacity(16),
                 response: None,
                 error: None,
+                answer_text: None,
+                doc: None,
+                usage: None,
             },
         }
     }
@@ -208,6 +253,40 @@ impl Recorder {
         if self.timeline.error.is_none() {
             self.timeline.error = Some(error);
         }
+    }
+
+    /// Appends answer text as it arrives (kept even if the deadline cuts the run short).
+    pub fn push_answer(&mut self, text: &str) {
+        self.timeline.answer_text.get_or_insert_with(String::new).push_str(text);
+    }
+
+    /// The answer text so far.
+    pub fn answer(&self) -> Option<&str> {
+        self.timeline.answer_text.as_deref()
+    }
+
+    /// The last time `pred` held for a recorded event.
+    pub fn last_at(&self, pred: impl Fn(&Event) -> bool) -> Option<Duration> {
+        self.timeline.last(pred)
+    }
+
+    /// The instant of a time on this clock.
+    pub fn instant_of(&self, at: Duration) -> Instant {
+        self.t0 + at
+    }
+
+    /// Replaces the document JSON paths read from.
+    pub fn set_doc(&mut self, doc: serde_json::Value) {
+        self.timeline.doc = Some(doc);
+    }
+
+    /// Sets what a protocol driver assembled from the response.
+    pub fn set_answer(&mut self, text: Option<String>, doc: Option<serde_json::Value>, usage: Option<Usage>) {
+        if text.is_some() {
+            self.timeline.answer_text = text;
+        }
+        self.timeline.doc = doc;
+        self.timeline.usage = usage;
     }
 
     pub fn finish(self) -> Timeline {
