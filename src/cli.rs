@@ -380,7 +380,7 @@ async fn sim(listen: SocketAddr, seed: u64, config: Option<&Path>) -> anyhow::Re
 }
 
 /// Environment variables the demo points at the simulator.
-pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL"];
+pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL"];
 
 async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<u8> {
     let dir = probes.unwrap_or_else(|| {

@@ -3,12 +3,12 @@
 //! the checks; labelled with endpoint, probe, case, slice and tier.
 
 use std::collections::BTreeMap;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime};
 
 use crate::check::{self, Verdicts};
-use crate::measure::{self, sli::Sli};
+use crate::measure::{self, sli::Sli, StreamStats};
 use crate::suite::{Case, Endpoint};
-use crate::timeline::{ErrorClass, ProbeError, Timeline};
+use crate::timeline::{ErrorClass, ProbeError, Timeline, Usage};
 
 /// How a case run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -50,6 +50,11 @@ pub struct Observation {
     pub verdicts: Verdicts,
     /// Whether the checks ran (a 2xx response arrived).
     pub judged: bool,
+    /// Connection setup before the request was written (seconds).
+    pub connect_seconds: Option<f64>,
+    /// Stream cadence (chat protocols).
+    pub stream: Option<StreamStats>,
+    pub usage: Option<Usage>,
 }
 
 impl Observation {
@@ -59,8 +64,10 @@ impl Observation {
         probe: &str,
         case: &Case,
         run: u32,
+        stall: Duration,
         timeline: &Timeline,
     ) -> Self {
+        let stream = measure::stream_stats(timeline, stall);
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let judged = timeline
             .response
@@ -85,9 +92,12 @@ impl Observation {
             outcome,
             error: timeline.error.clone(),
             status: timeline.response.as_ref().map(|r| r.status),
-            latency: measure::latencies(timeline),
+            latency: measure::latencies(timeline, stream.as_ref()),
             verdicts,
             judged,
+            connect_seconds: measure::connect_time(timeline),
+            stream,
+            usage: timeline.usage,
         }
     }
 
@@ -97,6 +107,18 @@ impl Observation {
             return None;
         }
         self.latency.get(&sli).copied()
+    }
+
+    /// Every sample of a latency SLI for histograms: all gaps for `inter_chunk_gap`, the one
+    /// value otherwise; nothing for a run that errored.
+    pub fn samples(&self, sli: Sli) -> Vec<f64> {
+        if self.outcome.is_error() {
+            return Vec::new();
+        }
+        match (sli, &self.stream) {
+            (Sli::InterChunkGap, Some(s)) => s.gaps.clone(),
+            _ => self.latency_of(sli).into_iter().collect(),
+        }
     }
 
     /// Good (`true`) or bad (`false`) for a ratio SLI; `None` when it does not apply to this run.
@@ -110,6 +132,12 @@ impl Observation {
             Sli::NotEscalated => v.escalated.map(|e| !e),
             Sli::CacheHit => v.cache_hit,
             Sli::TierPrimary => v.tier_primary,
+            // Applies to runs that showed an answer: a stall is judged after the first visible token.
+            Sli::NoStall => self
+                .stream
+                .as_ref()
+                .filter(|s| !s.tokens_per_chunk.is_empty())
+                .map(|s| s.stalls == 0),
             _ => None,
         }
     }

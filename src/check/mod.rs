@@ -70,25 +70,35 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     if timeline.error.is_some() && !invalid_json {
         return v;
     }
-    let json: Option<Value> = if invalid_json {
+    // The document paths read: what the driver assembled (a chat summary or body), else the body.
+    let parsed: Option<Value> = if invalid_json {
         None
+    } else if let Some(doc) = &timeline.doc {
+        Some(doc.clone())
     } else {
         serde_json::from_slice(&resp.body).ok()
     };
-    let json = json.as_ref();
+    let json = parsed.as_ref();
 
     if let Some(schema) = &endpoint.schema {
-        let (ok, detail) = schema_check(&schema.validator, json);
+        // Chat answers are validated as the JSON the model wrote; other bodies as they are.
+        let target: Option<Value> = match &timeline.answer_text {
+            Some(text) => serde_json::from_str(text).ok(),
+            None => json.cloned(),
+        };
+        let (ok, detail) = schema_check(&schema.validator, target.as_ref());
         v.schema_valid = Some(ok);
         v.checks.push(CheckResult::new("schema", ok, detail));
     }
-    if let Some(m) = &endpoint.fallback {
+    // A JSON-path signal does not apply to a body that is not JSON.
+    let applies = |m: &extract::Matcher| json.is_some() || matches!(m.source, extract::Source::Header(_));
+    if let Some(m) = endpoint.fallback.as_ref().filter(|m| applies(m)) {
         v.fallback = Some(m.matches(resp, json));
     }
-    if let Some(m) = &endpoint.escalation {
+    if let Some(m) = endpoint.escalation.as_ref().filter(|m| applies(m)) {
         v.escalated = Some(m.matches(resp, json));
     }
-    if let Some(m) = &endpoint.cache {
+    if let Some(m) = endpoint.cache.as_ref().filter(|m| applies(m)) {
         v.cache_hit = Some(m.matches(resp, json));
     }
     if let Some(t) = &endpoint.tier {
@@ -111,10 +121,13 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
                 ),
             }
         }
-        None => (
-            Some(String::from_utf8_lossy(&resp.body).into_owned()),
-            json.cloned(),
-        ),
+        None => match &timeline.answer_text {
+            Some(text) => (Some(text.clone()), serde_json::from_str(text).ok()),
+            None => (
+                Some(String::from_utf8_lossy(&resp.body).into_owned()),
+                json.cloned(),
+            ),
+        },
     };
     v.answer = answer_text.as_ref().map(|a| truncate(a, 500));
     let text_checks_needed = expect.equals.is_some()

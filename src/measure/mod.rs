@@ -1,101 +1,148 @@
 //! Measures: pure functions from a timeline to latency SLI values (seconds).
 //!
-//! Each definition lives here once and is unit-tested on hand-built timelines. Values are
-//! computed for every run; aggregation uses them only for runs without an error.
+//! Each definition lives here once and is unit-tested on hand-built timelines. Latencies are
+//! measured from the moment the request was handed to the connection (`RequestSent`), as
+//! the design fixes; connection setup (resolve, TCP, TLS) is reported apart as
+//! [`connect_time`] because a fresh connection per probe would otherwise add a handshake that
+//! a warm client does not pay. Values are computed for every run; aggregation uses them only
+//! for runs without an error.
 
 pub mod sli;
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
-use crate::timeline::{Event, Timeline};
+use serde::Serialize;
+
+use crate::timeline::{Event, Timeline, TokenKind};
 use sli::Sli;
 
-/// Request start to the response headers.
+/// The origin of every latency: the request was written (the start of the run if it never was).
+pub fn origin(t: &Timeline) -> Duration {
+    t.first(|e| matches!(e, Event::RequestSent)).unwrap_or(Duration::ZERO)
+}
+
+fn since_origin(t: &Timeline, at: Option<Duration>) -> Option<f64> {
+    at.map(|a| a.saturating_sub(origin(t)).as_secs_f64())
+}
+
+/// Request written to the response headers.
 pub fn time_to_first_byte(t: &Timeline) -> Option<f64> {
-    t.first(|e| matches!(e, Event::Headers { .. }))
-        .map(|d| d.as_secs_f64())
+    since_origin(t, t.first(|e| matches!(e, Event::Headers { .. })))
 }
 
-/// Request start to the end of the response. Absent when the response never completed.
+/// Request written to the first token of any kind (reasoning counts; a role-only or empty
+/// delta is not a token and never reaches the timeline).
+pub fn time_to_first_token(t: &Timeline) -> Option<f64> {
+    since_origin(t, t.first(|e| matches!(e, Event::Token { .. })))
+}
+
+/// Request written to the first content a renderer would show: a visible piece with a
+/// non-whitespace character (reasoning, tool calls and a leading "\n\n" do not count).
+pub fn time_to_first_visible_token(t: &Timeline) -> Option<f64> {
+    since_origin(t, first_visible(t))
+}
+
+fn first_visible(t: &Timeline) -> Option<Duration> {
+    t.first(|e| matches!(e, Event::Token { kind: TokenKind::Visible, shows: true, .. }))
+}
+
+/// Request written to the stream's terminator, or to the end of the body when there is none.
+/// Absent when the response never completed.
 pub fn time_to_completion(t: &Timeline) -> Option<f64> {
-    t.first(|e| matches!(e, Event::Done))
-        .map(|d| d.as_secs_f64())
+    let end = t
+        .first(|e| matches!(e, Event::Terminator))
+        .or_else(|| t.first(|e| matches!(e, Event::Done)));
+    since_origin(t, end)
 }
 
-/// Connection setup (resolve + TCP + TLS), for reports; not an SLI.
+/// Connection setup (resolve + TCP + TLS) before the request was written; not an SLI.
 pub fn connect_time(t: &Timeline) -> Option<f64> {
     t.last(|e| matches!(e, Event::Connected | Event::TlsEstablished))
         .map(|d| d.as_secs_f64())
 }
 
-/// Every latency SLI this timeline yields.
-pub fn latencies(t: &Timeline) -> BTreeMap<Sli, f64> {
-    let mut out = BTreeMap::new();
-    if let Some(v) = time_to_first_byte(t) {
-        out.insert(Sli::TimeToFirstByte, v);
+/// Cadence of a stream after the first visible token.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct StreamStats {
+    /// Token-bearing pieces of any kind.
+    pub chunks: u32,
+    pub visible_tokens: u64,
+    pub reasoning_tokens: u64,
+    /// Tokens of each token-bearing piece from the first visible one on.
+    pub tokens_per_chunk: Vec<u32>,
+    /// Gaps between consecutive token-bearing pieces from the first visible one on (seconds).
+    pub gaps: Vec<f64>,
+    pub longest_gap: Option<f64>,
+    /// Gaps longer than the probe's stall threshold.
+    pub stalls: u32,
+    /// Visible tokens after the first visible piece, per second until the last visible piece.
+    pub output_tokens_per_second: Option<f64>,
+    /// First token to first visible token (time spent reasoning before the answer shows).
+    pub reasoning_seconds: Option<f64>,
+}
+
+/// Stream cadence; `None` when the timeline holds no token at all.
+pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
+    let tokens: Vec<(Duration, TokenKind, u32, bool)> = t
+        .events
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Token { kind, tokens, shows } => Some((e.at, kind, tokens, shows)),
+            _ => None,
+        })
+        .collect();
+    if tokens.is_empty() {
+        return None;
     }
-    if let Some(v) = time_to_completion(t) {
-        out.insert(Sli::TimeToCompletion, v);
+    let mut s = StreamStats {
+        chunks: tokens.len() as u32,
+        ..Default::default()
+    };
+    for (_, kind, n, _) in &tokens {
+        match kind {
+            TokenKind::Visible => s.visible_tokens += u64::from(*n),
+            TokenKind::Reasoning => s.reasoning_tokens += u64::from(*n),
+            TokenKind::Tool => {}
+        }
+    }
+    if let Some(first) = tokens.iter().position(|(_, k, _, shows)| *k == TokenKind::Visible && *shows) {
+        let after = &tokens[first..];
+        s.tokens_per_chunk = after.iter().map(|(_, _, n, _)| *n).collect();
+        s.gaps = after.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
+        s.longest_gap = s.gaps.iter().copied().reduce(f64::max);
+        let limit = stall.as_secs_f64();
+        s.stalls = s.gaps.iter().filter(|g| **g > limit).count() as u32;
+        let visible: Vec<&(Duration, TokenKind, u32, bool)> = after.iter().filter(|x| x.1 == TokenKind::Visible).collect();
+        if let (Some(f), Some(l)) = (visible.first(), visible.last()) {
+            let span = (l.0 - f.0).as_secs_f64();
+            let later: u64 = visible.iter().skip(1).map(|x| u64::from(x.2)).sum();
+            if span > 0.0 && later > 0 {
+                s.output_tokens_per_second = Some(later as f64 / span);
+            }
+        }
+        s.reasoning_seconds = Some((tokens[first].0 - tokens[0].0).as_secs_f64());
+    }
+    Some(s)
+}
+
+/// Every latency SLI this timeline yields (`inter_chunk_gap` is the run's longest gap).
+pub fn latencies(t: &Timeline, stream: Option<&StreamStats>) -> BTreeMap<Sli, f64> {
+    let mut out = BTreeMap::new();
+    let pairs = [
+        (Sli::TimeToFirstByte, time_to_first_byte(t)),
+        (Sli::TimeToFirstToken, time_to_first_token(t)),
+        (Sli::TimeToFirstVisibleToken, time_to_first_visible_token(t)),
+        (Sli::TimeToCompletion, time_to_completion(t)),
+        (Sli::InterChunkGap, stream.and_then(|s| s.longest_gap)),
+    ];
+    for (sli, v) in pairs {
+        if let Some(v) = v {
+            out.insert(sli, v);
+        }
     }
     out
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::timeline::Stamped;
-    use std::time::{Duration, SystemTime};
-
-    fn tl(events: &[(u64, Event)]) -> Timeline {
-        Timeline {
-            started_at: SystemTime::now(),
-            events: events
-                .iter()
-                .map(|(ms, e)| Stamped {
-                    at: Duration::from_millis(*ms),
-                    event: e.clone(),
-                })
-                .collect(),
-            response: None,
-            error: None,
-            answer_text: None,
-            doc: None,
-            usage: None,
-        }
-    }
-
-    #[test]
-    fn ttfb_is_the_headers_event_not_the_connect() {
-        let t = tl(&[
-            (1, Event::Resolved),
-            (3, Event::Connected),
-            (4, Event::RequestSent),
-            (120, Event::Headers { status: 200 }),
-            (121, Event::Body { bytes: 10 }),
-            (180, Event::Body { bytes: 10 }),
-            (181, Event::Done),
-        ]);
-        assert_eq!(time_to_first_byte(&t), Some(0.120));
-        assert_eq!(time_to_completion(&t), Some(0.181));
-        assert_eq!(connect_time(&t), Some(0.003));
-        let l = latencies(&t);
-        assert_eq!(l.len(), 2);
-    }
-
-    #[test]
-    fn an_incomplete_response_has_no_completion_time() {
-        let t = tl(&[
-            (5, Event::Headers { status: 200 }),
-            (9, Event::Body { bytes: 3 }),
-        ]);
-        assert_eq!(time_to_first_byte(&t), Some(0.005));
-        assert_eq!(time_to_completion(&t), None);
-        assert!(!latencies(&t).contains_key(&Sli::TimeToCompletion));
-    }
-
-    #[test]
-    fn nothing_arrived_means_no_latency_at_all() {
-        let t = tl(&[(1, Event::Resolved)]);
-        assert!(latencies(&t).is_empty());
-    }
-}
+mod tests;

@@ -5,6 +5,7 @@
 //! takes its own timestamps, so a bug in a probe cannot be cancelled by the same bug here.
 //! Faults are injected per request with the `x-sim-fault` header (see [`fault::Fault`]).
 
+pub mod chat;
 pub mod fault;
 pub mod mapper;
 pub mod rng;
@@ -122,6 +123,7 @@ pub struct TruthRecord {
 pub struct SimState {
     pub config: SimConfig,
     truth: Mutex<Vec<TruthRecord>>,
+    streams: Mutex<Vec<chat::StreamTruth>>,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -130,6 +132,7 @@ impl SimState {
         Arc::new(SimState {
             config,
             truth: Mutex::new(Vec::new()),
+            streams: Mutex::new(Vec::new()),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -160,6 +163,16 @@ impl SimState {
         seq
     }
 
+    pub fn record_stream(&self, mut r: chat::StreamTruth) {
+        let mut t = self.streams.lock().unwrap_or_else(|e| e.into_inner());
+        r.seq = t.len() as u64 + 1;
+        t.push(r);
+    }
+
+    pub fn streams(&self) -> Vec<chat::StreamTruth> {
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
     pub fn truth(&self) -> Vec<TruthRecord> {
         self.truth.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
@@ -169,12 +182,14 @@ impl SimState {
 struct TruthResponse {
     seed: u64,
     requests: Vec<TruthRecord>,
+    streams: Vec<chat::StreamTruth>,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
     Json(TruthResponse {
         seed: state.config.seed,
         requests: state.truth(),
+        streams: state.streams(),
     })
 }
 
@@ -192,6 +207,9 @@ pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
+        .route("/v1/chat/completions", post(chat::chat_completions))
+        .route("/v1/responses", post(chat::responses))
+        .route("/v1/messages", post(chat::messages))
         .route("/truth", get(truth).delete(reset))
         .route("/healthz", get(|| async { "ok\n" }))
         .with_state(state)
@@ -199,6 +217,11 @@ pub fn router(state: Arc<SimState>) -> Router {
 
 /// Serves on an already-bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) -> std::io::Result<()> {
+    // No Nagle delay: small stream writes leave at once, as a real streaming server sends them.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, router(state)).await
 }
 

@@ -8,6 +8,8 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::check::CheckResult;
+use crate::measure::StreamStats;
+use crate::timeline::Usage;
 use crate::observation::Observation;
 use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
 use crate::slo::SloVerdict;
@@ -38,6 +40,19 @@ pub struct SliceReport {
     /// good/total behind each ratio.
     pub counts: BTreeMap<&'static str, Counts>,
     pub tiers: BTreeMap<String, u64>,
+    /// Stream cadence over the slice's runs (chat protocols).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StreamReport>,
+}
+
+/// Distributions of stream cadence over a slice.
+#[derive(Debug, Clone, Serialize)]
+pub struct StreamReport {
+    pub tokens_per_chunk: Summary,
+    pub output_tokens_per_second: Option<Summary>,
+    pub reasoning_seconds: Option<Summary>,
+    pub stalls: u64,
+    pub chunks: u64,
 }
 
 #[derive(Debug, Clone, Copy, Serialize)]
@@ -64,6 +79,13 @@ pub struct CaseReport {
     pub schema_valid: Option<bool>,
     pub cache_hit: Option<bool>,
     pub escalated: Option<bool>,
+    /// Connection setup before the request was written (seconds; not part of the latencies).
+    pub connect_seconds: Option<f64>,
+    /// Stream cadence: chunks, tokens, gaps, stalls, output rate, reasoning time.
+    pub stream: Option<StreamStats>,
+    pub usage: Option<Usage>,
+    /// The answer text (truncated), for reading failed checks.
+    pub answer: Option<String>,
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -116,6 +138,13 @@ impl Report {
                     })
                     .collect(),
                 tiers: s.tiers.clone(),
+                stream: s.stream.as_ref().filter(|st| st.tokens_per_chunk.count() > 0).map(|st| StreamReport {
+                    tokens_per_chunk: st.tokens_per_chunk.summary_raw(),
+                    output_tokens_per_second: (st.output_rate.count() > 0).then(|| st.output_rate.summary_raw()),
+                    reasoning_seconds: (st.reasoning.count() > 0).then(|| st.reasoning.summary()),
+                    stalls: st.stalls,
+                    chunks: st.chunks,
+                }),
             })
             .collect();
         let cases = observations
@@ -137,6 +166,10 @@ impl Report {
                 schema_valid: o.verdicts.schema_valid,
                 cache_hit: o.verdicts.cache_hit,
                 escalated: o.verdicts.escalated,
+                connect_seconds: o.connect_seconds,
+                stream: o.stream.clone(),
+                usage: o.usage,
+                answer: o.verdicts.answer.clone(),
             })
             .collect();
         Report {

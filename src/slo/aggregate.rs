@@ -73,6 +73,24 @@ impl Latency {
         self.hist.value_at_quantile(q) as f64 / 1e6
     }
 
+    /// Records a plain number (tokens, rates) to a thousandth, 3 significant digits.
+    pub fn record_raw(&mut self, value: f64) {
+        self.record(value / 1e3);
+    }
+
+    /// Summary of values recorded with [`Latency::record_raw`].
+    pub fn summary_raw(&self) -> Summary {
+        let s = self.summary();
+        Summary {
+            count: s.count,
+            p50: s.p50 * 1e3,
+            p95: s.p95 * 1e3,
+            p99: s.p99 * 1e3,
+            max: s.max * 1e3,
+            mean: s.mean * 1e3,
+        }
+    }
+
     pub fn summary(&self) -> Summary {
         Summary {
             count: self.hist.len(),
@@ -107,6 +125,17 @@ pub struct SliceStats {
     pub latency: BTreeMap<Sli, Latency>,
     pub ratios: BTreeMap<Sli, Ratio>,
     pub tiers: BTreeMap<String, u64>,
+    pub stream: Option<StreamAgg>,
+}
+
+/// Stream cadence distributions over a slice (tokens per chunk, output rate, reasoning time).
+#[derive(Debug, Clone, Default)]
+pub struct StreamAgg {
+    pub tokens_per_chunk: Latency,
+    pub output_rate: Latency,
+    pub reasoning: Latency,
+    pub stalls: u64,
+    pub chunks: u64,
 }
 
 impl SliceStats {
@@ -119,7 +148,7 @@ impl SliceStats {
         for sli in Sli::ALL {
             match sli.kind() {
                 SliKind::Latency => {
-                    if let Some(v) = obs.latency_of(*sli) {
+                    for v in obs.samples(*sli) {
                         self.latency.entry(*sli).or_default().record(v);
                     }
                 }
@@ -131,6 +160,20 @@ impl SliceStats {
                     }
                 }
             }
+        }
+        if let (Some(st), false) = (&obs.stream, obs.outcome.is_error()) {
+            let agg = self.stream.get_or_insert_with(StreamAgg::default);
+            for n in &st.tokens_per_chunk {
+                agg.tokens_per_chunk.record_raw(f64::from(*n));
+            }
+            if let Some(r) = st.output_tokens_per_second {
+                agg.output_rate.record_raw(r);
+            }
+            if let Some(r) = st.reasoning_seconds {
+                agg.reasoning.record(r);
+            }
+            agg.stalls += u64::from(st.stalls);
+            agg.chunks += u64::from(st.chunks);
         }
         if let Some(t) = &obs.verdicts.tier {
             let key = if self.tiers.contains_key(t) || self.tiers.len() < MAX_TIERS {

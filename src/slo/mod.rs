@@ -135,6 +135,9 @@ mod tests {
                 ..Default::default()
             },
             judged: !outcome.is_error(),
+            connect_seconds: None,
+            stream: None,
+            usage: None,
         }
     }
 

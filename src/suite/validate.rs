@@ -835,17 +835,9 @@ fn build_probe(
             ctx.err(&p(path, &[k("schedule")]), e);
         }
     }
-    if let Some(f) = &raw.freshness {
-        let ok = f
-            .get("truth")
-            .and_then(Value::as_object)
-            .is_some_and(|t| t.contains_key("url") && t.contains_key("value"));
-        if !ok {
-            ctx.err(
-                &p(path, &[k("freshness")]),
-                "freshness needs `truth: {url, value, updated_at}`",
-            );
-        }
+    if raw.freshness.is_some() {
+        ctx.err(&p(path, &[k("freshness")]), "freshness checks are not available in this build yet").hint =
+            Some("remove `freshness` (and `expect.fresh`) until answer freshness lands".into());
     }
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
