@@ -55,6 +55,8 @@ pub struct Observation {
     /// Stream cadence (chat protocols).
     pub stream: Option<StreamStats>,
     pub usage: Option<Usage>,
+    /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
+    pub answer: Option<String>,
 }
 
 impl Observation {
@@ -69,6 +71,7 @@ impl Observation {
     ) -> Self {
         let stream = measure::stream_stats(timeline, stall);
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
+        let verdicts_answer = verdicts.answer.clone();
         let judged = timeline
             .response
             .as_ref()
@@ -98,6 +101,12 @@ impl Observation {
             connect_seconds: measure::connect_time(timeline),
             stream,
             usage: timeline.usage,
+            answer: verdicts_answer.or_else(|| {
+                timeline
+                    .answer_text
+                    .as_ref()
+                    .map(|a| a.chars().take(500).collect())
+            }),
         }
     }
 

@@ -91,7 +91,8 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         v.checks.push(CheckResult::new("schema", ok, detail));
     }
     // A JSON-path signal does not apply to a body that is not JSON.
-    let applies = |m: &extract::Matcher| json.is_some() || matches!(m.source, extract::Source::Header(_));
+    let applies =
+        |m: &extract::Matcher| json.is_some() || matches!(m.source, extract::Source::Header(_));
     if let Some(m) = endpoint.fallback.as_ref().filter(|m| applies(m)) {
         v.fallback = Some(m.matches(resp, json));
     }

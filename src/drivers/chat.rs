@@ -34,7 +34,10 @@ pub fn messages(input: &Value) -> Option<Value> {
     if let Some(m) = input.get("messages").filter(|m| m.is_array()) {
         return Some(m.clone());
     }
-    let text = input.get("text").or_else(|| input.get("prompt")).and_then(Value::as_str)?;
+    let text = input
+        .get("text")
+        .or_else(|| input.get("prompt"))
+        .and_then(Value::as_str)?;
     Some(json!([{"role": "user", "content": text}]))
 }
 
@@ -48,8 +51,12 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
         b.entry("stream").or_insert(Value::Bool(endpoint.stream));
         return Ok(Value::Object(b));
     }
-    let msgs = messages(input)
-        .ok_or_else(|| ProbeError::new(ErrorClass::Request, "the case has no `input.messages`, `input.text` or `input.body`"))?;
+    let msgs = messages(input).ok_or_else(|| {
+        ProbeError::new(
+            ErrorClass::Request,
+            "the case has no `input.messages`, `input.text` or `input.body`",
+        )
+    })?;
     let model = input
         .get("model")
         .and_then(Value::as_str)
@@ -113,11 +120,18 @@ async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Resul
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
     let body = request_body(endpoint, case)?;
     let wants_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
-    let bytes = Bytes::from(
-        serde_json::to_vec(&body).map_err(|e| ProbeError::new(ErrorClass::Request, format!("cannot encode the request: {e}")))?,
-    );
+    let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
+        ProbeError::new(
+            ErrorClass::Request,
+            format!("cannot encode the request: {e}"),
+        )
+    })?);
     let mut headers = endpoint.headers.clone();
-    if endpoint.protocol == Protocol::AnthropicMessages && !headers.iter().any(|(n, _)| n.as_str() == "anthropic-version") {
+    if endpoint.protocol == Protocol::AnthropicMessages
+        && !headers
+            .iter()
+            .any(|(n, _)| n.as_str() == "anthropic-version")
+    {
         headers.push((
             ::http::HeaderName::from_static("anthropic-version"),
             ::http::HeaderValue::from_static(ANTHROPIC_VERSION),
@@ -129,14 +143,20 @@ async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Resul
         headers: &headers,
         body: Some(bytes),
         content_type: Some("application/json"),
-        accept: if wants_stream { "text/event-stream" } else { "application/json" },
+        accept: if wants_stream {
+            "text/event-stream"
+        } else {
+            "application/json"
+        },
     };
     let streaming = http::send(req, rec).await?;
     let status = streaming.status;
-    let is_sse = streaming
-        .headers
-        .iter()
-        .any(|(n, v)| n == "content-type" && v.trim_start().to_ascii_lowercase().starts_with("text/event-stream"));
+    let is_sse = streaming.headers.iter().any(|(n, v)| {
+        n == "content-type"
+            && v.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("text/event-stream")
+    });
     if !(200..300).contains(&status) {
         let resp = match streaming.read_all(endpoint.max_body, rec).await {
             Ok(r) | Err((_, r)) => r,
@@ -166,12 +186,24 @@ struct Summary {
 }
 
 impl Summary {
-    fn apply(&mut self, piece: Piece, at: std::time::Instant, rec: &mut Recorder) -> Result<bool, ProbeError> {
+    fn apply(
+        &mut self,
+        piece: Piece,
+        at: std::time::Instant,
+        rec: &mut Recorder,
+    ) -> Result<bool, ProbeError> {
         match piece {
             Piece::Text { kind, text, tokens } => {
                 let tokens = tokens.unwrap_or_else(|| estimate_tokens(&text));
                 let shows = kind == TokenKind::Visible && text.chars().any(|c| !c.is_whitespace());
-                rec.mark_at(at, Event::Token { kind, tokens, shows });
+                rec.mark_at(
+                    at,
+                    Event::Token {
+                        kind,
+                        tokens,
+                        shows,
+                    },
+                );
                 match kind {
                     TokenKind::Visible => {
                         rec.push_answer(&text);
@@ -189,7 +221,11 @@ impl Summary {
             Piece::Model(m) => {
                 self.model.get_or_insert(m);
             }
-            Piece::Usage { input, output, reasoning } => {
+            Piece::Usage {
+                input,
+                output,
+                reasoning,
+            } => {
                 self.input = input.or(self.input);
                 self.output = output.or(self.output);
                 self.reasoning = reasoning.or(self.reasoning);
@@ -208,8 +244,13 @@ impl Summary {
         let estimated = self.output.is_none();
         let usage = Usage {
             input_tokens: self.input,
-            output_tokens: Some(self.output.unwrap_or(self.counted_output + self.counted_reasoning)),
-            reasoning_tokens: self.reasoning.or((self.counted_reasoning > 0).then_some(self.counted_reasoning)),
+            output_tokens: Some(
+                self.output
+                    .unwrap_or(self.counted_output + self.counted_reasoning),
+            ),
+            reasoning_tokens: self
+                .reasoning
+                .or((self.counted_reasoning > 0).then_some(self.counted_reasoning)),
             estimated,
         };
         let text = rec_answer(rec);
@@ -233,7 +274,18 @@ fn rec_answer(rec: &Recorder) -> String {
     rec.answer().unwrap_or_default().to_string()
 }
 
-async fn stream(endpoint: &Endpoint, mut streaming: http::Streaming, rec: &mut Recorder) -> Result<(), ProbeError> {
+async fn stream(
+    endpoint: &Endpoint,
+    streaming: http::Streaming,
+    rec: &mut Recorder,
+) -> Result<(), ProbeError> {
+    let mut streaming = streaming.stamped();
+    // The status and headers are known now; keep them even if the deadline cuts the stream.
+    rec.set_response(crate::timeline::Response {
+        status: streaming.status,
+        headers: streaming.headers.clone(),
+        body: Bytes::new(),
+    });
     let max = endpoint.max_body;
     let mut parser = SseParser::new(usize::try_from(max).unwrap_or(usize::MAX));
     let mut interp = Interpreter::new(endpoint.protocol);
@@ -244,7 +296,9 @@ async fn stream(endpoint: &Endpoint, mut streaming: http::Streaming, rec: &mut R
     let mut terminated = false;
     let mut n_events = 0usize;
     let result = loop {
-        let Some(chunk) = streaming.next_chunk().await else { break Ok(()) };
+        let Some(chunk) = streaming.next_chunk().await else {
+            break Ok(());
+        };
         let (at, data) = match chunk {
             Ok(c) => c,
             Err(e) => break Err(e),
@@ -252,7 +306,10 @@ async fn stream(endpoint: &Endpoint, mut streaming: http::Streaming, rec: &mut R
         rec.mark_at(at, Event::Body { bytes: data.len() });
         total += data.len() as u64;
         if total > max {
-            break Err(ProbeError::new(ErrorClass::BodyTooLarge, format!("stream exceeded the {max}-byte cap")));
+            break Err(ProbeError::new(
+                ErrorClass::BodyTooLarge,
+                format!("stream exceeded the {max}-byte cap"),
+            ));
         }
         if terminated {
             continue; // bytes after the terminator are ignored
@@ -286,13 +343,23 @@ async fn stream(endpoint: &Endpoint, mut streaming: http::Streaming, rec: &mut R
         }
     };
     rec.mark(Event::Done);
-    let status = streaming.status;
-    let headers = std::mem::take(&mut streaming.headers);
-    rec.set_response(crate::timeline::Response { status, headers, body: Bytes::new() });
     summary.finish(rec);
-    result?;
+    if let Err(e) = result {
+        // A connection that breaks mid-stream leaves the user a cut-off answer: truncated.
+        if e.class == ErrorClass::Reset && n_events > 0 && !terminated {
+            return Err(ProbeError::new(
+                ErrorClass::Truncated,
+                format!("the connection broke after {n_events} events, before the stream's terminator ({})", e.message),
+            ));
+        }
+        return Err(e);
+    }
     if !terminated {
-        let partial = if parser.has_partial() { " (it stopped inside an event)" } else { "" };
+        let partial = if parser.has_partial() {
+            " (it stopped inside an event)"
+        } else {
+            ""
+        };
         let which = match endpoint.protocol {
             Protocol::OpenaiChat => "data: [DONE]",
             Protocol::OpenaiResponses => "response.completed",
@@ -306,7 +373,11 @@ async fn stream(endpoint: &Endpoint, mut streaming: http::Streaming, rec: &mut R
     Ok(())
 }
 
-async fn whole(endpoint: &Endpoint, streaming: http::Streaming, rec: &mut Recorder) -> Result<(), ProbeError> {
+async fn whole(
+    endpoint: &Endpoint,
+    streaming: http::Streaming,
+    rec: &mut Recorder,
+) -> Result<(), ProbeError> {
     let resp = match streaming.read_all(endpoint.max_body, rec).await {
         Ok(r) => r,
         Err((e, partial)) => {
@@ -318,11 +389,16 @@ async fn whole(endpoint: &Endpoint, streaming: http::Streaming, rec: &mut Record
         Ok(j) => j,
         Err(e) => {
             rec.set_response(resp);
-            return Err(ProbeError::new(ErrorClass::InvalidJson, format!("response body is not JSON ({e})")));
+            return Err(ProbeError::new(
+                ErrorClass::InvalidJson,
+                format!("response body is not JSON ({e})"),
+            ));
         }
     };
     // Everything arrived with the end of the body: the first visible token is the completion.
-    let done = rec.last_at(|e| matches!(e, Event::Done)).unwrap_or_else(|| rec.now());
+    let done = rec
+        .last_at(|e| matches!(e, Event::Done))
+        .unwrap_or_else(|| rec.now());
     let mut summary = Summary::default();
     let mut err = None;
     for piece in full_body(endpoint.protocol, &json) {
@@ -342,7 +418,12 @@ async fn whole(endpoint: &Endpoint, streaming: http::Streaming, rec: &mut Record
 }
 
 impl Summary {
-    fn apply_at(&mut self, piece: Piece, at: std::time::Duration, rec: &mut Recorder) -> Result<bool, ProbeError> {
+    fn apply_at(
+        &mut self,
+        piece: Piece,
+        at: std::time::Duration,
+        rec: &mut Recorder,
+    ) -> Result<bool, ProbeError> {
         let instant = rec.instant_of(at);
         self.apply(piece, instant, rec)
     }

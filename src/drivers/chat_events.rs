@@ -72,7 +72,10 @@ impl Interpreter {
         }
         let json: Value = serde_json::from_str(data).map_err(|e| {
             let head: String = data.chars().take(80).collect();
-            ProbeError::new(ErrorClass::Protocol, format!("stream event data is not JSON ({e}): {head:?}"))
+            ProbeError::new(
+                ErrorClass::Protocol,
+                format!("stream event data is not JSON ({e}): {head:?}"),
+            )
         })?;
         match self.protocol {
             Protocol::OpenaiChat => self.openai_chat(&ev.event, &json, out),
@@ -98,7 +101,10 @@ impl Interpreter {
             if let (Some(c), Some(prev)) = (completion, self.last_completion_tokens) {
                 chunk_tokens = u32::try_from(c.saturating_sub(prev)).ok();
             } else if let Some(c) = completion {
-                if j.get("choices").and_then(Value::as_array).is_some_and(|c| !c.is_empty()) {
+                if j.get("choices")
+                    .and_then(Value::as_array)
+                    .is_some_and(|c| !c.is_empty())
+                {
                     chunk_tokens = u32::try_from(c).ok();
                 }
             }
@@ -111,7 +117,12 @@ impl Interpreter {
                     .and_then(Value::as_u64),
             });
         }
-        for choice in j.get("choices").and_then(Value::as_array).into_iter().flatten() {
+        for choice in j
+            .get("choices")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+        {
             // Only the first choice is what a single-answer UI renders.
             if choice.get("index").and_then(Value::as_u64).unwrap_or(0) != 0 {
                 continue;
@@ -169,7 +180,9 @@ impl Interpreter {
                     _ => TokenKind::Tool,
                 };
                 self.blocks.insert(idx, kind);
-                let initial = block.and_then(|b| b.get("text").or_else(|| b.get("thinking"))).and_then(Value::as_str);
+                let initial = block
+                    .and_then(|b| b.get("text").or_else(|| b.get("thinking")))
+                    .and_then(Value::as_str);
                 if let Some(t) = initial.filter(|t| !t.is_empty()) {
                     out.push(text(kind, t, None));
                 }
@@ -182,7 +195,10 @@ impl Interpreter {
                     Some("thinking_delta") => (TokenKind::Reasoning, d.get("thinking")),
                     Some("input_json_delta") => (TokenKind::Tool, d.get("partial_json")),
                     Some("signature_delta") => return,
-                    _ => (self.blocks.get(&idx).copied().unwrap_or(TokenKind::Tool), d.get("text")),
+                    _ => (
+                        self.blocks.get(&idx).copied().unwrap_or(TokenKind::Tool),
+                        d.get("text"),
+                    ),
                 };
                 if let Some(t) = t.and_then(Value::as_str).filter(|t| !t.is_empty()) {
                     out.push(text(kind, t, None));
@@ -221,7 +237,11 @@ fn anthropic_usage(u: &Value) -> Piece {
 
 fn responses(event: &str, j: &Value, out: &mut Vec<Piece>) {
     let ty = j.get("type").and_then(Value::as_str).unwrap_or(event);
-    let delta = || j.get("delta").and_then(Value::as_str).filter(|t| !t.is_empty());
+    let delta = || {
+        j.get("delta")
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+    };
     match ty {
         "response.output_text.delta" | "response.refusal.delta" => {
             if let Some(t) = delta() {
@@ -252,7 +272,9 @@ fn responses(event: &str, j: &Value, out: &mut Vec<Piece>) {
                     out.push(responses_usage(u));
                 }
                 let reason = if ty == "response.incomplete" {
-                    r.pointer("/incomplete_details/reason").and_then(Value::as_str).unwrap_or("incomplete")
+                    r.pointer("/incomplete_details/reason")
+                        .and_then(Value::as_str)
+                        .unwrap_or("incomplete")
                 } else {
                     "completed"
                 };
@@ -269,7 +291,9 @@ fn responses_usage(u: &Value) -> Piece {
     Piece::Usage {
         input: u.get("input_tokens").and_then(Value::as_u64),
         output: u.get("output_tokens").and_then(Value::as_u64),
-        reasoning: u.pointer("/output_tokens_details/reasoning_tokens").and_then(Value::as_u64),
+        reasoning: u
+            .pointer("/output_tokens_details/reasoning_tokens")
+            .and_then(Value::as_u64),
     }
 }
 
@@ -284,7 +308,10 @@ fn error_message(j: &Value) -> String {
         .and_then(Value::as_str)
         .map(str::to_string)
         .unwrap_or_else(|| e.to_string());
-    let kind = e.get("type").or_else(|| e.get("code")).and_then(Value::as_str);
+    let kind = e
+        .get("type")
+        .or_else(|| e.get("code"))
+        .and_then(Value::as_str);
     let msg: String = msg.chars().take(300).collect();
     match kind {
         Some(k) => format!("{k}: {msg}"),
@@ -295,7 +322,9 @@ fn error_message(j: &Value) -> String {
 /// Pieces of a non-streamed response body (everything arrives at completion).
 pub fn full_body(protocol: Protocol, j: &Value) -> Vec<Piece> {
     let mut out = Vec::new();
-    if j.get("error").is_some_and(|e| !e.is_null()) || j.get("type").and_then(Value::as_str) == Some("error") {
+    if j.get("error").is_some_and(|e| !e.is_null())
+        || j.get("type").and_then(Value::as_str) == Some("error")
+    {
         out.push(Piece::Error(error_message(j)));
         return out;
     }
@@ -308,20 +337,42 @@ pub fn full_body(protocol: Protocol, j: &Value) -> Vec<Piece> {
             i.openai_chat("", j, &mut out);
         }
         Protocol::OpenaiResponses => {
-            for item in j.get("output").and_then(Value::as_array).into_iter().flatten() {
+            for item in j
+                .get("output")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 match item.get("type").and_then(Value::as_str) {
                     Some("reasoning") => {
                         for part in ["summary", "content"] {
-                            for c in item.get(part).and_then(Value::as_array).into_iter().flatten() {
-                                if let Some(t) = c.get("text").and_then(Value::as_str).filter(|t| !t.is_empty()) {
+                            for c in item
+                                .get(part)
+                                .and_then(Value::as_array)
+                                .into_iter()
+                                .flatten()
+                            {
+                                if let Some(t) = c
+                                    .get("text")
+                                    .and_then(Value::as_str)
+                                    .filter(|t| !t.is_empty())
+                                {
                                     out.push(text(TokenKind::Reasoning, t, None));
                                 }
                             }
                         }
                     }
                     Some("message") => {
-                        for c in item.get("content").and_then(Value::as_array).into_iter().flatten() {
-                            let t = c.get("text").or_else(|| c.get("refusal")).and_then(Value::as_str);
+                        for c in item
+                            .get("content")
+                            .and_then(Value::as_array)
+                            .into_iter()
+                            .flatten()
+                        {
+                            let t = c
+                                .get("text")
+                                .or_else(|| c.get("refusal"))
+                                .and_then(Value::as_str);
                             if let Some(t) = t.filter(|t| !t.is_empty()) {
                                 out.push(text(TokenKind::Visible, t, None));
                             }
@@ -340,7 +391,12 @@ pub fn full_body(protocol: Protocol, j: &Value) -> Vec<Piece> {
             }
         }
         Protocol::AnthropicMessages => {
-            for block in j.get("content").and_then(Value::as_array).into_iter().flatten() {
+            for block in j
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 let (kind, t) = match block.get("type").and_then(Value::as_str) {
                     Some("text") => (TokenKind::Visible, block.get("text")),
                     Some("thinking") => (TokenKind::Reasoning, block.get("thinking")),
@@ -376,7 +432,11 @@ pub fn estimate_tokens(text: &str) -> u32 {
     let mut word = 0usize;
     let flush = |word: &mut usize, tokens: &mut u32| {
         if *word > 0 {
-            *tokens += if *word <= 6 { 1 } else { (*word).div_ceil(5) as u32 };
+            *tokens += if *word <= 6 {
+                1
+            } else {
+                (*word).div_ceil(5) as u32
+            };
             *word = 0;
         }
     };

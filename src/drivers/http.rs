@@ -317,6 +317,55 @@ impl Streaming {
     }
 }
 
+/// A body read by its own task, so that each piece is stamped the moment it arrives even
+/// while the probe's task is busy parsing earlier pieces (JSON parsing never delays a stamp).
+pub struct StampedBody {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    rx: tokio::sync::mpsc::Receiver<Result<(Instant, Bytes), ProbeError>>,
+    reader: tokio::task::JoinHandle<()>,
+}
+
+impl Drop for StampedBody {
+    fn drop(&mut self) {
+        // Dropping the reader drops the connection guard, which closes the connection.
+        self.reader.abort();
+    }
+}
+
+/// Pieces buffered between the reader and the parser (backpressure beyond this).
+const STAMPED_QUEUE: usize = 1024;
+
+impl Streaming {
+    /// Hands the body to a reader task that stamps pieces as they arrive.
+    pub fn stamped(mut self) -> StampedBody {
+        let status = self.status;
+        let headers = std::mem::take(&mut self.headers);
+        let (tx, rx) = tokio::sync::mpsc::channel(STAMPED_QUEUE);
+        let reader = tokio::spawn(async move {
+            while let Some(piece) = self.next_chunk().await {
+                let failed = piece.is_err();
+                if tx.send(piece).await.is_err() || failed {
+                    break;
+                }
+            }
+        });
+        StampedBody {
+            status,
+            headers,
+            rx,
+            reader,
+        }
+    }
+}
+
+impl StampedBody {
+    /// The next piece and its arrival instant, or `None` at the end of the body.
+    pub async fn next_chunk(&mut self) -> Option<Result<(Instant, Bytes), ProbeError>> {
+        self.rx.recv().await
+    }
+}
+
 /// The error for a non-2xx status, with a short excerpt of the body.
 pub fn status_error(resp: &Response) -> ProbeError {
     let class = if resp.status == 429 {

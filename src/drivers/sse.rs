@@ -56,7 +56,12 @@ impl SseParser {
     }
 
     /// Feeds one piece of the stream; completed events are appended to `out`.
-    pub fn feed(&mut self, at: Instant, bytes: &[u8], out: &mut Vec<SseEvent>) -> Result<(), ProbeError> {
+    pub fn feed(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        out: &mut Vec<SseEvent>,
+    ) -> Result<(), ProbeError> {
         let mut rest = bytes;
         if !self.started && !rest.is_empty() {
             // A BOM may be split across reads; strip it only when it arrives whole at the start.
@@ -81,7 +86,10 @@ impl SseParser {
                     if self.pending > self.max_event {
                         return Err(ProbeError::new(
                             ErrorClass::BodyTooLarge,
-                            format!("an SSE event exceeded {} bytes without ending", self.max_event),
+                            format!(
+                                "an SSE event exceeded {} bytes without ending",
+                                self.max_event
+                            ),
                         ));
                     }
                 }
@@ -115,7 +123,10 @@ impl SseParser {
         let text = std::str::from_utf8(&line).map_err(|e| {
             ProbeError::new(
                 ErrorClass::Protocol,
-                format!("invalid UTF-8 in the event stream at byte {} of a line", e.valid_up_to()),
+                format!(
+                    "invalid UTF-8 in the event stream at byte {} of a line",
+                    e.valid_up_to()
+                ),
             )
         })?;
         if text.starts_with(':') {
@@ -135,11 +146,7 @@ impl SseParser {
                 self.data.push('\n');
                 self.has_data = true;
             }
-            "id" => {
-                if !value.contains('\0') {
-                    self.id = Some(value.to_string());
-                }
-            }
+            "id" if !value.contains('\0') => self.id = Some(value.to_string()),
             _ => {} // `retry` and unknown fields are ignored
         }
         Ok(())
@@ -172,24 +179,47 @@ mod tests {
     #[test]
     fn one_event_per_blank_line_with_event_and_data() {
         let got = parse_pieces(&[(1, b"event: a\ndata: {\"x\":1}\n\ndata: two\n\n")]).unwrap();
-        assert_eq!(got, vec![(1, "a".into(), "{\"x\":1}".into()), (1, "".into(), "two".into())]);
+        assert_eq!(
+            got,
+            vec![
+                (1, "a".into(), "{\"x\":1}".into()),
+                (1, "".into(), "two".into())
+            ]
+        );
     }
 
     #[test]
     fn an_event_is_stamped_when_its_last_byte_arrives() {
-        let got = parse_pieces(&[(1, b"da"), (5, b"ta: hel"), (9, b"lo\n"), (12, b"\n"), (20, b"data: x\n\n")]).unwrap();
-        assert_eq!(got, vec![(12, "".into(), "hello".into()), (20, "".into(), "x".into())]);
+        let got = parse_pieces(&[
+            (1, b"da"),
+            (5, b"ta: hel"),
+            (9, b"lo\n"),
+            (12, b"\n"),
+            (20, b"data: x\n\n"),
+        ])
+        .unwrap();
+        assert_eq!(
+            got,
+            vec![(12, "".into(), "hello".into()), (20, "".into(), "x".into())]
+        );
     }
 
     #[test]
     fn crlf_and_cr_line_ends_even_split_between_reads() {
         let got = parse_pieces(&[(1, b"data: a\r"), (2, b"\n\r"), (3, b"\ndata: b\r\r")]).unwrap();
-        assert_eq!(got, vec![(2, "".into(), "a".into()), (3, "".into(), "b".into())]);
+        assert_eq!(
+            got,
+            vec![(2, "".into(), "a".into()), (3, "".into(), "b".into())]
+        );
     }
 
     #[test]
     fn comments_multiline_data_and_fields_without_space() {
-        let got = parse_pieces(&[(1, b": keep-alive\n\ndata:line1\ndata: line2\nid: 7\nretry: 10\n\n")]).unwrap();
+        let got = parse_pieces(&[(
+            1,
+            b": keep-alive\n\ndata:line1\ndata: line2\nid: 7\nretry: 10\n\n",
+        )])
+        .unwrap();
         assert_eq!(got, vec![(1, "".into(), "line1\nline2".into())]);
     }
 
@@ -209,9 +239,16 @@ mod tests {
     fn byte_by_byte_equals_whole() {
         let stream = b"event: message_start\r\ndata: {\"a\": 1}\r\n\r\n: c\n\ndata: [DONE]\n\n";
         let whole = parse_pieces(&[(0, stream)]).unwrap();
-        let pieces: Vec<(u64, &[u8])> = stream.iter().enumerate().map(|(i, b)| (i as u64, std::slice::from_ref(b))).collect();
+        let pieces: Vec<(u64, &[u8])> = stream
+            .iter()
+            .enumerate()
+            .map(|(i, b)| (i as u64, std::slice::from_ref(b)))
+            .collect();
         let split = parse_pieces(&pieces).unwrap();
-        assert_eq!(whole.iter().map(|e| (&e.1, &e.2)).collect::<Vec<_>>(), split.iter().map(|e| (&e.1, &e.2)).collect::<Vec<_>>());
+        assert_eq!(
+            whole.iter().map(|e| (&e.1, &e.2)).collect::<Vec<_>>(),
+            split.iter().map(|e| (&e.1, &e.2)).collect::<Vec<_>>()
+        );
         // Stamped at the final newline of each event.
         let ends: Vec<u64> = split.iter().map(|e| e.0).collect();
         assert_eq!(ends, vec![38, 58]);

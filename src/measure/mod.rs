@@ -19,7 +19,8 @@ use sli::Sli;
 
 /// The origin of every latency: the request was written (the start of the run if it never was).
 pub fn origin(t: &Timeline) -> Duration {
-    t.first(|e| matches!(e, Event::RequestSent)).unwrap_or(Duration::ZERO)
+    t.first(|e| matches!(e, Event::RequestSent))
+        .unwrap_or(Duration::ZERO)
 }
 
 fn since_origin(t: &Timeline, at: Option<Duration>) -> Option<f64> {
@@ -44,7 +45,16 @@ pub fn time_to_first_visible_token(t: &Timeline) -> Option<f64> {
 }
 
 fn first_visible(t: &Timeline) -> Option<Duration> {
-    t.first(|e| matches!(e, Event::Token { kind: TokenKind::Visible, shows: true, .. }))
+    t.first(|e| {
+        matches!(
+            e,
+            Event::Token {
+                kind: TokenKind::Visible,
+                shows: true,
+                ..
+            }
+        )
+    })
 }
 
 /// Request written to the stream's terminator, or to the end of the body when there is none.
@@ -88,7 +98,11 @@ pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
         .events
         .iter()
         .filter_map(|e| match e.event {
-            Event::Token { kind, tokens, shows } => Some((e.at, kind, tokens, shows)),
+            Event::Token {
+                kind,
+                tokens,
+                shows,
+            } => Some((e.at, kind, tokens, shows)),
             _ => None,
         })
         .collect();
@@ -106,14 +120,21 @@ pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
             TokenKind::Tool => {}
         }
     }
-    if let Some(first) = tokens.iter().position(|(_, k, _, shows)| *k == TokenKind::Visible && *shows) {
+    if let Some(first) = tokens
+        .iter()
+        .position(|(_, k, _, shows)| *k == TokenKind::Visible && *shows)
+    {
         let after = &tokens[first..];
         s.tokens_per_chunk = after.iter().map(|(_, _, n, _)| *n).collect();
-        s.gaps = after.windows(2).map(|w| (w[1].0 - w[0].0).as_secs_f64()).collect();
+        s.gaps = after
+            .windows(2)
+            .map(|w| (w[1].0 - w[0].0).as_secs_f64())
+            .collect();
         s.longest_gap = s.gaps.iter().copied().reduce(f64::max);
         let limit = stall.as_secs_f64();
         s.stalls = s.gaps.iter().filter(|g| **g > limit).count() as u32;
-        let visible: Vec<&(Duration, TokenKind, u32, bool)> = after.iter().filter(|x| x.1 == TokenKind::Visible).collect();
+        let visible: Vec<&(Duration, TokenKind, u32, bool)> =
+            after.iter().filter(|x| x.1 == TokenKind::Visible).collect();
         if let (Some(f), Some(l)) = (visible.first(), visible.last()) {
             let span = (l.0 - f.0).as_secs_f64();
             let later: u64 = visible.iter().skip(1).map(|x| u64::from(x.2)).sum();

@@ -23,7 +23,11 @@ fn tl(events: &[(u64, Event)]) -> Timeline {
 }
 
 fn tok(kind: TokenKind, tokens: u32, shows: bool) -> Event {
-    Event::Token { kind, tokens, shows }
+    Event::Token {
+        kind,
+        tokens,
+        shows,
+    }
 }
 
 const V: TokenKind = TokenKind::Visible;
@@ -49,7 +53,11 @@ fn ttfb_and_ttc_are_measured_from_the_request_not_the_connect() {
 
 #[test]
 fn an_incomplete_response_has_no_completion_time() {
-    let t = tl(&[(0, Event::RequestSent), (5, Event::Headers { status: 200 }), (9, Event::Body { bytes: 3 })]);
+    let t = tl(&[
+        (0, Event::RequestSent),
+        (5, Event::Headers { status: 200 }),
+        (9, Event::Body { bytes: 3 }),
+    ]);
     assert_eq!(time_to_first_byte(&t), Some(0.005));
     assert_eq!(time_to_completion(&t), None);
 }
@@ -69,7 +77,11 @@ fn reasoning_counts_for_ttft_but_not_for_the_first_visible_token() {
     ]);
     assert_eq!(time_to_first_token(&t), Some(0.050));
     assert_eq!(time_to_first_visible_token(&t), Some(0.850));
-    assert_eq!(time_to_completion(&t), Some(0.901), "completion is the terminator, not the socket close");
+    assert_eq!(
+        time_to_completion(&t),
+        Some(0.901),
+        "completion is the terminator, not the socket close"
+    );
     let s = stream_stats(&t, Duration::from_secs(1)).unwrap();
     assert_eq!(s.reasoning_seconds, Some(0.8));
     assert_eq!(s.chunks, 5);

@@ -76,7 +76,14 @@ pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
             let endpoint = suite.endpoints.get(&probe.endpoint)?;
             let deadline = timeout.unwrap_or(probe.timeout);
             let timeline = drivers::run_case(endpoint, case, deadline).await;
-            let obs = Observation::from_timeline(endpoint, &probe.name, case, job.run, probe.stall, &timeline);
+            let obs = Observation::from_timeline(
+                endpoint,
+                &probe.name,
+                case,
+                job.run,
+                probe.stall,
+                &timeline,
+            );
             tracing::debug!(
                 probe = %probe.name,
                 case = %case.id,

@@ -84,6 +84,7 @@ pub struct StreamTruth {
     pub model: String,
     pub stream: bool,
     pub write_mode: String,
+    /// When the handler produced the response head (hyper writes it at once).
     pub headers: f64,
     pub first_byte: Option<f64>,
     /// First token of any kind: reasoning, the whitespace-only delta, or a word.
@@ -126,8 +127,30 @@ pub fn answer_for(prompt: &str) -> String {
         return head.to_string();
     }
     const FILLER: &[&str] = &[
-        "This", "reply", "continues", "with", "filler", "words", "so", "that", "the", "stream", "has", "enough",
-        "chunks", "to", "measure", "its", "cadence", "and", "its", "rate", "of", "tokens", "per", "second",
+        "This",
+        "reply",
+        "continues",
+        "with",
+        "filler",
+        "words",
+        "so",
+        "that",
+        "the",
+        "stream",
+        "has",
+        "enough",
+        "chunks",
+        "to",
+        "measure",
+        "its",
+        "cadence",
+        "and",
+        "its",
+        "rate",
+        "of",
+        "tokens",
+        "per",
+        "second",
     ];
     let mut words: Vec<&str> = head.split(' ').collect();
     let mut i = 0;
@@ -210,9 +233,17 @@ fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_wor
                        "choices": [{"index": 0, "delta": delta, "finish_reason": finish}]})
             };
             match sem {
-                Sem::Meta => sse(None, &chunk(json!({"role": "assistant", "content": ""}), Value::Null)),
-                Sem::Reasoning => sse(None, &chunk(json!({"reasoning_content": text}), Value::Null)),
-                Sem::Blank | Sem::Visible => sse(None, &chunk(json!({"content": text}), Value::Null)),
+                Sem::Meta => sse(
+                    None,
+                    &chunk(json!({"role": "assistant", "content": ""}), Value::Null),
+                ),
+                Sem::Reasoning => sse(
+                    None,
+                    &chunk(json!({"reasoning_content": text}), Value::Null),
+                ),
+                Sem::Blank | Sem::Visible => {
+                    sse(None, &chunk(json!({"content": text}), Value::Null))
+                }
                 Sem::Terminator => {
                     let mut b = sse(None, &chunk(json!({}), json!("stop"))).to_vec();
                     b.extend_from_slice(&sse(
@@ -224,7 +255,10 @@ fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_wor
                     b.extend_from_slice(b"data: [DONE]\n\n");
                     Bytes::from(b)
                 }
-                Sem::Error => sse(None, &json!({"error": {"message": "simulated overload", "type": "server_error"}})),
+                Sem::Error => sse(
+                    None,
+                    &json!({"error": {"message": "simulated overload", "type": "server_error"}}),
+                ),
             }
         }
         Api::OpenaiResponses => match sem {
@@ -246,7 +280,10 @@ fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_wor
                         "usage": {"input_tokens": 12, "output_tokens": words + reasoning_words,
                                   "output_tokens_details": {"reasoning_tokens": reasoning_words}}}}),
             ),
-            Sem::Error => sse(Some("error"), &json!({"type": "error", "code": "server_error", "message": "simulated overload"})),
+            Sem::Error => sse(
+                Some("error"),
+                &json!({"type": "error", "code": "server_error", "message": "simulated overload"}),
+            ),
         },
         Api::AnthropicMessages => match sem {
             Sem::Meta => {
@@ -268,7 +305,11 @@ fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_wor
                 &json!({"type": "content_block_delta", "index": 1, "delta": {"type": "text_delta", "text": text}}),
             ),
             Sem::Terminator => {
-                let mut b = sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": 1})).to_vec();
+                let mut b = sse(
+                    Some("content_block_stop"),
+                    &json!({"type": "content_block_stop", "index": 1}),
+                )
+                .to_vec();
                 b.extend_from_slice(&sse(
                     Some("message_delta"),
                     &json!({"type": "message_delta", "delta": {"stop_reason": "end_turn"}, "usage": {"output_tokens": words + reasoning_words}}),
@@ -276,15 +317,25 @@ fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_wor
                 b.extend_from_slice(&sse(Some("message_stop"), &json!({"type": "message_stop"})));
                 Bytes::from(b)
             }
-            Sem::Error => sse(Some("error"), &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}})),
+            Sem::Error => sse(
+                Some("error"),
+                &json!({"type": "error", "error": {"type": "overloaded_error", "message": "Overloaded"}}),
+            ),
         },
     }
 }
 
 /// Anthropic opens a content block before its deltas.
 fn block_start(index: u32, kind: &str) -> Bytes {
-    let block = if kind == "thinking" { json!({"type": "thinking", "thinking": ""}) } else { json!({"type": "text", "text": ""}) };
-    sse(Some("content_block_start"), &json!({"type": "content_block_start", "index": index, "content_block": block}))
+    let block = if kind == "thinking" {
+        json!({"type": "thinking", "thinking": ""})
+    } else {
+        json!({"type": "text", "text": ""})
+    };
+    sse(
+        Some("content_block_start"),
+        &json!({"type": "content_block_start", "index": index, "content_block": block}),
+    )
 }
 
 /// Builds the schedule of one response.
@@ -293,11 +344,29 @@ pub fn script(api: Api, model: &str, answer: &str) -> (Duration, Vec<Item>, bool
     let words: Vec<String> = answer
         .split(' ')
         .enumerate()
-        .map(|(i, w)| if i == 0 { w.to_string() } else { format!(" {w}") })
+        .map(|(i, w)| {
+            if i == 0 {
+                w.to_string()
+            } else {
+                format!(" {w}")
+            }
+        })
         .collect();
     let mut items = Vec::new();
-    let mut push = |at: Duration, sem: Sem, words: u32, bytes: Bytes| items.push(Item { at, sem, words, bytes });
-    push(Duration::from_millis(2), Sem::Meta, 0, render(api, Sem::Meta, "", model, 0, 0));
+    let mut push = |at: Duration, sem: Sem, words: u32, bytes: Bytes| {
+        items.push(Item {
+            at,
+            sem,
+            words,
+            bytes,
+        })
+    };
+    push(
+        Duration::from_millis(2),
+        Sem::Meta,
+        0,
+        render(api, Sem::Meta, "", model, 0, 0),
+    );
     let mut t = Duration::from_millis(20);
     let mut reasoning_words = 0u32;
     if !sc.reasoning.is_zero() {
@@ -308,13 +377,26 @@ pub fn script(api: Api, model: &str, answer: &str) -> (Duration, Vec<Item>, bool
         let mut i = 0;
         while t < sc.reasoning {
             let w = ["Let", " me", " think", " step", " by", " step", "."][i % 7];
-            push(t, Sem::Reasoning, 1, render(api, Sem::Reasoning, w, model, 0, 0));
+            push(
+                t,
+                Sem::Reasoning,
+                1,
+                render(api, Sem::Reasoning, w, model, 0, 0),
+            );
             reasoning_words += 1;
             t += step;
             i += 1;
         }
         if api == Api::AnthropicMessages {
-            push(t, Sem::Meta, 0, sse(Some("content_block_stop"), &json!({"type": "content_block_stop", "index": 0})));
+            push(
+                t,
+                Sem::Meta,
+                0,
+                sse(
+                    Some("content_block_stop"),
+                    &json!({"type": "content_block_stop", "index": 0}),
+                ),
+            );
         }
     }
     if api == Api::AnthropicMessages {
@@ -322,8 +404,16 @@ pub fn script(api: Api, model: &str, answer: &str) -> (Duration, Vec<Item>, bool
     }
     // The whitespace-only delta a renderer would not show, half-way to the first word.
     let first = sc.reasoning + sc.first_visible;
-    push(sc.reasoning + sc.first_visible / 2, Sem::Blank, 0, render(api, Sem::Blank, "\n\n", model, 0, 0));
-    let chunks: Vec<String> = words.chunks(sc.words_per_chunk).map(|c| c.concat()).collect();
+    push(
+        sc.reasoning + sc.first_visible / 2,
+        Sem::Blank,
+        0,
+        render(api, Sem::Blank, "\n\n", model, 0, 0),
+    );
+    let chunks: Vec<String> = words
+        .chunks(sc.words_per_chunk)
+        .map(|c| c.concat())
+        .collect();
     let half = chunks.len() / 2;
     let mut at = first;
     let mut total_words = 0u32;
@@ -344,12 +434,29 @@ pub fn script(api: Api, model: &str, answer: &str) -> (Duration, Vec<Item>, bool
         }
         let n = c.split(' ').filter(|w| !w.is_empty()).count() as u32;
         total_words += n;
-        push(at, Sem::Visible, n, render(api, Sem::Visible, c, model, 0, 0));
+        push(
+            at,
+            Sem::Visible,
+            n,
+            render(api, Sem::Visible, c, model, 0, 0),
+        );
         at += sc.chunk_every;
     }
     if !broken && sc.terminator {
         let end = at - sc.chunk_every + Duration::from_millis(5);
-        push(end, Sem::Terminator, 0, render(api, Sem::Terminator, "", model, total_words, reasoning_words));
+        push(
+            end,
+            Sem::Terminator,
+            0,
+            render(
+                api,
+                Sem::Terminator,
+                "",
+                model,
+                total_words,
+                reasoning_words,
+            ),
+        );
     }
     (sc.headers_delay, items, broken)
 }
@@ -412,7 +519,10 @@ impl http_body::Body for ScriptBody {
     type Data = Bytes;
     type Error = std::io::Error;
 
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
         let this = &mut *self;
         // Bytes mode: finish the current item one byte per write, letting hyper flush between.
         if let Some((item, pos)) = this.current.take() {
@@ -426,7 +536,9 @@ impl http_body::Body for ScriptBody {
             let byte = item.bytes.slice(pos..pos + 1);
             let now = Instant::now();
             if pos + 1 < item.bytes.len() {
-                this.truth.first_byte.get_or_insert((now - this.received).as_secs_f64());
+                this.truth
+                    .first_byte
+                    .get_or_insert((now - this.received).as_secs_f64());
                 this.current = Some((item, pos + 1));
             } else {
                 this.note(item.sem, item.words, now);
@@ -437,7 +549,9 @@ impl http_body::Body for ScriptBody {
             (_, None, _) => {
                 if this.broken {
                     this.record();
-                    return Poll::Ready(Some(Err(std::io::Error::other("simulated connection drop"))));
+                    return Poll::Ready(Some(Err(std::io::Error::other(
+                        "simulated connection drop",
+                    ))));
                 }
                 this.truth.completed = true;
                 this.record();
@@ -447,7 +561,9 @@ impl http_body::Body for ScriptBody {
             (_, Some(first), _) => this.headers_at + first.at,
         };
         if Instant::now() < due {
-            let sleep = this.sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
+            let sleep = this
+                .sleep
+                .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due.into())));
             if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
@@ -465,14 +581,20 @@ impl http_body::Body for ScriptBody {
                 Poll::Ready(Some(Ok(Frame::data(Bytes::from(all)))))
             }
             WriteMode::Events => {
-                let Some(it) = this.items.pop_front() else { return Poll::Ready(None) };
+                let Some(it) = this.items.pop_front() else {
+                    return Poll::Ready(None);
+                };
                 this.note(it.sem, it.words, now);
                 Poll::Ready(Some(Ok(Frame::data(it.bytes))))
             }
             WriteMode::Bytes => {
-                let Some(it) = this.items.pop_front() else { return Poll::Ready(None) };
+                let Some(it) = this.items.pop_front() else {
+                    return Poll::Ready(None);
+                };
                 let byte = it.bytes.slice(0..1);
-                this.truth.first_byte.get_or_insert((now - this.received).as_secs_f64());
+                this.truth
+                    .first_byte
+                    .get_or_insert((now - this.received).as_secs_f64());
                 if it.bytes.len() > 1 {
                     this.current = Some((it, 1));
                 } else {
@@ -545,8 +667,14 @@ fn full_response(api: Api, model: &str, answer: &str, reasoning: bool, words: u3
     }
 }
 
-async fn handle(api: Api, path: &str, state: Arc<SimState>, headers: HeaderMap, body: Bytes) -> Response {
-    let received = Instant::now();
+async fn handle(
+    api: Api,
+    path: &str,
+    received: Instant,
+    state: Arc<SimState>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => {
@@ -554,7 +682,11 @@ async fn handle(api: Api, path: &str, state: Arc<SimState>, headers: HeaderMap, 
                 .into_response()
         }
     };
-    let model = req.get("model").and_then(Value::as_str).unwrap_or("sim-plain").to_string();
+    let model = req
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or("sim-plain")
+        .to_string();
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mode = match headers.get("x-sim-write").and_then(|v| v.to_str().ok()) {
         Some("bytes") => WriteMode::Bytes,
@@ -579,11 +711,26 @@ async fn handle(api: Api, path: &str, state: Arc<SimState>, headers: HeaderMap, 
         if items.iter().any(|i| i.sem == Sem::Error) || broken {
             truth.headers = received.elapsed().as_secs_f64();
             state.record_stream(truth);
-            return (StatusCode::SERVICE_UNAVAILABLE, axum::Json(json!({"error": {"message": "simulated overload", "type": "server_error"}})))
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(
+                    json!({"error": {"message": "simulated overload", "type": "server_error"}}),
+                ),
+            )
                 .into_response();
         }
-        let words: u32 = items.iter().filter(|i| i.sem == Sem::Visible).map(|i| i.words).sum();
-        let payload = full_response(api, &model, &answer, scenario(&model).reasoning > Duration::ZERO, words);
+        let words: u32 = items
+            .iter()
+            .filter(|i| i.sem == Sem::Visible)
+            .map(|i| i.words)
+            .sum();
+        let payload = full_response(
+            api,
+            &model,
+            &answer,
+            scenario(&model).reasoning > Duration::ZERO,
+            words,
+        );
         let t = received.elapsed().as_secs_f64();
         truth.headers = t;
         truth.first_byte = Some(t);
@@ -612,21 +759,66 @@ async fn handle(api: Api, path: &str, state: Arc<SimState>, headers: HeaderMap, 
         recorded: false,
     };
     let mut resp = Response::new(Body::new(body));
-    resp.headers_mut().insert(http::header::CONTENT_TYPE, http::HeaderValue::from_static("text/event-stream"));
-    resp.headers_mut().insert(http::header::CACHE_CONTROL, http::HeaderValue::from_static("no-cache"));
+    resp.headers_mut().insert(
+        http::header::CONTENT_TYPE,
+        http::HeaderValue::from_static("text/event-stream"),
+    );
+    resp.headers_mut().insert(
+        http::header::CACHE_CONTROL,
+        http::HeaderValue::from_static("no-cache"),
+    );
     resp
 }
 
-pub async fn chat_completions(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(Api::OpenaiChat, "/v1/chat/completions", state, headers, body).await
+pub async fn chat_completions(
+    State(state): State<Arc<SimState>>,
+    r: Option<axum::Extension<super::Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        Api::OpenaiChat,
+        "/v1/chat/completions",
+        super::received(r),
+        state,
+        headers,
+        body,
+    )
+    .await
 }
 
-pub async fn responses(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(Api::OpenaiResponses, "/v1/responses", state, headers, body).await
+pub async fn responses(
+    State(state): State<Arc<SimState>>,
+    r: Option<axum::Extension<super::Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        Api::OpenaiResponses,
+        "/v1/responses",
+        super::received(r),
+        state,
+        headers,
+        body,
+    )
+    .await
 }
 
-pub async fn messages(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    handle(Api::AnthropicMessages, "/v1/messages", state, headers, body).await
+pub async fn messages(
+    State(state): State<Arc<SimState>>,
+    r: Option<axum::Extension<super::Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    handle(
+        Api::AnthropicMessages,
+        "/v1/messages",
+        super::received(r),
+        state,
+        headers,
+        body,
+    )
+    .await
 }
 
 #[cfg(test)]
@@ -649,7 +841,11 @@ mod tests {
         let span = |items: &[Item]| {
             let v: Vec<&Item> = items.iter().filter(|i| i.sem == Sem::Visible).collect();
             let words: u32 = v.iter().map(|i| i.words).sum();
-            (words, (v.last().unwrap().at - v.first().unwrap().at).as_secs_f64(), v.len())
+            (
+                words,
+                (v.last().unwrap().at - v.first().unwrap().at).as_secs_f64(),
+                v.len(),
+            )
         };
         let (wt, st, nt) = span(&tiny);
         let (wc, sc, nc) = span(&chunky);

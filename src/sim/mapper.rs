@@ -101,8 +101,13 @@ fn bad_request(state: &SimState, path: &str, start: Instant, msg: String) -> Res
 }
 
 /// `POST /map`: `{"detector": ..., "output": ...}`.
-pub async fn map(State(state): State<Arc<SimState>>, headers: HeaderMap, body: Bytes) -> Response {
-    let start = Instant::now();
+pub async fn map(
+    State(state): State<Arc<SimState>>,
+    r: Option<axum::Extension<super::Received>>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    let start = super::received(r);
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return bad_request(&state, "/map", start, format!("body is not JSON: {e}")),

@@ -170,7 +170,10 @@ impl SimState {
     }
 
     pub fn streams(&self) -> Vec<chat::StreamTruth> {
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clone()
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn truth(&self) -> Vec<TruthRecord> {
@@ -202,6 +205,26 @@ async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
     "cleared\n"
 }
 
+/// When the request reached the simulator (stamped before the body is read), the time base
+/// of every ground-truth record.
+#[derive(Debug, Clone, Copy)]
+pub struct Received(pub std::time::Instant);
+
+async fn stamp_arrival(
+    mut req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    req.extensions_mut()
+        .insert(Received(std::time::Instant::now()));
+    next.run(req).await
+}
+
+/// The arrival stamp of a request (now, if the middleware did not run).
+pub fn received(r: Option<axum::Extension<Received>>) -> std::time::Instant {
+    r.map(|axum::Extension(Received(t))| t)
+        .unwrap_or_else(std::time::Instant::now)
+}
+
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
@@ -212,6 +235,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/v1/messages", post(chat::messages))
         .route("/truth", get(truth).delete(reset))
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn(stamp_arrival))
         .with_state(state)
 }
 

@@ -9,10 +9,10 @@ use serde::Serialize;
 
 use crate::check::CheckResult;
 use crate::measure::StreamStats;
-use crate::timeline::Usage;
 use crate::observation::Observation;
 use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
 use crate::slo::SloVerdict;
+use crate::timeline::Usage;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -138,13 +138,19 @@ impl Report {
                     })
                     .collect(),
                 tiers: s.tiers.clone(),
-                stream: s.stream.as_ref().filter(|st| st.tokens_per_chunk.count() > 0).map(|st| StreamReport {
-                    tokens_per_chunk: st.tokens_per_chunk.summary_raw(),
-                    output_tokens_per_second: (st.output_rate.count() > 0).then(|| st.output_rate.summary_raw()),
-                    reasoning_seconds: (st.reasoning.count() > 0).then(|| st.reasoning.summary()),
-                    stalls: st.stalls,
-                    chunks: st.chunks,
-                }),
+                stream: s
+                    .stream
+                    .as_ref()
+                    .filter(|st| st.tokens_per_chunk.count() > 0)
+                    .map(|st| StreamReport {
+                        tokens_per_chunk: st.tokens_per_chunk.summary_raw(),
+                        output_tokens_per_second: (st.output_rate.count() > 0)
+                            .then(|| st.output_rate.summary_raw()),
+                        reasoning_seconds: (st.reasoning.count() > 0)
+                            .then(|| st.reasoning.summary()),
+                        stalls: st.stalls,
+                        chunks: st.chunks,
+                    }),
             })
             .collect();
         let cases = observations
@@ -169,7 +175,7 @@ impl Report {
                 connect_seconds: o.connect_seconds,
                 stream: o.stream.clone(),
                 usage: o.usage,
-                answer: o.verdicts.answer.clone(),
+                answer: o.answer.clone(),
             })
             .collect();
         Report {

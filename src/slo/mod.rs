@@ -138,6 +138,7 @@ mod tests {
             connect_seconds: None,
             stream: None,
             usage: None,
+            answer: None,
         }
     }
 

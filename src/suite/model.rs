@@ -53,13 +53,19 @@ impl Protocol {
     pub fn implemented(self) -> bool {
         matches!(
             self,
-            Protocol::HttpJson | Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
+            Protocol::HttpJson
+                | Protocol::OpenaiChat
+                | Protocol::OpenaiResponses
+                | Protocol::AnthropicMessages
         )
     }
 
     /// Chat protocols: text answers, possibly streamed.
     pub fn is_chat(self) -> bool {
-        matches!(self, Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages)
+        matches!(
+            self,
+            Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
+        )
     }
 }
 

@@ -632,9 +632,18 @@ fn build_endpoint(
         );
     }
     if !proto.is_chat() {
-        for (key, present) in [("stream", raw.stream.is_some()), ("params", raw.params.is_some())] {
+        for (key, present) in [
+            ("stream", raw.stream.is_some()),
+            ("params", raw.params.is_some()),
+        ] {
             if present {
-                ctx.err(&p(path, &[k(key)]), format!("`{key}` applies to chat protocols, not `{}`", proto.as_str()));
+                ctx.err(
+                    &p(path, &[k(key)]),
+                    format!(
+                        "`{key}` applies to chat protocols, not `{}`",
+                        proto.as_str()
+                    ),
+                );
             }
         }
     }
@@ -836,8 +845,11 @@ fn build_probe(
         }
     }
     if raw.freshness.is_some() {
-        ctx.err(&p(path, &[k("freshness")]), "freshness checks are not available in this build yet").hint =
-            Some("remove `freshness` (and `expect.fresh`) until answer freshness lands".into());
+        ctx.err(
+            &p(path, &[k("freshness")]),
+            "freshness checks are not available in this build yet",
+        )
+        .hint = Some("remove `freshness` (and `expect.fresh`) until answer freshness lands".into());
     }
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {

@@ -257,7 +257,10 @@ impl Recorder {
 
     /// Appends answer text as it arrives (kept even if the deadline cuts the run short).
     pub fn push_answer(&mut self, text: &str) {
-        self.timeline.answer_text.get_or_insert_with(String::new).push_str(text);
+        self.timeline
+            .answer_text
+            .get_or_insert_with(String::new)
+            .push_str(text);
     }
 
     /// The answer text so far.
@@ -281,7 +284,12 @@ impl Recorder {
     }
 
     /// Sets what a protocol driver assembled from the response.
-    pub fn set_answer(&mut self, text: Option<String>, doc: Option<serde_json::Value>, usage: Option<Usage>) {
+    pub fn set_answer(
+        &mut self,
+        text: Option<String>,
+        doc: Option<serde_json::Value>,
+        usage: Option<Usage>,
+    ) {
         if text.is_some() {
             self.timeline.answer_text = text;
         }

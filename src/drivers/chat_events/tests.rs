@@ -35,7 +35,10 @@ fn openai_role_only_chunk_is_not_a_token() {
     let p = pieces(
         Protocol::OpenaiChat,
         &[
-            ("", r#"{"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#),
+            (
+                "",
+                r#"{"model":"m","choices":[{"index":0,"delta":{"role":"assistant","content":""}}]}"#,
+            ),
             ("", r#"{"choices":[{"index":0,"delta":{"content":"Hi"}}]}"#),
             ("", "[DONE]"),
         ],
@@ -50,10 +53,22 @@ fn openai_reasoning_content_and_reasoning_are_never_visible() {
     let p = pieces(
         Protocol::OpenaiChat,
         &[
-            ("", r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}"#),
-            ("", r#"{"choices":[{"index":0,"delta":{"reasoning":"more"}}]}"#),
-            ("", r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}"#),
-            ("", r#"{"choices":[{"index":0,"delta":{"content":"Answer"},"finish_reason":"stop"}]}"#),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"think"}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning":"more"}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"function":{"name":"f","arguments":"{}"}}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":"Answer"},"finish_reason":"stop"}]}"#,
+            ),
         ],
     );
     assert_eq!(
@@ -70,7 +85,13 @@ fn openai_reasoning_content_and_reasoning_are_never_visible() {
 
 #[test]
 fn openai_error_object_in_a_200_stream_is_an_error() {
-    let p = pieces(Protocol::OpenaiChat, &[("", r#"{"error":{"message":"overloaded","type":"server_error"}}"#)]);
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[(
+            "",
+            r#"{"error":{"message":"overloaded","type":"server_error"}}"#,
+        )],
+    );
     assert_eq!(p, vec![Piece::Error("server_error: overloaded".into())]);
     let p = pieces(Protocol::OpenaiChat, &[("error", r#"{"message":"boom"}"#)]);
     assert_eq!(p, vec![Piece::Error("boom".into())]);
@@ -81,9 +102,18 @@ fn openai_cumulative_usage_gives_exact_tokens_per_chunk() {
     let p = pieces(
         Protocol::OpenaiChat,
         &[
-            ("", r#"{"choices":[{"index":0,"delta":{"content":"Hello there"}}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#),
-            ("", r#"{"choices":[{"index":0,"delta":{"content":" my friend, hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#),
-            ("", r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":"Hello there"}}],"usage":{"prompt_tokens":5,"completion_tokens":2}}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":" my friend, hi"}}],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[],"usage":{"prompt_tokens":5,"completion_tokens":6}}"#,
+            ),
         ],
     );
     let tokens: Vec<Option<u32>> = p
@@ -98,7 +128,10 @@ fn openai_cumulative_usage_gives_exact_tokens_per_chunk() {
 
 #[test]
 fn other_choices_are_ignored() {
-    let p = pieces(Protocol::OpenaiChat, &[("", r#"{"choices":[{"index":1,"delta":{"content":"B"}}]}"#)]);
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[("", r#"{"choices":[{"index":1,"delta":{"content":"B"}}]}"#)],
+    );
     assert!(texts(&p).is_empty());
 }
 
@@ -114,20 +147,49 @@ fn responses_events() {
     let p = pieces(
         Protocol::OpenaiResponses,
         &[
-            ("response.created", r#"{"type":"response.created","response":{"model":"gpt-r"}}"#),
-            ("response.reasoning_summary_text.delta", r#"{"type":"response.reasoning_summary_text.delta","delta":"plan"}"#),
-            ("response.reasoning_text.delta", r#"{"type":"response.reasoning_text.delta","delta":"deep"}"#),
-            ("response.output_text.delta", r#"{"type":"response.output_text.delta","delta":"Yes"}"#),
-            ("response.completed", r#"{"type":"response.completed","response":{"model":"gpt-r","usage":{"input_tokens":3,"output_tokens":9,"output_tokens_details":{"reasoning_tokens":7}}}}"#),
+            (
+                "response.created",
+                r#"{"type":"response.created","response":{"model":"gpt-r"}}"#,
+            ),
+            (
+                "response.reasoning_summary_text.delta",
+                r#"{"type":"response.reasoning_summary_text.delta","delta":"plan"}"#,
+            ),
+            (
+                "response.reasoning_text.delta",
+                r#"{"type":"response.reasoning_text.delta","delta":"deep"}"#,
+            ),
+            (
+                "response.output_text.delta",
+                r#"{"type":"response.output_text.delta","delta":"Yes"}"#,
+            ),
+            (
+                "response.completed",
+                r#"{"type":"response.completed","response":{"model":"gpt-r","usage":{"input_tokens":3,"output_tokens":9,"output_tokens_details":{"reasoning_tokens":7}}}}"#,
+            ),
         ],
     );
     assert_eq!(
         texts(&p),
-        vec![(TokenKind::Reasoning, "plan".into()), (TokenKind::Reasoning, "deep".into()), (TokenKind::Visible, "Yes".into())]
+        vec![
+            (TokenKind::Reasoning, "plan".into()),
+            (TokenKind::Reasoning, "deep".into()),
+            (TokenKind::Visible, "Yes".into())
+        ]
     );
-    assert!(p.contains(&Piece::Usage { input: Some(3), output: Some(9), reasoning: Some(7) }));
+    assert!(p.contains(&Piece::Usage {
+        input: Some(3),
+        output: Some(9),
+        reasoning: Some(7)
+    }));
     assert_eq!(p.last(), Some(&Piece::Terminator));
-    let f = pieces(Protocol::OpenaiResponses, &[("response.failed", r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"x"}}}"#)]);
+    let f = pieces(
+        Protocol::OpenaiResponses,
+        &[(
+            "response.failed",
+            r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"x"}}}"#,
+        )],
+    );
     assert_eq!(f, vec![Piece::Error("server_error: x".into())]);
 }
 
@@ -136,40 +198,102 @@ fn anthropic_thinking_blocks_are_reasoning_and_text_blocks_visible() {
     let p = pieces(
         Protocol::AnthropicMessages,
         &[
-            ("message_start", r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":10,"output_tokens":1}}}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#),
+            (
+                "message_start",
+                r#"{"type":"message_start","message":{"model":"claude-x","usage":{"input_tokens":10,"output_tokens":1}}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"thinking","thinking":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"thinking_delta","thinking":"hmm"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"signature_delta","signature":"abc"}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            ),
             ("ping", r#"{"type":"ping"}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Paris"}}"#),
-            ("content_block_start", r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","name":"t"}}"#),
-            ("content_block_delta", r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#),
-            ("message_delta", r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":12}}"#),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"Paris"}}"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":2,"content_block":{"type":"tool_use","name":"t"}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":2,"delta":{"type":"input_json_delta","partial_json":"{\"a\""}}"#,
+            ),
+            (
+                "message_delta",
+                r#"{"type":"message_delta","delta":{"stop_reason":"end_turn"},"usage":{"output_tokens":12}}"#,
+            ),
             ("message_stop", r#"{"type":"message_stop"}"#),
         ],
     );
     assert_eq!(
         texts(&p),
-        vec![(TokenKind::Reasoning, "hmm".into()), (TokenKind::Visible, "Paris".into()), (TokenKind::Tool, "{\"a\"".into())]
+        vec![
+            (TokenKind::Reasoning, "hmm".into()),
+            (TokenKind::Visible, "Paris".into()),
+            (TokenKind::Tool, "{\"a\"".into())
+        ]
     );
     assert!(p.contains(&Piece::Model("claude-x".into())));
-    assert!(p.contains(&Piece::Usage { input: None, output: Some(12), reasoning: None }));
+    assert!(p.contains(&Piece::Usage {
+        input: None,
+        output: Some(12),
+        reasoning: None
+    }));
     assert_eq!(p.last(), Some(&Piece::Terminator));
-    let e = pieces(Protocol::AnthropicMessages, &[("error", r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#)]);
+    let e = pieces(
+        Protocol::AnthropicMessages,
+        &[(
+            "error",
+            r#"{"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}"#,
+        )],
+    );
     assert_eq!(e, vec![Piece::Error("overloaded_error: Overloaded".into())]);
 }
 
 #[test]
 fn non_streamed_bodies() {
     let chat = serde_json::json!({"model":"m","choices":[{"index":0,"message":{"role":"assistant","reasoning_content":"r","content":"A"},"finish_reason":"stop"}],"usage":{"prompt_tokens":1,"completion_tokens":2}});
-    assert_eq!(texts(&full_body(Protocol::OpenaiChat, &chat)), vec![(TokenKind::Reasoning, "r".into()), (TokenKind::Visible, "A".into())]);
+    assert_eq!(
+        texts(&full_body(Protocol::OpenaiChat, &chat)),
+        vec![
+            (TokenKind::Reasoning, "r".into()),
+            (TokenKind::Visible, "A".into())
+        ]
+    );
     let resp = serde_json::json!({"model":"m","output":[{"type":"reasoning","summary":[{"type":"summary_text","text":"s"}]},{"type":"message","content":[{"type":"output_text","text":"B"}]}],"usage":{"input_tokens":1,"output_tokens":2}});
-    assert_eq!(texts(&full_body(Protocol::OpenaiResponses, &resp)), vec![(TokenKind::Reasoning, "s".into()), (TokenKind::Visible, "B".into())]);
+    assert_eq!(
+        texts(&full_body(Protocol::OpenaiResponses, &resp)),
+        vec![
+            (TokenKind::Reasoning, "s".into()),
+            (TokenKind::Visible, "B".into())
+        ]
+    );
     let anth = serde_json::json!({"model":"c","content":[{"type":"thinking","thinking":"t"},{"type":"text","text":"C"}],"stop_reason":"end_turn","usage":{"input_tokens":1,"output_tokens":2}});
-    assert_eq!(texts(&full_body(Protocol::AnthropicMessages, &anth)), vec![(TokenKind::Reasoning, "t".into()), (TokenKind::Visible, "C".into())]);
+    assert_eq!(
+        texts(&full_body(Protocol::AnthropicMessages, &anth)),
+        vec![
+            (TokenKind::Reasoning, "t".into()),
+            (TokenKind::Visible, "C".into())
+        ]
+    );
     let err = serde_json::json!({"type":"error","error":{"type":"invalid_request_error","message":"bad"}});
-    assert_eq!(full_body(Protocol::AnthropicMessages, &err), vec![Piece::Error("invalid_request_error: bad".into())]);
+    assert_eq!(
+        full_body(Protocol::AnthropicMessages, &err),
+        vec![Piece::Error("invalid_request_error: bad".into())]
+    );
 }
 
 #[test]
