@@ -11,6 +11,7 @@ use std::time::{Instant, SystemTime};
 use anyhow::Context;
 use clap::{Parser, Subcommand};
 
+use crate::measure::sli::Sli;
 use crate::observation::Observation;
 use crate::schedule::executor::{self, RunOptions};
 use crate::sink::{report::Report, table};
@@ -379,6 +380,94 @@ async fn sim(listen: SocketAddr, seed: u64, config: Option<&Path>) -> anyhow::Re
     Ok(EXIT_OK)
 }
 
+/// Runs the simulator on a thread of its own with a one-worker runtime; returns its address.
+/// The thread ends with the process.
+fn start_sim_thread(
+    state: std::sync::Arc<crate::sim::SimState>,
+) -> anyhow::Result<(SocketAddr, std::thread::JoinHandle<()>)> {
+    let std_listener =
+        std::net::TcpListener::bind(("127.0.0.1", 0)).context("cannot bind a loopback port")?;
+    std_listener.set_nonblocking(true)?;
+    let addr = std_listener.local_addr()?;
+    let handle = std::thread::Builder::new()
+        .name("canary-sim".into())
+        .spawn(move || {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .worker_threads(1)
+                .enable_all()
+                .build()
+            {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("simulator runtime failed: {e}");
+                    return;
+                }
+            };
+            rt.block_on(async move {
+                match tokio::net::TcpListener::from_std(std_listener) {
+                    Ok(l) => {
+                        if let Err(e) = crate::sim::serve(l, state).await {
+                            eprintln!("simulator failed: {e}");
+                        }
+                    }
+                    Err(e) => eprintln!("simulator listener failed: {e}"),
+                }
+            });
+        })?;
+    Ok((addr, handle))
+}
+
+/// Compares each chat probe's measured time to first visible token with the simulator's
+/// server-side write times (sorted against sorted: the runs of one endpoint are alike).
+fn stream_truth_line(
+    s: &Suite,
+    observations: &[Observation],
+    streams: &[crate::sim::chat::StreamTruth],
+) -> String {
+    let mut worst: f64 = 0.0;
+    let mut compared = 0usize;
+    for p in &s.probes {
+        let Some(ep) = s.endpoints.get(&p.endpoint) else {
+            continue;
+        };
+        let path = ep
+            .url
+            .parse::<http::Uri>()
+            .map(|u| u.path().to_string())
+            .unwrap_or_default();
+        // From the response head on, so the server's accept queue (a time-base offset the
+        // server cannot see) does not count as measurement error.
+        let mut truth: Vec<f64> = streams
+            .iter()
+            .filter(|t| t.path == path && Some(&t.model) == ep.model.as_ref())
+            .filter_map(|t| t.first_visible.map(|v| v - t.headers))
+            .collect();
+        let mut measured: Vec<f64> = observations
+            .iter()
+            .filter(|o| o.probe == p.name)
+            .filter_map(|o| {
+                let l = |s| o.latency.get(&s).copied();
+                Some(l(Sli::TimeToFirstVisibleToken)? - l(Sli::TimeToFirstByte)?)
+            })
+            .collect();
+        if truth.len() != measured.len() || truth.is_empty() {
+            continue;
+        }
+        truth.sort_by(f64::total_cmp);
+        measured.sort_by(f64::total_cmp);
+        for (m, t) in measured.iter().zip(&truth) {
+            worst = worst.max((m - t).abs());
+            compared += 1;
+        }
+    }
+    format!(
+        "ground truth (streams): {} served; headers to first visible token within {:.2} ms of the server's write times over {} runs",
+        streams.len(),
+        worst * 1e3,
+        compared
+    )
+}
+
 /// Environment variables the demo points at the simulator.
 pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL"];
 
@@ -398,14 +487,14 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         .collect();
     files.sort();
 
-    let (listener, addr) = crate::sim::bind(([127, 0, 0, 1], 0).into())
-        .await
-        .context("cannot start the simulator")?;
     let state = crate::sim::SimState::new(crate::sim::SimConfig {
         seed,
         ..Default::default()
     });
-    let server = tokio::spawn(crate::sim::serve(listener, state.clone()));
+    // The simulator gets its own thread and runtime, as a separate server would: its timing
+    // never waits on the probes' work and the probes never wait on its.
+    let (addr, _sim_thread) =
+        start_sim_thread(state.clone()).context("cannot start the simulator")?;
     println!("canary demo: simulator on http://{addr} (seed {seed})\n");
 
     let mut env = ProcessEnv::default();
@@ -433,41 +522,47 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
             continue;
         }
         let before = state.truth().len();
+        let before_streams = state.streams().len();
         let r = run_suite(&s, "demo", &RunOptions::default()).await;
         println!("{}", r.table);
         let truth = &state.truth()[before..];
-        let measured_invalid = r
-            .observations
-            .iter()
-            .filter(|o| o.verdicts.schema_valid == Some(false))
-            .count();
-        let measured_fallback = r
-            .observations
-            .iter()
-            .filter(|o| o.verdicts.fallback == Some(true))
-            .count();
-        let true_invalid = truth
-            .iter()
-            .filter(|t| t.status == 200 && !t.schema_valid)
-            .count();
-        let true_fallback = truth
-            .iter()
-            .filter(|t| t.status == 200 && t.fallback)
-            .count();
-        println!(
-            "ground truth: {} requests served; schema-invalid {} measured / {} true; fallback {} measured / {} true",
-            truth.len(),
-            measured_invalid,
-            true_invalid,
-            measured_fallback,
-            true_fallback
-        );
+        if !truth.is_empty() {
+            let measured_invalid = r
+                .observations
+                .iter()
+                .filter(|o| o.verdicts.schema_valid == Some(false))
+                .count();
+            let measured_fallback = r
+                .observations
+                .iter()
+                .filter(|o| o.verdicts.fallback == Some(true))
+                .count();
+            let true_invalid = truth
+                .iter()
+                .filter(|t| t.status == 200 && !t.schema_valid)
+                .count();
+            let true_fallback = truth
+                .iter()
+                .filter(|t| t.status == 200 && t.fallback)
+                .count();
+            println!(
+                "ground truth (requests): {} served; schema-invalid {} measured / {} true; fallback {} measured / {} true",
+                truth.len(),
+                measured_invalid,
+                true_invalid,
+                measured_fallback,
+                true_fallback
+            );
+        }
+        let streams = &state.streams()[before_streams..];
+        if !streams.is_empty() {
+            println!("{}", stream_truth_line(&s, &r.observations, streams));
+        }
         let path = out.join(format!("{}.json", s.name));
         write_report(&path, &r.report)?;
         println!("report: {}\n", path.display());
         ran += 1;
     }
-    server.abort();
     if ran == 0 {
         eprintln!(
             "no example suite could run against the simulator in {}",

@@ -162,7 +162,7 @@ fn demo_runs_the_examples_against_the_simulator() {
     // The demo prints its own comparison with the simulator's ground truth.
     let line = stdout
         .lines()
-        .find(|l| l.starts_with("ground truth:"))
+        .find(|l| l.starts_with("ground truth (requests):"))
         .unwrap();
     let nums: Vec<u64> = line
         .split(|c: char| !c.is_ascii_digit())
@@ -171,4 +171,19 @@ fn demo_runs_the_examples_against_the_simulator() {
     assert_eq!(nums[1], nums[2], "schema-invalid measured vs true: {line}");
     assert_eq!(nums[3], nums[4], "fallback measured vs true: {line}");
     assert!(dir.path().join("llama-mapper.json").exists());
+    assert!(dir.path().join("chat.json").exists());
+    let streams = stdout
+        .lines()
+        .find(|l| l.starts_with("ground truth (streams):"))
+        .unwrap();
+    let worst: f64 = streams
+        .split("within ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(worst < 2.0, "{streams}");
 }
