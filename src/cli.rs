@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use crate::measure::sli::Sli;
 use crate::observation::Observation;
 use crate::schedule::executor::{self, RunOptions};
+use crate::sink::export::{self, Outputs};
 use crate::sink::{report::Report, table};
 use crate::slo::{self, aggregate};
 use crate::suite::{self, Diagnostic, ProcessEnv, Suite};
@@ -63,6 +64,18 @@ pub enum Command {
         /// Do not print the table.
         #[arg(long, short)]
         quiet: bool,
+        /// Push the metrics to this Pushgateway (grouping key job="canary", region, suite).
+        #[arg(long, env = "CANARY_PUSH_URL")]
+        push: Option<String>,
+        /// Send the metrics with Prometheus remote write to this URL (…/api/v1/write).
+        #[arg(long, env = "CANARY_REMOTE_WRITE_URL")]
+        remote_write: Option<String>,
+        /// Write the metrics for node_exporter's textfile collector (atomically).
+        #[arg(long)]
+        textfile: Option<PathBuf>,
+        /// Keep what could not be delivered here; the next run delivers it first.
+        #[arg(long, env = "CANARY_SPOOL")]
+        spool: Option<PathBuf>,
     },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
@@ -136,6 +149,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             concurrency,
             timeout,
             quiet,
+            push,
+            remote_write,
+            textfile,
+            spool,
         } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
@@ -146,7 +163,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 concurrency,
                 timeout,
             };
-            run_suites(&loaded, &region, report.as_deref(), &opts, quiet).await
+            let outputs = Outputs {
+                report,
+                push,
+                remote_write,
+                textfile,
+                spool,
+            };
+            run_suites(&loaded, &region, &outputs, &opts, quiet).await
         }
         Command::Sim {
             listen,
@@ -233,6 +257,8 @@ fn unrunnable(s: &Suite) -> Vec<String> {
 /// The outcome of running one suite.
 pub struct SuiteRun {
     pub suite: String,
+    pub started: SystemTime,
+    pub finished: SystemTime,
     pub observations: Vec<Observation>,
     pub verdicts: Vec<slo::SloVerdict>,
     pub report: Report,
@@ -261,6 +287,8 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     let table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     SuiteRun {
         suite: s.name.clone(),
+        started,
+        finished,
         observations,
         verdicts,
         report,
@@ -288,13 +316,7 @@ fn write_report(path: &Path, report: &Report) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write report {}", path.display()))
 }
 
-async fn run_suites(
-    suites: &[Suite],
-    region: &str,
-    report: Option<&Path>,
-    opts: &RunOptions,
-    quiet: bool,
-) -> anyhow::Result<u8> {
+async fn run_suites(suites: &[Suite], region: &str, outputs: &Outputs, opts: &RunOptions, quiet: bool) -> anyhow::Result<u8> {
     let blocked: Vec<String> = suites.iter().flat_map(unrunnable).collect();
     if !blocked.is_empty() {
         for b in &blocked {
@@ -304,12 +326,23 @@ async fn run_suites(
     }
     let mut any_measured = false;
     let mut any_missed = false;
+    let mut any_lost = false;
     for s in suites {
         let r = run_suite(s, region, opts).await;
         if !quiet {
             println!("{}", r.table);
         }
-        if let Some(base) = report {
+        if outputs.wants_metrics() {
+            let d = export::export(s, region, &r.observations, r.started, r.finished, outputs).await;
+            for w in &d.warnings {
+                eprintln!("warning: {}", crate::secret::redact(w));
+            }
+            for l in &d.lost {
+                eprintln!("error: {}", crate::secret::redact(l));
+            }
+            any_lost |= !d.lost.is_empty();
+        }
+        if let Some(base) = outputs.report.as_deref() {
             let path = report_path(base, &r.suite, suites.len() > 1);
             write_report(&path, &r.report)?;
             if !quiet {
@@ -334,6 +367,9 @@ async fn run_suites(
     }
     Ok(if !any_measured {
         eprintln!("nothing could be measured: every case run failed");
+        EXIT_NOTHING_MEASURED
+    } else if any_lost {
+        eprintln!("results could not be delivered or spooled (see above)");
         EXIT_NOTHING_MEASURED
     } else if any_missed {
         EXIT_SLO_MISSED

@@ -95,6 +95,7 @@ fn bad_request(state: &SimState, path: &str, start: Instant, msg: String) -> Res
         designed_seconds: 0.0,
         schema_valid: false,
         fallback: false,
+        cache_hit: false,
         fault: None,
     });
     (StatusCode::BAD_REQUEST, axum::Json(json!({"error": msg}))).into_response()
@@ -174,7 +175,9 @@ async fn respond(
 ) -> Response {
     let cfg = &state.config.mapper;
     let fault = Fault::from_headers(headers);
-    let (mut rng, _) = state.rng_for(path, body);
+    let (mut rng, occurrence) = state.rng_for(path, body);
+    // The simulated response cache: an identical request seen before is a hit.
+    let cache_hit = occurrence > 1;
     // Draw order is fixed: latency per item, then invalid, then fallback per item.
     let mut designed = Duration::ZERO;
     for (i, it) in items.iter().enumerate() {
@@ -261,6 +264,7 @@ async fn respond(
         designed_seconds: designed.as_secs_f64(),
         schema_valid,
         fallback,
+        cache_hit,
         fault: fault.as_ref().map(Fault::name),
     });
     let mut resp = Response::new(resp_body);
@@ -268,6 +272,10 @@ async fn respond(
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
         http::HeaderValue::from_static("application/json"),
+    );
+    resp.headers_mut().insert(
+        "x-cache",
+        http::HeaderValue::from_static(if cache_hit { "HIT" } else { "MISS" }),
     );
     if status == 429 {
         resp.headers_mut().insert(

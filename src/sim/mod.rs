@@ -116,6 +116,8 @@ pub struct TruthRecord {
     pub designed_seconds: f64,
     pub schema_valid: bool,
     pub fallback: bool,
+    /// Served from the simulated cache (an identical request was answered before).
+    pub cache_hit: bool,
     pub fault: Option<String>,
 }
 
@@ -138,7 +140,8 @@ impl SimState {
     }
 
     /// A random stream for this request: seed, request identity and how many times an
-    /// identical request was seen before (so repeats differ, deterministically).
+    /// identical request was seen before (so repeats differ, deterministically). Also
+    /// returns that count (1 for the first time), which the simulated cache uses.
     pub fn rng_for(&self, path: &str, body: &[u8]) -> (rng::SplitMix64, u64) {
         let key = rng::fnv1a(path.as_bytes()) ^ rng::fnv1a(body).rotate_left(17);
         let n = {
@@ -148,11 +151,7 @@ impl SimState {
             *e
         };
         let seed = self.config.seed ^ key ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
-        let seq = {
-            let t = self.truth.lock().unwrap_or_else(|e| e.into_inner());
-            t.len() as u64
-        };
-        (rng::SplitMix64::new(seed), seq)
+        (rng::SplitMix64::new(seed), n)
     }
 
     pub fn record(&self, mut r: TruthRecord) -> u64 {

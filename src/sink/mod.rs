@@ -1,5 +1,15 @@
-//! Sinks: where results go. `report` writes the JSON report, `table` renders the terminal
-//! table. (Prometheus outputs and history plug in here.)
+//! Sinks: where results go. `metrics` is the one Prometheus model every output shares
+//! (`push`, `remote_write`, `textfile`, and `/metrics` in serve mode); `spool` keeps what
+//! could not be delivered for the next run; `report` writes the JSON report and `table`
+//! renders the terminal table.
 
+pub mod export;
+pub mod expfmt;
+pub mod http_out;
+pub mod metrics;
+pub mod push;
+pub mod remote_write;
 pub mod report;
+pub mod spool;
 pub mod table;
+pub mod textfile;

@@ -1,0 +1,96 @@
+//! A reader for the Prometheus text exposition format (0.0.4 and OpenMetrics sample lines),
+//! enough to read back canary's own series from a Pushgateway or a textfile so counters can
+//! be carried forward. Comments, HELP/TYPE lines and malformed lines are skipped.
+
+use super::metrics::{parse_float, Labels, Sample};
+
+/// Parses every sample line of `text`.
+pub fn parse(text: &str) -> Vec<Sample> {
+    text.lines().filter_map(parse_line).collect()
+}
+
+fn parse_line(line: &str) -> Option<Sample> {
+    let line = line.trim();
+    if line.is_empty() || line.starts_with('#') {
+        return None;
+    }
+    let name_end = line.find(|c: char| c == '{' || c.is_whitespace())?;
+    let name = &line[..name_end];
+    if name.is_empty() {
+        return None;
+    }
+    let mut rest = &line[name_end..];
+    let mut labels = Labels::new();
+    if rest.starts_with('{') {
+        let (l, after) = parse_labels(&rest[1..])?;
+        labels = l;
+        rest = after;
+    }
+    let value = rest.split_whitespace().next()?;
+    Some(Sample {
+        name: name.to_string(),
+        labels,
+        value: parse_float(value)?,
+    })
+}
+
+/// Parses `a="x",b="y"}` and returns the labels and the rest after `}`.
+fn parse_labels(mut s: &str) -> Option<(Labels, &str)> {
+    let mut labels = Labels::new();
+    loop {
+        s = s.trim_start();
+        if let Some(r) = s.strip_prefix('}') {
+            return Some((labels, r));
+        }
+        let eq = s.find('=')?;
+        let key = s[..eq].trim().to_string();
+        s = s[eq + 1..].trim_start().strip_prefix('"')?;
+        let mut value = String::new();
+        let mut chars = s.char_indices();
+        let end;
+        loop {
+            let (i, c) = chars.next()?;
+            match c {
+                '\\' => match chars.next()?.1 {
+                    'n' => value.push('\n'),
+                    other => value.push(other),
+                },
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                other => value.push(other),
+            }
+        }
+        labels.push((key, value));
+        s = s[end..].trim_start();
+        if let Some(r) = s.strip_prefix(',') {
+            s = r;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn samples_labels_escapes_and_special_values() {
+        let text = "# HELP x y\n# TYPE x counter\nx_total{a=\"1\",b=\"q\\\"uo\\\\te\\n\"} 12 1700000000000\ny 3.5\nz{le=\"+Inf\"} +Inf\nbad line here\n{x=\"1\"} 2\n";
+        let s = parse(text);
+        assert_eq!(s.len(), 3);
+        assert_eq!(s[0].name, "x_total");
+        assert_eq!(s[0].labels, vec![("a".into(), "1".into()), ("b".into(), "q\"uo\\te\n".into())]);
+        assert_eq!(s[0].value, 12.0);
+        assert_eq!(s[1].labels, vec![]);
+        assert!(s[2].value.is_infinite());
+    }
+
+    #[test]
+    fn round_trips_our_own_encoding() {
+        let labels = vec![("region".to_string(), "eu \"west\"".to_string())];
+        let line = format!("m_total{} 7", super::super::metrics::render_labels(&labels));
+        let s = parse(&line);
+        assert_eq!(s[0].labels, labels);
+    }
+}

@@ -1,0 +1,145 @@
+//! Delivers one run's metrics to every configured output (Pushgateway, remote write,
+//! textfile), delivering spooled leftovers first and spooling what fails, so that nothing
+//! measured is lost. Returns what went wrong for the operator; a result that could be
+//! neither delivered nor spooled is an error.
+
+use std::path::PathBuf;
+use std::time::SystemTime;
+
+use base64::Engine;
+
+use super::metrics::MetricsModel;
+use super::spool::{self, Entry};
+use super::{push, remote_write, textfile};
+use crate::observation::Observation;
+use crate::suite::Suite;
+
+/// Where a run's results go besides the terminal.
+#[derive(Debug, Clone, Default)]
+pub struct Outputs {
+    pub report: Option<PathBuf>,
+    pub push: Option<String>,
+    pub remote_write: Option<String>,
+    pub textfile: Option<PathBuf>,
+    pub spool: Option<PathBuf>,
+}
+
+impl Outputs {
+    pub fn wants_metrics(&self) -> bool {
+        self.push.is_some() || self.remote_write.is_some() || self.textfile.is_some()
+    }
+}
+
+/// The outcome of an export: warnings (delivered later from the spool) or a loss.
+#[derive(Debug, Default)]
+pub struct Delivery {
+    pub warnings: Vec<String>,
+    /// Results that could be neither delivered nor spooled.
+    pub lost: Vec<String>,
+}
+
+fn spool_or_lose(out: &Outputs, entry: &Entry, why: String, d: &mut Delivery) {
+    match &out.spool {
+        Some(dir) => match spool::save(dir, entry) {
+            Ok(p) => d.warnings.push(format!("{why}; kept in {} for the next run", p.display())),
+            Err(e) => d.lost.push(format!("{why}; and spooling failed: {e}")),
+        },
+        None => d.lost.push(format!("{why}; no --spool folder to keep it in")),
+    }
+}
+
+/// Exports one suite's run.
+pub async fn export(
+    suite: &Suite,
+    region: &str,
+    observations: &[Observation],
+    started: SystemTime,
+    finished: SystemTime,
+    out: &Outputs,
+) -> Delivery {
+    let mut d = Delivery::default();
+    let model = MetricsModel::from_run(suite, region, observations, finished);
+
+    if let Some(url) = &out.push {
+        let mut m = model.clone();
+        let own_text = model.encode_text();
+        // Spooled counts of this group join this run's before the carry forward.
+        let spooled: Vec<(PathBuf, Entry)> = out
+            .spool
+            .as_deref()
+            .map(spool::load)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Entry::Push { url: u, region: r, suite: s, .. } if u == url && r == region && s == &suite.name))
+            .collect();
+        for (_, e) in &spooled {
+            if let Entry::Push { text, .. } = e {
+                m.carry_forward(&super::expfmt::parse(text));
+            }
+        }
+        match push::push(url, &mut m).await {
+            Ok(()) => {
+                for (p, _) in &spooled {
+                    spool::remove(p);
+                }
+            }
+            Err(e) => {
+                let entry = Entry::Push { url: url.clone(), region: region.to_string(), suite: suite.name.clone(), text: own_text };
+                spool_or_lose(out, &entry, e, &mut d);
+            }
+        }
+    }
+
+    if let Some(url) = &out.remote_write {
+        let spooled: Vec<(PathBuf, Entry)> = out
+            .spool
+            .as_deref()
+            .map(spool::load)
+            .unwrap_or_default()
+            .into_iter()
+            .filter(|(_, e)| matches!(e, Entry::RemoteWrite { url: u, .. } if u == url))
+            .collect();
+        let mut blocked = false;
+        for (p, e) in &spooled {
+            if let Entry::RemoteWrite { body_base64, .. } = e {
+                let Ok(body) = base64::engine::general_purpose::STANDARD.decode(body_base64) else {
+                    d.warnings.push(format!("spooled remote write {} is not valid base64; left in place", p.display()));
+                    continue;
+                };
+                match remote_write::send(url, body.into()).await {
+                    Ok(()) => spool::remove(p),
+                    Err(e) => {
+                        d.warnings.push(format!("spooled remote write still undeliverable: {e}"));
+                        blocked = true;
+                        break;
+                    }
+                }
+            }
+        }
+        match remote_write::encode(&remote_write::build(&model, started, finished)) {
+            Ok(body) => {
+                let result = if blocked {
+                    Err("an older spooled write is still pending; this one waits behind it".to_string())
+                } else {
+                    remote_write::send(url, body.clone()).await
+                };
+                if let Err(e) = result {
+                    let entry = Entry::RemoteWrite {
+                        url: url.clone(),
+                        body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+                    };
+                    spool_or_lose(out, &entry, e, &mut d);
+                }
+            }
+            Err(e) => d.lost.push(e),
+        }
+    }
+
+    if let Some(path) = &out.textfile {
+        let mut m = model.clone();
+        if let Err(e) = textfile::write(path, &mut m) {
+            d.lost.push(e);
+        }
+    }
+    d
+}

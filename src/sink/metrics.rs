@@ -1,0 +1,553 @@
+//! The metrics model: one set of Prometheus series fed by observations and shared by every
+//! output (`/metrics`, Pushgateway, remote write, textfile). It holds plain values so that
+//! counters can be carried forward across CronJob runs (see `push` and `textfile`), and
+//! encodes them as OpenMetrics (through `prometheus-client`) or as the Prometheus text format
+//! 0.0.4 that the Pushgateway and node_exporter's textfile collector parse.
+//!
+//! Every latency SLI is a histogram `canary_<sli>_seconds` whose buckets include each SLO
+//! threshold declared on it, so a threshold is always an exact `le`. Every SLO run is also
+//! judged at probe time into `canary_slo_events_total{slo, slice, good}`, so burn-rate rules
+//! never depend on buckets at all.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::time::SystemTime;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Unit;
+
+use crate::measure::sli::{Sli, SliKind};
+use crate::observation::{Observation, Outcome};
+use crate::slo;
+use crate::suite::Suite;
+use crate::timeline::ErrorClass;
+
+/// Label pairs in a fixed order.
+pub type Labels = Vec<(String, String)>;
+
+/// What kind of series a family holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// The value of one series.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Counter(f64),
+    Gauge(f64),
+    /// Non-cumulative counts per bucket (the last one is +Inf), sum and count.
+    Histogram { counts: Vec<u64>, sum: f64 },
+}
+
+/// One metric family.
+#[derive(Debug, Clone)]
+pub struct Family {
+    /// The name without `_total` (counters) and with the unit suffix.
+    pub name: String,
+    pub help: String,
+    pub kind: Kind,
+    pub unit: Option<&'static str>,
+    /// Upper bounds (histograms), increasing, without +Inf.
+    pub buckets: Vec<f64>,
+    pub series: BTreeMap<Labels, Value>,
+}
+
+/// One flattened sample, as Prometheus stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Labels,
+    pub value: f64,
+}
+
+pub const PROBE_RUNS: &str = "canary_probe_runs";
+pub const RATIO_EVENTS: &str = "canary_ratio_events";
+pub const SLO_EVENTS: &str = "canary_slo_events";
+pub const CACHE_REQUESTS: &str = "canary_cache_requests";
+pub const TIER: &str = "canary_tier";
+pub const CHECKS: &str = "canary_checks";
+pub const LAST_RUN: &str = "canary_last_run_timestamp_seconds";
+pub const LAST_SUCCESS: &str = "canary_last_success_timestamp_seconds";
+
+/// Every outcome label value, so each series exists from the first run on.
+pub fn outcomes() -> Vec<&'static str> {
+    let mut v = vec![Outcome::Ok.as_str(), Outcome::CheckFailed.as_str()];
+    for c in [
+        ErrorClass::Timeout,
+        ErrorClass::Dns,
+        ErrorClass::Connect,
+        ErrorClass::Tls,
+        ErrorClass::Reset,
+        ErrorClass::Protocol,
+        ErrorClass::HttpStatus,
+        ErrorClass::RateLimited,
+        ErrorClass::InvalidJson,
+        ErrorClass::BodyTooLarge,
+        ErrorClass::Decode,
+        ErrorClass::Request,
+        ErrorClass::Truncated,
+        ErrorClass::StreamError,
+    ] {
+        v.push(c.as_str());
+    }
+    v
+}
+
+/// The name of a latency SLI's histogram.
+pub fn latency_metric(sli: Sli) -> String {
+    format!("canary_{}_seconds", sli.name())
+}
+
+/// The metrics of one suite in one region.
+#[derive(Debug, Clone)]
+pub struct MetricsModel {
+    pub region: String,
+    pub suite: String,
+    const_labels: Labels,
+    pub families: BTreeMap<String, Family>,
+}
+
+impl MetricsModel {
+    /// Declares the families of a suite; latency buckets include every SLO threshold.
+    pub fn new(suite: &Suite, region: &str) -> Self {
+        let mut m = MetricsModel {
+            region: region.to_string(),
+            suite: suite.name.clone(),
+            const_labels: suite.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            families: BTreeMap::new(),
+        };
+        for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
+            let mut buckets: Vec<f64> = sli.buckets().to_vec();
+            for s in suite.slos.iter().filter(|s| s.sli == *sli) {
+                if let Some(t) = s.threshold {
+                    buckets.push(t.as_secs_f64());
+                }
+            }
+            buckets.sort_by(f64::total_cmp);
+            buckets.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
+            m.declare(&latency_metric(*sli), sli.help(), Kind::Histogram, Some("seconds"), buckets);
+        }
+        m.declare(PROBE_RUNS, "Case runs by outcome (ok, check_failed or an error class).", Kind::Counter, None, vec![]);
+        m.declare(RATIO_EVENTS, "Runs judged for each ratio SLI, good or bad.", Kind::Counter, None, vec![]);
+        m.declare(SLO_EVENTS, "Runs judged against each SLO at probe time, good or bad.", Kind::Counter, None, vec![]);
+        m.declare(CACHE_REQUESTS, "Responses by cache status (hit or miss).", Kind::Counter, None, vec![]);
+        m.declare(TIER, "Answers by serving tier (label values capped).", Kind::Counter, None, vec![]);
+        m.declare(CHECKS, "Golden checks by check and result.", Kind::Counter, None, vec![]);
+        m.declare(LAST_RUN, "Unix time of the last run of the probe.", Kind::Gauge, None, vec![]);
+        m.declare(LAST_SUCCESS, "Unix time of the last run of the probe that got an answer.", Kind::Gauge, None, vec![]);
+        m
+    }
+
+    fn declare(&mut self, name: &str, help: &str, kind: Kind, unit: Option<&'static str>, buckets: Vec<f64>) {
+        self.families.insert(
+            name.to_string(),
+            Family {
+                name: name.to_string(),
+                help: help.to_string(),
+                kind,
+                unit,
+                buckets,
+                series: BTreeMap::new(),
+            },
+        );
+    }
+
+    fn base(&self, endpoint: &str, probe: &str) -> Labels {
+        let mut l = vec![
+            ("region".to_string(), self.region.clone()),
+            ("suite".to_string(), self.suite.clone()),
+            ("endpoint".to_string(), endpoint.to_string()),
+            ("probe".to_string(), probe.to_string()),
+        ];
+        l.extend(self.const_labels.iter().cloned());
+        l
+    }
+
+    fn with(mut labels: Labels, extra: &[(&str, &str)]) -> Labels {
+        for (k, v) in extra {
+            labels.push((k.to_string(), v.to_string()));
+        }
+        labels
+    }
+
+    fn add(&mut self, family: &str, labels: Labels, by: f64) {
+        if let Some(f) = self.families.get_mut(family) {
+            match f.series.entry(labels).or_insert(Value::Counter(0.0)) {
+                Value::Counter(v) => *v += by,
+                Value::Gauge(v) => *v += by,
+                Value::Histogram { .. } => {}
+            }
+        }
+    }
+
+    fn set_gauge(&mut self, family: &str, labels: Labels, value: f64) {
+        if let Some(f) = self.families.get_mut(family) {
+            f.series.insert(labels, Value::Gauge(value));
+        }
+    }
+
+    fn observe_hist(&mut self, family: &str, labels: Labels, v: f64) {
+        if let Some(f) = self.families.get_mut(family) {
+            let n = f.buckets.len() + 1;
+            let idx = f.buckets.iter().position(|b| v <= *b).unwrap_or(n - 1);
+            if let Value::Histogram { counts, sum } = f
+                .series
+                .entry(labels)
+                .or_insert_with(|| Value::Histogram { counts: vec![0; n], sum: 0.0 })
+            {
+                if counts.len() == n {
+                    counts[idx] += 1;
+                    *sum += v;
+                }
+            }
+        }
+    }
+
+    /// Creates the zero series of a probe so that `increase()` counts the first event of
+    /// each (a series that appears mid-window would lose it).
+    pub fn prepare(&mut self, suite: &Suite) {
+        for p in &suite.probes {
+            let base = self.base(&p.endpoint, &p.name);
+            let slices: std::collections::BTreeSet<&str> = p.cases.iter().map(|c| c.slice.as_str()).collect();
+            for slice in &slices {
+                let b = Self::with(base.clone(), &[("slice", slice)]);
+                for outcome in outcomes() {
+                    self.add(PROBE_RUNS, Self::with(b.clone(), &[("outcome", outcome)]), 0.0);
+                }
+                for s in suite.slos.iter().filter(|s| s.probe == p.name) {
+                    for good in ["true", "false"] {
+                        self.add(SLO_EVENTS, Self::with(b.clone(), &[("slo", &s.name), ("good", good)]), 0.0);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds one observation.
+    pub fn observe(&mut self, suite: &Suite, obs: &Observation) {
+        let base = Self::with(self.base(&obs.endpoint, &obs.probe), &[("slice", &obs.slice)]);
+        self.add(PROBE_RUNS, Self::with(base.clone(), &[("outcome", obs.outcome.as_str())]), 1.0);
+        for sli in Sli::ALL {
+            match sli.kind() {
+                SliKind::Latency => {
+                    let name = latency_metric(*sli);
+                    for v in obs.samples(*sli) {
+                        self.observe_hist(&name, base.clone(), v);
+                    }
+                }
+                SliKind::Ratio => {
+                    if let Some(good) = obs.ratio(*sli) {
+                        let g = if good { "true" } else { "false" };
+                        self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", g)]), 1.0);
+                        if good {
+                            self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", "false")]), 0.0);
+                        } else {
+                            self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", "true")]), 0.0);
+                        }
+                    }
+                }
+            }
+        }
+        for s in suite.slos.iter().filter(|s| s.probe == obs.probe) {
+            if let Some(good) = slo::judge(s, obs) {
+                let g = if good { "true" } else { "false" };
+                self.add(SLO_EVENTS, Self::with(base.clone(), &[("slo", &s.name), ("good", g)]), 1.0);
+            }
+        }
+        if let Some(hit) = obs.verdicts.cache_hit {
+            let status = if hit { "hit" } else { "miss" };
+            self.add(CACHE_REQUESTS, Self::with(base.clone(), &[("status", status)]), 1.0);
+            self.add(CACHE_REQUESTS, Self::with(base.clone(), &[("status", if hit { "miss" } else { "hit" })]), 0.0);
+        }
+        if let Some(t) = &obs.verdicts.tier {
+            let tier = self.capped_tier(&base, t);
+            self.add(TIER, Self::with(base.clone(), &[("tier", &tier)]), 1.0);
+        }
+        for c in &obs.verdicts.checks {
+            let passed = if c.passed { "true" } else { "false" };
+            self.add(CHECKS, Self::with(base.clone(), &[("check", c.check), ("passed", passed)]), 1.0);
+        }
+    }
+
+    /// Keeps at most [`crate::slo::aggregate::MAX_TIERS`] tier values per probe slice.
+    fn capped_tier(&self, base: &Labels, tier: &str) -> String {
+        let Some(f) = self.families.get(TIER) else { return tier.to_string() };
+        let known: Vec<&str> = f
+            .series
+            .keys()
+            .filter(|l| l.len() == base.len() + 1 && l[..base.len()] == base[..])
+            .filter_map(|l| l.last().map(|(_, v)| v.as_str()))
+            .collect();
+        if known.contains(&tier) || known.len() < crate::slo::aggregate::MAX_TIERS {
+            tier.to_string()
+        } else {
+            "other".to_string()
+        }
+    }
+
+    /// Stamps the run: last run per probe, and last success where a run got an answer.
+    pub fn finish_run(&mut self, suite: &Suite, observations: &[Observation], now: SystemTime) {
+        let t = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        for p in &suite.probes {
+            let labels = self.base(&p.endpoint, &p.name);
+            self.set_gauge(LAST_RUN, labels.clone(), t);
+            if observations.iter().any(|o| o.probe == p.name && !o.outcome.is_error()) {
+                self.set_gauge(LAST_SUCCESS, labels, t);
+            }
+        }
+    }
+
+    /// Builds the model of a suite from a run's observations.
+    pub fn from_run(suite: &Suite, region: &str, observations: &[Observation], now: SystemTime) -> Self {
+        let mut m = MetricsModel::new(suite, region);
+        m.prepare(suite);
+        for o in observations {
+            m.observe(suite, o);
+        }
+        m.finish_run(suite, observations, now);
+        m
+    }
+
+    /// Adds previously exported values (counters and histograms add up; a gauge is kept
+    /// only where this run did not set it, so `last_success` survives a failed run).
+    /// Samples of unknown families or with buckets that no longer match are ignored.
+    pub fn carry_forward(&mut self, previous: &[Sample]) {
+        // Histogram parts by (family, labels): cumulative (le, count) pairs and the sum.
+        let mut hist_parts: BTreeMap<(String, Labels), (Vec<(f64, f64)>, f64)> = BTreeMap::new();
+        for s in previous {
+            if let Some(base) = s.name.strip_suffix("_total") {
+                if let Some(f) = self.families.get_mut(base).filter(|f| f.kind == Kind::Counter) {
+                    if let Value::Counter(v) = f.series.entry(s.labels.clone()).or_insert(Value::Counter(0.0)) {
+                        *v += s.value;
+                    }
+                    continue;
+                }
+            }
+            if let Some(f) = self.families.get_mut(&s.name).filter(|f| f.kind == Kind::Gauge) {
+                f.series.entry(s.labels.clone()).or_insert(Value::Gauge(s.value));
+                continue;
+            }
+            if let Some(base) = s.name.strip_suffix("_bucket") {
+                if self.families.get(base).is_some_and(|f| f.kind == Kind::Histogram) {
+                    let mut labels = s.labels.clone();
+                    let Some(i) = labels.iter().position(|(k, _)| k == "le") else { continue };
+                    let le = parse_float(&labels.remove(i).1);
+                    if let Some(le) = le {
+                        hist_parts.entry((base.to_string(), labels)).or_default().0.push((le, s.value));
+                    }
+                }
+            } else if let Some(base) = s.name.strip_suffix("_sum") {
+                if self.families.get(base).is_some_and(|f| f.kind == Kind::Histogram) {
+                    hist_parts.entry((base.to_string(), s.labels.clone())).or_default().1 = s.value;
+                }
+            }
+        }
+        for ((name, labels), (mut cumulative, sum)) in hist_parts {
+            let Some(f) = self.families.get_mut(&name) else { continue };
+            cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let bounds: Vec<f64> = f.buckets.iter().copied().chain(std::iter::once(f64::INFINITY)).collect();
+            let same = cumulative.len() == bounds.len()
+                && cumulative.iter().zip(&bounds).all(|((le, _), b)| (le.is_infinite() && b.is_infinite()) || (le - b).abs() <= 1e-9 * b.abs().max(1.0));
+            if !same {
+                tracing::warn!(metric = %name, "previous histogram has other buckets; not carried forward");
+                continue;
+            }
+            let mut counts = Vec::with_capacity(bounds.len());
+            let mut prev = 0.0;
+            for (_, c) in &cumulative {
+                counts.push((c - prev).max(0.0).round() as u64);
+                prev = *c;
+            }
+            let n = bounds.len();
+            if let Value::Histogram { counts: c, sum: s } =
+                f.series.entry(labels).or_insert_with(|| Value::Histogram { counts: vec![0; n], sum: 0.0 })
+            {
+                if c.len() == counts.len() {
+                    for (a, b) in c.iter_mut().zip(&counts) {
+                        *a += b;
+                    }
+                    *s += sum;
+                }
+            }
+        }
+    }
+
+    /// Every sample as Prometheus stores it (`_total`, `_bucket{le}`, `_sum`, `_count`).
+    pub fn samples(&self) -> Vec<Sample> {
+        let mut out = Vec::new();
+        for f in self.families.values() {
+            for (labels, v) in &f.series {
+                match v {
+                    Value::Counter(x) => out.push(Sample { name: format!("{}_total", f.name), labels: labels.clone(), value: *x }),
+                    Value::Gauge(x) => out.push(Sample { name: f.name.clone(), labels: labels.clone(), value: *x }),
+                    Value::Histogram { counts, sum } => {
+                        let mut cum = 0u64;
+                        for (i, c) in counts.iter().enumerate() {
+                            cum += c;
+                            let le = f.buckets.get(i).map(|b| fmt_float(*b)).unwrap_or_else(|| "+Inf".into());
+                            let mut l = labels.clone();
+                            l.push(("le".into(), le));
+                            out.push(Sample { name: format!("{}_bucket", f.name), labels: l, value: cum as f64 });
+                        }
+                        out.push(Sample { name: format!("{}_sum", f.name), labels: labels.clone(), value: *sum });
+                        out.push(Sample { name: format!("{}_count", f.name), labels: labels.clone(), value: cum as f64 });
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The Prometheus text format 0.0.4 (Pushgateway, textfile collector).
+    pub fn encode_text(&self) -> String {
+        let mut out = String::new();
+        for f in self.families.values().filter(|f| !f.series.is_empty()) {
+            let (name, ty) = match f.kind {
+                Kind::Counter => (format!("{}_total", f.name), "counter"),
+                Kind::Gauge => (f.name.clone(), "gauge"),
+                Kind::Histogram => (f.name.clone(), "histogram"),
+            };
+            let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.help));
+            let _ = writeln!(out, "# TYPE {name} {ty}");
+            for s in self.samples().iter().filter(|s| family_of(&s.name, f)) {
+                let _ = writeln!(out, "{}{} {}", s.name, render_labels(&s.labels), fmt_value(s.value));
+            }
+        }
+        out
+    }
+
+    /// OpenMetrics text through `prometheus-client` (`/metrics`, `promtool check metrics`).
+    pub fn encode_openmetrics(&self) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry.register_collector(Box::new(Collector(self.clone())));
+        let mut out = String::new();
+        match prometheus_client::encoding::text::encode(&mut out, &registry) {
+            Ok(()) => out,
+            Err(e) => format!("# encoding failed: {e}\n# EOF\n"),
+        }
+    }
+}
+
+fn family_of(sample: &str, f: &Family) -> bool {
+    match f.kind {
+        Kind::Counter => sample == format!("{}_total", f.name),
+        Kind::Gauge => sample == f.name,
+        Kind::Histogram => sample
+            .strip_prefix(f.name.as_str())
+            .is_some_and(|rest| matches!(rest, "_bucket" | "_sum" | "_count")),
+    }
+}
+
+/// `0.25`, `1`, `+Inf` as Prometheus prints `le` values.
+pub fn fmt_float(v: f64) -> String {
+    if v.is_infinite() {
+        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+    }
+    let s = format!("{v}");
+    if s.contains('e') {
+        format!("{v:e}")
+    } else {
+        s
+    }
+}
+
+/// Parses a sample value or `le` as Prometheus writes them (`+Inf`, `NaN`, `1e-3`).
+pub fn parse_float(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        t => t.parse().ok(),
+    }
+}
+
+fn fmt_value(v: f64) -> String {
+    if v.is_nan() {
+        "NaN".into()
+    } else {
+        fmt_float(v)
+    }
+}
+
+fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
+
+/// `{a="x",b="y"}` with label values escaped.
+pub fn render_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
+
+#[derive(Debug)]
+struct Collector(MetricsModel);
+
+impl prometheus_client::collector::Collector for Collector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        for f in self.0.families.values().filter(|f| !f.series.is_empty()) {
+            let unit = f.unit.map(|u| if u == "seconds" { Unit::Seconds } else { Unit::Other(u.to_string()) });
+            // prometheus-client appends the unit to the name itself.
+            let base = match f.unit {
+                Some(u) => f.name.strip_suffix(&format!("_{u}")).unwrap_or(&f.name).to_string(),
+                None => f.name.clone(),
+            };
+            let ty = match f.kind {
+                Kind::Counter => MetricType::Counter,
+                Kind::Gauge => MetricType::Gauge,
+                Kind::Histogram => MetricType::Histogram,
+            };
+            let mut me = encoder.encode_descriptor(&base, &f.help, unit.as_ref(), ty)?;
+            for (labels, v) in &f.series {
+                let fam = me.encode_family(labels)?;
+                SeriesMetric { value: v, buckets: &f.buckets }.encode(fam)?;
+            }
+        }
+        Ok(())
+    }
+}
+
+struct SeriesMetric<'a> {
+    value: &'a Value,
+    buckets: &'a [f64],
+}
+
+impl EncodeMetric for SeriesMetric<'_> {
+    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+        match self.value {
+            Value::Counter(v) => encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(v, None),
+            Value::Gauge(v) => encoder.encode_gauge(v),
+            Value::Histogram { counts, sum } => {
+                let count: u64 = counts.iter().sum();
+                let buckets: Vec<(f64, u64)> = self
+                    .buckets
+                    .iter()
+                    .copied()
+                    .chain(std::iter::once(f64::MAX))
+                    .zip(counts.iter().copied())
+                    .collect();
+                encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(*sum, count, &buckets, None)
+            }
+        }
+    }
+
+    fn metric_type(&self) -> MetricType {
+        match self.value {
+            Value::Counter(_) => MetricType::Counter,
+            Value::Gauge(_) => MetricType::Gauge,
+            Value::Histogram { .. } => MetricType::Histogram,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests;
