@@ -175,6 +175,7 @@ impl MetricsModel {
     }
 
     fn add(&mut self, family: &str, labels: Labels, by: f64) {
+        let labels = canon(labels);
         if let Some(f) = self.families.get_mut(family) {
             match f.series.entry(labels).or_insert(Value::Counter(0.0)) {
                 Value::Counter(v) => *v += by,
@@ -185,12 +186,14 @@ impl MetricsModel {
     }
 
     fn set_gauge(&mut self, family: &str, labels: Labels, value: f64) {
+        let labels = canon(labels);
         if let Some(f) = self.families.get_mut(family) {
             f.series.insert(labels, Value::Gauge(value));
         }
     }
 
     fn observe_hist(&mut self, family: &str, labels: Labels, v: f64) {
+        let labels = canon(labels);
         if let Some(f) = self.families.get_mut(family) {
             let n = f.buckets.len() + 1;
             let idx = f.buckets.iter().position(|b| v <= *b).unwrap_or(n - 1);
@@ -276,11 +279,12 @@ impl MetricsModel {
     /// Keeps at most [`crate::slo::aggregate::MAX_TIERS`] tier values per probe slice.
     fn capped_tier(&self, base: &Labels, tier: &str) -> String {
         let Some(f) = self.families.get(TIER) else { return tier.to_string() };
+        let base = canon(base.clone());
         let known: Vec<&str> = f
             .series
             .keys()
-            .filter(|l| l.len() == base.len() + 1 && l[..base.len()] == base[..])
-            .filter_map(|l| l.last().map(|(_, v)| v.as_str()))
+            .filter(|l| base.iter().all(|kv| l.contains(kv)))
+            .filter_map(|l| l.iter().find(|(k, _)| k == "tier").map(|(_, v)| v.as_str()))
             .collect();
         if known.contains(&tier) || known.len() < crate::slo::aggregate::MAX_TIERS {
             tier.to_string()
@@ -318,7 +322,11 @@ impl MetricsModel {
     pub fn carry_forward(&mut self, previous: &[Sample]) {
         // Histogram parts by (family, labels): cumulative (le, count) pairs and the sum.
         let mut hist_parts: BTreeMap<(String, Labels), (Vec<(f64, f64)>, f64)> = BTreeMap::new();
-        for s in previous {
+        let previous: Vec<Sample> = previous
+            .iter()
+            .map(|s| Sample { name: s.name.clone(), labels: canon(s.labels.clone()), value: s.value })
+            .collect();
+        for s in &previous {
             if let Some(base) = s.name.strip_suffix("_total") {
                 if let Some(f) = self.families.get_mut(base).filter(|f| f.kind == Kind::Counter) {
                     if let Value::Counter(v) = f.series.entry(s.labels.clone()).or_insert(Value::Counter(0.0)) {
@@ -440,6 +448,12 @@ fn family_of(sample: &str, f: &Family) -> bool {
             .strip_prefix(f.name.as_str())
             .is_some_and(|rest| matches!(rest, "_bucket" | "_sum" | "_count")),
     }
+}
+
+/// Labels sorted by name: one series has one key however its labels were listed.
+fn canon(mut labels: Labels) -> Labels {
+    labels.sort_by(|a, b| a.0.cmp(&b.0));
+    labels
 }
 
 /// `0.25`, `1`, `+Inf` as Prometheus prints `le` values.
