@@ -72,6 +72,8 @@ pub const TIER: &str = "canary_tier";
 pub const CHECKS: &str = "canary_checks";
 pub const LAST_RUN: &str = "canary_last_run_timestamp_seconds";
 pub const LAST_SUCCESS: &str = "canary_last_success_timestamp_seconds";
+pub const SLO_OBJECTIVE: &str = "canary_slo_objective_ratio";
+pub const SLO_THRESHOLD: &str = "canary_slo_threshold_seconds";
 
 /// Every outcome label value, so each series exists from the first run on.
 pub fn outcomes() -> Vec<&'static str> {
@@ -139,6 +141,8 @@ impl MetricsModel {
         m.declare(CHECKS, "Golden checks by check and result.", Kind::Counter, None, vec![]);
         m.declare(LAST_RUN, "Unix time of the last run of the probe.", Kind::Gauge, None, vec![]);
         m.declare(LAST_SUCCESS, "Unix time of the last run of the probe that got an answer.", Kind::Gauge, None, vec![]);
+        m.declare(SLO_OBJECTIVE, "The objective of each SLO (share of good events), for burn rates.", Kind::Gauge, None, vec![]);
+        m.declare(SLO_THRESHOLD, "The latency threshold of each latency SLO.", Kind::Gauge, None, vec![]);
         m
     }
 
@@ -293,9 +297,18 @@ impl MetricsModel {
         }
     }
 
-    /// Stamps the run: last run per probe, and last success where a run got an answer.
+    /// Stamps the run: last run per probe, last success where a run got an answer, and
+    /// each SLO's objective and threshold (so dashboards and rules can compute burn rates).
     pub fn finish_run(&mut self, suite: &Suite, observations: &[Observation], now: SystemTime) {
         let t = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        for s in &suite.slos {
+            let Some(p) = suite.probes.iter().find(|p| p.name == s.probe) else { continue };
+            let labels = Self::with(self.base(&p.endpoint, &p.name), &[("slo", &s.name)]);
+            self.set_gauge(SLO_OBJECTIVE, labels.clone(), s.objective);
+            if let Some(th) = s.threshold {
+                self.set_gauge(SLO_THRESHOLD, labels, th.as_secs_f64());
+            }
+        }
         for p in &suite.probes {
             let labels = self.base(&p.endpoint, &p.name);
             self.set_gauge(LAST_RUN, labels.clone(), t);

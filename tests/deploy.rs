@@ -1,0 +1,104 @@
+//! The Kubernetes material renders and validates: every overlay through `kubectl kustomize`,
+//! every object against the Kubernetes schemas (`kubernetes-validate --strict`), and the
+//! properties the fleet relies on (one run at a time, non-root, read-only root, a region
+//! per overlay, schedules offset between regions).
+
+mod common;
+use common::*;
+use std::process::Command;
+use yaml_rust2::{Yaml, YamlLoader};
+
+const REGIONS: &[&str] = &["eu-west-1", "us-east-1", "ap-southeast-1"];
+
+fn render(overlay: &str) -> String {
+    let out = Command::new("kubectl")
+        .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(repo().join("deploy/k8s/overlays").join(overlay))
+        .output()
+        .expect("kubectl (with kustomize) is needed for this test");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn find<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
+    docs.iter().find(|d| d["kind"].as_str() == Some(kind)).unwrap_or_else(|| panic!("no {kind}"))
+}
+
+#[test]
+fn overlays_render_validate_and_keep_the_fleet_properties() {
+    let mut schedules = Vec::new();
+    for region in REGIONS {
+        let yaml = render(region);
+        let dir = tempfile::tempdir().unwrap();
+        let f = write(dir.path(), "all.yaml", &yaml);
+        let v = Command::new("kubernetes-validate")
+            .args(["-k", "1.30.0", "--strict", "--quiet"])
+            .arg(&f)
+            .output()
+            .expect("kubernetes-validate is needed for this test (pip install kubernetes-validate); .ci/run installs it");
+        assert!(v.status.success(), "{region}: {}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+
+        let docs = YamlLoader::load_from_str(&yaml).unwrap();
+        let cj = find(&docs, "CronJob");
+        assert_eq!(cj["metadata"]["namespace"].as_str(), Some(format!("canary-{region}").as_str()));
+        assert_eq!(cj["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));
+        schedules.push(cj["spec"]["schedule"].as_str().unwrap().to_string());
+        let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
+        assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
+        let c = &pod["containers"][0];
+        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
+        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false));
+        assert!(c["resources"]["requests"]["memory"].as_str().is_some());
+        // API keys come from a Secret, never from the ConfigMap.
+        let env = c["env"].as_vec().unwrap();
+        assert!(env.iter().all(|e| !e["valueFrom"]["secretKeyRef"].is_badvalue()));
+        let cm = docs
+            .iter()
+            .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str().unwrap_or("").starts_with("canary-config"))
+            .unwrap();
+        assert_eq!(cm["data"]["CANARY_REGION"].as_str(), Some(*region));
+        let data = format!("{:?}", cm["data"]);
+        assert!(!data.to_lowercase().contains("api_key"), "{data}");
+        // The suites the CronJob runs are in the probes ConfigMap and validate.
+        let probes = docs
+            .iter()
+            .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str().unwrap_or("").starts_with("canary-probes"))
+            .unwrap();
+        assert!(probes["data"]["llama-mapper.yaml"].as_str().is_some());
+    }
+    schedules.sort();
+    schedules.dedup();
+    assert_eq!(schedules.len(), REGIONS.len(), "regions must not probe in lockstep");
+}
+
+#[test]
+fn the_grafana_dashboard_is_valid_json_and_queries_canary_metrics() {
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/canary.json")).unwrap();
+    let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let panels = v["panels"].as_array().unwrap();
+    assert!(panels.len() >= 6);
+    let exprs: Vec<String> = panels
+        .iter()
+        .flat_map(|p| p["targets"].as_array().cloned().unwrap_or_default())
+        .filter_map(|t| t["expr"].as_str().map(str::to_string))
+        .collect();
+    for needle in [
+        "canary_time_to_first_byte_seconds_bucket",
+        "canary_time_to_first_visible_token_seconds_bucket",
+        "canary_slo_events_total",
+        "canary_tier_total",
+        "canary_last_success_timestamp_seconds",
+    ] {
+        assert!(exprs.iter().any(|e| e.contains(needle)), "no panel queries {needle}");
+    }
+    // Every query parses: promtool would reject a broken expression inside a rule.
+    let dir = tempfile::tempdir().unwrap();
+    let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
+    for (i, e) in exprs.iter().enumerate() {
+        let e = e.replace("$__rate_interval", "5m").replace("$region", ".*").replace("$suite", ".*").replace("$probe", ".*");
+        rules += &format!("      - record: dashboard:q{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap());
+    }
+    let f = write(dir.path(), "rules.yaml", &rules);
+    let out = Command::new("promtool").args(["check", "rules"]).arg(&f).output().expect("promtool (Debian's prometheus) is needed");
+    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+}
