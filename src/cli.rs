@@ -176,7 +176,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 spool,
             };
             let code = run_suites(&loaded, &region, &outputs, &opts, quiet).await?;
-            Ok(if no_slo_exit && code == EXIT_SLO_MISSED { EXIT_OK } else { code })
+            Ok(if no_slo_exit && code == EXIT_SLO_MISSED {
+                EXIT_OK
+            } else {
+                code
+            })
         }
         Command::Sim {
             listen,
@@ -322,7 +326,13 @@ fn write_report(path: &Path, report: &Report) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write report {}", path.display()))
 }
 
-async fn run_suites(suites: &[Suite], region: &str, outputs: &Outputs, opts: &RunOptions, quiet: bool) -> anyhow::Result<u8> {
+async fn run_suites(
+    suites: &[Suite],
+    region: &str,
+    outputs: &Outputs,
+    opts: &RunOptions,
+    quiet: bool,
+) -> anyhow::Result<u8> {
     let blocked: Vec<String> = suites.iter().flat_map(unrunnable).collect();
     if !blocked.is_empty() {
         for b in &blocked {
@@ -336,10 +346,11 @@ async fn run_suites(suites: &[Suite], region: &str, outputs: &Outputs, opts: &Ru
     for s in suites {
         let r = run_suite(s, region, opts).await;
         if !quiet {
-            println!("{}", r.table);
+            println!("{}", crate::secret::redact(&r.table));
         }
         if outputs.wants_metrics() {
-            let d = export::export(s, region, &r.observations, r.started, r.finished, outputs).await;
+            let d =
+                export::export(s, region, &r.observations, r.started, r.finished, outputs).await;
             for w in &d.warnings {
                 eprintln!("warning: {}", crate::secret::redact(w));
             }

@@ -105,7 +105,7 @@ impl Observation {
                 timeline
                     .answer_text
                     .as_ref()
-                    .map(|a| a.chars().take(500).collect())
+                    .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
         }
     }

@@ -21,8 +21,9 @@ const MODELS: &[&str] = &[
 const TOLERANCE: f64 = 0.002;
 
 fn suite(sim: &str, modes: &[&str], models: &[&str]) -> String {
+    // Two streams in flight: fidelity here is about the measurement, not load (benchmarks cover load).
     let mut s =
-        String::from("suite: fidelity\ndefaults: { timeout: 10s, concurrency: 6 }\nendpoints:\n");
+        String::from("suite: fidelity\ndefaults: { timeout: 10s, concurrency: 2 }\nendpoints:\n");
     let mut probes = String::from("probes:\n");
     for (proto, path) in PROTOCOLS {
         for model in models {

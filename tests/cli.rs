@@ -135,6 +135,39 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
         assert!(!stderr.contains(secret), "stderr leaks {secret}:\n{stderr}");
         assert!(!report_text.contains(secret), "report leaks {secret}");
     }
+    // A target that echoes the credential in an error body: redacted, even where the
+    // excerpt would cut through it.
+    let sim = Sim::start(1, None);
+    let echo = write(
+        dir.path(),
+        "echo.yaml",
+        &format!(
+            "suite: echo\nendpoints:\n  e:\n    protocol: http-json\n    url: \"{}/map\"\n    headers: {{ authorization: \"Bearer ${{file:token.txt}}\", x-sim-fault: echo-auth }}\nprobes:\n  - {{ name: p, endpoint: e, golden: g2.jsonl }}\n",
+            sim.url
+        ),
+    );
+    write(dir.path(), "g2.jsonl", "{\"id\": \"c\", \"input\": {\"body\": {\"detector\": \"presidio\", \"output\": \"EMAIL_ADDRESS\"}}}\n");
+    let report2 = dir.path().join("r2.json");
+    let out = canary(
+        &[
+            "run",
+            echo.to_str().unwrap(),
+            "--report",
+            report2.to_str().unwrap(),
+        ],
+        &[("CANARY_LOG", "debug")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{stdout}{stderr}");
+    assert!(stderr.contains("HTTP 401"), "{stderr}");
+    let report_text = std::fs::read_to_string(&report2).unwrap();
+    for part in ["sk-file-SECRET-0123456789", "sk-file-SECRET", "sk-fil"] {
+        assert!(
+            !stdout.contains(part) && !stderr.contains(part) && !report_text.contains(part),
+            "{part} leaked:\n{stderr}\n{report_text}"
+        );
+    }
+
     // A validation error that quotes the URL redacts it too.
     let bad = write(
         dir.path(),
@@ -186,4 +219,14 @@ fn demo_runs_the_examples_against_the_simulator() {
         .parse()
         .unwrap();
     assert!(worst < 2.0, "{streams}");
+    let runs: u64 = streams
+        .split("over ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(runs, 72, "every stream of the demo was compared: {streams}");
 }

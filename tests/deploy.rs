@@ -16,12 +16,18 @@ fn render(overlay: &str) -> String {
         .arg(repo().join("deploy/k8s/overlays").join(overlay))
         .output()
         .expect("kubectl (with kustomize) is needed for this test");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
 fn find<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
-    docs.iter().find(|d| d["kind"].as_str() == Some(kind)).unwrap_or_else(|| panic!("no {kind}"))
+    docs.iter()
+        .find(|d| d["kind"].as_str() == Some(kind))
+        .unwrap_or_else(|| panic!("no {kind}"))
 }
 
 #[test]
@@ -31,30 +37,53 @@ fn overlays_render_validate_and_keep_the_fleet_properties() {
         let yaml = render(region);
         let dir = tempfile::tempdir().unwrap();
         let f = write(dir.path(), "all.yaml", &yaml);
-        let v = Command::new("kubernetes-validate")
-            .args(["-k", "1.30.0", "--strict", "--quiet"])
+        // `python3 -m` works whether or not pip's script directory is on PATH.
+        let v = Command::new("python3")
+            .args(["-m", "kubernetes_validate", "-k", "1.30.0", "--strict", "--quiet"])
             .arg(&f)
             .output()
             .expect("kubernetes-validate is needed for this test (pip install kubernetes-validate); .ci/run installs it");
-        assert!(v.status.success(), "{region}: {}{}", String::from_utf8_lossy(&v.stdout), String::from_utf8_lossy(&v.stderr));
+        assert!(
+            v.status.success(),
+            "{region}: {}{}",
+            String::from_utf8_lossy(&v.stdout),
+            String::from_utf8_lossy(&v.stderr)
+        );
 
         let docs = YamlLoader::load_from_str(&yaml).unwrap();
         let cj = find(&docs, "CronJob");
-        assert_eq!(cj["metadata"]["namespace"].as_str(), Some(format!("canary-{region}").as_str()));
+        assert_eq!(
+            cj["metadata"]["namespace"].as_str(),
+            Some(format!("canary-{region}").as_str())
+        );
         assert_eq!(cj["spec"]["concurrencyPolicy"].as_str(), Some("Forbid"));
         schedules.push(cj["spec"]["schedule"].as_str().unwrap().to_string());
         let pod = &cj["spec"]["jobTemplate"]["spec"]["template"]["spec"];
         assert_eq!(pod["securityContext"]["runAsNonRoot"].as_bool(), Some(true));
         let c = &pod["containers"][0];
-        assert_eq!(c["securityContext"]["readOnlyRootFilesystem"].as_bool(), Some(true));
-        assert_eq!(c["securityContext"]["allowPrivilegeEscalation"].as_bool(), Some(false));
+        assert_eq!(
+            c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+            Some(true)
+        );
+        assert_eq!(
+            c["securityContext"]["allowPrivilegeEscalation"].as_bool(),
+            Some(false)
+        );
         assert!(c["resources"]["requests"]["memory"].as_str().is_some());
         // API keys come from a Secret, never from the ConfigMap.
         let env = c["env"].as_vec().unwrap();
-        assert!(env.iter().all(|e| !e["valueFrom"]["secretKeyRef"].is_badvalue()));
+        assert!(env
+            .iter()
+            .all(|e| !e["valueFrom"]["secretKeyRef"].is_badvalue()));
         let cm = docs
             .iter()
-            .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str().unwrap_or("").starts_with("canary-config"))
+            .find(|d| {
+                d["kind"].as_str() == Some("ConfigMap")
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("canary-config")
+            })
             .unwrap();
         assert_eq!(cm["data"]["CANARY_REGION"].as_str(), Some(*region));
         let data = format!("{:?}", cm["data"]);
@@ -62,13 +91,23 @@ fn overlays_render_validate_and_keep_the_fleet_properties() {
         // The suites the CronJob runs are in the probes ConfigMap and validate.
         let probes = docs
             .iter()
-            .find(|d| d["kind"].as_str() == Some("ConfigMap") && d["metadata"]["name"].as_str().unwrap_or("").starts_with("canary-probes"))
+            .find(|d| {
+                d["kind"].as_str() == Some("ConfigMap")
+                    && d["metadata"]["name"]
+                        .as_str()
+                        .unwrap_or("")
+                        .starts_with("canary-probes")
+            })
             .unwrap();
         assert!(probes["data"]["llama-mapper.yaml"].as_str().is_some());
     }
     schedules.sort();
     schedules.dedup();
-    assert_eq!(schedules.len(), REGIONS.len(), "regions must not probe in lockstep");
+    assert_eq!(
+        schedules.len(),
+        REGIONS.len(),
+        "regions must not probe in lockstep"
+    );
 }
 
 #[test]
@@ -89,16 +128,35 @@ fn the_grafana_dashboard_is_valid_json_and_queries_canary_metrics() {
         "canary_tier_total",
         "canary_last_success_timestamp_seconds",
     ] {
-        assert!(exprs.iter().any(|e| e.contains(needle)), "no panel queries {needle}");
+        assert!(
+            exprs.iter().any(|e| e.contains(needle)),
+            "no panel queries {needle}"
+        );
     }
     // Every query parses: promtool would reject a broken expression inside a rule.
     let dir = tempfile::tempdir().unwrap();
     let mut rules = String::from("groups:\n  - name: dashboard\n    rules:\n");
     for (i, e) in exprs.iter().enumerate() {
-        let e = e.replace("$__rate_interval", "5m").replace("$region", ".*").replace("$suite", ".*").replace("$probe", ".*");
-        rules += &format!("      - record: dashboard:q{i}\n        expr: {}\n", serde_json::to_string(&e).unwrap());
+        let e = e
+            .replace("$__rate_interval", "5m")
+            .replace("$region", ".*")
+            .replace("$suite", ".*")
+            .replace("$probe", ".*");
+        rules += &format!(
+            "      - record: dashboard:q{i}\n        expr: {}\n",
+            serde_json::to_string(&e).unwrap()
+        );
     }
     let f = write(dir.path(), "rules.yaml", &rules);
-    let out = Command::new("promtool").args(["check", "rules"]).arg(&f).output().expect("promtool (Debian's prometheus) is needed");
-    assert!(out.status.success(), "{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let out = Command::new("promtool")
+        .args(["check", "rules"])
+        .arg(&f)
+        .output()
+        .expect("promtool (Debian's prometheus) is needed");
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }

@@ -153,4 +153,6 @@ fn the_same_seed_gives_the_same_counts() {
         (invalid, fallback, designed)
     };
     assert_eq!(counts(11), counts(11));
+    // And the seed matters: another seed draws other latencies.
+    assert_ne!(counts(11).2, counts(12).2);
 }

@@ -80,13 +80,14 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     };
     let json = parsed.as_ref();
 
+    // What schemas and `expect.json` judge: a chat answer is the JSON the model wrote (its
+    // answer text parsed); any other response is its body.
+    let judged_json: Option<Value> = match &timeline.answer_text {
+        Some(text) => serde_json::from_str(text).ok(),
+        None => json.cloned(),
+    };
     if let Some(schema) = &endpoint.schema {
-        // Chat answers are validated as the JSON the model wrote; other bodies as they are.
-        let target: Option<Value> = match &timeline.answer_text {
-            Some(text) => serde_json::from_str(text).ok(),
-            None => json.cloned(),
-        };
-        let (ok, detail) = schema_check(&schema.validator, target.as_ref());
+        let (ok, detail) = schema_check(&schema.validator, judged_json.as_ref());
         v.schema_valid = Some(ok);
         v.checks.push(CheckResult::new("schema", ok, detail));
     }
@@ -130,7 +131,9 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
             ),
         },
     };
-    v.answer = answer_text.as_ref().map(|a| truncate(a, 500));
+    v.answer = answer_text
+        .as_ref()
+        .map(|a| truncate(&crate::secret::redact(a), 500));
     let text_checks_needed = expect.equals.is_some()
         || !expect.contains.is_empty()
         || !expect.contains_any.is_empty()
@@ -154,7 +157,10 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     }
 
     for (path_text, path, expected) in &expect.json {
-        let found: Vec<&Value> = json.map(|j| path.query(j).all()).unwrap_or_default();
+        let found: Vec<&Value> = judged_json
+            .as_ref()
+            .map(|j| path.query(j).all())
+            .unwrap_or_default();
         let (ok, detail) = match found.len() {
             0 => (false, format!("{path_text} matched nothing")),
             1 => (
@@ -180,7 +186,7 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         v.checks.push(CheckResult::new("json", ok, detail));
     }
     if let Some(schema) = &expect.schema {
-        let (ok, detail) = schema_check(&schema.validator, json);
+        let (ok, detail) = schema_check(&schema.validator, judged_json.as_ref());
         if endpoint.schema.is_none() {
             v.schema_valid = Some(ok);
         }
@@ -350,12 +356,13 @@ fn truncate(s: &str, max: usize) -> String {
     }
 }
 
+// Redact before cutting: a cut secret would no longer match.
 fn quote(s: &str) -> String {
-    format!("{:?}", truncate(s, 160))
+    format!("{:?}", truncate(&crate::secret::redact(s), 160))
 }
 
 fn short(v: &Value) -> String {
-    truncate(&v.to_string(), 160)
+    truncate(&crate::secret::redact(&v.to_string()), 160)
 }
 
 #[cfg(test)]

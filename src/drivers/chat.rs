@@ -241,6 +241,13 @@ impl Summary {
     }
 
     fn finish(self, rec: &mut Recorder) {
+        self.finish_with(rec, None);
+    }
+
+    /// Sets the run's answer document: the same shape streamed or not (`model`, `text`,
+    /// `reasoning`, `finish_reason`, `usage`), with the provider's own body under `raw` when
+    /// the answer was not streamed.
+    fn finish_with(self, rec: &mut Recorder, raw: Option<Value>) {
         let estimated = self.output.is_none();
         let usage = Usage {
             input_tokens: self.input,
@@ -254,7 +261,7 @@ impl Summary {
             estimated,
         };
         let text = rec_answer(rec);
-        let doc = json!({
+        let mut doc = json!({
             "model": self.model,
             "text": text,
             "reasoning": self.reasoning_text,
@@ -266,6 +273,9 @@ impl Summary {
                 "estimated": usage.estimated,
             },
         });
+        if let (Some(raw), Some(obj)) = (raw, doc.as_object_mut()) {
+            obj.insert("raw".into(), raw);
+        }
         rec.set_answer(None, Some(doc), Some(usage));
     }
 }
@@ -311,9 +321,6 @@ async fn stream(
                 format!("stream exceeded the {max}-byte cap"),
             ));
         }
-        if terminated {
-            continue; // bytes after the terminator are ignored
-        }
         if let Err(e) = parser.feed(at, &data, &mut events) {
             break Err(e);
         }
@@ -341,8 +348,16 @@ async fn stream(
         if let Some(e) = failed {
             break Err(e);
         }
+        if terminated {
+            // The answer is complete: what the server does with the connection afterwards
+            // (keep-alive comments, a reset, trailing bytes) is not the user's wait.
+            break Ok(());
+        }
     };
-    rec.mark(Event::Done);
+    if terminated {
+        rec.mark(Event::Done);
+    }
+    drop(streaming);
     summary.finish(rec);
     if let Err(e) = result {
         // A connection that breaks mid-stream leaves the user a cut-off answer: truncated.
@@ -408,9 +423,7 @@ async fn whole(
         }
     }
     rec.set_response(resp);
-    summary.finish(rec);
-    // A non-streamed answer has the document itself for JSON paths.
-    rec.set_doc(json);
+    summary.finish_with(rec, Some(json));
     match err {
         Some(e) => Err(e),
         None => Ok(()),

@@ -35,17 +35,14 @@ pub struct Streaming {
     pub status: u16,
     pub headers: Vec<(String, String)>,
     body: Incoming,
-    /// Aborts the connection task when the exchange ends or is dropped (deadline).
-    _conn: ConnGuard,
+    /// The connection, driven in the same task as the body: bytes read from the socket turn
+    /// into body pieces in the same poll, with no hand-off between tasks to delay the stamp.
+    /// Dropping it (end of exchange, deadline) closes the connection.
+    conn: ConnFuture,
+    conn_done: bool,
 }
 
-struct ConnGuard(tokio::task::JoinHandle<()>);
-
-impl Drop for ConnGuard {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
-}
+type ConnFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
@@ -160,9 +157,16 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
     rec.mark(Event::Connected);
     let _ = tcp.set_nodelay(true);
 
+    // The Host header never carries userinfo (`user:pass@`), whatever the URL held.
     let authority = uri
         .authority()
-        .map(|a| a.as_str().to_string())
+        .map(|a| {
+            a.as_str()
+                .rsplit('@')
+                .next()
+                .unwrap_or(a.as_str())
+                .to_string()
+        })
         .unwrap_or_else(|| host.to_string());
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut builder = Request::builder()
@@ -205,25 +209,33 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
             .await
             .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
-        let handle = tokio::spawn(async move {
+        let conn: ConnFuture = Box::pin(async move {
             let _ = c.await;
         });
-        (s, ConnGuard(handle))
+        (s, conn)
     } else {
         let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
             .await
             .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
-        let handle = tokio::spawn(async move {
+        let conn: ConnFuture = Box::pin(async move {
             let _ = c.await;
         });
-        (s, ConnGuard(handle))
+        (s, conn)
     };
+    let mut conn = conn;
+    let mut conn_done = false;
 
     rec.mark(Event::RequestSent);
-    let resp = sender
-        .send_request(request)
-        .await
-        .map_err(|e| ProbeError::new(hyper_class(&e), format!("no response: {}", describe(&e))))?;
+    let pending = sender.send_request(request);
+    tokio::pin!(pending);
+    let resp = loop {
+        tokio::select! {
+            biased;
+            r = &mut pending => break r,
+            _ = &mut conn, if !conn_done => conn_done = true,
+        }
+    }
+    .map_err(|e| ProbeError::new(hyper_class(&e), format!("no response: {}", describe(&e))))?;
     let status = resp.status().as_u16();
     rec.mark(Event::Headers { status });
     let headers = resp
@@ -240,7 +252,8 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         status,
         headers,
         body: resp.into_body(),
-        _conn: conn,
+        conn,
+        conn_done,
     })
 }
 
@@ -248,7 +261,13 @@ impl Streaming {
     /// The next body piece and the instant it arrived, or `None` at the end of the body.
     pub async fn next_chunk(&mut self) -> Option<Result<(Instant, Bytes), ProbeError>> {
         loop {
-            let frame = self.body.frame().await?;
+            let frame = loop {
+                tokio::select! {
+                    biased;
+                    f = self.body.frame() => break f?,
+                    _ = &mut self.conn, if !self.conn_done => self.conn_done = true,
+                }
+            };
             let at = Instant::now();
             match frame {
                 Ok(f) => {
@@ -373,9 +392,12 @@ pub fn status_error(resp: &Response) -> ProbeError {
     } else {
         ErrorClass::HttpStatus
     };
-    let excerpt: String = String::from_utf8_lossy(&resp.body[..resp.body.len().min(ERROR_EXCERPT)])
+    // Redact the body before cutting it, so no part of an echoed credential survives.
+    let head = &resp.body[..resp.body.len().min(64 * 1024)];
+    let excerpt: String = crate::secret::redact(&String::from_utf8_lossy(head))
         .chars()
         .filter(|c| !c.is_control())
+        .take(ERROR_EXCERPT)
         .collect();
     let retry = resp
         .header("retry-after")

@@ -130,6 +130,12 @@ pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
             .windows(2)
             .map(|w| (w[1].0 - w[0].0).as_secs_f64())
             .collect();
+        // A run that failed after its answer started (deadline, broken stream) was silent
+        // from its last piece to the failure: that open gap is felt too.
+        let last = after.last().map(|x| x.0).unwrap_or_default();
+        if let Some(abort) = t.first(|e| matches!(e, Event::Abort)).filter(|a| *a > last) {
+            s.gaps.push((abort - last).as_secs_f64());
+        }
         s.longest_gap = s.gaps.iter().copied().reduce(f64::max);
         let limit = stall.as_secs_f64();
         s.stalls = s.gaps.iter().filter(|g| **g > limit).count() as u32;

@@ -142,3 +142,23 @@ fn a_stream_of_only_reasoning_has_no_visible_measures() {
     assert!(s.gaps.is_empty() && s.longest_gap.is_none() && s.reasoning_seconds.is_none());
     assert!(stream_stats(&tl(&[(0, Event::RequestSent)]), Duration::from_secs(1)).is_none());
 }
+
+#[test]
+fn a_stream_cut_by_the_deadline_counts_its_open_gap_as_a_stall() {
+    let t = tl(&[
+        (0, Event::RequestSent),
+        (100, tok(V, 1, true)),
+        (120, tok(V, 1, true)),
+        (1620, Event::Abort),
+    ]);
+    let s = stream_stats(&t, Duration::from_secs(1)).unwrap();
+    assert_eq!(s.stalls, 1);
+    assert!((s.longest_gap.unwrap() - 1.5).abs() < 1e-9);
+    // Without the abort, the same pieces show no stall.
+    let t = tl(&[
+        (0, Event::RequestSent),
+        (100, tok(V, 1, true)),
+        (120, tok(V, 1, true)),
+    ]);
+    assert_eq!(stream_stats(&t, Duration::from_secs(1)).unwrap().stalls, 0);
+}

@@ -24,6 +24,9 @@ pub enum Fault {
     Truncate,
     /// Send the real body one byte every interval.
     Drip(Duration),
+    /// A 401 whose body echoes the request's credentials (as careless servers do), placed so
+    /// that a 200-byte excerpt would cut through them.
+    EchoAuth,
 }
 
 impl Fault {
@@ -49,6 +52,7 @@ impl Fault {
             "hang" => Some(Fault::Hang),
             "invalid-json" => Some(Fault::InvalidJson),
             "truncate" => Some(Fault::Truncate),
+            "echo-auth" => Some(Fault::EchoAuth),
             _ => None,
         }
     }
@@ -67,6 +71,7 @@ impl Fault {
             Fault::Huge(n) => format!("huge={n}"),
             Fault::Truncate => "truncate".into(),
             Fault::Drip(d) => format!("drip={}", d.as_millis()),
+            Fault::EchoAuth => "echo-auth".into(),
         }
     }
 }

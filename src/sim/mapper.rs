@@ -175,7 +175,13 @@ async fn respond(
 ) -> Response {
     let cfg = &state.config.mapper;
     let fault = Fault::from_headers(headers);
-    let (mut rng, occurrence) = state.rng_for(path, body);
+    // Faulted requests draw from their own sequence, so a fault endpoint never shifts the
+    // draws of the normal ones however the requests interleave.
+    let key_path = match &fault {
+        Some(f) => format!("{path}#{}", f.name()),
+        None => path.to_string(),
+    };
+    let (mut rng, occurrence) = state.rng_for(&key_path, body);
     // The simulated response cache: an identical request seen before is a hit.
     let cache_hit = occurrence > 1;
     // Draw order is fixed: latency per item, then invalid, then fallback per item.
@@ -221,6 +227,18 @@ async fn respond(
     let json_bytes = Bytes::from(payload.to_string());
 
     let (status, resp_body, schema_valid, fallback): (u16, Body, bool, bool) = match &fault {
+        Some(Fault::EchoAuth) => {
+            let auth = headers
+                .get("authorization")
+                .or_else(|| headers.get("x-api-key"))
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("");
+            let body = format!(
+                "{{\"error\":\"unauthorized\",\"detail\":\"{} rejected credentials: {auth}\"}}",
+                "x".repeat(130)
+            );
+            (401, Body::from(body), false, false)
+        }
         Some(Fault::Status(code)) => (
             *code,
             Body::from(json!({"error": format!("simulated status {code}")}).to_string()),

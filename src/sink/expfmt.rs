@@ -80,7 +80,10 @@ mod tests {
         let s = parse(text);
         assert_eq!(s.len(), 3);
         assert_eq!(s[0].name, "x_total");
-        assert_eq!(s[0].labels, vec![("a".into(), "1".into()), ("b".into(), "q\"uo\\te\n".into())]);
+        assert_eq!(
+            s[0].labels,
+            vec![("a".into(), "1".into()), ("b".into(), "q\"uo\\te\n".into())]
+        );
         assert_eq!(s[0].value, 12.0);
         assert_eq!(s[1].labels, vec![]);
         assert!(s[2].value.is_infinite());

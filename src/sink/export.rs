@@ -41,10 +41,14 @@ pub struct Delivery {
 fn spool_or_lose(out: &Outputs, entry: &Entry, why: String, d: &mut Delivery) {
     match &out.spool {
         Some(dir) => match spool::save(dir, entry) {
-            Ok(p) => d.warnings.push(format!("{why}; kept in {} for the next run", p.display())),
+            Ok(p) => d
+                .warnings
+                .push(format!("{why}; kept in {} for the next run", p.display())),
             Err(e) => d.lost.push(format!("{why}; and spooling failed: {e}")),
         },
-        None => d.lost.push(format!("{why}; no --spool folder to keep it in")),
+        None => d
+            .lost
+            .push(format!("{why}; no --spool folder to keep it in")),
     }
 }
 
@@ -84,7 +88,12 @@ pub async fn export(
                 }
             }
             Err(e) => {
-                let entry = Entry::Push { url: url.clone(), region: region.to_string(), suite: suite.name.clone(), text: own_text };
+                let entry = Entry::Push {
+                    url: url.clone(),
+                    region: region.to_string(),
+                    suite: suite.name.clone(),
+                    text: own_text,
+                };
                 spool_or_lose(out, &entry, e, &mut d);
             }
         }
@@ -103,13 +112,17 @@ pub async fn export(
         for (p, e) in &spooled {
             if let Entry::RemoteWrite { body_base64, .. } = e {
                 let Ok(body) = base64::engine::general_purpose::STANDARD.decode(body_base64) else {
-                    d.warnings.push(format!("spooled remote write {} is not valid base64; left in place", p.display()));
+                    d.warnings.push(format!(
+                        "spooled remote write {} is not valid base64; left in place",
+                        p.display()
+                    ));
                     continue;
                 };
                 match remote_write::send(url, body.into()).await {
                     Ok(()) => spool::remove(p),
                     Err(e) => {
-                        d.warnings.push(format!("spooled remote write still undeliverable: {e}"));
+                        d.warnings
+                            .push(format!("spooled remote write still undeliverable: {e}"));
                         blocked = true;
                         break;
                     }
@@ -119,7 +132,10 @@ pub async fn export(
         match remote_write::encode(&remote_write::build(&model, started, finished)) {
             Ok(body) => {
                 let result = if blocked {
-                    Err("an older spooled write is still pending; this one waits behind it".to_string())
+                    Err(
+                        "an older spooled write is still pending; this one waits behind it"
+                            .to_string(),
+                    )
                 } else {
                     remote_write::send(url, body.clone()).await
                 };

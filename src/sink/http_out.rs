@@ -27,7 +27,9 @@ pub async fn request(
     content_type: Option<&'static str>,
     timeout: Duration,
 ) -> Result<Reply, String> {
-    let uri: Uri = url.parse().map_err(|e| format!("invalid URL {url:?}: {e}"))?;
+    let uri: Uri = url
+        .parse()
+        .map_err(|e| format!("invalid URL {url:?}: {e}"))?;
     let fut = async {
         let mut rec = Recorder::start();
         let req = HttpRequest {
@@ -39,8 +41,14 @@ pub async fn request(
             accept: "*/*",
         };
         let s = dh::send(req, &mut rec).await.map_err(|e| e.to_string())?;
-        let r = s.read_all(MAX_REPLY, &mut rec).await.map_err(|(e, _)| e.to_string())?;
-        Ok(Reply { status: r.status, body: r.body })
+        let r = s
+            .read_all(MAX_REPLY, &mut rec)
+            .await
+            .map_err(|(e, _)| e.to_string())?;
+        Ok(Reply {
+            status: r.status,
+            body: r.body,
+        })
     };
     match tokio::time::timeout(timeout, fut).await {
         Ok(r) => r,

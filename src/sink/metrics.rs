@@ -40,7 +40,10 @@ pub enum Value {
     Counter(f64),
     Gauge(f64),
     /// Non-cumulative counts per bucket (the last one is +Inf), sum and count.
-    Histogram { counts: Vec<u64>, sum: f64 },
+    Histogram {
+        counts: Vec<u64>,
+        sum: f64,
+    },
 }
 
 /// One metric family.
@@ -119,7 +122,11 @@ impl MetricsModel {
         let mut m = MetricsModel {
             region: region.to_string(),
             suite: suite.name.clone(),
-            const_labels: suite.labels.iter().map(|(k, v)| (k.clone(), v.clone())).collect(),
+            const_labels: suite
+                .labels
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             families: BTreeMap::new(),
         };
         for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
@@ -131,22 +138,95 @@ impl MetricsModel {
             }
             buckets.sort_by(f64::total_cmp);
             buckets.dedup_by(|a, b| (*a - *b).abs() < 1e-12);
-            m.declare(&latency_metric(*sli), sli.help(), Kind::Histogram, Some("seconds"), buckets);
+            m.declare(
+                &latency_metric(*sli),
+                sli.help(),
+                Kind::Histogram,
+                Some("seconds"),
+                buckets,
+            );
         }
-        m.declare(PROBE_RUNS, "Case runs by outcome (ok, check_failed or an error class).", Kind::Counter, None, vec![]);
-        m.declare(RATIO_EVENTS, "Runs judged for each ratio SLI, good or bad.", Kind::Counter, None, vec![]);
-        m.declare(SLO_EVENTS, "Runs judged against each SLO at probe time, good or bad.", Kind::Counter, None, vec![]);
-        m.declare(CACHE_REQUESTS, "Responses by cache status (hit or miss).", Kind::Counter, None, vec![]);
-        m.declare(TIER, "Answers by serving tier (label values capped).", Kind::Counter, None, vec![]);
-        m.declare(CHECKS, "Golden checks by check and result.", Kind::Counter, None, vec![]);
-        m.declare(LAST_RUN, "Unix time of the last run of the probe.", Kind::Gauge, None, vec![]);
-        m.declare(LAST_SUCCESS, "Unix time of the last run of the probe that got an answer.", Kind::Gauge, None, vec![]);
-        m.declare(SLO_OBJECTIVE, "The objective of each SLO (share of good events), for burn rates.", Kind::Gauge, None, vec![]);
-        m.declare(SLO_THRESHOLD, "The latency threshold of each latency SLO.", Kind::Gauge, None, vec![]);
+        m.declare(
+            PROBE_RUNS,
+            "Case runs by outcome (ok, check_failed or an error class).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            RATIO_EVENTS,
+            "Runs judged for each ratio SLI, good or bad.",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            SLO_EVENTS,
+            "Runs judged against each SLO at probe time, good or bad.",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            CACHE_REQUESTS,
+            "Responses by cache status (hit or miss).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            TIER,
+            "Answers by serving tier (label values capped).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            CHECKS,
+            "Golden checks by check and result.",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            LAST_RUN,
+            "Unix time of the last run of the probe.",
+            Kind::Gauge,
+            None,
+            vec![],
+        );
+        m.declare(
+            LAST_SUCCESS,
+            "Unix time of the last run of the probe that got an answer.",
+            Kind::Gauge,
+            None,
+            vec![],
+        );
+        m.declare(
+            SLO_OBJECTIVE,
+            "The objective of each SLO (share of good events), for burn rates.",
+            Kind::Gauge,
+            None,
+            vec![],
+        );
+        m.declare(
+            SLO_THRESHOLD,
+            "The latency threshold of each latency SLO.",
+            Kind::Gauge,
+            None,
+            vec![],
+        );
         m
     }
 
-    fn declare(&mut self, name: &str, help: &str, kind: Kind, unit: Option<&'static str>, buckets: Vec<f64>) {
+    fn declare(
+        &mut self,
+        name: &str,
+        help: &str,
+        kind: Kind,
+        unit: Option<&'static str>,
+        buckets: Vec<f64>,
+    ) {
         self.families.insert(
             name.to_string(),
             Family {
@@ -201,10 +281,11 @@ impl MetricsModel {
         if let Some(f) = self.families.get_mut(family) {
             let n = f.buckets.len() + 1;
             let idx = f.buckets.iter().position(|b| v <= *b).unwrap_or(n - 1);
-            if let Value::Histogram { counts, sum } = f
-                .series
-                .entry(labels)
-                .or_insert_with(|| Value::Histogram { counts: vec![0; n], sum: 0.0 })
+            if let Value::Histogram { counts, sum } =
+                f.series.entry(labels).or_insert_with(|| Value::Histogram {
+                    counts: vec![0; n],
+                    sum: 0.0,
+                })
             {
                 if counts.len() == n {
                     counts[idx] += 1;
@@ -219,15 +300,24 @@ impl MetricsModel {
     pub fn prepare(&mut self, suite: &Suite) {
         for p in &suite.probes {
             let base = self.base(&p.endpoint, &p.name);
-            let slices: std::collections::BTreeSet<&str> = p.cases.iter().map(|c| c.slice.as_str()).collect();
+            let slices: std::collections::BTreeSet<&str> =
+                p.cases.iter().map(|c| c.slice.as_str()).collect();
             for slice in &slices {
                 let b = Self::with(base.clone(), &[("slice", slice)]);
                 for outcome in outcomes() {
-                    self.add(PROBE_RUNS, Self::with(b.clone(), &[("outcome", outcome)]), 0.0);
+                    self.add(
+                        PROBE_RUNS,
+                        Self::with(b.clone(), &[("outcome", outcome)]),
+                        0.0,
+                    );
                 }
                 for s in suite.slos.iter().filter(|s| s.probe == p.name) {
                     for good in ["true", "false"] {
-                        self.add(SLO_EVENTS, Self::with(b.clone(), &[("slo", &s.name), ("good", good)]), 0.0);
+                        self.add(
+                            SLO_EVENTS,
+                            Self::with(b.clone(), &[("slo", &s.name), ("good", good)]),
+                            0.0,
+                        );
                     }
                 }
             }
@@ -236,8 +326,15 @@ impl MetricsModel {
 
     /// Adds one observation.
     pub fn observe(&mut self, suite: &Suite, obs: &Observation) {
-        let base = Self::with(self.base(&obs.endpoint, &obs.probe), &[("slice", &obs.slice)]);
-        self.add(PROBE_RUNS, Self::with(base.clone(), &[("outcome", obs.outcome.as_str())]), 1.0);
+        let base = Self::with(
+            self.base(&obs.endpoint, &obs.probe),
+            &[("slice", &obs.slice)],
+        );
+        self.add(
+            PROBE_RUNS,
+            Self::with(base.clone(), &[("outcome", obs.outcome.as_str())]),
+            1.0,
+        );
         for sli in Sli::ALL {
             match sli.kind() {
                 SliKind::Latency => {
@@ -249,26 +346,56 @@ impl MetricsModel {
                 SliKind::Ratio => {
                     if let Some(good) = obs.ratio(*sli) {
                         let g = if good { "true" } else { "false" };
-                        self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", g)]), 1.0);
+                        self.add(
+                            RATIO_EVENTS,
+                            Self::with(base.clone(), &[("sli", sli.name()), ("good", g)]),
+                            1.0,
+                        );
                         if good {
-                            self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", "false")]), 0.0);
+                            self.add(
+                                RATIO_EVENTS,
+                                Self::with(base.clone(), &[("sli", sli.name()), ("good", "false")]),
+                                0.0,
+                            );
                         } else {
-                            self.add(RATIO_EVENTS, Self::with(base.clone(), &[("sli", sli.name()), ("good", "true")]), 0.0);
+                            self.add(
+                                RATIO_EVENTS,
+                                Self::with(base.clone(), &[("sli", sli.name()), ("good", "true")]),
+                                0.0,
+                            );
                         }
                     }
                 }
             }
         }
         for s in suite.slos.iter().filter(|s| s.probe == obs.probe) {
-            if let Some(good) = slo::judge(s, obs) {
-                let g = if good { "true" } else { "false" };
-                self.add(SLO_EVENTS, Self::with(base.clone(), &[("slo", &s.name), ("good", g)]), 1.0);
-            }
+            let (good, total) = slo::judge_counts(s, obs);
+            self.add(
+                SLO_EVENTS,
+                Self::with(base.clone(), &[("slo", &s.name), ("good", "true")]),
+                good as f64,
+            );
+            self.add(
+                SLO_EVENTS,
+                Self::with(base.clone(), &[("slo", &s.name), ("good", "false")]),
+                (total - good) as f64,
+            );
         }
         if let Some(hit) = obs.verdicts.cache_hit {
             let status = if hit { "hit" } else { "miss" };
-            self.add(CACHE_REQUESTS, Self::with(base.clone(), &[("status", status)]), 1.0);
-            self.add(CACHE_REQUESTS, Self::with(base.clone(), &[("status", if hit { "miss" } else { "hit" })]), 0.0);
+            self.add(
+                CACHE_REQUESTS,
+                Self::with(base.clone(), &[("status", status)]),
+                1.0,
+            );
+            self.add(
+                CACHE_REQUESTS,
+                Self::with(
+                    base.clone(),
+                    &[("status", if hit { "miss" } else { "hit" })],
+                ),
+                0.0,
+            );
         }
         if let Some(t) = &obs.verdicts.tier {
             let tier = self.capped_tier(&base, t);
@@ -276,13 +403,19 @@ impl MetricsModel {
         }
         for c in &obs.verdicts.checks {
             let passed = if c.passed { "true" } else { "false" };
-            self.add(CHECKS, Self::with(base.clone(), &[("check", c.check), ("passed", passed)]), 1.0);
+            self.add(
+                CHECKS,
+                Self::with(base.clone(), &[("check", c.check), ("passed", passed)]),
+                1.0,
+            );
         }
     }
 
     /// Keeps at most [`crate::slo::aggregate::MAX_TIERS`] tier values per probe slice.
     fn capped_tier(&self, base: &Labels, tier: &str) -> String {
-        let Some(f) = self.families.get(TIER) else { return tier.to_string() };
+        let Some(f) = self.families.get(TIER) else {
+            return tier.to_string();
+        };
         let base = canon(base.clone());
         let known: Vec<&str> = f
             .series
@@ -300,9 +433,14 @@ impl MetricsModel {
     /// Stamps the run: last run per probe, last success where a run got an answer, and
     /// each SLO's objective and threshold (so dashboards and rules can compute burn rates).
     pub fn finish_run(&mut self, suite: &Suite, observations: &[Observation], now: SystemTime) {
-        let t = now.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs_f64()).unwrap_or(0.0);
+        let t = now
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
         for s in &suite.slos {
-            let Some(p) = suite.probes.iter().find(|p| p.name == s.probe) else { continue };
+            let Some(p) = suite.probes.iter().find(|p| p.name == s.probe) else {
+                continue;
+            };
             let labels = Self::with(self.base(&p.endpoint, &p.name), &[("slo", &s.name)]);
             self.set_gauge(SLO_OBJECTIVE, labels.clone(), s.objective);
             if let Some(th) = s.threshold {
@@ -312,14 +450,22 @@ impl MetricsModel {
         for p in &suite.probes {
             let labels = self.base(&p.endpoint, &p.name);
             self.set_gauge(LAST_RUN, labels.clone(), t);
-            if observations.iter().any(|o| o.probe == p.name && !o.outcome.is_error()) {
+            if observations
+                .iter()
+                .any(|o| o.probe == p.name && !o.outcome.is_error())
+            {
                 self.set_gauge(LAST_SUCCESS, labels, t);
             }
         }
     }
 
     /// Builds the model of a suite from a run's observations.
-    pub fn from_run(suite: &Suite, region: &str, observations: &[Observation], now: SystemTime) -> Self {
+    pub fn from_run(
+        suite: &Suite,
+        region: &str,
+        observations: &[Observation],
+        now: SystemTime,
+    ) -> Self {
         let mut m = MetricsModel::new(suite, region);
         m.prepare(suite);
         for o in observations {
@@ -334,45 +480,90 @@ impl MetricsModel {
     /// Samples of unknown families or with buckets that no longer match are ignored.
     pub fn carry_forward(&mut self, previous: &[Sample]) {
         // Histogram parts by (family, labels): cumulative (le, count) pairs and the sum.
-        let mut hist_parts: BTreeMap<(String, Labels), (Vec<(f64, f64)>, f64)> = BTreeMap::new();
+        let mut hist_parts: BTreeMap<(String, Labels), HistParts> = BTreeMap::new();
         let previous: Vec<Sample> = previous
             .iter()
-            .map(|s| Sample { name: s.name.clone(), labels: canon(s.labels.clone()), value: s.value })
+            .map(|s| Sample {
+                name: s.name.clone(),
+                labels: canon(s.labels.clone()),
+                value: s.value,
+            })
             .collect();
         for s in &previous {
             if let Some(base) = s.name.strip_suffix("_total") {
-                if let Some(f) = self.families.get_mut(base).filter(|f| f.kind == Kind::Counter) {
-                    if let Value::Counter(v) = f.series.entry(s.labels.clone()).or_insert(Value::Counter(0.0)) {
+                if let Some(f) = self
+                    .families
+                    .get_mut(base)
+                    .filter(|f| f.kind == Kind::Counter)
+                {
+                    if let Value::Counter(v) = f
+                        .series
+                        .entry(s.labels.clone())
+                        .or_insert(Value::Counter(0.0))
+                    {
                         *v += s.value;
                     }
                     continue;
                 }
             }
-            if let Some(f) = self.families.get_mut(&s.name).filter(|f| f.kind == Kind::Gauge) {
-                f.series.entry(s.labels.clone()).or_insert(Value::Gauge(s.value));
+            if let Some(f) = self
+                .families
+                .get_mut(&s.name)
+                .filter(|f| f.kind == Kind::Gauge)
+            {
+                f.series
+                    .entry(s.labels.clone())
+                    .or_insert(Value::Gauge(s.value));
                 continue;
             }
             if let Some(base) = s.name.strip_suffix("_bucket") {
-                if self.families.get(base).is_some_and(|f| f.kind == Kind::Histogram) {
+                if self
+                    .families
+                    .get(base)
+                    .is_some_and(|f| f.kind == Kind::Histogram)
+                {
                     let mut labels = s.labels.clone();
-                    let Some(i) = labels.iter().position(|(k, _)| k == "le") else { continue };
+                    let Some(i) = labels.iter().position(|(k, _)| k == "le") else {
+                        continue;
+                    };
                     let le = parse_float(&labels.remove(i).1);
                     if let Some(le) = le {
-                        hist_parts.entry((base.to_string(), labels)).or_default().0.push((le, s.value));
+                        hist_parts
+                            .entry((base.to_string(), labels))
+                            .or_default()
+                            .0
+                            .push((le, s.value));
                     }
                 }
             } else if let Some(base) = s.name.strip_suffix("_sum") {
-                if self.families.get(base).is_some_and(|f| f.kind == Kind::Histogram) {
-                    hist_parts.entry((base.to_string(), s.labels.clone())).or_default().1 = s.value;
+                if self
+                    .families
+                    .get(base)
+                    .is_some_and(|f| f.kind == Kind::Histogram)
+                {
+                    hist_parts
+                        .entry((base.to_string(), s.labels.clone()))
+                        .or_default()
+                        .1 = s.value;
                 }
             }
         }
         for ((name, labels), (mut cumulative, sum)) in hist_parts {
-            let Some(f) = self.families.get_mut(&name) else { continue };
+            let Some(f) = self.families.get_mut(&name) else {
+                continue;
+            };
             cumulative.sort_by(|a, b| a.0.total_cmp(&b.0));
-            let bounds: Vec<f64> = f.buckets.iter().copied().chain(std::iter::once(f64::INFINITY)).collect();
+            let bounds: Vec<f64> = f
+                .buckets
+                .iter()
+                .copied()
+                .chain(std::iter::once(f64::INFINITY))
+                .collect();
             let same = cumulative.len() == bounds.len()
-                && cumulative.iter().zip(&bounds).all(|((le, _), b)| (le.is_infinite() && b.is_infinite()) || (le - b).abs() <= 1e-9 * b.abs().max(1.0));
+                && cumulative.iter().zip(&bounds).all(|((le, _), b)| {
+                    (le.is_infinite() && b.is_infinite())
+                        || (le - b).abs() <= 1e-9 * b.abs().max(1.0)
+                });
             if !same {
                 tracing::warn!(metric = %name, "previous histogram has other buckets; not carried forward");
                 continue;
@@ -385,7 +576,10 @@ impl MetricsModel {
             }
             let n = bounds.len();
             if let Value::Histogram { counts: c, sum: s } =
-                f.series.entry(labels).or_insert_with(|| Value::Histogram { counts: vec![0; n], sum: 0.0 })
+                f.series.entry(labels).or_insert_with(|| Value::Histogram {
+                    counts: vec![0; n],
+                    sum: 0.0,
+                })
             {
                 if c.len() == counts.len() {
                     for (a, b) in c.iter_mut().zip(&counts) {
@@ -403,19 +597,43 @@ impl MetricsModel {
         for f in self.families.values() {
             for (labels, v) in &f.series {
                 match v {
-                    Value::Counter(x) => out.push(Sample { name: format!("{}_total", f.name), labels: labels.clone(), value: *x }),
-                    Value::Gauge(x) => out.push(Sample { name: f.name.clone(), labels: labels.clone(), value: *x }),
+                    Value::Counter(x) => out.push(Sample {
+                        name: format!("{}_total", f.name),
+                        labels: labels.clone(),
+                        value: *x,
+                    }),
+                    Value::Gauge(x) => out.push(Sample {
+                        name: f.name.clone(),
+                        labels: labels.clone(),
+                        value: *x,
+                    }),
                     Value::Histogram { counts, sum } => {
                         let mut cum = 0u64;
                         for (i, c) in counts.iter().enumerate() {
                             cum += c;
-                            let le = f.buckets.get(i).map(|b| fmt_float(*b)).unwrap_or_else(|| "+Inf".into());
+                            let le = f
+                                .buckets
+                                .get(i)
+                                .map(|b| fmt_float(*b))
+                                .unwrap_or_else(|| "+Inf".into());
                             let mut l = labels.clone();
                             l.push(("le".into(), le));
-                            out.push(Sample { name: format!("{}_bucket", f.name), labels: l, value: cum as f64 });
+                            out.push(Sample {
+                                name: format!("{}_bucket", f.name),
+                                labels: l,
+                                value: cum as f64,
+                            });
                         }
-                        out.push(Sample { name: format!("{}_sum", f.name), labels: labels.clone(), value: *sum });
-                        out.push(Sample { name: format!("{}_count", f.name), labels: labels.clone(), value: cum as f64 });
+                        out.push(Sample {
+                            name: format!("{}_sum", f.name),
+                            labels: labels.clone(),
+                            value: *sum,
+                        });
+                        out.push(Sample {
+                            name: format!("{}_count", f.name),
+                            labels: labels.clone(),
+                            value: cum as f64,
+                        });
                     }
                 }
             }
@@ -435,7 +653,13 @@ impl MetricsModel {
             let _ = writeln!(out, "# HELP {name} {}", escape_help(&f.help));
             let _ = writeln!(out, "# TYPE {name} {ty}");
             for s in self.samples().iter().filter(|s| family_of(&s.name, f)) {
-                let _ = writeln!(out, "{}{} {}", s.name, render_labels(&s.labels), fmt_value(s.value));
+                let _ = writeln!(
+                    out,
+                    "{}{} {}",
+                    s.name,
+                    render_labels(&s.labels),
+                    fmt_value(s.value)
+                );
             }
         }
         out
@@ -463,6 +687,9 @@ fn family_of(sample: &str, f: &Family) -> bool {
     }
 }
 
+/// Cumulative `(le, count)` pairs and the sum of one histogram series read back.
+type HistParts = (Vec<(f64, f64)>, f64);
+
 /// Labels sorted by name: one series has one key however its labels were listed.
 fn canon(mut labels: Labels) -> Labels {
     labels.sort_by(|a, b| a.0.cmp(&b.0));
@@ -472,7 +699,11 @@ fn canon(mut labels: Labels) -> Labels {
 /// `0.25`, `1`, `+Inf` as Prometheus prints `le` values.
 pub fn fmt_float(v: f64) -> String {
     if v.is_infinite() {
-        return if v > 0.0 { "+Inf".into() } else { "-Inf".into() };
+        return if v > 0.0 {
+            "+Inf".into()
+        } else {
+            "-Inf".into()
+        };
     }
     let s = format!("{v}");
     if s.contains('e') {
@@ -511,7 +742,14 @@ pub fn render_labels(labels: &Labels) -> String {
     }
     let inner: Vec<String> = labels
         .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")))
+        .map(|(k, v)| {
+            format!(
+                "{k}=\"{}\"",
+                v.replace('\\', "\\\\")
+                    .replace('"', "\\\"")
+                    .replace('\n', "\\n")
+            )
+        })
         .collect();
     format!("{{{}}}", inner.join(","))
 }
@@ -522,10 +760,20 @@ struct Collector(MetricsModel);
 impl prometheus_client::collector::Collector for Collector {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         for f in self.0.families.values().filter(|f| !f.series.is_empty()) {
-            let unit = f.unit.map(|u| if u == "seconds" { Unit::Seconds } else { Unit::Other(u.to_string()) });
+            let unit = f.unit.map(|u| {
+                if u == "seconds" {
+                    Unit::Seconds
+                } else {
+                    Unit::Other(u.to_string())
+                }
+            });
             // prometheus-client appends the unit to the name itself.
             let base = match f.unit {
-                Some(u) => f.name.strip_suffix(&format!("_{u}")).unwrap_or(&f.name).to_string(),
+                Some(u) => f
+                    .name
+                    .strip_suffix(&format!("_{u}"))
+                    .unwrap_or(&f.name)
+                    .to_string(),
                 None => f.name.clone(),
             };
             let ty = match f.kind {
@@ -536,7 +784,11 @@ impl prometheus_client::collector::Collector for Collector {
             let mut me = encoder.encode_descriptor(&base, &f.help, unit.as_ref(), ty)?;
             for (labels, v) in &f.series {
                 let fam = me.encode_family(labels)?;
-                SeriesMetric { value: v, buckets: &f.buckets }.encode(fam)?;
+                SeriesMetric {
+                    value: v,
+                    buckets: &f.buckets,
+                }
+                .encode(fam)?;
             }
         }
         Ok(())
@@ -549,9 +801,14 @@ struct SeriesMetric<'a> {
 }
 
 impl EncodeMetric for SeriesMetric<'_> {
-    fn encode(&self, mut encoder: prometheus_client::encoding::MetricEncoder) -> Result<(), std::fmt::Error> {
+    fn encode(
+        &self,
+        mut encoder: prometheus_client::encoding::MetricEncoder,
+    ) -> Result<(), std::fmt::Error> {
         match self.value {
-            Value::Counter(v) => encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(v, None),
+            Value::Counter(v) => {
+                encoder.encode_counter::<prometheus_client::encoding::NoLabelSet, _, f64>(v, None)
+            }
             Value::Gauge(v) => encoder.encode_gauge(v),
             Value::Histogram { counts, sum } => {
                 let count: u64 = counts.iter().sum();
@@ -562,7 +819,9 @@ impl EncodeMetric for SeriesMetric<'_> {
                     .chain(std::iter::once(f64::MAX))
                     .zip(counts.iter().copied())
                     .collect();
-                encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(*sum, count, &buckets, None)
+                encoder.encode_histogram::<prometheus_client::encoding::NoLabelSet>(
+                    *sum, count, &buckets, None,
+                )
             }
         }
     }

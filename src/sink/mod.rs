@@ -3,8 +3,8 @@
 //! could not be delivered for the next run; `report` writes the JSON report and `table`
 //! renders the terminal table.
 
-pub mod export;
 pub mod expfmt;
+pub mod export;
 pub mod http_out;
 pub mod metrics;
 pub mod push;

@@ -25,7 +25,11 @@ const TIMEOUT: Duration = Duration::from_secs(10);
 /// The group's URL path; label values are base64url-encoded so any value is safe.
 pub fn group_path(region: &str, suite: &str) -> String {
     let b64 = |s: &str| base64::engine::general_purpose::URL_SAFE.encode(s.as_bytes());
-    format!("/metrics/job/canary/region@base64/{}/suite@base64/{}", b64(region), b64(suite))
+    format!(
+        "/metrics/job/canary/region@base64/{}/suite@base64/{}",
+        b64(region),
+        b64(suite)
+    )
 }
 
 /// The samples of one group as the Pushgateway exposes them, without its own labels.
@@ -37,7 +41,12 @@ pub fn group_samples(all: &[Sample], region: &str, suite: &str) -> Vec<Sample> {
         })
         .map(|s| Sample {
             name: s.name.clone(),
-            labels: s.labels.iter().filter(|(k, _)| k != "job" && k != "instance").cloned().collect(),
+            labels: s
+                .labels
+                .iter()
+                .filter(|(k, _)| k != "job" && k != "instance")
+                .cloned()
+                .collect(),
             value: s.value,
         })
         .collect()
@@ -47,16 +56,25 @@ pub fn group_samples(all: &[Sample], region: &str, suite: &str) -> Vec<Sample> {
 pub async fn push(base: &str, model: &mut MetricsModel) -> Result<(), String> {
     let base = base.trim_end_matches('/');
     let metrics_url = format!("{base}/metrics");
-    let current = with_retries(ATTEMPTS, || request(Method::GET, &metrics_url, &[], None, None, TIMEOUT))
-        .await
-        .map_err(|e| format!("cannot read the Pushgateway's current values: {e}"))?;
+    let current = with_retries(ATTEMPTS, || {
+        request(Method::GET, &metrics_url, &[], None, None, TIMEOUT)
+    })
+    .await
+    .map_err(|e| format!("cannot read the Pushgateway's current values: {e}"))?;
     let text = String::from_utf8_lossy(&current.body);
     let previous = group_samples(&super::expfmt::parse(&text), &model.region, &model.suite);
     model.carry_forward(&previous);
     let body = Bytes::from(model.encode_text());
     let url = format!("{base}{}", group_path(&model.region, &model.suite));
     with_retries(ATTEMPTS, || {
-        request(Method::PUT, &url, &[], Some(body.clone()), Some("text/plain; version=0.0.4"), TIMEOUT)
+        request(
+            Method::PUT,
+            &url,
+            &[],
+            Some(body.clone()),
+            Some("text/plain; version=0.0.4"),
+            TIMEOUT,
+        )
     })
     .await
     .map(|_| ())
@@ -69,23 +87,48 @@ mod tests {
 
     #[test]
     fn group_path_encodes_any_value() {
-        assert_eq!(group_path("eu-west-1", "a/b"), "/metrics/job/canary/region@base64/ZXUtd2VzdC0x/suite@base64/YS9i");
+        assert_eq!(
+            group_path("eu-west-1", "a/b"),
+            "/metrics/job/canary/region@base64/ZXUtd2VzdC0x/suite@base64/YS9i"
+        );
     }
 
     #[test]
     fn only_our_group_is_carried_and_pushgateway_labels_are_dropped() {
         let s = |labels: &[(&str, &str)]| Sample {
             name: "canary_probe_runs_total".into(),
-            labels: labels.iter().map(|(a, b)| (a.to_string(), b.to_string())).collect(),
+            labels: labels
+                .iter()
+                .map(|(a, b)| (a.to_string(), b.to_string()))
+                .collect(),
             value: 1.0,
         };
         let all = vec![
-            s(&[("instance", ""), ("job", "canary"), ("region", "eu"), ("suite", "s"), ("probe", "p")]),
-            s(&[("instance", ""), ("job", "canary"), ("region", "us"), ("suite", "s"), ("probe", "p")]),
+            s(&[
+                ("instance", ""),
+                ("job", "canary"),
+                ("region", "eu"),
+                ("suite", "s"),
+                ("probe", "p"),
+            ]),
+            s(&[
+                ("instance", ""),
+                ("job", "canary"),
+                ("region", "us"),
+                ("suite", "s"),
+                ("probe", "p"),
+            ]),
             s(&[("job", "other"), ("region", "eu"), ("suite", "s")]),
         ];
         let g = group_samples(&all, "eu", "s");
         assert_eq!(g.len(), 1);
-        assert_eq!(g[0].labels, vec![("region".to_string(), "eu".to_string()), ("suite".into(), "s".into()), ("probe".into(), "p".into())]);
+        assert_eq!(
+            g[0].labels,
+            vec![
+                ("region".to_string(), "eu".to_string()),
+                ("suite".into(), "s".into()),
+                ("probe".into(), "p".into())
+            ]
+        );
     }
 }

@@ -46,7 +46,9 @@ pub struct PbSample {
 }
 
 fn millis(t: SystemTime) -> i64 {
-    t.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 /// The write request of one run (`start` and `end` are the run's wall-clock bounds).
@@ -66,14 +68,32 @@ pub fn build(model: &MetricsModel, start: SystemTime, end: SystemTime) -> WriteR
         let mut labels: Vec<Label> = s
             .labels
             .iter()
-            .map(|(k, v)| Label { name: k.clone(), value: v.clone() })
-            .chain(std::iter::once(Label { name: "__name__".into(), value: s.name.clone() }))
+            .map(|(k, v)| Label {
+                name: k.clone(),
+                value: v.clone(),
+            })
+            .chain(std::iter::once(Label {
+                name: "__name__".into(),
+                value: s.name.clone(),
+            }))
             .collect();
         labels.sort_by(|a, b| a.name.cmp(&b.name));
         let samples = if cumulative {
-            vec![PbSample { value: 0.0, timestamp: t0 }, PbSample { value: s.value, timestamp: t1 }]
+            vec![
+                PbSample {
+                    value: 0.0,
+                    timestamp: t0,
+                },
+                PbSample {
+                    value: s.value,
+                    timestamp: t1,
+                },
+            ]
         } else {
-            vec![PbSample { value: s.value, timestamp: t1 }]
+            vec![PbSample {
+                value: s.value,
+                timestamp: t1,
+            }]
         };
         timeseries.push(TimeSeries { labels, samples });
     }
@@ -92,11 +112,24 @@ pub fn encode(req: &WriteRequest) -> Result<Bytes, String> {
 /// Sends an encoded request, with retries.
 pub async fn send(url: &str, body: Bytes) -> Result<(), String> {
     let headers = [
-        (HeaderName::from_static("content-encoding"), HeaderValue::from_static("snappy")),
-        (HeaderName::from_static("x-prometheus-remote-write-version"), HeaderValue::from_static("0.1.0")),
+        (
+            HeaderName::from_static("content-encoding"),
+            HeaderValue::from_static("snappy"),
+        ),
+        (
+            HeaderName::from_static("x-prometheus-remote-write-version"),
+            HeaderValue::from_static("0.1.0"),
+        ),
     ];
     with_retries(super::push::ATTEMPTS, || {
-        request(Method::POST, url, &headers, Some(body.clone()), Some("application/x-protobuf"), Duration::from_secs(10))
+        request(
+            Method::POST,
+            url,
+            &headers,
+            Some(body.clone()),
+            Some("application/x-protobuf"),
+            Duration::from_secs(10),
+        )
     })
     .await
     .map(|_| ())
@@ -111,8 +144,20 @@ mod tests {
     fn round_trips_through_snappy_and_protobuf() {
         let req = WriteRequest {
             timeseries: vec![TimeSeries {
-                labels: vec![Label { name: "__name__".into(), value: "x_total".into() }],
-                samples: vec![PbSample { value: 0.0, timestamp: 1 }, PbSample { value: 3.0, timestamp: 2 }],
+                labels: vec![Label {
+                    name: "__name__".into(),
+                    value: "x_total".into(),
+                }],
+                samples: vec![
+                    PbSample {
+                        value: 0.0,
+                        timestamp: 1,
+                    },
+                    PbSample {
+                        value: 3.0,
+                        timestamp: 2,
+                    },
+                ],
             }],
         };
         let bytes = encode(&req).unwrap();

@@ -19,11 +19,18 @@ pub fn write(path: &Path, model: &mut MetricsModel) -> Result<(), String> {
             .collect();
         model.carry_forward(&ours);
     }
-    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("canary.prom");
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("canary.prom");
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
-    std::fs::write(&tmp, model.encode_text()).map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
+    std::fs::write(&tmp, model.encode_text())
+        .map_err(|e| format!("cannot write {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot move {} to {}: {e}", tmp.display(), path.display())

@@ -43,9 +43,29 @@ pub fn judge(slo: &Slo, obs: &Observation) -> Option<bool> {
     }
 }
 
+/// Good and total events of one run for an SLO. Most SLIs give one event per run (see
+/// [`judge`]); `inter_chunk_gap` gives one per gap, so that "95% of gaps <= 150 ms" is the
+/// same statement as the p95 of the gap histogram. A run that failed gives no gap events
+/// (its failure counts against `success`).
+pub fn judge_counts(slo: &Slo, obs: &Observation) -> (u64, u64) {
+    if slo.sli == Sli::InterChunkGap {
+        let Some(threshold) = slo.threshold.map(|t| t.as_secs_f64()) else {
+            return (0, 0);
+        };
+        let gaps = obs.samples(Sli::InterChunkGap);
+        let good = gaps.iter().filter(|g| **g <= threshold).count() as u64;
+        return (good, gaps.len() as u64);
+    }
+    match judge(slo, obs) {
+        Some(g) => (u64::from(g), 1),
+        None => (0, 0),
+    }
+}
+
 /// True when `good/total` meets `objective` (exact for shares like 199/200 vs 99.5%).
 pub fn meets(good: u64, total: u64, objective: f64) -> bool {
-    total > 0 && (good as f64) >= objective * (total as f64) - 1e-9
+    // A relative tolerance: 199/200 meets 99.5% exactly, at any total.
+    total > 0 && (good as f64) >= objective * (total as f64) * (1.0 - 1e-12)
 }
 
 /// Judges every SLO of the suite on the observations.

@@ -167,7 +167,6 @@ pub fn col_of(line: &str, lineno: usize, key: &str) -> Pos {
 /// What a case's `expect` may rely on.
 pub struct ProbeContext<'a> {
     pub endpoint: Option<&'a Endpoint>,
-    pub has_freshness: bool,
 }
 
 /// Validates and compiles one case; pushes its errors to `diags`.
@@ -270,6 +269,23 @@ pub fn compile_case(
         }
     }
     if let Some(ep) = cx.endpoint {
+        if ep.protocol.is_chat() {
+            let i = &raw.input;
+            let ok = i
+                .get("messages")
+                .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()))
+                || i.get("text").is_some_and(|t| t.is_string())
+                || i.get("prompt").is_some_and(|t| t.is_string())
+                || i.get("body").is_some_and(|b| b.is_object());
+            if !ok {
+                err(
+                    "input",
+                    "case.input",
+                    format!("a `{}` case needs `input.messages`, `input.text`, `input.prompt` or `input.body`", ep.protocol.as_str()),
+                    Some("e.g. {\"messages\": [{\"role\": \"user\", \"content\": \"...\"}]} or {\"text\": \"...\"}".into()),
+                );
+            }
+        }
         if expect.not_escalated.is_some() && ep.escalation.is_none() {
             err(
                 "not_escalated",
@@ -304,12 +320,12 @@ pub fn compile_case(
             );
         }
     }
-    if expect.fresh.is_some() && !cx.has_freshness {
+    if expect.fresh.is_some() {
         err(
             "fresh",
             "case.expect.fresh",
-            "`fresh` needs `freshness` on the probe".into(),
-            Some("e.g. `freshness: { truth: { url: ..., value: \"$.value\", updated_at: \"$.updated_at\" } }`".into()),
+            "answer freshness checks are not available in this build yet".into(),
+            Some("remove `fresh` from the case until answer freshness lands".into()),
         );
     }
     if diags.len() > before {

@@ -691,6 +691,20 @@ fn build_endpoint(
 }
 
 fn check_url(u: &str, schemes: &[&str]) -> Result<(), String> {
+    // Credentials in a URL (`user:pass@host`) are secrets: register them before any message.
+    if let Some(rest) = u.split_once("://").map(|(_, r)| r) {
+        let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+        if let Some((userinfo, _)) = authority.rsplit_once('@') {
+            crate::secret::register(userinfo);
+            for part in userinfo.split(':') {
+                crate::secret::register(part);
+            }
+            return Err(format!(
+                "`{}` carries credentials; put them in `headers` from ${{ENV}} or ${{file:...}} instead",
+                crate::secret::redact(u)
+            ));
+        }
+    }
     let shown = crate::secret::redact(u);
     let uri: http::Uri = u
         .parse()
@@ -871,7 +885,6 @@ fn build_probe(
                 }
                 let needs = golden::ProbeContext {
                     endpoint: endpoint.as_deref(),
-                    has_freshness: raw.freshness.is_some(),
                 };
                 if let Some(c) =
                     golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)

@@ -71,6 +71,9 @@ impl fmt::Display for ErrorClass {
     }
 }
 
+/// Longest error message kept (after redaction).
+pub const MAX_ERROR_CHARS: usize = 600;
+
 /// A classified failure of one case run. The message is redacted of secrets.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[error("{class}: {message}")]
@@ -80,11 +83,18 @@ pub struct ProbeError {
 }
 
 impl ProbeError {
+    /// Redacts secrets from the whole message first, then bounds its length (cutting first
+    /// could leave part of a secret that no longer matches).
     pub fn new(class: ErrorClass, message: impl AsRef<str>) -> Self {
-        ProbeError {
-            class,
-            message: crate::secret::redact(message.as_ref()),
-        }
+        let redacted = crate::secret::redact(message.as_ref());
+        let message = if redacted.chars().count() > MAX_ERROR_CHARS {
+            let mut m: String = redacted.chars().take(MAX_ERROR_CHARS).collect();
+            m.push('…');
+            m
+        } else {
+            redacted
+        };
+        ProbeError { class, message }
     }
 }
 
@@ -116,6 +126,9 @@ pub enum Event {
     Terminator,
     /// The response (or stream) is complete.
     Done,
+    /// The run failed here (deadline, broken connection, error event): a stream that went
+    /// silent is measured up to this moment.
+    Abort,
 }
 
 /// What a token-bearing piece of a stream carries.
@@ -199,7 +212,11 @@ impl Timeline {
 pub struct Recorder {
     t0: Instant,
     timeline: Timeline,
+    body_events: u64,
 }
+
+/// Body-piece events kept per run (later pieces are counted, not stored).
+pub const MAX_BODY_EVENTS: u64 = 1024;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -212,6 +229,7 @@ impl Recorder {
     pub fn start() -> Self {
         Recorder {
             t0: Instant::now(),
+            body_events: 0,
             timeline: Timeline {
                 started_at: SystemTime::now(),
                 events: Vec::with_capacity(16),
@@ -240,8 +258,21 @@ impl Recorder {
 
     /// Records an event stamped earlier (the instant bytes arrived, taken before parsing).
     pub fn mark_at(&mut self, at: Instant, event: Event) {
+        if matches!(event, Event::Body { .. }) {
+            // A hostile server can send a body one byte per frame: keep the first pieces
+            // only (no measure needs more) so memory stays bounded.
+            self.body_events += 1;
+            if self.body_events > MAX_BODY_EVENTS {
+                return;
+            }
+        }
         let at = at.saturating_duration_since(self.t0);
         self.timeline.events.push(Stamped { at, event });
+    }
+
+    /// Body pieces seen, including those not kept as events.
+    pub fn body_pieces(&self) -> u64 {
+        self.body_events
     }
 
     pub fn set_response(&mut self, response: Response) {
@@ -252,6 +283,7 @@ impl Recorder {
     pub fn fail(&mut self, error: ProbeError) {
         if self.timeline.error.is_none() {
             self.timeline.error = Some(error);
+            self.mark(Event::Abort);
         }
     }
 
@@ -276,11 +308,6 @@ impl Recorder {
     /// The instant of a time on this clock.
     pub fn instant_of(&self, at: Duration) -> Instant {
         self.t0 + at
-    }
-
-    /// Replaces the document JSON paths read from.
-    pub fn set_doc(&mut self, doc: serde_json::Value) {
-        self.timeline.doc = Some(doc);
     }
 
     /// Sets what a protocol driver assembled from the response.

@@ -8,7 +8,13 @@ use std::path::Path;
 use std::time::Duration;
 
 fn suite(name: &str) -> Suite {
-    load_suite(&Path::new(env!("CARGO_MANIFEST_DIR")).join("probes").join(name), &ProcessEnv::default()).unwrap()
+    load_suite(
+        &Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("probes")
+            .join(name),
+        &ProcessEnv::default(),
+    )
+    .unwrap()
 }
 
 fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bool) -> Observation {
@@ -40,7 +46,12 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
 fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
     samples
         .iter()
-        .find(|s| s.name == name && want.iter().all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v)))
+        .find(|s| {
+            s.name == name
+                && want
+                    .iter()
+                    .all(|(k, v)| s.labels.iter().any(|(a, b)| a == k && b == v))
+        })
         .map(|s| s.value)
 }
 
@@ -59,54 +70,198 @@ fn observations_become_counters_histograms_and_slo_events() {
     let runs = vec![
         obs("detector=presidio", 0.1, Outcome::Ok, true, false),
         obs("detector=presidio", 0.3, Outcome::Ok, false, true),
-        obs("detector=presidio", 0.2, Outcome::Error(ErrorClass::Timeout), true, false),
+        obs(
+            "detector=presidio",
+            0.2,
+            Outcome::Error(ErrorClass::Timeout),
+            true,
+            false,
+        ),
     ];
-    let m = MetricsModel::from_run(&s, "eu", &runs, SystemTime::UNIX_EPOCH + Duration::from_secs(1000));
+    let m = MetricsModel::from_run(
+        &s,
+        "eu",
+        &runs,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+    );
     let x = m.samples();
     let p = [("slice", "detector=presidio")];
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p[0], ("outcome", "ok")]), Some(2.0));
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p[0], ("outcome", "timeout")]), Some(1.0));
+    assert_eq!(
+        value(&x, "canary_probe_runs_total", &[p[0], ("outcome", "ok")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_probe_runs_total",
+            &[p[0], ("outcome", "timeout")]
+        ),
+        Some(1.0)
+    );
     // Every outcome exists from the first run on, at zero.
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p[0], ("outcome", "reset")]), Some(0.0));
+    assert_eq!(
+        value(&x, "canary_probe_runs_total", &[p[0], ("outcome", "reset")]),
+        Some(0.0)
+    );
     // Latency SLO at 250 ms: 0.1 good, 0.3 bad, the timeout bad.
-    assert_eq!(value(&x, "canary_slo_events_total", &[p[0], ("slo", "mapper-latency-p95"), ("good", "true")]), Some(1.0));
-    assert_eq!(value(&x, "canary_slo_events_total", &[p[0], ("slo", "mapper-latency-p95"), ("good", "false")]), Some(2.0));
+    assert_eq!(
+        value(
+            &x,
+            "canary_slo_events_total",
+            &[p[0], ("slo", "mapper-latency-p95"), ("good", "true")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_slo_events_total",
+            &[p[0], ("slo", "mapper-latency-p95"), ("good", "false")]
+        ),
+        Some(2.0)
+    );
     // An SLO of another slice exists at zero too.
-    assert_eq!(value(&x, "canary_slo_events_total", &[("slice", "detector=llama-guard"), ("slo", "mapper-schema-valid"), ("good", "false")]), Some(0.0));
-    assert_eq!(value(&x, "canary_ratio_events_total", &[p[0], ("sli", "schema_valid"), ("good", "false")]), Some(1.0));
-    assert_eq!(value(&x, "canary_ratio_events_total", &[p[0], ("sli", "not_fallback"), ("good", "false")]), Some(1.0));
-    assert_eq!(value(&x, "canary_tier_total", &[("tier", "mapper-lora-v3")]), Some(3.0));
+    assert_eq!(
+        value(
+            &x,
+            "canary_slo_events_total",
+            &[
+                ("slice", "detector=llama-guard"),
+                ("slo", "mapper-schema-valid"),
+                ("good", "false")
+            ]
+        ),
+        Some(0.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_ratio_events_total",
+            &[p[0], ("sli", "schema_valid"), ("good", "false")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_ratio_events_total",
+            &[p[0], ("sli", "not_fallback"), ("good", "false")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&x, "canary_tier_total", &[("tier", "mapper-lora-v3")]),
+        Some(3.0)
+    );
     // The errored run is not in the latency histogram.
-    assert_eq!(value(&x, "canary_time_to_completion_seconds_count", &[p[0]]), Some(2.0));
-    assert_eq!(value(&x, "canary_time_to_completion_seconds_bucket", &[p[0], ("le", "0.25")]), Some(1.0));
-    assert_eq!(value(&x, "canary_time_to_completion_seconds_bucket", &[p[0], ("le", "+Inf")]), Some(2.0));
-    assert_eq!(value(&x, "canary_last_success_timestamp_seconds", &[("probe", "map")]), Some(1000.0));
+    assert_eq!(
+        value(&x, "canary_time_to_completion_seconds_count", &[p[0]]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_time_to_completion_seconds_bucket",
+            &[p[0], ("le", "0.25")]
+        ),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_time_to_completion_seconds_bucket",
+            &[p[0], ("le", "+Inf")]
+        ),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_last_success_timestamp_seconds",
+            &[("probe", "map")]
+        ),
+        Some(1000.0)
+    );
     // The suite's constant labels are on every series.
-    assert!(x.iter().all(|s| s.labels.iter().any(|(k, v)| k == "team" && v == "platform-model-serving")));
+    assert!(x.iter().all(|s| s
+        .labels
+        .iter()
+        .any(|(k, v)| k == "team" && v == "platform-model-serving")));
 }
 
 #[test]
 fn carrying_forward_adds_counters_and_histograms_and_keeps_last_success() {
     let s = suite("llama-mapper.yaml");
-    let first = MetricsModel::from_run(&s, "eu", &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)], SystemTime::UNIX_EPOCH + Duration::from_secs(100));
+    let first = MetricsModel::from_run(
+        &s,
+        "eu",
+        &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)],
+        SystemTime::UNIX_EPOCH + Duration::from_secs(100),
+    );
     // The pushed text, read back as a Pushgateway or a textfile would give it.
     let previous = crate::sink::expfmt::parse(&first.encode_text());
-    let failed_run = [obs("detector=presidio", 0.0, Outcome::Error(ErrorClass::Connect), true, false)];
-    let mut second = MetricsModel::from_run(&s, "eu", &failed_run, SystemTime::UNIX_EPOCH + Duration::from_secs(200));
+    let failed_run = [obs(
+        "detector=presidio",
+        0.0,
+        Outcome::Error(ErrorClass::Connect),
+        true,
+        false,
+    )];
+    let mut second = MetricsModel::from_run(
+        &s,
+        "eu",
+        &failed_run,
+        SystemTime::UNIX_EPOCH + Duration::from_secs(200),
+    );
     second.carry_forward(&previous);
     let x = second.samples();
     let p = ("slice", "detector=presidio");
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p, ("outcome", "ok")]), Some(1.0));
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p, ("outcome", "connect")]), Some(1.0));
-    assert_eq!(value(&x, "canary_time_to_completion_seconds_count", &[p]), Some(1.0));
-    assert_eq!(value(&x, "canary_last_run_timestamp_seconds", &[("probe", "map")]), Some(200.0));
-    assert_eq!(value(&x, "canary_last_success_timestamp_seconds", &[("probe", "map")]), Some(100.0), "a failed run keeps the last success");
+    assert_eq!(
+        value(&x, "canary_probe_runs_total", &[p, ("outcome", "ok")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&x, "canary_probe_runs_total", &[p, ("outcome", "connect")]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&x, "canary_time_to_completion_seconds_count", &[p]),
+        Some(1.0)
+    );
+    assert_eq!(
+        value(&x, "canary_last_run_timestamp_seconds", &[("probe", "map")]),
+        Some(200.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_last_success_timestamp_seconds",
+            &[("probe", "map")]
+        ),
+        Some(100.0),
+        "a failed run keeps the last success"
+    );
     // Twice carried is additive.
-    let mut third = MetricsModel::from_run(&s, "eu", &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)], SystemTime::UNIX_EPOCH + Duration::from_secs(300));
+    let mut third = MetricsModel::from_run(
+        &s,
+        "eu",
+        &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)],
+        SystemTime::UNIX_EPOCH + Duration::from_secs(300),
+    );
     third.carry_forward(&crate::sink::expfmt::parse(&second.encode_text()));
     let x = third.samples();
-    assert_eq!(value(&x, "canary_probe_runs_total", &[p, ("outcome", "ok")]), Some(2.0));
-    assert_eq!(value(&x, "canary_time_to_completion_seconds_bucket", &[p, ("le", "0.1")]), Some(2.0));
+    assert_eq!(
+        value(&x, "canary_probe_runs_total", &[p, ("outcome", "ok")]),
+        Some(2.0)
+    );
+    assert_eq!(
+        value(
+            &x,
+            "canary_time_to_completion_seconds_bucket",
+            &[p, ("le", "0.1")]
+        ),
+        Some(2.0)
+    );
     assert!((value(&x, "canary_time_to_completion_seconds_sum", &[p]).unwrap() - 0.2).abs() < 1e-9);
 }
 
@@ -115,23 +270,44 @@ fn histograms_with_other_buckets_are_not_mixed() {
     let s = suite("llama-mapper.yaml");
     let mut m = MetricsModel::new(&s, "eu");
     let prev = vec![
-        Sample { name: "canary_time_to_completion_seconds_bucket".into(), labels: vec![("le".into(), "0.3".into())], value: 5.0 },
-        Sample { name: "canary_time_to_completion_seconds_bucket".into(), labels: vec![("le".into(), "+Inf".into())], value: 5.0 },
+        Sample {
+            name: "canary_time_to_completion_seconds_bucket".into(),
+            labels: vec![("le".into(), "0.3".into())],
+            value: 5.0,
+        },
+        Sample {
+            name: "canary_time_to_completion_seconds_bucket".into(),
+            labels: vec![("le".into(), "+Inf".into())],
+            value: 5.0,
+        },
     ];
     m.carry_forward(&prev);
-    assert!(m.families["canary_time_to_completion_seconds"].series.is_empty());
+    assert!(m.families["canary_time_to_completion_seconds"]
+        .series
+        .is_empty());
 }
 
 #[test]
 fn both_encodings_carry_the_same_samples() {
     let s = suite("llama-mapper.yaml");
-    let m = MetricsModel::from_run(&s, "eu", &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)], SystemTime::UNIX_EPOCH);
+    let m = MetricsModel::from_run(
+        &s,
+        "eu",
+        &[obs("detector=presidio", 0.1, Outcome::Ok, true, false)],
+        SystemTime::UNIX_EPOCH,
+    );
     let text = m.encode_text();
-    assert!(text.contains("# TYPE canary_probe_runs_total counter"), "{text}");
+    assert!(
+        text.contains("# TYPE canary_probe_runs_total counter"),
+        "{text}"
+    );
     let mut a = crate::sink::expfmt::parse(&text);
     let om = m.encode_openmetrics();
     assert!(om.trim_end().ends_with("# EOF"));
-    assert!(om.contains("# UNIT canary_time_to_completion_seconds seconds"), "{om}");
+    assert!(
+        om.contains("# UNIT canary_time_to_completion_seconds seconds"),
+        "{om}"
+    );
     let mut b = crate::sink::expfmt::parse(&om);
     b.retain(|s| !s.name.ends_with("_created"));
     let key = |s: &Sample| {
