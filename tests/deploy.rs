@@ -111,6 +111,50 @@ fn overlays_render_validate_and_keep_the_fleet_properties() {
 }
 
 #[test]
+fn the_pushgateway_manifest_validates() {
+    let out = Command::new("kubectl")
+        .arg("kustomize")
+        .arg(repo().join("deploy/k8s/pushgateway"))
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "pg.yaml", &String::from_utf8_lossy(&out.stdout));
+    let v = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "-k",
+            "1.30.0",
+            "--strict",
+            "--quiet",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let docs = YamlLoader::load_from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    let dep = find(&docs, "Deployment");
+    let args = format!(
+        "{:?}",
+        dep["spec"]["template"]["spec"]["containers"][0]["args"]
+    );
+    assert!(
+        args.contains("--persistence.file"),
+        "counters must survive a restart: {args}"
+    );
+}
+
+#[test]
 fn the_grafana_dashboard_is_valid_json_and_queries_canary_metrics() {
     let text = std::fs::read_to_string(repo().join("deploy/grafana/canary.json")).unwrap();
     let v: serde_json::Value = serde_json::from_str(&text).unwrap();

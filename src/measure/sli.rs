@@ -53,7 +53,7 @@ slis! {
     TimeToCompletion => "time_to_completion", Latency,
         "Request start to the last byte or the done event.";
     InterChunkGap => "inter_chunk_gap", Latency,
-        "Longest gap between consecutive content chunks of a run.";
+        "Gaps between consecutive content chunks after the first visible token (each gap is an event).";
     FreshnessLag => "freshness_lag", Latency,
         "Time from writing a canary fact to the first answer that reflects it.";
     AnswerStaleness => "answer_staleness", Latency,

@@ -8,6 +8,7 @@ use std::time::SystemTime;
 
 use base64::Engine;
 
+use super::http_out::Failure;
 use super::metrics::MetricsModel;
 use super::spool::{self, Entry};
 use super::{push, remote_write, textfile};
@@ -120,7 +121,16 @@ pub async fn export(
                 };
                 match remote_write::send(url, body.into()).await {
                     Ok(()) => spool::remove(p),
-                    Err(e) => {
+                    Err(Failure::Rejected(e)) => {
+                        // Prometheus will never take it (its samples are now out of order, say):
+                        // it must not block every later write. Say so and drop it.
+                        d.warnings.push(format!(
+                            "spooled remote write {} was rejected and is dropped: {e}",
+                            p.display()
+                        ));
+                        spool::remove(p);
+                    }
+                    Err(Failure::Unavailable(e)) => {
                         d.warnings
                             .push(format!("spooled remote write still undeliverable: {e}"));
                         blocked = true;
@@ -132,19 +142,30 @@ pub async fn export(
         match remote_write::encode(&remote_write::build(&model, started, finished)) {
             Ok(body) => {
                 let result = if blocked {
-                    Err(
+                    Err(Failure::Unavailable(
                         "an older spooled write is still pending; this one waits behind it"
                             .to_string(),
-                    )
+                    ))
                 } else {
                     remote_write::send(url, body.clone()).await
                 };
-                if let Err(e) = result {
-                    let entry = Entry::RemoteWrite {
-                        url: url.clone(),
-                        body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
-                    };
-                    spool_or_lose(out, &entry, e, &mut d);
+                match result {
+                    Ok(()) => {}
+                    Err(Failure::Rejected(e)) => d
+                        .lost
+                        .push(format!("remote write to {url} was rejected: {e}")),
+                    Err(e) => {
+                        let entry = Entry::RemoteWrite {
+                            url: url.clone(),
+                            body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+                        };
+                        spool_or_lose(
+                            out,
+                            &entry,
+                            format!("remote write to {url} failed: {e}"),
+                            &mut d,
+                        );
+                    }
                 }
             }
             Err(e) => d.lost.push(e),

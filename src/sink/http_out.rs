@@ -56,9 +56,27 @@ pub async fn request(
     }
 }
 
+/// Why a delivery failed.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Failure {
+    /// The receiver rejected the payload (a 4xx other than 429): sending it again will not help.
+    Rejected(String),
+    /// The receiver was unreachable or failing: worth keeping for later.
+    Unavailable(String),
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Failure::Rejected(m) => write!(f, "rejected: {m}"),
+            Failure::Unavailable(m) => f.write_str(m),
+        }
+    }
+}
+
 /// Retries `f` with exponential backoff (200 ms, 400 ms, ...) up to `attempts` times.
 /// A 4xx answer other than 429 is not retried: it will not get better.
-pub async fn with_retries<F, Fut>(attempts: u32, mut f: F) -> Result<Reply, String>
+pub async fn with_retries<F, Fut>(attempts: u32, mut f: F) -> Result<Reply, Failure>
 where
     F: FnMut() -> Fut,
     Fut: std::future::Future<Output = Result<Reply, String>>,
@@ -72,7 +90,7 @@ where
                 let text: String = String::from_utf8_lossy(&r.body).chars().take(300).collect();
                 last = format!("HTTP {}: {}", r.status, text.trim());
                 if (400..500).contains(&r.status) && r.status != 429 {
-                    return Err(last);
+                    return Err(Failure::Rejected(last));
                 }
             }
             Err(e) => last = e,
@@ -82,5 +100,5 @@ where
             delay *= 2;
         }
     }
-    Err(last)
+    Err(Failure::Unavailable(last))
 }

@@ -110,7 +110,7 @@ pub fn encode(req: &WriteRequest) -> Result<Bytes, String> {
 }
 
 /// Sends an encoded request, with retries.
-pub async fn send(url: &str, body: Bytes) -> Result<(), String> {
+pub async fn send(url: &str, body: Bytes) -> Result<(), super::http_out::Failure> {
     let headers = [
         (
             HeaderName::from_static("content-encoding"),
@@ -133,7 +133,6 @@ pub async fn send(url: &str, body: Bytes) -> Result<(), String> {
     })
     .await
     .map(|_| ())
-    .map_err(|e| format!("remote write to {url} failed: {e}"))
 }
 
 #[cfg(test)]

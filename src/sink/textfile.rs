@@ -1,6 +1,7 @@
 //! `--textfile PATH`: node_exporter's textfile collector format (Prometheus text 0.0.4),
 //! written atomically (a temporary file in the same folder, then a rename). Like a push, the
-//! file is replaced on every run, so the previous file's counters are carried forward first.
+//! file is replaced on every run, so the previous file's counters are carried forward first;
+//! series of other suites sharing the file are kept as they are.
 
 use std::path::Path;
 
@@ -9,15 +10,9 @@ use super::metrics::MetricsModel;
 /// Carries the previous file forward into `model` and replaces the file atomically.
 pub fn write(path: &Path, model: &mut MetricsModel) -> Result<(), String> {
     if let Ok(previous) = std::fs::read_to_string(path) {
-        let samples = super::expfmt::parse(&previous);
-        let ours: Vec<_> = samples
-            .into_iter()
-            .filter(|s| {
-                let has = |k: &str, v: &str| s.labels.iter().any(|(a, b)| a == k && b == v);
-                has("region", &model.region) && has("suite", &model.suite)
-            })
-            .collect();
-        model.carry_forward(&ours);
+        // Everything in the file is carried: this suite's series add up, other suites'
+        // series (several suites share one file) pass through unchanged.
+        model.carry_forward(&super::expfmt::parse(&previous));
     }
     let dir = path
         .parent()
@@ -35,4 +30,61 @@ pub fn write(path: &Path, model: &mut MetricsModel) -> Result<(), String> {
         let _ = std::fs::remove_file(&tmp);
         format!("cannot move {} to {}: {e}", tmp.display(), path.display())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::suite::{load_suite, ProcessEnv};
+    use std::time::SystemTime;
+
+    fn count(text: &str, suite: &str) -> f64 {
+        crate::sink::expfmt::parse(text)
+            .iter()
+            .filter(|s| {
+                s.name == "canary_probe_runs_total"
+                    && s.labels.iter().any(|(k, v)| k == "suite" && v == suite)
+            })
+            .map(|s| s.value)
+            .sum()
+    }
+
+    #[test]
+    fn two_suites_share_one_file_and_each_adds_up() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("canary.prom");
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes");
+        let a = load_suite(&root.join("llama-mapper.yaml"), &ProcessEnv::default()).unwrap();
+        let b = load_suite(&root.join("chat.yaml"), &ProcessEnv::default()).unwrap();
+        for _ in 0..2 {
+            for s in [&a, &b] {
+                let mut m = MetricsModel::from_run(s, "eu", &[], SystemTime::now());
+                // One synthetic run per probe slice: zero series plus one increment.
+                let key = m.families["canary_probe_runs"]
+                    .series
+                    .keys()
+                    .next()
+                    .unwrap()
+                    .clone();
+                if let Some(crate::sink::metrics::Value::Counter(v)) = m
+                    .families
+                    .get_mut("canary_probe_runs")
+                    .unwrap()
+                    .series
+                    .get_mut(&key)
+                {
+                    *v += 1.0;
+                }
+                write(&path, &mut m).unwrap();
+            }
+        }
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert_eq!(count(&text, "llama-mapper"), 2.0);
+        assert_eq!(count(&text, "chat"), 2.0);
+        assert_eq!(
+            text.matches("# TYPE canary_probe_runs_total counter")
+                .count(),
+            1
+        );
+    }
 }

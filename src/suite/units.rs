@@ -78,6 +78,8 @@ pub fn parse_percent_str(s: &str) -> Result<f64, String> {
 }
 
 fn check_fraction(v: f64, shown: &str) -> Result<f64, String> {
+    // 99.9% / 100 is 0.9990000000000001 in binary: keep the decimal the user wrote.
+    let v = (v * 1e12).round() / 1e12;
     if !(v > 0.0 && v <= 1.0) {
         return Err(format!(
             "percentage `{shown}` is out of range; expected more than 0% and at most 100% (e.g. 99.5% or 0.995)"
