@@ -81,6 +81,23 @@ pub enum Command {
         #[arg(long)]
         no_slo_exit: bool,
     },
+    /// Generate SLO rules from suites: Prometheus rules (plain or PrometheusRule), Pyrra,
+    /// Sloth or OpenSLO documents.
+    Rules {
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+        #[arg(long, value_enum, default_value = "prometheus")]
+        format: crate::slo::rules::Format,
+        /// Write here instead of stdout.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Base URL of the runbook; alerts link `<URL>#<slo>`.
+        #[arg(long)]
+        runbook_url: Option<String>,
+        /// Namespace of generated Kubernetes objects.
+        #[arg(long, default_value = "monitoring")]
+        namespace: String,
+    },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
         #[arg(long, default_value = "127.0.0.1:7070")]
@@ -181,6 +198,31 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             } else {
                 code
             })
+        }
+        Command::Rules {
+            suites,
+            format,
+            out,
+            runbook_url,
+            namespace,
+        } => {
+            let loaded = match load(&suites, &ProcessEnv::default()) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let mut opts = crate::slo::rules::RulesOptions {
+                namespace,
+                ..Default::default()
+            };
+            if let Some(u) = runbook_url {
+                opts.runbook = u;
+            }
+            let text = crate::slo::rules::generate(&loaded, format, &opts);
+            match out {
+                Some(p) => std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?,
+                None => print!("{text}"),
+            }
+            Ok(EXIT_OK)
         }
         Command::Sim {
             listen,

@@ -13,3 +13,4 @@ pub mod report;
 pub mod spool;
 pub mod table;
 pub mod textfile;
+pub mod yaml_out;

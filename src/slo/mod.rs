@@ -2,6 +2,8 @@
 //! per slice when `per_slice` is set, and always for the aggregate (`slice = "*"`).
 
 pub mod aggregate;
+pub mod burn;
+pub mod rules;
 
 use std::collections::BTreeSet;
 

@@ -457,22 +457,9 @@ fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
     d
 }
 
-/// A light check of cron syntax (field count and characters); `serve` parses it fully.
+/// Checks a cron schedule with the real parser.
 fn check_cron(s: &str) -> Result<(), String> {
-    let fields: Vec<&str> = s.split_whitespace().collect();
-    if !(5..=6).contains(&fields.len()) {
-        return Err(format!("schedule `{s}` has {} fields", fields.len()));
-    }
-    for f in fields {
-        if !f.chars().all(|c| {
-            c.is_ascii_alphanumeric() || matches!(c, '*' | '/' | ',' | '-' | '?' | 'L' | '#')
-        }) {
-            return Err(format!(
-                "schedule field `{f}` has characters cron does not use"
-            ));
-        }
-    }
-    Ok(())
+    crate::schedule::cron::parse(s).map(|_| ())
 }
 
 const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"];

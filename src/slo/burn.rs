@@ -1,0 +1,182 @@
+//! Error budgets and multi-window, multi-burn-rate alerting (the SRE Workbook's scheme),
+//! shared by the generated Prometheus rules and canary's own evaluator so the two cannot
+//! drift apart: the same windows, factors and `for` durations produce the rules text and the
+//! in-process verdicts.
+//!
+//! For a 30-day SLO: page when the error ratio exceeds 14.4x the budget over 1h and 5m, or
+//! 6x over 6h and 30m; ticket when it exceeds 3x over 1d and 2h, or 1x over 3d and 6h.
+//! For other SLO windows every alert window is scaled by window/30d; the factors stay (they
+//! mean "this share of the whole budget burns in this long").
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// How urgent an alert is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    Page,
+    Ticket,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Page => "page",
+            Severity::Ticket => "ticket",
+        }
+    }
+
+    /// How long a condition must hold before the alert fires.
+    pub fn hold(self) -> Duration {
+        match self {
+            Severity::Page => Duration::from_secs(120),
+            Severity::Ticket => Duration::from_secs(900),
+        }
+    }
+}
+
+/// One long/short window pair and its burn factor.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct BurnWindow {
+    pub severity: Severity,
+    #[serde(with = "secs")]
+    pub long: Duration,
+    #[serde(with = "secs")]
+    pub short: Duration,
+    pub factor: f64,
+}
+
+mod secs {
+    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_f64(d.as_secs_f64())
+    }
+}
+
+const BASE: u64 = 30 * 86400;
+const TABLE: &[(Severity, u64, u64, f64)] = &[
+    (Severity::Page, 3600, 300, 14.4),
+    (Severity::Page, 6 * 3600, 1800, 6.0),
+    (Severity::Ticket, 86400, 2 * 3600, 3.0),
+    (Severity::Ticket, 3 * 86400, 6 * 3600, 1.0),
+];
+
+/// The alert windows of an SLO window, scaled from the 30-day table (whole seconds, at least 60 s).
+pub fn windows(slo_window: Duration) -> Vec<BurnWindow> {
+    let scale = slo_window.as_secs_f64() / BASE as f64;
+    let scaled = |s: u64| Duration::from_secs(((s as f64 * scale).round() as u64).max(60));
+    TABLE
+        .iter()
+        .map(|(sev, long, short, factor)| BurnWindow {
+            severity: *sev,
+            long: scaled(*long),
+            short: scaled(*short),
+            factor: *factor,
+        })
+        .collect()
+}
+
+/// Every distinct window the rules need (the alert windows and the SLO window), shortest first.
+pub fn all_windows(slo_window: Duration) -> Vec<Duration> {
+    let mut w: Vec<Duration> = windows(slo_window).iter().flat_map(|b| [b.long, b.short]).collect();
+    w.push(slo_window);
+    w.sort();
+    w.dedup();
+    w
+}
+
+/// A duration as Prometheus writes it (`5m`, `1h`, `3d`, `70s`).
+pub fn prom_duration(d: Duration) -> String {
+    let s = d.as_secs();
+    for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
+        if s >= n && s % n == 0 {
+            return format!("{}{unit}", s / n);
+        }
+    }
+    format!("{s}s")
+}
+
+/// Good and total events that happened at one time (seconds on any clock).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Events {
+    pub at: f64,
+    pub good: u64,
+    pub total: u64,
+}
+
+/// The error ratio over `(now - window, now]`; `None` with no events.
+pub fn error_ratio(events: &[Events], now: f64, window: Duration) -> Option<f64> {
+    let from = now - window.as_secs_f64();
+    let (mut bad, mut total) = (0u64, 0u64);
+    for e in events.iter().filter(|e| e.at > from && e.at <= now) {
+        bad += e.total.saturating_sub(e.good);
+        total += e.total;
+    }
+    (total > 0).then(|| bad as f64 / total as f64)
+}
+
+/// Whether a window pair's condition holds at `now`.
+pub fn condition(events: &[Events], now: f64, w: &BurnWindow, objective: f64) -> bool {
+    let limit = w.factor * (1.0 - objective);
+    let over = |d| error_ratio(events, now, d).is_some_and(|r| r > limit);
+    over(w.long) && over(w.short)
+}
+
+/// The state of one SLO (one slice, or the aggregate) at one moment.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BurnState {
+    /// Good share over the SLO window.
+    pub sli: Option<f64>,
+    pub good: u64,
+    pub total: u64,
+    /// Share of the error budget left over the SLO window (1 = untouched, < 0 = overspent).
+    pub budget_remaining: Option<f64>,
+    /// Burn rate (error ratio / budget) over each distinct alert window.
+    pub burn_rates: Vec<(String, Option<f64>)>,
+    /// Alerts firing (their condition has held for their `for` duration).
+    pub firing: Vec<Severity>,
+    /// Breached: a page alert fires, or the budget over the window is spent.
+    pub breached: bool,
+}
+
+/// Evaluates the SLO at `now` on events; `step` is the evaluation interval used to check that a
+/// condition held for an alert's whole `for` duration (as Prometheus evaluates rules).
+pub fn evaluate(events: &[Events], now: f64, objective: f64, slo_window: Duration, step: Duration) -> BurnState {
+    let budget = 1.0 - objective;
+    let from = now - slo_window.as_secs_f64();
+    let (mut good, mut total) = (0u64, 0u64);
+    for e in events.iter().filter(|e| e.at > from && e.at <= now) {
+        good += e.good;
+        total += e.total;
+    }
+    let sli = (total > 0).then(|| good as f64 / total as f64);
+    let budget_remaining = sli.map(|s| 1.0 - (1.0 - s) / budget);
+    let burn_rates = all_windows(slo_window)
+        .into_iter()
+        .map(|w| (prom_duration(w), error_ratio(events, now, w).map(|r| r / budget)))
+        .collect();
+    let mut firing = Vec::new();
+    for sev in [Severity::Page, Severity::Ticket] {
+        let pairs: Vec<BurnWindow> = windows(slo_window).into_iter().filter(|w| w.severity == sev).collect();
+        let holds_at = |t: f64| pairs.iter().any(|w| condition(events, t, w, objective));
+        // Held at every evaluation from now - for to now.
+        let steps = (sev.hold().as_secs_f64() / step.as_secs_f64().max(1.0)).floor() as u64;
+        if (0..=steps).all(|i| holds_at(now - i as f64 * step.as_secs_f64())) {
+            firing.push(sev);
+        }
+    }
+    let breached = firing.contains(&Severity::Page) || budget_remaining.is_some_and(|b| b < 0.0);
+    BurnState {
+        sli,
+        good,
+        total,
+        budget_remaining,
+        burn_rates,
+        firing,
+        breached,
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,102 @@
+//! The evaluator on the same scenarios the generated rules are tested with under promtool
+//! (`tests/fixtures/burn-scenarios.json`): the same verdicts, so the two cannot drift apart.
+
+use super::*;
+
+#[test]
+fn windows_scale_with_the_slo_window() {
+    let w30 = windows(Duration::from_secs(30 * 86400));
+    assert_eq!(w30[0].long, Duration::from_secs(3600));
+    assert_eq!(w30[0].short, Duration::from_secs(300));
+    assert_eq!(w30[3].long, Duration::from_secs(3 * 86400));
+    let w7 = windows(Duration::from_secs(7 * 86400));
+    assert_eq!(w7[0].long, Duration::from_secs(840)); // 1h * 7/30
+    assert_eq!(w7[0].short, Duration::from_secs(70));
+    assert_eq!(w7[0].factor, 14.4);
+    assert_eq!(prom_duration(Duration::from_secs(70)), "70s");
+    assert_eq!(prom_duration(Duration::from_secs(3 * 86400)), "3d");
+    assert_eq!(all_windows(Duration::from_secs(30 * 86400)).len(), 8);
+}
+
+#[test]
+fn error_ratio_counts_only_the_window() {
+    let ev = [
+        Events { at: 0.0, good: 10, total: 10 },
+        Events { at: 100.0, good: 0, total: 10 },
+    ];
+    assert_eq!(error_ratio(&ev, 100.0, Duration::from_secs(50)), Some(1.0));
+    assert_eq!(error_ratio(&ev, 100.0, Duration::from_secs(200)), Some(0.5));
+    assert_eq!(error_ratio(&ev, 300.0, Duration::from_secs(50)), None);
+}
+
+#[test]
+fn budget_remaining_and_breach() {
+    let ev: Vec<Events> = (0..60).map(|i| Events { at: i as f64 * 60.0, good: 99, total: 100 }).collect();
+    let s = evaluate(&ev, 59.0 * 60.0, 0.995, Duration::from_secs(30 * 86400), Duration::from_secs(60));
+    assert!((s.sli.unwrap() - 0.99).abs() < 1e-12);
+    // 1% errors against a 0.5% budget: the budget is overspent by its own size.
+    assert!((s.budget_remaining.unwrap() + 1.0).abs() < 1e-9);
+    assert!(s.breached);
+}
+
+#[derive(serde::Deserialize)]
+struct Scenario {
+    name: String,
+    objective: f64,
+    window: String,
+    slices: std::collections::BTreeMap<String, Rate>,
+    eval_minutes: u64,
+    expect: Vec<Expected>,
+}
+
+#[derive(serde::Deserialize)]
+struct Rate {
+    good: u64,
+    bad: u64,
+}
+
+#[derive(serde::Deserialize, PartialEq, Debug, PartialOrd, Ord, Eq, Clone)]
+struct Expected {
+    severity: String,
+    slice: String,
+}
+
+#[test]
+fn the_promtool_scenarios_give_the_same_verdicts_here() {
+    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/burn-scenarios.json")).unwrap();
+    let scenarios: Vec<Scenario> = serde_json::from_str(&text).unwrap();
+    assert_eq!(scenarios.len(), 4);
+    for sc in scenarios {
+        let window = crate::suite::units::parse_duration(&sc.window).unwrap();
+        let minutes = sc.eval_minutes;
+        let series = |f: &dyn Fn(&str) -> bool| -> Vec<Events> {
+            (1..=minutes)
+                .map(|m| {
+                    let (mut g, mut t) = (0, 0);
+                    for (name, r) in sc.slices.iter().filter(|(n, _)| f(n)) {
+                        let _ = name;
+                        g += r.good;
+                        t += r.good + r.bad;
+                    }
+                    Events { at: (m * 60) as f64, good: g, total: t }
+                })
+                .collect()
+        };
+        let now = (minutes * 60) as f64;
+        let mut got = Vec::new();
+        let all = evaluate(&series(&|_| true), now, sc.objective, window, Duration::from_secs(60));
+        for sev in &all.firing {
+            got.push(Expected { severity: sev.as_str().into(), slice: "*".into() });
+        }
+        for name in sc.slices.keys() {
+            let s = evaluate(&series(&|n| n == name), now, sc.objective, window, Duration::from_secs(60));
+            for sev in &s.firing {
+                got.push(Expected { severity: sev.as_str().into(), slice: name.clone() });
+            }
+        }
+        got.sort();
+        let mut want = sc.expect.clone();
+        want.sort();
+        assert_eq!(got, want, "{}", sc.name);
+    }
+}
