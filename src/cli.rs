@@ -219,7 +219,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             }
             let text = crate::slo::rules::generate(&loaded, format, &opts);
             match out {
-                Some(p) => std::fs::write(&p, text).with_context(|| format!("cannot write {}", p.display()))?,
+                Some(p) => std::fs::write(&p, text)
+                    .with_context(|| format!("cannot write {}", p.display()))?,
                 None => print!("{text}"),
             }
             Ok(EXIT_OK)

@@ -21,11 +21,15 @@ pub fn parse(expr: &str) -> Result<CronSchedule, String> {
         6 => expr.trim().to_string(),
         n => return Err(format!("schedule `{expr}` has {n} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")),
     };
-    let inner = cron::Schedule::from_str(&full).map_err(|e| format!("invalid schedule `{expr}`: {e}"))?;
+    let inner =
+        cron::Schedule::from_str(&full).map_err(|e| format!("invalid schedule `{expr}`: {e}"))?;
     if inner.upcoming(Utc).next().is_none() {
         return Err(format!("schedule `{expr}` never fires"));
     }
-    Ok(CronSchedule { expr: expr.to_string(), inner })
+    Ok(CronSchedule {
+        expr: expr.to_string(),
+        inner,
+    })
 }
 
 impl CronSchedule {
@@ -53,9 +57,18 @@ mod tests {
 
     #[test]
     fn five_and_six_fields() {
-        assert_eq!(parse("*/5 * * * *").unwrap().period(), Duration::from_secs(300));
-        assert_eq!(parse("0 */10 * * * *").unwrap().period(), Duration::from_secs(600));
-        assert_eq!(parse("1-59/5 * * * *").unwrap().period(), Duration::from_secs(300));
+        assert_eq!(
+            parse("*/5 * * * *").unwrap().period(),
+            Duration::from_secs(300)
+        );
+        assert_eq!(
+            parse("0 */10 * * * *").unwrap().period(),
+            Duration::from_secs(600)
+        );
+        assert_eq!(
+            parse("1-59/5 * * * *").unwrap().period(),
+            Duration::from_secs(300)
+        );
         assert!(parse("* * *").unwrap_err().contains("3 fields"));
         assert!(parse("61 * * * *").is_err());
     }

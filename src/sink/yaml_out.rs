@@ -21,9 +21,13 @@ pub fn to_yaml_docs(docs: &[Value]) -> String {
 
 fn key(k: &str) -> String {
     let plain = !k.is_empty()
-        && k.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
+        && k.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '/'))
         && !k.starts_with(['-', '.'])
-        && !matches!(k, "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n");
+        && !matches!(
+            k,
+            "true" | "false" | "null" | "yes" | "no" | "on" | "off" | "y" | "n"
+        );
     if plain {
         k.to_string()
     } else {
@@ -68,7 +72,11 @@ fn emit(v: &Value, indent: usize, out: &mut String, in_list: bool) {
                     out.push('\n');
                 } else {
                     out.push('\n');
-                    let child = if matches!(val, Value::Array(_)) { indent } else { indent + 2 };
+                    let child = if matches!(val, Value::Array(_)) {
+                        indent
+                    } else {
+                        indent + 2
+                    };
                     emit(val, child, out, false);
                 }
             }

@@ -49,7 +49,10 @@ pub struct BurnWindow {
 }
 
 mod secs {
-    pub fn serialize<S: serde::Serializer>(d: &std::time::Duration, s: S) -> Result<S::Ok, S::Error> {
+    pub fn serialize<S: serde::Serializer>(
+        d: &std::time::Duration,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
         s.serialize_f64(d.as_secs_f64())
     }
 }
@@ -79,7 +82,10 @@ pub fn windows(slo_window: Duration) -> Vec<BurnWindow> {
 
 /// Every distinct window the rules need (the alert windows and the SLO window), shortest first.
 pub fn all_windows(slo_window: Duration) -> Vec<Duration> {
-    let mut w: Vec<Duration> = windows(slo_window).iter().flat_map(|b| [b.long, b.short]).collect();
+    let mut w: Vec<Duration> = windows(slo_window)
+        .iter()
+        .flat_map(|b| [b.long, b.short])
+        .collect();
     w.push(slo_window);
     w.sort();
     w.dedup();
@@ -142,7 +148,13 @@ pub struct BurnState {
 
 /// Evaluates the SLO at `now` on events; `step` is the evaluation interval used to check that a
 /// condition held for an alert's whole `for` duration (as Prometheus evaluates rules).
-pub fn evaluate(events: &[Events], now: f64, objective: f64, slo_window: Duration, step: Duration) -> BurnState {
+pub fn evaluate(
+    events: &[Events],
+    now: f64,
+    objective: f64,
+    slo_window: Duration,
+    step: Duration,
+) -> BurnState {
     let budget = 1.0 - objective;
     let from = now - slo_window.as_secs_f64();
     let (mut good, mut total) = (0u64, 0u64);
@@ -154,11 +166,19 @@ pub fn evaluate(events: &[Events], now: f64, objective: f64, slo_window: Duratio
     let budget_remaining = sli.map(|s| 1.0 - (1.0 - s) / budget);
     let burn_rates = all_windows(slo_window)
         .into_iter()
-        .map(|w| (prom_duration(w), error_ratio(events, now, w).map(|r| r / budget)))
+        .map(|w| {
+            (
+                prom_duration(w),
+                error_ratio(events, now, w).map(|r| r / budget),
+            )
+        })
         .collect();
     let mut firing = Vec::new();
     for sev in [Severity::Page, Severity::Ticket] {
-        let pairs: Vec<BurnWindow> = windows(slo_window).into_iter().filter(|w| w.severity == sev).collect();
+        let pairs: Vec<BurnWindow> = windows(slo_window)
+            .into_iter()
+            .filter(|w| w.severity == sev)
+            .collect();
         let holds_at = |t: f64| pairs.iter().any(|w| condition(events, t, w, objective));
         // Held at every evaluation from now - for to now.
         let steps = (sev.hold().as_secs_f64() / step.as_secs_f64().max(1.0)).floor() as u64;

@@ -64,6 +64,32 @@ pub fn judge_counts(slo: &Slo, obs: &Observation) -> (u64, u64) {
     }
 }
 
+/// The events of an SLO per slice (and `*` for all), stamped with each run's start (Unix
+/// seconds), for the burn-rate evaluator: the history `serve` keeps, or any set of runs.
+pub fn history(
+    slo: &Slo,
+    observations: &[Observation],
+) -> std::collections::BTreeMap<String, Vec<burn::Events>> {
+    let mut out: std::collections::BTreeMap<String, Vec<burn::Events>> = Default::default();
+    for o in observations.iter().filter(|o| o.probe == slo.probe) {
+        let (good, total) = judge_counts(slo, o);
+        if total == 0 {
+            continue;
+        }
+        let at = o
+            .started_at
+            .duration_since(std::time::SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        let e = burn::Events { at, good, total };
+        out.entry(ALL_SLICES.to_string()).or_default().push(e);
+        if slo.per_slice {
+            out.entry(o.slice.clone()).or_default().push(e);
+        }
+    }
+    out
+}
+
 /// True when `good/total` meets `objective` (exact for shares like 199/200 vs 99.5%).
 pub fn meets(good: u64, total: u64, objective: f64) -> bool {
     // A relative tolerance: 199/200 meets 99.5% exactly, at any total.

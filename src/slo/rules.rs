@@ -45,7 +45,9 @@ pub const DEFAULT_PERIOD: Duration = Duration::from_secs(300);
 
 /// Escapes a PromQL label value.
 pub fn q(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 /// A number for PromQL without binary noise (0.072, not 0.07200000000000001).
@@ -55,7 +57,11 @@ pub fn num(v: f64) -> String {
 }
 
 fn events(suite: &str, slo: &str, extra: &str) -> String {
-    format!("canary_slo_events_total{{suite=\"{}\",slo=\"{}\"{extra}}}", q(suite), q(slo))
+    format!(
+        "canary_slo_events_total{{suite=\"{}\",slo=\"{}\"{extra}}}",
+        q(suite),
+        q(slo)
+    )
 }
 
 /// The error-ratio expression over `window`, grouped by `by`.
@@ -70,13 +76,23 @@ pub fn error_ratio_expr(suite: &str, slo: &str, window: Duration, by: &str) -> S
 
 /// Recording rule names.
 pub fn record_name(per_slice: bool, window: Duration) -> String {
-    let level = if per_slice { "canary_slo_slice" } else { "canary_slo" };
+    let level = if per_slice {
+        "canary_slo_slice"
+    } else {
+        "canary_slo"
+    };
     format!("{level}:error_ratio:rate{}", prom_duration(window))
 }
 
 fn anchor(name: &str) -> String {
     name.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '-' })
+        .map(|c| {
+            if c.is_ascii_alphanumeric() {
+                c.to_ascii_lowercase()
+            } else {
+                '-'
+            }
+        })
         .collect()
 }
 
@@ -95,9 +111,17 @@ pub fn period(suite: &Suite) -> Duration {
 fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
     let budget = 1.0 - slo.objective;
     let mut rules = Vec::new();
-    let levels: Vec<bool> = if slo.per_slice { vec![false, true] } else { vec![false] };
+    let levels: Vec<bool> = if slo.per_slice {
+        vec![false, true]
+    } else {
+        vec![false]
+    };
     for &per_slice in &levels {
-        let by = if per_slice { "region, suite, slo, slice" } else { "region, suite, slo" };
+        let by = if per_slice {
+            "region, suite, slo, slice"
+        } else {
+            "region, suite, slo"
+        };
         for w in burn::all_windows(slo.window) {
             // The static `slo` label repeats the series' own; it keeps each SLO's rules distinct
             // for promtool's duplicate check.
@@ -133,9 +157,21 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
             if !per_slice {
                 labels["slice"] = json!("*");
             }
-            let what = if per_slice { "slice {{ $labels.slice }} of " } else { "" };
-            let where_ = if per_slice { "in slice {{ $labels.slice }}, " } else { "" };
-            let speed = if sev == Severity::Page { "fast" } else { "steadily" };
+            let what = if per_slice {
+                "slice {{ $labels.slice }} of "
+            } else {
+                ""
+            };
+            let where_ = if per_slice {
+                "in slice {{ $labels.slice }}, "
+            } else {
+                ""
+            };
+            let speed = if sev == Severity::Page {
+                "fast"
+            } else {
+                "steadily"
+            };
             rules.push(json!({
                 "alert": "CanarySLOErrorBudgetBurn",
                 "expr": conds.join(" or "),
@@ -201,7 +237,10 @@ pub fn prometheus_rules(suites: &[Suite], opts: &RulesOptions) -> Value {
 /// A Kubernetes object name: lower-case DNS-1123, at most 63 characters.
 pub fn k8s_name(parts: &[&str]) -> String {
     let raw = parts.join("-").to_ascii_lowercase();
-    let mut s: String = raw.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '-' }).collect();
+    let mut s: String = raw
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
     while s.contains("--") {
         s = s.replace("--", "-");
     }
@@ -275,7 +314,11 @@ fn sloth(suites: &[Suite], opts: &RulesOptions) -> Vec<Value> {
                 }
             }
             for (extra, slice) in variants {
-                let name = if slice.is_empty() { k8s_name(&[&slo.name]) } else { k8s_name(&[&slo.name, &slice]) };
+                let name = if slice.is_empty() {
+                    k8s_name(&[&slo.name])
+                } else {
+                    k8s_name(&[&slo.name, &slice])
+                };
                 let sel_bad = events(&s.name, &slo.name, &format!("{extra},good=\"false\""));
                 let sel_all = events(&s.name, &slo.name, &extra);
                 slos.push(json!({
@@ -318,7 +361,11 @@ fn openslo(suites: &[Suite]) -> Vec<Value> {
                 }
             }
             for (extra, slice) in variants {
-                let base = if slice.is_empty() { k8s_name(&[&s.name, &slo.name]) } else { k8s_name(&[&s.name, &slo.name, &slice]) };
+                let base = if slice.is_empty() {
+                    k8s_name(&[&s.name, &slo.name])
+                } else {
+                    k8s_name(&[&s.name, &slo.name, &slice])
+                };
                 let good = events(&s.name, &slo.name, &format!("{extra},good=\"true\""));
                 let total = events(&s.name, &slo.name, &extra);
                 docs.push(json!({
@@ -380,7 +427,10 @@ mod tests {
 
     #[test]
     fn names_and_numbers() {
-        assert_eq!(k8s_name(&["Llama Mapper", "p95 <= 250ms"]), "llama-mapper-p95-250ms");
+        assert_eq!(
+            k8s_name(&["Llama Mapper", "p95 <= 250ms"]),
+            "llama-mapper-p95-250ms"
+        );
         assert_eq!(num(14.4 * (1.0 - 0.995)), "0.072");
         assert_eq!(q("a\"b"), "a\\\"b");
         assert_eq!(

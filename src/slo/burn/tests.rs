@@ -21,8 +21,16 @@ fn windows_scale_with_the_slo_window() {
 #[test]
 fn error_ratio_counts_only_the_window() {
     let ev = [
-        Events { at: 0.0, good: 10, total: 10 },
-        Events { at: 100.0, good: 0, total: 10 },
+        Events {
+            at: 0.0,
+            good: 10,
+            total: 10,
+        },
+        Events {
+            at: 100.0,
+            good: 0,
+            total: 10,
+        },
     ];
     assert_eq!(error_ratio(&ev, 100.0, Duration::from_secs(50)), Some(1.0));
     assert_eq!(error_ratio(&ev, 100.0, Duration::from_secs(200)), Some(0.5));
@@ -31,8 +39,20 @@ fn error_ratio_counts_only_the_window() {
 
 #[test]
 fn budget_remaining_and_breach() {
-    let ev: Vec<Events> = (0..60).map(|i| Events { at: i as f64 * 60.0, good: 99, total: 100 }).collect();
-    let s = evaluate(&ev, 59.0 * 60.0, 0.995, Duration::from_secs(30 * 86400), Duration::from_secs(60));
+    let ev: Vec<Events> = (0..60)
+        .map(|i| Events {
+            at: i as f64 * 60.0,
+            good: 99,
+            total: 100,
+        })
+        .collect();
+    let s = evaluate(
+        &ev,
+        59.0 * 60.0,
+        0.995,
+        Duration::from_secs(30 * 86400),
+        Duration::from_secs(60),
+    );
     assert!((s.sli.unwrap() - 0.99).abs() < 1e-12);
     // 1% errors against a 0.5% budget: the budget is overspent by its own size.
     assert!((s.budget_remaining.unwrap() + 1.0).abs() < 1e-9);
@@ -63,7 +83,10 @@ struct Expected {
 
 #[test]
 fn the_promtool_scenarios_give_the_same_verdicts_here() {
-    let text = std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/burn-scenarios.json")).unwrap();
+    let text = std::fs::read_to_string(
+        std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/burn-scenarios.json"),
+    )
+    .unwrap();
     let scenarios: Vec<Scenario> = serde_json::from_str(&text).unwrap();
     assert_eq!(scenarios.len(), 4);
     for sc in scenarios {
@@ -78,20 +101,42 @@ fn the_promtool_scenarios_give_the_same_verdicts_here() {
                         g += r.good;
                         t += r.good + r.bad;
                     }
-                    Events { at: (m * 60) as f64, good: g, total: t }
+                    Events {
+                        at: (m * 60) as f64,
+                        good: g,
+                        total: t,
+                    }
                 })
                 .collect()
         };
         let now = (minutes * 60) as f64;
         let mut got = Vec::new();
-        let all = evaluate(&series(&|_| true), now, sc.objective, window, Duration::from_secs(60));
+        let all = evaluate(
+            &series(&|_| true),
+            now,
+            sc.objective,
+            window,
+            Duration::from_secs(60),
+        );
         for sev in &all.firing {
-            got.push(Expected { severity: sev.as_str().into(), slice: "*".into() });
+            got.push(Expected {
+                severity: sev.as_str().into(),
+                slice: "*".into(),
+            });
         }
         for name in sc.slices.keys() {
-            let s = evaluate(&series(&|n| n == name), now, sc.objective, window, Duration::from_secs(60));
+            let s = evaluate(
+                &series(&|n| n == name),
+                now,
+                sc.objective,
+                window,
+                Duration::from_secs(60),
+            );
             for sev in &s.firing {
-                got.push(Expected { severity: sev.as_str().into(), slice: name.clone() });
+                got.push(Expected {
+                    severity: sev.as_str().into(),
+                    slice: name.clone(),
+                });
             }
         }
         got.sort();
