@@ -98,6 +98,35 @@ pub enum Command {
         #[arg(long, default_value = "monitoring")]
         namespace: String,
     },
+    /// Run the suites on their schedules as a long-running monitor: SQLite history, /metrics,
+    /// the SLO state API and a status page.
+    Serve {
+        /// Suite files or folders of suites.
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+        #[arg(long, default_value = "127.0.0.1:9464")]
+        listen: SocketAddr,
+        /// The history database (SQLite, WAL mode).
+        #[arg(long, default_value = "canary.db")]
+        db: PathBuf,
+        #[arg(long, env = "CANARY_REGION", default_value = "local")]
+        region: String,
+        /// Spread each probe's start over this much time (a stable offset per probe and region).
+        #[arg(long, default_value = "30s", value_parser = parse_dur)]
+        splay: std::time::Duration,
+        /// Case runs in flight at once, across every probe.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// On SIGTERM, how long runs in flight may take to finish.
+        #[arg(long, default_value = "30s", value_parser = parse_dur)]
+        grace: std::time::Duration,
+        /// How long full case records are kept (SLO events are kept for the longest window + 1 day).
+        #[arg(long, default_value = "1d", value_parser = parse_dur)]
+        records_for: std::time::Duration,
+        /// How often retention and compaction run.
+        #[arg(long, default_value = "10m", value_parser = parse_dur)]
+        compact_every: std::time::Duration,
+    },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
         #[arg(long, default_value = "127.0.0.1:7070")]
@@ -221,8 +250,41 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             match out {
                 Some(p) => std::fs::write(&p, text)
                     .with_context(|| format!("cannot write {}", p.display()))?,
-                None => print!("{text}"),
+                None => {
+                    // A closed pipe (`| head`) is not an error worth a panic.
+                    let mut out = std::io::stdout().lock();
+                    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+                        if e.kind() != std::io::ErrorKind::BrokenPipe {
+                            return Err(e.into());
+                        }
+                    }
+                }
             }
+            Ok(EXIT_OK)
+        }
+        Command::Serve {
+            suites,
+            listen,
+            db,
+            region,
+            splay,
+            concurrency,
+            grace,
+            records_for,
+            compact_every,
+        } => {
+            crate::serve::serve(crate::serve::ServeConfig {
+                paths: suites,
+                listen,
+                db,
+                region,
+                splay,
+                concurrency,
+                grace,
+                records_for,
+                compact_every,
+            })
+            .await?;
             Ok(EXIT_OK)
         }
         Command::Sim {

@@ -14,6 +14,7 @@
 //! - [`observation`]: one measured and judged case run.
 //! - [`slo`]: per-slice aggregation and SLO verdicts.
 //! - [`sink`]: JSON report and terminal table.
+//! - [`serve`]: the long-running monitor (schedules, SQLite history, SLO state API, status page).
 //! - [`sim`]: the reference simulator with ground truth.
 //! - [`cli`]: the command line and exit codes.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
@@ -28,6 +29,7 @@ pub mod measure;
 pub mod observation;
 pub mod schedule;
 pub mod secret;
+pub mod serve;
 pub mod sim;
 pub mod sink;
 pub mod slo;

@@ -194,7 +194,7 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
                     "exp_annotations": {
                         "summary": "canary probe p of suite rules-test got no answer for 2 schedule periods (10m) in eu",
                         "description": "Either the endpoint fails every case or canary itself stopped running; its SLO metrics are stale.",
-                        "runbook_url": "https://github.com/canary/canary/blob/main/docs/slo.md#stale-probes"
+                        "runbook_url": "docs/slo.md#stale-probes"
                     }
                 }]},
                 {"eval_time": "30m", "alertname": "CanaryMetricsAbsent", "exp_alerts": [{
@@ -202,7 +202,7 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
                     "exp_annotations": {
                         "summary": "no canary run of suite rules-test reported for 10m",
                         "description": "The CronJob, the Pushgateway or the scrape is broken: no SLO of this suite is being measured.",
-                        "runbook_url": "https://github.com/canary/canary/blob/main/docs/slo.md#stale-probes"
+                        "runbook_url": "docs/slo.md#stale-probes"
                     }
                 }]}
             ]

@@ -44,6 +44,11 @@ impl CronSchedule {
             .unwrap_or(Duration::from_secs(86400))
     }
 
+    /// The first firing strictly after `t`.
+    pub fn next_after(&self, t: &chrono::DateTime<Utc>) -> Option<chrono::DateTime<Utc>> {
+        self.inner.after(t).next()
+    }
+
     /// The next firing after now, as a duration from now.
     pub fn until_next(&self) -> Option<Duration> {
         let next = self.inner.upcoming(Utc).next()?;

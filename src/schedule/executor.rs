@@ -32,23 +32,36 @@ struct Job {
 
 /// Runs the suite and returns observations in plan order (probe, case, run).
 pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
-    let suite = Arc::new(suite.clone());
     let concurrency = opts
         .concurrency
         .unwrap_or(suite.defaults.concurrency)
         .max(1);
     let permits = Arc::new(Semaphore::new(concurrency));
+    let all: Vec<usize> = (0..suite.probes.len()).collect();
+    execute_probes(Arc::new(suite.clone()), &all, opts, permits).await
+}
 
+/// Runs the given probes of a suite under a shared concurrency limit (`serve` shares one
+/// semaphore across every probe it schedules).
+pub async fn execute_probes(
+    suite: Arc<Suite>,
+    probes: &[usize],
+    opts: &RunOptions,
+    permits: Arc<Semaphore>,
+) -> Vec<Observation> {
     // Round-robin over runs so that warm runs of one case are spread across the invocation.
-    let max_runs = suite
-        .probes
+    let max_runs = probes
         .iter()
+        .filter_map(|i| suite.probes.get(*i))
         .map(|p| opts.runs.unwrap_or(p.runs))
         .max()
         .unwrap_or(1);
     let mut jobs = Vec::new();
     for run in 1..=max_runs {
-        for (pi, probe) in suite.probes.iter().enumerate() {
+        for &pi in probes {
+            let Some(probe) = suite.probes.get(pi) else {
+                continue;
+            };
             if run > opts.runs.unwrap_or(probe.runs) {
                 continue;
             }
@@ -61,7 +74,6 @@ pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
             }
         }
     }
-
     let mut set = JoinSet::new();
     for (order, job) in jobs.into_iter().enumerate() {
         let suite = Arc::clone(&suite);

@@ -107,31 +107,38 @@ pub fn latency_metric(sli: Sli) -> String {
     format!("canary_{}_seconds", sli.name())
 }
 
-/// The metrics of one suite in one region.
+/// The metrics of one suite (or, in `serve`, of several) in one region.
 #[derive(Debug, Clone)]
 pub struct MetricsModel {
     pub region: String,
+    /// The suite of a single-suite model (Pushgateway group, textfile); empty for several.
     pub suite: String,
-    const_labels: Labels,
     pub families: BTreeMap<String, Family>,
 }
 
 impl MetricsModel {
     /// Declares the families of a suite; latency buckets include every SLO threshold.
     pub fn new(suite: &Suite, region: &str) -> Self {
+        let mut m = Self::new_multi(std::slice::from_ref(suite), region);
+        m.suite = suite.name.clone();
+        m
+    }
+
+    /// One model for several suites (serve's `/metrics`): buckets include the thresholds of
+    /// every suite's SLOs.
+    pub fn new_multi(suites: &[Suite], region: &str) -> Self {
         let mut m = MetricsModel {
             region: region.to_string(),
-            suite: suite.name.clone(),
-            const_labels: suite
-                .labels
-                .iter()
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect(),
+            suite: String::new(),
             families: BTreeMap::new(),
         };
         for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
             let mut buckets: Vec<f64> = sli.buckets().to_vec();
-            for s in suite.slos.iter().filter(|s| s.sli == *sli) {
+            for s in suites
+                .iter()
+                .flat_map(|x| x.slos.iter())
+                .filter(|s| s.sli == *sli)
+            {
                 if let Some(t) = s.threshold {
                     buckets.push(t.as_secs_f64());
                 }
@@ -240,14 +247,14 @@ impl MetricsModel {
         );
     }
 
-    fn base(&self, endpoint: &str, probe: &str) -> Labels {
+    fn base(&self, suite: &Suite, endpoint: &str, probe: &str) -> Labels {
         let mut l = vec![
             ("region".to_string(), self.region.clone()),
-            ("suite".to_string(), self.suite.clone()),
+            ("suite".to_string(), suite.name.clone()),
             ("endpoint".to_string(), endpoint.to_string()),
             ("probe".to_string(), probe.to_string()),
         ];
-        l.extend(self.const_labels.iter().cloned());
+        l.extend(suite.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
         l
     }
 
@@ -299,7 +306,7 @@ impl MetricsModel {
     /// each (a series that appears mid-window would lose it).
     pub fn prepare(&mut self, suite: &Suite) {
         for p in &suite.probes {
-            let base = self.base(&p.endpoint, &p.name);
+            let base = self.base(suite, &p.endpoint, &p.name);
             let slices: std::collections::BTreeSet<&str> =
                 p.cases.iter().map(|c| c.slice.as_str()).collect();
             for slice in &slices {
@@ -327,7 +334,7 @@ impl MetricsModel {
     /// Adds one observation.
     pub fn observe(&mut self, suite: &Suite, obs: &Observation) {
         let base = Self::with(
-            self.base(&obs.endpoint, &obs.probe),
+            self.base(suite, &obs.endpoint, &obs.probe),
             &[("slice", &obs.slice)],
         );
         self.add(
@@ -441,14 +448,14 @@ impl MetricsModel {
             let Some(p) = suite.probes.iter().find(|p| p.name == s.probe) else {
                 continue;
             };
-            let labels = Self::with(self.base(&p.endpoint, &p.name), &[("slo", &s.name)]);
+            let labels = Self::with(self.base(suite, &p.endpoint, &p.name), &[("slo", &s.name)]);
             self.set_gauge(SLO_OBJECTIVE, labels.clone(), s.objective);
             if let Some(th) = s.threshold {
                 self.set_gauge(SLO_THRESHOLD, labels, th.as_secs_f64());
             }
         }
         for p in &suite.probes {
-            let labels = self.base(&p.endpoint, &p.name);
+            let labels = self.base(suite, &p.endpoint, &p.name);
             self.set_gauge(LAST_RUN, labels.clone(), t);
             if observations
                 .iter()

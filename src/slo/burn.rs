@@ -28,12 +28,18 @@ impl Severity {
         }
     }
 
-    /// How long a condition must hold before the alert fires.
-    pub fn hold(self) -> Duration {
+    /// How long a condition must hold before the alert fires, for a 30-day SLO.
+    fn base_hold(self) -> Duration {
         match self {
             Severity::Page => Duration::from_secs(120),
             Severity::Ticket => Duration::from_secs(900),
         }
+    }
+
+    /// The hold for an SLO window: scaled like the alert windows (whole seconds).
+    pub fn hold(self, slo_window: Duration) -> Duration {
+        let scale = slo_window.as_secs_f64() / BASE as f64;
+        Duration::from_secs((self.base_hold().as_secs_f64() * scale).round() as u64)
     }
 }
 
@@ -139,11 +145,21 @@ pub struct BurnState {
     /// Share of the error budget left over the SLO window (1 = untouched, < 0 = overspent).
     pub budget_remaining: Option<f64>,
     /// Burn rate (error ratio / budget) over each distinct alert window.
-    pub burn_rates: Vec<(String, Option<f64>)>,
+    pub burn_rates: Vec<BurnRate>,
     /// Alerts firing (their condition has held for their `for` duration).
     pub firing: Vec<Severity>,
-    /// Breached: a page alert fires, or the budget over the window is spent.
+    /// Breached: a page-severity burn fires now (the budget is going fast). This is the state
+    /// a router or scheduler acts on, and it clears when the fast burn stops.
     pub breached: bool,
+    /// The budget over the whole SLO window is spent (a slower, longer-lasting signal).
+    pub budget_exhausted: bool,
+}
+
+/// The burn rate over one window.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct BurnRate {
+    pub window: String,
+    pub rate: Option<f64>,
 }
 
 /// Evaluates the SLO at `now` on events; `step` is the evaluation interval used to check that a
@@ -166,11 +182,9 @@ pub fn evaluate(
     let budget_remaining = sli.map(|s| 1.0 - (1.0 - s) / budget);
     let burn_rates = all_windows(slo_window)
         .into_iter()
-        .map(|w| {
-            (
-                prom_duration(w),
-                error_ratio(events, now, w).map(|r| r / budget),
-            )
+        .map(|w| BurnRate {
+            window: prom_duration(w),
+            rate: error_ratio(events, now, w).map(|r| r / budget),
         })
         .collect();
     let mut firing = Vec::new();
@@ -181,20 +195,21 @@ pub fn evaluate(
             .collect();
         let holds_at = |t: f64| pairs.iter().any(|w| condition(events, t, w, objective));
         // Held at every evaluation from now - for to now.
-        let steps = (sev.hold().as_secs_f64() / step.as_secs_f64().max(1.0)).floor() as u64;
+        let steps =
+            (sev.hold(slo_window).as_secs_f64() / step.as_secs_f64().max(1.0)).floor() as u64;
         if (0..=steps).all(|i| holds_at(now - i as f64 * step.as_secs_f64())) {
             firing.push(sev);
         }
     }
-    let breached = firing.contains(&Severity::Page) || budget_remaining.is_some_and(|b| b < 0.0);
     BurnState {
         sli,
         good,
         total,
         budget_remaining,
         burn_rates,
+        breached: firing.contains(&Severity::Page),
+        budget_exhausted: budget_remaining.is_some_and(|b| b < 0.0),
         firing,
-        breached,
     }
 }
 

@@ -34,7 +34,8 @@ pub struct RulesOptions {
 impl Default for RulesOptions {
     fn default() -> Self {
         RulesOptions {
-            runbook: "https://github.com/canary/canary/blob/main/docs/slo.md".into(),
+            // Relative to the repository; set --runbook-url to where your docs are served.
+            runbook: "docs/slo.md".into(),
             namespace: "monitoring".into(),
         }
     }
@@ -84,26 +85,35 @@ pub fn record_name(per_slice: bool, window: Duration) -> String {
     format!("{level}:error_ratio:rate{}", prom_duration(window))
 }
 
+/// The anchor GitHub gives a heading: lower case, spaces to `-`, other punctuation dropped
+/// (`-` and `_` kept).
 fn anchor(name: &str) -> String {
     name.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '-'
-            }
+        .filter_map(|c| match c {
+            c if c.is_alphanumeric() => Some(c.to_lowercase().next().unwrap_or(c)),
+            '-' | '_' => Some(c),
+            ' ' => Some('-'),
+            _ => None,
         })
         .collect()
 }
 
-/// The staleness period of a suite: its longest schedule period (default 5 minutes).
+/// The staleness period of a suite: the longest period among its probes' schedules (a
+/// probe's own, else the suite's default; 5 minutes when none is declared).
 pub fn period(suite: &Suite) -> Duration {
     suite
-        .defaults
-        .schedule
+        .probes
         .iter()
-        .filter_map(|s| crate::schedule::cron::parse(s).ok())
-        .map(|c| c.period())
+        .map(|p| {
+            p.schedule
+                .clone()
+                .or_else(|| suite.defaults.schedule.clone())
+        })
+        .map(|s| {
+            s.and_then(|s| crate::schedule::cron::parse(&s).ok())
+                .map(|c| c.period())
+                .unwrap_or(DEFAULT_PERIOD)
+        })
         .max()
         .unwrap_or(DEFAULT_PERIOD)
 }
@@ -175,7 +185,7 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
             rules.push(json!({
                 "alert": "CanarySLOErrorBudgetBurn",
                 "expr": conds.join(" or "),
-                "for": prom_duration(sev.hold()),
+                "for": prom_duration(sev.hold(slo.window)),
                 "labels": labels,
                 "annotations": {
                     "summary": format!("SLO {} of suite {} is burning its error budget {speed} ({where_}region {{{{ $labels.region }}}})", slo.name, suite.name),
@@ -432,6 +442,8 @@ mod tests {
             "llama-mapper-p95-250ms"
         );
         assert_eq!(num(14.4 * (1.0 - 0.995)), "0.072");
+        assert_eq!(anchor("mapper-latency-p95"), "mapper-latency-p95");
+        assert_eq!(anchor("Fast_path v2.1"), "fast_path-v21");
         assert_eq!(q("a\"b"), "a\\\"b");
         assert_eq!(
             error_ratio_expr("s", "n", Duration::from_secs(300), "slo"),

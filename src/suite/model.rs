@@ -150,6 +150,8 @@ pub struct Probe {
     pub stall: Duration,
     pub timeout: Duration,
     pub runs: u32,
+    /// Cron schedule for `serve` (the probe's own, else the suite's default).
+    pub schedule: Option<String>,
 }
 
 /// One golden case.

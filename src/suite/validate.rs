@@ -902,6 +902,7 @@ fn build_probe(
         stall,
         timeout,
         runs,
+        schedule: raw.schedule.clone().or_else(|| defaults.schedule.clone()),
     })
 }
 

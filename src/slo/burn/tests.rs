@@ -56,7 +56,17 @@ fn budget_remaining_and_breach() {
     assert!((s.sli.unwrap() - 0.99).abs() < 1e-12);
     // 1% errors against a 0.5% budget: the budget is overspent by its own size.
     assert!((s.budget_remaining.unwrap() + 1.0).abs() < 1e-9);
-    assert!(s.breached);
+    assert!(s.budget_exhausted);
+    // 1% errors is 2x the budget: a ticket-level burn, not a page: not breached.
+    assert!(!s.breached);
+    assert_eq!(
+        Severity::Page.hold(Duration::from_secs(30 * 86400)),
+        Duration::from_secs(120)
+    );
+    assert_eq!(
+        Severity::Ticket.hold(Duration::from_secs(7 * 86400)),
+        Duration::from_secs(210)
+    );
 }
 
 #[derive(serde::Deserialize)]

@@ -1,0 +1,445 @@
+//! `canary serve`: the independent monitor. Probes run on their cron schedules, every
+//! observation goes to the SQLite history, and an HTTP API serves `/metrics`, the SLO state
+//! (`/api/v1/slo`), the last runs, and a status page — without trusting any vendor's status
+//! page. SIGTERM/SIGINT drain in-flight runs within a grace period; SIGHUP reloads the suites
+//! (an invalid config keeps the old one).
+
+pub mod api;
+pub mod history;
+pub mod page;
+pub mod scheduler;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{watch, Semaphore};
+
+use crate::observation::Observation;
+use crate::schedule::executor::{self, RunOptions};
+use crate::sink::metrics::MetricsModel;
+use crate::sink::report::Report;
+use crate::slo;
+use crate::suite::{self, Diagnostic, ProcessEnv, Suite};
+use history::{History, RunRow, SloEvent};
+use scheduler::{Clock, LoopStats};
+
+/// The default schedule of a probe that declares none.
+pub const DEFAULT_SCHEDULE: &str = "*/5 * * * *";
+
+/// Settings of `canary serve`.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub paths: Vec<PathBuf>,
+    pub listen: SocketAddr,
+    pub db: PathBuf,
+    pub region: String,
+    pub splay: Duration,
+    pub concurrency: usize,
+    pub grace: Duration,
+    /// How long full case records are kept (SLO events are kept for the longest window + 1 day).
+    pub records_for: Duration,
+    pub compact_every: Duration,
+}
+
+/// What the monitor knows about one probe.
+#[derive(Debug, Default, Clone, serde::Serialize)]
+pub struct ProbeState {
+    pub suite: String,
+    pub probe: String,
+    pub endpoint: String,
+    pub schedule: String,
+    pub last_started: Option<String>,
+    pub last_finished: Option<String>,
+    pub last_runs: u64,
+    pub last_errors: u64,
+    pub last_outcomes: BTreeMap<String, u64>,
+    pub total_runs: u64,
+    pub skipped_overruns: u64,
+    pub running: bool,
+}
+
+/// Shared state of a running monitor.
+pub struct ServeState {
+    pub region: String,
+    pub suites: RwLock<Arc<Vec<Suite>>>,
+    pub history: Arc<History>,
+    /// One model for every suite (rebuilt on reload: counters restart, as after a restart).
+    pub metrics: Mutex<MetricsModel>,
+    pub probes: Mutex<BTreeMap<(String, String), ProbeState>>,
+    pub loop_stats: Mutex<BTreeMap<(String, String), Arc<LoopStats>>>,
+    pub permits: Arc<Semaphore>,
+    pub ready: AtomicBool,
+    pub started_at: SystemTime,
+}
+
+impl ServeState {
+    pub fn suites(&self) -> Arc<Vec<Suite>> {
+        self.suites
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+}
+
+/// Expands folders into their `.yaml`/`.yml` files.
+pub fn suite_files(paths: &[PathBuf]) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for p in paths {
+        if p.is_dir() {
+            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
+                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
+                .unwrap_or_default();
+            files.retain(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"));
+            files.sort();
+            out.extend(files);
+        } else {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Loads the suites `serve` can run (all probes need a driver in this build).
+pub fn load_suites(paths: &[PathBuf]) -> Result<Vec<Suite>, Vec<Diagnostic>> {
+    let files = suite_files(paths);
+    let suites = suite::load_all(&files, &ProcessEnv::default())?;
+    let mut diags = Vec::new();
+    for s in &suites {
+        for p in &s.probes {
+            if let Some(e) = s
+                .endpoints
+                .get(&p.endpoint)
+                .filter(|e| !e.protocol.implemented())
+            {
+                diags.push(Diagnostic::new(
+                    &s.file,
+                    None,
+                    format!("endpoints.{}", e.name),
+                    format!(
+                        "protocol `{}` cannot run in this build",
+                        e.protocol.as_str()
+                    ),
+                ));
+            }
+        }
+    }
+    if diags.is_empty() {
+        Ok(suites)
+    } else {
+        Err(diags)
+    }
+}
+
+fn unix(t: SystemTime) -> f64 {
+    t.duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Runs one probe once: execute, record metrics and history, update the probe's state.
+pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: usize) {
+    let Some(probe) = suite.probes.get(probe_index) else {
+        return;
+    };
+    let key = (suite.name.clone(), probe.name.clone());
+    let started = SystemTime::now();
+    if let Ok(mut p) = state.probes.lock() {
+        let e = p.entry(key.clone()).or_default();
+        e.running = true;
+        e.last_started = Some(crate::sink::report::rfc3339(started));
+    }
+    let observations = executor::execute_probes(
+        suite.clone(),
+        &[probe_index],
+        &RunOptions::default(),
+        state.permits.clone(),
+    )
+    .await;
+    let finished = SystemTime::now();
+    record(&state, &suite, &observations, finished).await;
+    if let Ok(mut p) = state.probes.lock() {
+        let e = p.entry(key).or_default();
+        e.running = false;
+        e.last_finished = Some(crate::sink::report::rfc3339(finished));
+        e.last_runs = observations.len() as u64;
+        e.last_errors = observations.iter().filter(|o| o.outcome.is_error()).count() as u64;
+        e.total_runs += observations.len() as u64;
+        e.last_outcomes.clear();
+        for o in &observations {
+            *e.last_outcomes
+                .entry(o.outcome.as_str().to_string())
+                .or_default() += 1;
+        }
+    }
+}
+
+/// Feeds observations to the metrics model and the history.
+pub async fn record(
+    state: &Arc<ServeState>,
+    suite: &Suite,
+    observations: &[Observation],
+    finished: SystemTime,
+) {
+    if let Ok(mut model) = state.metrics.lock() {
+        for o in observations {
+            model.observe(suite, o);
+        }
+        model.finish_run(suite, observations, finished);
+    }
+    // The case records, as the JSON report writes them.
+    let report = Report::build(
+        &suite.name,
+        &state.region,
+        &suite.labels,
+        finished,
+        finished,
+        &Default::default(),
+        &[],
+        observations,
+    );
+    let mut runs = Vec::new();
+    let mut events = Vec::new();
+    for (o, case) in observations.iter().zip(&report.cases) {
+        let ts = unix(o.started_at);
+        let latency: BTreeMap<&str, f64> = o.latency.iter().map(|(k, v)| (k.name(), *v)).collect();
+        runs.push(RunRow {
+            id: 0,
+            ts,
+            suite: suite.name.clone(),
+            endpoint: o.endpoint.clone(),
+            probe: o.probe.clone(),
+            case_id: o.case_id.clone(),
+            slice: o.slice.clone(),
+            outcome: o.outcome.as_str().to_string(),
+            error: o.error.as_ref().map(|e| e.message.clone()),
+            latency: serde_json::to_string(&latency).unwrap_or_else(|_| "{}".into()),
+            record: crate::secret::redact(
+                &serde_json::to_string(case).unwrap_or_else(|_| "{}".into()),
+            ),
+        });
+        for s in suite.slos.iter().filter(|s| s.probe == o.probe) {
+            let (good, total) = slo::judge_counts(s, o);
+            if total > 0 {
+                events.push(SloEvent {
+                    ts,
+                    suite: suite.name.clone(),
+                    slo: s.name.clone(),
+                    slice: o.slice.clone(),
+                    good,
+                    total,
+                });
+            }
+        }
+    }
+    let h = state.history.clone();
+    match tokio::task::spawn_blocking(move || h.insert(&runs, &events)).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => tracing::error!("cannot store observations: {e}"),
+        Err(e) => tracing::error!("history task failed: {e}"),
+    }
+}
+
+/// A metrics model for the suites, with their zero series.
+fn fresh_metrics(suites: &[Suite], region: &str) -> MetricsModel {
+    let mut m = MetricsModel::new_multi(suites, region);
+    for s in suites {
+        m.prepare(s);
+    }
+    m
+}
+
+/// Starts one loop per probe; returns the stop switch and the loops.
+fn start_loops(
+    state: &Arc<ServeState>,
+    splay: Duration,
+) -> (
+    watch::Sender<bool>,
+    tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>,
+) {
+    let (stop, rx) = watch::channel(false);
+    let mut set = tokio::task::JoinSet::new();
+    let clock = Clock::start();
+    for suite in state.suites().iter() {
+        let suite = Arc::new(suite.clone());
+        for (i, p) in suite.probes.iter().enumerate() {
+            let expr = p
+                .schedule
+                .clone()
+                .unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
+            let Ok(schedule) = crate::schedule::cron::parse(&expr) else {
+                tracing::error!(probe = %p.name, "invalid schedule {expr}; probe not scheduled");
+                continue;
+            };
+            let key = (suite.name.clone(), p.name.clone());
+            let stats = Arc::new(LoopStats::default());
+            if let Ok(mut ls) = state.loop_stats.lock() {
+                ls.insert(key.clone(), stats.clone());
+            }
+            if let Ok(mut ps) = state.probes.lock() {
+                let e = ps.entry(key).or_default();
+                e.suite = suite.name.clone();
+                e.probe = p.name.clone();
+                e.endpoint = p.endpoint.clone();
+                e.schedule = expr.clone();
+            }
+            let offset = scheduler::splay_offset(&state.region, &suite.name, &p.name, splay);
+            let (st, su) = (state.clone(), suite.clone());
+            let runner: scheduler::Runner =
+                Arc::new(move || Box::pin(run_probe(st.clone(), su.clone(), i)));
+            set.spawn(scheduler::probe_loop(
+                schedule,
+                offset,
+                clock,
+                runner,
+                stats,
+                rx.clone(),
+            ));
+        }
+    }
+    (stop, set)
+}
+
+/// Stops loops and waits for their in-flight runs up to `grace`.
+async fn drain(
+    stop: watch::Sender<bool>,
+    mut loops: tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>,
+    grace: Duration,
+) {
+    let _ = stop.send(true);
+    let deadline = tokio::time::Instant::now() + grace;
+    let mut running = Vec::new();
+    while let Some(r) = loops.join_next().await {
+        if let Ok(Some(h)) = r {
+            running.push(h);
+        }
+    }
+    for h in running {
+        let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+        let abort = h.abort_handle();
+        if tokio::time::timeout(left, h).await.is_err() {
+            tracing::warn!("a probe run outlived the grace period and was stopped");
+            abort.abort();
+        }
+    }
+}
+
+/// Runs the monitor until SIGTERM or SIGINT.
+pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let suites = load_suites(&cfg.paths).map_err(|d| {
+        anyhow::anyhow!(d
+            .iter()
+            .map(|d| crate::secret::redact(&d.to_string()))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    })?;
+    if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    }
+    let history = Arc::new(
+        History::open(&cfg.db).with_context(|| format!("cannot open {}", cfg.db.display()))?,
+    );
+    let state = Arc::new(ServeState {
+        region: cfg.region.clone(),
+        metrics: Mutex::new(fresh_metrics(&suites, &cfg.region)),
+        suites: RwLock::new(Arc::new(suites)),
+        history: history.clone(),
+        probes: Mutex::new(BTreeMap::new()),
+        loop_stats: Mutex::new(BTreeMap::new()),
+        permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
+        ready: AtomicBool::new(false),
+        started_at: SystemTime::now(),
+    });
+    let listener = tokio::net::TcpListener::bind(cfg.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+    let addr = listener.local_addr()?;
+    let (http_stop, mut http_stop_rx) = watch::channel(false);
+    let app = api::router(state.clone());
+    let server = tokio::spawn(async move {
+        let _ = axum::serve(listener, app)
+            .with_graceful_shutdown(async move {
+                let _ = http_stop_rx.changed().await;
+            })
+            .await;
+    });
+    let compactor = {
+        let (st, every, records_for) = (state.clone(), cfg.compact_every, cfg.records_for);
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every).await;
+                let keep = st
+                    .suites()
+                    .iter()
+                    .flat_map(|s| s.slos.iter().map(|x| x.window))
+                    .max()
+                    .unwrap_or(Duration::from_secs(30 * 86400))
+                    + Duration::from_secs(86400);
+                let h = st.history.clone();
+                let now = unix(SystemTime::now());
+                match tokio::task::spawn_blocking(move || h.compact(now, records_for, keep)).await {
+                    Ok(Err(e)) => tracing::error!("compaction failed: {e}"),
+                    Err(e) => tracing::error!("compaction task failed: {e}"),
+                    Ok(Ok(())) => {}
+                }
+            }
+        })
+    };
+    let (mut stop, mut loops) = start_loops(&state, cfg.splay);
+    state.ready.store(true, Ordering::SeqCst);
+    println!(
+        "canary serve listening on http://{addr} (region {}, db {})",
+        cfg.region,
+        cfg.db.display()
+    );
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let mut hup = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup())?;
+    loop {
+        tokio::select! {
+            _ = term.recv() => break,
+            _ = tokio::signal::ctrl_c() => break,
+            _ = hup.recv() => {
+                match load_suites(&cfg.paths) {
+                    Ok(new) => {
+                        tracing::warn!("SIGHUP: suites reloaded ({} suites)", new.len());
+                        eprintln!("reloaded {} suites", new.len());
+                        if let Ok(mut m) = state.metrics.lock() {
+                            *m = fresh_metrics(&new, &state.region);
+                        }
+                        if let Ok(mut s) = state.suites.write() {
+                            *s = Arc::new(new);
+                        }
+                        // Old loops stop; their runs in flight finish on their own.
+                        let _ = stop.send(true);
+                        let (s2, l2) = start_loops(&state, cfg.splay);
+                        stop = s2;
+                        loops = l2;
+                    }
+                    Err(d) => {
+                        let text: Vec<String> = d.iter().map(|d| crate::secret::redact(&d.to_string())).collect();
+                        tracing::error!("SIGHUP: the new config is invalid; keeping the old one:\n{}", text.join("\n"));
+                        eprintln!("reload refused, keeping the old config:\n{}", text.join("\n"));
+                    }
+                }
+            }
+        }
+    }
+    // Shutdown: not ready, no new probes, in-flight runs finish within the grace period.
+    state.ready.store(false, Ordering::SeqCst);
+    drain(stop, loops, cfg.grace).await;
+    compactor.abort();
+    if let Err(e) = history.checkpoint() {
+        tracing::error!("final checkpoint failed: {e}");
+    }
+    let _ = http_stop.send(true);
+    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    eprintln!("canary serve stopped cleanly");
+    Ok(())
+}

@@ -1,0 +1,276 @@
+//! The status page at `/`: one server-rendered HTML page, no scripts, no external assets.
+//! Per SLO and slice: state, good share, a budget bar and burn rates; per probe: small
+//! latency charts (inline SVG) of the user-felt SLIs beside first byte over the last 24 hours;
+//! the last failures with their reason.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+
+use super::api::{slo_states, SloState};
+use super::ServeState;
+
+/// Escapes text for HTML.
+pub fn esc(s: &str) -> String {
+    let mut o = String::with_capacity(s.len());
+    for c in s.chars() {
+        match c {
+            '&' => o.push_str("&amp;"),
+            '<' => o.push_str("&lt;"),
+            '>' => o.push_str("&gt;"),
+            '"' => o.push_str("&quot;"),
+            '\'' => o.push_str("&#39;"),
+            c => o.push(c),
+        }
+    }
+    o
+}
+
+const STYLE: &str = "
+body{font:14px/1.4 system-ui,sans-serif;margin:24px;color:#1d2433;background:#f7f8fa}
+h1{font-size:20px;margin:0 0 4px} h2{font-size:16px;margin:28px 0 8px}
+.meta{color:#667} table{border-collapse:collapse;width:100%;background:#fff}
+th,td{padding:6px 8px;border-bottom:1px solid #e3e6eb;text-align:left;vertical-align:middle}
+th{font-weight:600;color:#445;background:#eef0f4}
+.state{display:inline-block;padding:2px 8px;border-radius:10px;font-weight:600;font-size:12px}
+.ok{background:#d9f2e0;color:#1b6b34} .ticket{background:#fff0c2;color:#7a5a00} .breached{background:#fbd5d5;color:#9b1c1c} .nodata{background:#e8e8ee;color:#556}
+.budget{width:160px;height:10px;background:#e3e6eb;border-radius:5px;overflow:hidden;display:inline-block;vertical-align:middle}
+.budget>div{height:100%} .good{background:#2f9e55} .low{background:#d9a400} .spent{background:#d33}
+.charts{display:flex;flex-wrap:wrap;gap:16px} .chart{background:#fff;border:1px solid #e3e6eb;padding:8px;border-radius:6px}
+.legend span{margin-right:12px;font-size:12px} .err{color:#9b1c1c;font-family:ui-monospace,monospace;font-size:12px}
+";
+
+/// Series drawn per probe: the user-felt SLIs beside first byte.
+const CHART_SLIS: &[(&str, &str, &str)] = &[
+    ("time_to_first_byte", "first byte", "#8a93a6"),
+    (
+        "time_to_first_visible_token",
+        "first visible token",
+        "#2563eb",
+    ),
+    ("time_to_first_audio", "first audible audio", "#9333ea"),
+    ("time_to_completion", "completion", "#16a34a"),
+];
+
+fn state_badge(s: &SloState, slice: &super::api::SliceState) -> (&'static str, &'static str) {
+    let _ = s;
+    if slice.state.total == 0 {
+        ("nodata", "NO DATA")
+    } else if slice.state.breached {
+        ("breached", "BREACHED")
+    } else if !slice.state.firing.is_empty() {
+        ("ticket", "BURNING")
+    } else {
+        ("ok", "OK")
+    }
+}
+
+fn chart(points: &BTreeMap<&str, Vec<(f64, f64)>>, from: f64, to: f64) -> String {
+    let (w, h) = (560.0, 120.0);
+    let max = points
+        .values()
+        .flatten()
+        .map(|p| p.1)
+        .fold(0.0f64, f64::max)
+        .max(0.001);
+    let x = |t: f64| 30.0 + (t - from) / (to - from).max(1.0) * (w - 40.0);
+    let y = |v: f64| h - 16.0 - v / max * (h - 28.0);
+    let mut svg = format!("<svg class=\"latency-chart\" width=\"{w}\" height=\"{h}\" viewBox=\"0 0 {w} {h}\" role=\"img\">");
+    let _ = write!(
+        svg,
+        "<line x1=\"30\" y1=\"{0}\" x2=\"{1}\" y2=\"{0}\" stroke=\"#ccd\"/>",
+        h - 16.0,
+        w - 10.0
+    );
+    let _ = write!(
+        svg,
+        "<text x=\"2\" y=\"12\" font-size=\"10\" fill=\"#667\">{:.0} ms</text>",
+        max * 1000.0
+    );
+    for (name, _, color) in CHART_SLIS {
+        if let Some(p) = points.get(name).filter(|p| !p.is_empty()) {
+            let pts: Vec<String> = p
+                .iter()
+                .map(|(t, v)| format!("{:.1},{:.1}", x(*t), y(*v)))
+                .collect();
+            let _ = write!(svg, "<polyline data-sli=\"{name}\" fill=\"none\" stroke=\"{color}\" stroke-width=\"1.5\" points=\"{}\"/>", pts.join(" "));
+        }
+    }
+    svg.push_str("</svg>");
+    svg
+}
+
+/// At most `n` points: the median of each time bucket.
+fn downsample(mut pts: Vec<(f64, f64)>, n: usize) -> Vec<(f64, f64)> {
+    if pts.len() <= n {
+        return pts;
+    }
+    pts.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let per = pts.len().div_ceil(n);
+    pts.chunks(per)
+        .map(|c| {
+            let mut v: Vec<f64> = c.iter().map(|p| p.1).collect();
+            v.sort_by(f64::total_cmp);
+            (c[c.len() / 2].0, v[v.len() / 2])
+        })
+        .collect()
+}
+
+/// Renders the page at `now` (Unix seconds).
+pub fn render(state: &ServeState, now: f64) -> String {
+    let slos = slo_states(state, now);
+    let any_breached = slos.iter().any(|s| s.breached);
+    let mut h = String::new();
+    let _ = write!(
+        h,
+        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>canary status</title><style>{STYLE}</style></head><body>"
+    );
+    let _ = write!(
+        h,
+        "<h1>canary status <span id=\"overall\" class=\"state {}\">{}</span></h1><div class=\"meta\">region {} · generated {} · independent synthetic probes, not a vendor status page</div>",
+        if any_breached { "breached" } else { "ok" },
+        if any_breached { "SLO BREACHED" } else { "ALL SLOS HOLD" },
+        esc(&state.region),
+        esc(&crate::sink::report::rfc3339(std::time::SystemTime::now()))
+    );
+    h.push_str("<h2>SLOs</h2><table id=\"slos\"><tr><th>state</th><th>suite / endpoint</th><th>SLO</th><th>slice</th><th>target</th><th>good over window</th><th>error budget left</th><th>burn 1h / 5m</th></tr>");
+    for s in &slos {
+        for sl in &s.slices {
+            let (class, label) = state_badge(s, sl);
+            let target = match s.threshold {
+                Some(t) => format!(
+                    "{} ≤ {:.0} ms, {}%",
+                    s.sli,
+                    t * 1000.0,
+                    crate::slo::rules::num(s.objective * 100.0)
+                ),
+                None => format!(
+                    "{} ≥ {}%",
+                    s.sli,
+                    crate::slo::rules::num(s.objective * 100.0)
+                ),
+            };
+            let good = match sl.state.sli {
+                Some(v) => format!("{:.2}% ({}/{})", v * 100.0, sl.state.good, sl.state.total),
+                None => "no data".into(),
+            };
+            let (bar_class, width, left) = match sl.state.budget_remaining {
+                Some(b) if b <= 0.0 => ("spent", 100.0, format!("{:.0}%", b * 100.0)),
+                Some(b) if b < 0.25 => ("low", b * 100.0, format!("{:.0}%", b * 100.0)),
+                Some(b) => ("good", b.min(1.0) * 100.0, format!("{:.0}%", b * 100.0)),
+                None => ("good", 0.0, "-".into()),
+            };
+            let rate = |w: &str| {
+                sl.state
+                    .burn_rates
+                    .iter()
+                    .find(|b| b.window == w)
+                    .and_then(|b| b.rate)
+                    .map(|r| format!("{r:.1}×"))
+                    .unwrap_or_else(|| "-".into())
+            };
+            let (long, short) = crate::slo::burn::windows(parse_window(&s.window))
+                .first()
+                .map(|w| {
+                    (
+                        crate::slo::burn::prom_duration(w.long),
+                        crate::slo::burn::prom_duration(w.short),
+                    )
+                })
+                .unwrap_or_else(|| ("1h".into(), "5m".into()));
+            let _ = write!(
+                h,
+                "<tr class=\"slo-row\" data-slo=\"{}\" data-slice=\"{}\"><td><span class=\"state {class}\">{label}</span></td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{good}</td><td><span class=\"budget\"><div class=\"{bar_class}\" style=\"width:{width:.1}%\"></div></span> {left}</td><td>{} / {}</td></tr>",
+                esc(&s.name),
+                esc(&sl.slice),
+                esc(&s.suite),
+                esc(&s.endpoint),
+                esc(&s.name),
+                esc(if sl.slice == "*" { "all slices" } else { &sl.slice }),
+                esc(&target),
+                rate(&long),
+                rate(&short)
+            );
+        }
+    }
+    h.push_str("</table>");
+
+    h.push_str("<h2>Latency over the last 24 hours</h2><div class=\"legend\">");
+    for (_, label, color) in CHART_SLIS {
+        let _ = write!(h, "<span style=\"color:{color}\">■ {label}</span>");
+    }
+    h.push_str("</div><div class=\"charts\">");
+    let from = now - 86400.0;
+    for suite in state.suites().iter() {
+        for p in &suite.probes {
+            let runs = state
+                .history
+                .runs_since(&suite.name, &p.name, from)
+                .unwrap_or_default();
+            let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
+            for r in &runs {
+                let lat: BTreeMap<String, f64> =
+                    serde_json::from_str(&r.latency).unwrap_or_default();
+                for (name, _, _) in CHART_SLIS {
+                    if let Some(v) = lat.get(*name).filter(|_| r.outcome != "timeout") {
+                        series.entry(name).or_default().push((r.ts, *v));
+                    }
+                }
+            }
+            let series: BTreeMap<&str, Vec<(f64, f64)>> = series
+                .into_iter()
+                .map(|(k, v)| (k, downsample(v, 240)))
+                .collect();
+            let first = runs.first().map(|r| r.ts).unwrap_or(from);
+            let _ = write!(
+                h,
+                "<div class=\"chart\" data-probe=\"{}\"><div><b>{}</b> · {} · {} runs</div>{}</div>",
+                esc(&p.name),
+                esc(&p.name),
+                esc(&p.endpoint),
+                runs.len(),
+                chart(&series, first.min(now - 60.0), now)
+            );
+        }
+    }
+    h.push_str("</div>");
+
+    h.push_str("<h2>Last failures</h2><table id=\"failures\"><tr><th>when</th><th>suite / probe / case</th><th>slice</th><th>outcome</th><th>reason</th></tr>");
+    for r in state.history.recent_failures(20).unwrap_or_default() {
+        let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(r.ts.max(0.0));
+        let _ = write!(
+            h,
+            "<tr class=\"failure\"><td>{}</td><td><a href=\"/api/v1/runs/{}\">{} / {} / {}</a></td><td>{}</td><td>{}</td><td class=\"err\">{}</td></tr>",
+            esc(&crate::sink::report::rfc3339(when)),
+            r.id,
+            esc(&r.suite),
+            esc(&r.probe),
+            esc(&r.case_id),
+            esc(&r.slice),
+            esc(&r.outcome),
+            esc(&crate::secret::redact(r.error.as_deref().unwrap_or("")))
+        );
+    }
+    h.push_str("</table></body></html>\n");
+    h
+}
+
+fn parse_window(w: &str) -> std::time::Duration {
+    crate::suite::units::parse_duration(w).unwrap_or(std::time::Duration::from_secs(30 * 86400))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_downsamples() {
+        assert_eq!(
+            esc("<a href=\"x\">&'"),
+            "&lt;a href=&quot;x&quot;&gt;&amp;&#39;"
+        );
+        let pts: Vec<(f64, f64)> = (0..1000).map(|i| (i as f64, (i % 10) as f64)).collect();
+        let d = downsample(pts, 100);
+        assert!(d.len() <= 100);
+        assert!(d.windows(2).all(|w| w[0].0 < w[1].0));
+    }
+}
