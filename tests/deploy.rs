@@ -111,6 +111,89 @@ fn overlays_render_validate_and_keep_the_fleet_properties() {
 }
 
 #[test]
+fn the_serve_variant_renders_and_validates() {
+    let out = Command::new("kubectl")
+        .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(repo().join("deploy/k8s/serve"))
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    // Core objects against the Kubernetes schemas; the ServiceMonitor (a CRD) by its shape.
+    let core: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: ServiceMonitor"))
+        .collect();
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "core.yaml", &core.join("\n---\n"));
+    let v = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "-k",
+            "1.30.0",
+            "--strict",
+            "--quiet",
+        ])
+        .arg(&f)
+        .output()
+        .unwrap();
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+    let sm = find(&docs, "ServiceMonitor");
+    assert_eq!(sm["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
+    assert_eq!(sm["spec"]["endpoints"][0]["port"].as_str(), Some("http"));
+    assert_eq!(
+        sm["spec"]["endpoints"][0]["path"].as_str(),
+        Some("/metrics")
+    );
+    let svc = find(&docs, "Service");
+    assert_eq!(svc["spec"]["ports"][0]["name"].as_str(), Some("http"));
+    let dep = find(&docs, "Deployment");
+    let pod = &dep["spec"]["template"]["spec"];
+    let c = &pod["containers"][0];
+    assert_eq!(c["args"][0].as_str(), Some("serve"));
+    assert_eq!(
+        c["readinessProbe"]["httpGet"]["path"].as_str(),
+        Some("/readyz")
+    );
+    assert_eq!(
+        dep["spec"]["replicas"].as_i64(),
+        Some(1),
+        "one writer per history database"
+    );
+    // Kubernetes waits longer than canary's own grace before killing it.
+    let args: Vec<&str> = c["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    let grace = args
+        .iter()
+        .position(|a| *a == "--grace")
+        .map(|i| args[i + 1])
+        .unwrap();
+    let grace = canary::suite::units::parse_duration(grace)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > grace);
+    assert_eq!(
+        c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
+        Some(true)
+    );
+}
+
+#[test]
 fn the_pushgateway_manifest_validates() {
     let out = Command::new("kubectl")
         .arg("kustomize")

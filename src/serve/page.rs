@@ -235,7 +235,11 @@ pub fn render(state: &ServeState, now: f64) -> String {
     h.push_str("</div>");
 
     h.push_str("<h2>Last failures</h2><table id=\"failures\"><tr><th>when</th><th>suite / probe / case</th><th>slice</th><th>outcome</th><th>reason</th></tr>");
-    for r in state.history.recent_failures(20).unwrap_or_default() {
+    let failures = state.history.recent_failures(20).unwrap_or_default();
+    if failures.is_empty() {
+        h.push_str("<tr><td colspan=\"5\">no failures recorded</td></tr>");
+    }
+    for r in failures {
         let when = std::time::UNIX_EPOCH + std::time::Duration::from_secs_f64(r.ts.max(0.0));
         let _ = write!(
             h,

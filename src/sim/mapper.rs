@@ -173,7 +173,8 @@ async fn respond(
     items: Vec<Item>,
     batch: bool,
 ) -> Response {
-    let cfg = &state.config.mapper;
+    let config = state.config();
+    let cfg = &config.mapper;
     let fault = Fault::from_headers(headers);
     // Faulted requests draw from their own sequence, so a fault endpoint never shifts the
     // draws of the normal ones however the requests interleave.

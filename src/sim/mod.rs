@@ -123,7 +123,7 @@ pub struct TruthRecord {
 
 /// Shared state of a running simulator.
 pub struct SimState {
-    pub config: SimConfig,
+    config: std::sync::RwLock<SimConfig>,
     truth: Mutex<Vec<TruthRecord>>,
     streams: Mutex<Vec<chat::StreamTruth>>,
     occurrences: Mutex<HashMap<u64, u64>>,
@@ -132,7 +132,7 @@ pub struct SimState {
 impl SimState {
     pub fn new(config: SimConfig) -> Arc<Self> {
         Arc::new(SimState {
-            config,
+            config: std::sync::RwLock::new(config),
             truth: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
             occurrences: Mutex::new(HashMap::new()),
@@ -150,7 +150,7 @@ impl SimState {
             *e += 1;
             *e
         };
-        let seed = self.config.seed ^ key ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+        let seed = self.config().seed ^ key ^ n.wrapping_mul(0x9E37_79B9_7F4A_7C15);
         (rng::SplitMix64::new(seed), n)
     }
 
@@ -160,6 +160,21 @@ impl SimState {
         let seq = r.seq;
         t.push(r);
         seq
+    }
+
+    /// The current configuration.
+    pub fn config(&self) -> SimConfig {
+        self.config
+            .read()
+            .map(|c| c.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// Replaces the mapper's behaviour at runtime (`PUT /config/mapper`), e.g. to degrade it.
+    pub fn set_mapper(&self, mapper: MapperConfig) {
+        if let Ok(mut c) = self.config.write() {
+            c.mapper = mapper;
+        }
     }
 
     pub fn record_stream(&self, mut r: chat::StreamTruth) {
@@ -189,7 +204,7 @@ struct TruthResponse {
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
     Json(TruthResponse {
-        seed: state.config.seed,
+        seed: state.config().seed,
         requests: state.truth(),
         streams: state.streams(),
     })
@@ -224,6 +239,24 @@ pub fn received(r: Option<axum::Extension<Received>>) -> std::time::Instant {
         .unwrap_or_else(std::time::Instant::now)
 }
 
+async fn put_mapper(
+    State(state): State<Arc<SimState>>,
+    body: axum::body::Bytes,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    match serde_json::from_slice::<MapperConfig>(&body) {
+        Ok(m) => {
+            state.set_mapper(m);
+            "ok\n".into_response()
+        }
+        Err(e) => (
+            axum::http::StatusCode::BAD_REQUEST,
+            format!("invalid mapper config: {e}\n"),
+        )
+            .into_response(),
+    }
+}
+
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
@@ -233,6 +266,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/v1/responses", post(chat::responses))
         .route("/v1/messages", post(chat::messages))
         .route("/truth", get(truth).delete(reset))
+        .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))
         .layer(axum::middleware::from_fn(stamp_arrival))
         .with_state(state)

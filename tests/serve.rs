@@ -1,0 +1,525 @@
+//! `canary serve` end to end: the API answers in its committed schema, the SLO state flips to
+//! breached when the simulator degrades and back when it recovers, history survives a restart,
+//! SIGTERM drains within the grace period, SIGHUP reloads (or keeps the old config), and the
+//! status page renders in a real headless Chromium.
+
+mod common;
+use common::*;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Serve {
+    child: Child,
+    addr: String,
+    stderr: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl Serve {
+    fn start(args: &[&str], env: &[(&str, &str)]) -> Serve {
+        let mut cmd = Command::new(BIN);
+        cmd.arg("serve")
+            .args(args)
+            .current_dir(repo())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().unwrap();
+        let stderr = std::sync::Arc::new(std::sync::Mutex::new(String::new()));
+        let mut err = child.stderr.take().unwrap();
+        let sink = stderr.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = err.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                sink.lock()
+                    .unwrap()
+                    .push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let addr = line
+            .split("http://")
+            .nth(1)
+            .and_then(|r| r.split_whitespace().next())
+            .unwrap_or_else(|| panic!("unexpected banner {line:?} / {}", stderr.lock().unwrap()))
+            .to_string();
+        Serve {
+            child,
+            addr,
+            stderr,
+        }
+    }
+
+    fn signal(&self, sig: &str) {
+        let ok = Command::new("kill")
+            .args([&format!("-{sig}"), &self.child.id().to_string()])
+            .status()
+            .unwrap();
+        assert!(ok.success());
+    }
+
+    fn stderr(&self) -> String {
+        self.stderr.lock().unwrap().clone()
+    }
+
+    /// Waits for exit; returns the code and how long it took.
+    fn wait_exit(&mut self, limit: Duration) -> (Option<i32>, Duration) {
+        let t0 = Instant::now();
+        while t0.elapsed() < limit {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return (status.code(), t0.elapsed());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!("serve did not exit within {limit:?}");
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
+fn put(addr: &str, path: &str, body: &str) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    write!(s, "PUT {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    assert!(
+        buf.starts_with("HTTP/1.1 200") || buf.starts_with("HTTP/1.0 200"),
+        "{buf}"
+    );
+}
+
+fn json(addr: &str, path: &str) -> Value {
+    let (code, body) = get(addr, path);
+    assert_eq!(code, 200, "{path}: {body}");
+    serde_json::from_str(&body).unwrap()
+}
+
+fn validate(def: &str, v: &Value) {
+    let schema: Value = serde_json::from_str(
+        &std::fs::read_to_string(repo().join("docs/api.schema.json")).unwrap(),
+    )
+    .unwrap();
+    let sub = serde_json::json!({"$schema": "https://json-schema.org/draft/2020-12/schema", "$defs": schema["$defs"], "$ref": format!("#/$defs/{def}")});
+    let validator = jsonschema::validator_for(&sub).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(v)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{def}: {errors:?}\n{v}");
+}
+
+fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    false
+}
+
+const HEALTHY: &str = r#"{"latency": {"median": "5ms", "p95": "10ms"}, "detectors": {}, "schema_invalid_rate": 0.0, "fallback_rate": 0.0}"#;
+const BROKEN: &str = r#"{"latency": {"median": "5ms", "p95": "10ms"}, "detectors": {}, "schema_invalid_rate": 1.0, "fallback_rate": 0.0}"#;
+
+fn suite(dir: &std::path::Path, schedule: &str, extra_headers: &str) -> std::path::PathBuf {
+    std::fs::copy(
+        repo().join("golden/llama-mapper.schema.json"),
+        dir.join("schema.json"),
+    )
+    .unwrap();
+    write(
+        dir,
+        "g.jsonl",
+        &std::fs::read_to_string(repo().join("golden/llama-mapper.jsonl"))
+            .unwrap()
+            .lines()
+            .take(4)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    );
+    write(
+        dir,
+        "s.yaml",
+        &format!(
+            "suite: monitor\ndefaults: {{ schedule: \"{schedule}\", timeout: 3s }}\nendpoints:\n  mapper:\n    protocol: http-json\n    url: \"${{MAPPER_URL}}/map\"\n    schema: schema.json\n    headers: {{ {extra_headers} }}\nprobes:\n  - {{ name: map, endpoint: mapper, golden: g.jsonl }}\nslos:\n  - {{ name: schema, probe: map, sli: schema_valid, objective: 99.5%, window: 1h }}\n  - {{ name: latency, probe: map, sli: time_to_completion, threshold: 250ms, objective: 95%, window: 1h, per_slice: true }}\n"
+        ),
+    )
+}
+
+fn slo<'a>(v: &'a Value, name: &str) -> &'a Value {
+    v["slos"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["name"] == name)
+        .unwrap()
+}
+
+#[test]
+fn api_schema_breach_flip_and_recovery() {
+    let sim = Sim::start(1, Some(&format!("mapper: {HEALTHY}")));
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite(dir.path(), "* * * * * *", "x-probe: monitor");
+    let db = dir.path().join("c.db");
+    let srv = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--splay",
+            "0s",
+        ],
+        &[("MAPPER_URL", &sim.url)],
+    );
+    let a = srv.addr.clone();
+    assert!(until(Duration::from_secs(20), || json(&a, "/api/v1/slo")
+        ["slos"][0]["slices"][0]["total"]
+        .as_u64()
+        .unwrap_or(0)
+        >= 8));
+    let v = json(&a, "/api/v1/slo");
+    validate("slo_response", &v);
+    assert_eq!(v["breached"], false);
+    assert_eq!(slo(&v, "schema")["slices"][0]["sli"], 1.0);
+    // Per-slice SLOs list the aggregate and every slice of the golden set.
+    assert!(slo(&v, "latency")["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|s| s["slice"] == "detector=presidio"));
+    let p = json(&a, "/api/v1/probes");
+    validate("probes_response", &p);
+    assert_eq!(p["probes"][0]["schedule"], "* * * * * *");
+    let r = json(&a, "/api/v1/runs/1");
+    validate("run_response", &r);
+    assert_eq!(r["record"]["probe"], "map");
+    let (code, err) = get(&a, "/api/v1/runs/999999");
+    assert_eq!(code, 404);
+    validate("error_response", &serde_json::from_str(&err).unwrap());
+    let (code, metrics) = get(&a, "/metrics");
+    assert_eq!(code, 200);
+    assert!(
+        metrics.contains("canary_slo_events_total{") && metrics.trim_end().ends_with("# EOF"),
+        "{metrics}"
+    );
+    assert_eq!(get(&a, "/readyz").0, 200);
+    assert_eq!(get(&a, "/healthz").0, 200);
+
+    // The simulator degrades: every answer breaks the schema. The fast burn breaches.
+    put(&sim.addr, "/config/mapper", BROKEN);
+    assert!(
+        until(Duration::from_secs(30), || json(&a, "/api/v1/slo")
+            ["breached"]
+            == true),
+        "never breached"
+    );
+    let v = json(&a, "/api/v1/slo");
+    validate("slo_response", &v);
+    let agg = &slo(&v, "schema")["slices"][0];
+    assert_eq!(agg["breached"], true);
+    assert!(agg["firing"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|f| f == "page"));
+    assert_eq!(
+        slo(&v, "latency")["breached"],
+        false,
+        "latency is still fine"
+    );
+    let (_, html) = get(&a, "/");
+    assert!(html.contains("SLO BREACHED"), "the page says so");
+    // It recovers: once the short window holds no more errors, the breach clears.
+    put(&sim.addr, "/config/mapper", HEALTHY);
+    assert!(
+        until(Duration::from_secs(120), || json(&a, "/api/v1/slo")
+            ["breached"]
+            == false),
+        "never recovered"
+    );
+    let v = json(&a, "/api/v1/slo");
+    assert!(
+        slo(&v, "schema")["slices"][0]["budget_exhausted"] == true,
+        "the budget over the hour stays spent"
+    );
+}
+
+#[test]
+fn history_survives_a_restart_and_sigterm_is_clean() {
+    let sim = Sim::start(2, Some(&format!("mapper: {HEALTHY}")));
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite(dir.path(), "* * * * * *", "x-probe: restart");
+    let db = dir.path().join("c.db");
+    let args = [
+        s.to_str().unwrap(),
+        "--listen",
+        "127.0.0.1:0",
+        "--db",
+        db.to_str().unwrap(),
+        "--splay",
+        "0s",
+    ];
+    let mut first = Serve::start(&args, &[("MAPPER_URL", &sim.url)]);
+    let a = first.addr.clone();
+    assert!(until(Duration::from_secs(20), || json(&a, "/api/v1/slo")
+        ["slos"][0]["slices"][0]["total"]
+        .as_u64()
+        .unwrap_or(0)
+        >= 12));
+    first.signal("TERM");
+    let (code, took) = first.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", first.stderr());
+    assert!(took < Duration::from_secs(5), "{took:?}");
+    assert!(first.stderr().contains("stopped cleanly"));
+    let before = {
+        // What the history holds now: read it back through a second instance that runs hourly.
+        let s2 = suite(dir.path(), "0 0 * * * *", "x-probe: restart");
+        let second = Serve::start(
+            &[
+                s2.to_str().unwrap(),
+                "--listen",
+                "127.0.0.1:0",
+                "--db",
+                db.to_str().unwrap(),
+                "--splay",
+                "0s",
+            ],
+            &[("MAPPER_URL", &sim.url)],
+        );
+        let v = json(&second.addr, "/api/v1/slo");
+        validate("slo_response", &v);
+        slo(&v, "schema")["slices"][0]["total"].as_u64().unwrap()
+    };
+    assert!(
+        before >= 12,
+        "the restarted monitor resumes with the history: {before}"
+    );
+}
+
+#[test]
+fn sigterm_drains_in_flight_runs_within_the_grace_period() {
+    let sim = Sim::start(3, None);
+    let dir = tempfile::tempdir().unwrap();
+    // Every case hangs: a run is always in flight.
+    let s = suite(dir.path(), "* * * * * *", "x-sim-fault: hang");
+    let db = dir.path().join("c.db");
+    let mut srv = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--splay",
+            "0s",
+            "--grace",
+            "1s",
+        ],
+        &[("MAPPER_URL", &sim.url)],
+    );
+    let a = srv.addr.clone();
+    assert!(until(Duration::from_secs(10), || json(
+        &a,
+        "/api/v1/probes"
+    )["probes"][0]["running"]
+        == true));
+    srv.signal("TERM");
+    let (code, took) = srv.wait_exit(Duration::from_secs(10));
+    assert_eq!(code, Some(0), "{}", srv.stderr());
+    assert!(took < Duration::from_secs(3), "grace 1s, took {took:?}");
+}
+
+#[test]
+fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
+    let sim = Sim::start(4, Some(&format!("mapper: {HEALTHY}")));
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite(dir.path(), "* * * * * *", "x-probe: hup");
+    let db = dir.path().join("c.db");
+    let srv = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--splay",
+            "0s",
+        ],
+        &[("MAPPER_URL", &sim.url)],
+    );
+    let a = srv.addr.clone();
+    let good = std::fs::read_to_string(&s).unwrap();
+    std::fs::write(&s, good.replace("sli: schema_valid", "sli: schema_vaild")).unwrap();
+    srv.signal("HUP");
+    assert!(
+        until(Duration::from_secs(10), || srv
+            .stderr()
+            .contains("reload refused")),
+        "{}",
+        srv.stderr()
+    );
+    assert!(
+        srv.stderr().contains("schema_vaild"),
+        "the reason is logged"
+    );
+    assert_eq!(get(&a, "/readyz").0, 200);
+    assert_eq!(
+        json(&a, "/api/v1/slo")["slos"].as_array().unwrap().len(),
+        2,
+        "the old config still runs"
+    );
+    std::fs::write(
+        &s,
+        good.replace(
+            "window: 1h }\n  - { name: latency",
+            "window: 2h }\n  - { name: latency",
+        ),
+    )
+    .unwrap();
+    srv.signal("HUP");
+    assert!(
+        until(Duration::from_secs(10), || srv
+            .stderr()
+            .contains("reloaded 1 suites")),
+        "{}",
+        srv.stderr()
+    );
+    assert!(until(Duration::from_secs(10), || slo(
+        &json(&a, "/api/v1/slo"),
+        "schema"
+    )["window"]
+        == "2h"));
+}
+
+#[test]
+fn the_status_page_renders_in_headless_chromium() {
+    let chromium = ["chromium", "chromium-browser"].into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    });
+    let chromium = chromium.expect(
+        "this test needs Debian's chromium (apt-get install chromium); .ci/run installs it",
+    );
+    let sim = Sim::start(5, Some(&format!("mapper: {HEALTHY}")));
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite(dir.path(), "* * * * * *", "x-probe: page");
+    let db = dir.path().join("c.db");
+    let srv = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+            "--splay",
+            "0s",
+        ],
+        &[("MAPPER_URL", &sim.url)],
+    );
+    let a = srv.addr.clone();
+    assert!(until(Duration::from_secs(20), || json(
+        &a,
+        "/api/v1/probes"
+    )["probes"][0]["total_runs"]
+        .as_u64()
+        .unwrap_or(0)
+        >= 8));
+    let profile = dir.path().join("profile");
+    let flags = [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+    ];
+    let url = format!("http://{a}/");
+    let dom = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--dump-dom", &url])
+        .output()
+        .unwrap();
+    let dom = String::from_utf8_lossy(&dom.stdout).into_owned();
+    for needle in [
+        "id=\"overall\"",
+        "ALL SLOS HOLD",
+        "class=\"slo-row\" data-slo=\"schema\" data-slice=\"*\"",
+        "data-slice=\"detector=presidio\"",
+        "class=\"budget\"",
+        "class=\"latency-chart\"",
+        "data-sli=\"time_to_first_byte\"",
+        "data-sli=\"time_to_completion\"",
+        "id=\"failures\"",
+    ] {
+        assert!(
+            dom.contains(needle),
+            "the rendered page lacks {needle}:\n{dom}"
+        );
+    }
+    let shot = dir.path().join("status.png");
+    let out = Command::new(chromium)
+        .args(flags)
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args([
+            "--window-size=1280,1400",
+            &format!("--screenshot={}", shot.display()),
+            &url,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        shot.exists(),
+        "no screenshot: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let png = std::fs::read(&shot).unwrap();
+    assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+    let width = u32::from_be_bytes([png[16], png[17], png[18], png[19]]);
+    let height = u32::from_be_bytes([png[20], png[21], png[22], png[23]]);
+    assert_eq!((width, height), (1280, 1400));
+    assert!(
+        png.len() > 20_000,
+        "a rendered page, not a blank one: {} bytes",
+        png.len()
+    );
+}
