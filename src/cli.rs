@@ -81,6 +81,38 @@ pub enum Command {
         #[arg(long)]
         no_slo_exit: bool,
     },
+    /// The pre-release gate: run the golden set against a candidate and a baseline,
+    /// interleaved, and fail when the candidate misses an SLO or is worse beyond tolerance.
+    /// Exit 0 pass, 1 fail, 4 inconclusive (too few runs to decide).
+    Gate {
+        suite: PathBuf,
+        /// The candidate: one base URL for every endpoint, or NAME=URL per endpoint (repeatable).
+        #[arg(long, required = true)]
+        candidate: Vec<String>,
+        /// The baseline: as --candidate; the suite's own endpoints when absent.
+        #[arg(long)]
+        baseline: Vec<String>,
+        /// Runs of each case on each side.
+        #[arg(long, default_value_t = 10)]
+        runs: u32,
+        /// Seed of the interleaved order and the bootstrap.
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+        #[arg(long, default_value_t = 8)]
+        concurrency: usize,
+        /// Markdown summary (e.g. $GITHUB_STEP_SUMMARY).
+        #[arg(long)]
+        markdown: Option<PathBuf>,
+        /// JUnit XML.
+        #[arg(long)]
+        junit: Option<PathBuf>,
+        /// JSON report with both sides.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// What an undecided gate exits with (default: 4).
+        #[arg(long, value_enum)]
+        inconclusive: Option<InconclusiveAs>,
+    },
     /// Generate SLO rules from suites: Prometheus rules (plain or PrometheusRule), Pyrra,
     /// Sloth or OpenSLO documents.
     Rules {
@@ -137,6 +169,9 @@ pub enum Command {
         /// Simulator configuration (YAML or JSON).
         #[arg(long)]
         config: Option<PathBuf>,
+        /// Behaviour preset (to play a candidate against a baseline).
+        #[arg(long, value_enum)]
+        profile: Option<crate::sim::Profile>,
     },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
@@ -150,6 +185,15 @@ pub enum Command {
         seed: u64,
     },
 }
+
+/// How `canary gate` treats an undecided verdict.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum InconclusiveAs {
+    Pass,
+    Fail,
+}
+
+pub const EXIT_INCONCLUSIVE: u8 = 4;
 
 fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
     suite::units::parse_duration(s)
@@ -228,6 +272,72 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 code
             })
         }
+        Command::Gate {
+            suite,
+            candidate,
+            baseline,
+            runs,
+            seed,
+            concurrency,
+            markdown,
+            junit,
+            report,
+            inconclusive,
+        } => {
+            let loaded = match load(std::slice::from_ref(&suite), &ProcessEnv::default()) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let Some(s) = loaded.first() else {
+                return Ok(EXIT_USAGE);
+            };
+            let blocked = unrunnable(s);
+            if !blocked.is_empty() {
+                for b in &blocked {
+                    eprintln!("{b}");
+                }
+                return Ok(EXIT_USAGE);
+            }
+            let opts = crate::gate::GateOptions {
+                candidate: crate::gate::Targets::parse(&candidate)
+                    .map_err(|e| anyhow::anyhow!("--candidate: {e}"))?,
+                baseline: crate::gate::Targets::parse(&baseline)
+                    .map_err(|e| anyhow::anyhow!("--baseline: {e}"))?,
+                runs,
+                seed,
+                concurrency,
+            };
+            let outcome = match crate::gate::run(s, &opts).await {
+                Ok(o) => o,
+                Err(e) if e.starts_with("nothing could be measured") => {
+                    eprintln!("{}", crate::secret::redact(&e));
+                    return Ok(EXIT_NOTHING_MEASURED);
+                }
+                Err(e) => return Err(anyhow::anyhow!(e)),
+            };
+            let md = crate::gate::output::markdown(&outcome);
+            println!("{md}");
+            for (path, text) in [
+                (markdown, md.clone()),
+                (junit, crate::gate::output::junit(&outcome)),
+                (report, crate::gate::output::json(&outcome)),
+            ] {
+                if let Some(p) = path {
+                    if let Some(dir) = p.parent().filter(|d| !d.as_os_str().is_empty()) {
+                        std::fs::create_dir_all(dir)?;
+                    }
+                    std::fs::write(&p, text)
+                        .with_context(|| format!("cannot write {}", p.display()))?;
+                }
+            }
+            Ok(match (outcome.verdict, inconclusive) {
+                (crate::gate::Verdict::Pass, _) => EXIT_OK,
+                (crate::gate::Verdict::Fail, _) => EXIT_SLO_MISSED,
+                (crate::gate::Verdict::Inconclusive, Some(InconclusiveAs::Pass)) => EXIT_OK,
+                (crate::gate::Verdict::Inconclusive, Some(InconclusiveAs::Fail)) => EXIT_SLO_MISSED,
+                (crate::gate::Verdict::Inconclusive, None) => EXIT_INCONCLUSIVE,
+            })
+        }
         Command::Rules {
             suites,
             format,
@@ -291,7 +401,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             listen,
             seed,
             config,
-        } => sim(listen, seed, config.as_deref()).await,
+            profile,
+        } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
     }
 }
@@ -523,8 +634,16 @@ fn load_sim_config(path: Option<&Path>, seed: u64) -> anyhow::Result<crate::sim:
     Ok(cfg)
 }
 
-async fn sim(listen: SocketAddr, seed: u64, config: Option<&Path>) -> anyhow::Result<u8> {
-    let cfg = load_sim_config(config, seed)?;
+async fn sim(
+    listen: SocketAddr,
+    seed: u64,
+    config: Option<&Path>,
+    profile: Option<crate::sim::Profile>,
+) -> anyhow::Result<u8> {
+    let mut cfg = load_sim_config(config, seed)?;
+    if let Some(p) = profile {
+        cfg.profile = p;
+    }
     let (listener, addr) = crate::sim::bind(listen)
         .await
         .with_context(|| format!("cannot listen on {listen}"))?;

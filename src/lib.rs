@@ -13,7 +13,8 @@
 //! - [`check`]: pure judgments of the answer (schema, golden `expect`, fallback, tier).
 //! - [`observation`]: one measured and judged case run.
 //! - [`slo`]: per-slice aggregation and SLO verdicts.
-//! - [`sink`]: JSON report and terminal table.
+//! - [`sink`]: JSON report and terminal table, the metrics model and its outputs.
+//! - [`gate`]: the pre-release gate (candidate vs baseline, per slice, with statistics).
 //! - [`serve`]: the long-running monitor (schedules, SQLite history, SLO state API, status page).
 //! - [`sim`]: the reference simulator with ground truth.
 //! - [`cli`]: the command line and exit codes.
@@ -25,8 +26,10 @@
 pub mod check;
 pub mod cli;
 pub mod drivers;
+pub mod gate;
 pub mod measure;
 pub mod observation;
+pub mod rng;
 pub mod schedule;
 pub mod secret;
 pub mod serve;

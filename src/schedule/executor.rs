@@ -117,3 +117,52 @@ pub async fn execute_probes(
     results.sort_by_key(|(p, c, r, order, _)| (*p, *c, *r, *order));
     results.into_iter().map(|(.., obs)| obs).collect()
 }
+
+/// One planned case run of an explicit plan (the gate interleaves candidate and baseline).
+#[derive(Clone)]
+pub struct Planned {
+    pub suite: Arc<Suite>,
+    pub probe: usize,
+    pub case: usize,
+    pub run: u32,
+    /// Which side of a comparison the run belongs to.
+    pub side: usize,
+}
+
+/// Runs a plan in its order (runs start in that order, up to the concurrency limit) and
+/// returns `(side, observation)` in plan order.
+pub async fn execute_plan(
+    plan: Vec<Planned>,
+    permits: Arc<Semaphore>,
+) -> Vec<(usize, Observation)> {
+    let mut set = JoinSet::new();
+    for (order, job) in plan.into_iter().enumerate() {
+        let permits = Arc::clone(&permits);
+        set.spawn(async move {
+            let _permit = permits.acquire_owned().await.ok();
+            let probe = job.suite.probes.get(job.probe)?;
+            let case = probe.cases.get(job.case)?;
+            let endpoint = job.suite.endpoints.get(&probe.endpoint)?;
+            let timeline = drivers::run_case(endpoint, case, probe.timeout).await;
+            let obs = Observation::from_timeline(
+                endpoint,
+                &probe.name,
+                case,
+                job.run,
+                probe.stall,
+                &timeline,
+            );
+            Some((order, job.side, obs))
+        });
+    }
+    let mut out = Vec::new();
+    while let Some(joined) = set.join_next().await {
+        match joined {
+            Ok(Some(r)) => out.push(r),
+            Ok(None) => tracing::error!("a planned run names a probe or case that does not exist"),
+            Err(e) => tracing::error!("a case run task failed: {e}"),
+        }
+    }
+    out.sort_by_key(|(order, ..)| *order);
+    out.into_iter().map(|(_, side, obs)| (side, obs)).collect()
+}

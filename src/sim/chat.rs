@@ -103,15 +103,28 @@ pub struct StreamTruth {
 
 /// A simulated model's answer for a prompt: the first sentence is right for the golden set.
 pub fn answer_for(prompt: &str) -> String {
+    answer_with(prompt, false)
+}
+
+/// The answer, optionally wrong on multi-step prompts (a candidate that regresses there).
+pub fn answer_with(prompt: &str, wrong_multi_step: bool) -> String {
     let p = prompt.to_ascii_lowercase();
     let head = if p.contains("capital of france") {
         "The capital of France is Paris."
     } else if p.contains("capital of japan") {
         "The capital of Japan is Tokyo."
     } else if p.contains("17") && p.contains("3") && (p.contains("times") || p.contains('*')) {
-        "First, 17 times 3 is 51. Then 51 plus 9 is 60. The answer is 60."
+        if wrong_multi_step {
+            "17 times 3 plus 9 is 61."
+        } else {
+            "First, 17 times 3 is 51. Then 51 plus 9 is 60. The answer is 60."
+        }
     } else if p.contains("train") && p.contains("km") {
-        "The train covers 120 km in 2 hours, so its speed is 60 km/h. In 3 hours it covers 180 km."
+        if wrong_multi_step {
+            "The train goes 120 km in 3 hours."
+        } else {
+            "The train covers 120 km in 2 hours, so its speed is 60 km/h. In 3 hours it covers 180 km."
+        }
     } else if p.contains("mercury") {
         "Do you mean the planet or the element? Mercury the planet is closest to the Sun; mercury the element is a liquid metal."
     } else if p.contains("bank") {
@@ -174,6 +187,20 @@ struct Scenario {
 }
 
 fn scenario(model: &str) -> Scenario {
+    scenario_with(model, 1.0)
+}
+
+/// A scenario with every time scaled by `factor` (the simulator's profile).
+fn scenario_with(model: &str, factor: f64) -> Scenario {
+    let mut s = scenario_base(model);
+    s.headers_delay = s.headers_delay.mul_f64(factor);
+    s.reasoning = s.reasoning.mul_f64(factor);
+    s.first_visible = s.first_visible.mul_f64(factor);
+    s.chunk_every = s.chunk_every.mul_f64(factor);
+    s
+}
+
+fn scenario_base(model: &str) -> Scenario {
     let m = model.to_ascii_lowercase();
     let mut s = Scenario {
         headers_delay: Duration::ZERO,
@@ -340,7 +367,17 @@ fn block_start(index: u32, kind: &str) -> Bytes {
 
 /// Builds the schedule of one response.
 pub fn script(api: Api, model: &str, answer: &str) -> (Duration, Vec<Item>, bool) {
-    let sc = scenario(model);
+    script_with(api, model, answer, 1.0)
+}
+
+/// The schedule with every time scaled by `factor`.
+pub fn script_with(
+    api: Api,
+    model: &str,
+    answer: &str,
+    factor: f64,
+) -> (Duration, Vec<Item>, bool) {
+    let sc = scenario_with(model, factor);
     let words: Vec<String> = answer
         .split(' ')
         .enumerate()
@@ -693,8 +730,10 @@ async fn handle(
         Some("coalesce") => WriteMode::Coalesce,
         _ => WriteMode::Events,
     };
-    let answer = answer_for(&prompt_of(api, &req));
-    let (headers_delay, items, broken) = script(api, &model, &answer);
+    let profile = state.config().profile;
+    let answer = answer_with(&prompt_of(api, &req), profile.wrong_multi_step());
+    let (headers_delay, items, broken) =
+        script_with(api, &model, &answer, profile.latency_factor());
     let mut truth = StreamTruth {
         path: path.to_string(),
         model: model.clone(),

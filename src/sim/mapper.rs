@@ -189,7 +189,9 @@ async fn respond(
     let mut designed = Duration::ZERO;
     for (i, it) in items.iter().enumerate() {
         let dist = cfg.detectors.get(&it.detector).unwrap_or(&cfg.latency);
-        let d = dist.sample(rng.next_normal());
+        let d = dist
+            .sample(rng.next_normal())
+            .mul_f64(config.profile.latency_factor());
         designed += if i == 0 {
             d
         } else {

@@ -8,7 +8,6 @@
 pub mod chat;
 pub mod fault;
 pub mod mapper;
-pub mod rng;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -20,6 +19,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
+use crate::rng;
 use crate::suite::units::parse_duration;
 
 /// A latency distribution: log-normal through the given median and p95.
@@ -99,6 +99,37 @@ impl Default for MapperConfig {
 pub struct SimConfig {
     pub seed: u64,
     pub mapper: MapperConfig,
+    /// A behaviour preset, so that two simulators can play baseline and candidate:
+    /// `baseline` (default), `slow` (every latency ×1.3), `multi-step-wrong` (chat answers to
+    /// multi-step prompts are wrong), `faster-wrong` (chat answers show twice as fast, and
+    /// multi-step answers are wrong).
+    pub profile: Profile,
+}
+
+/// Behaviour presets of the simulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum Profile {
+    #[default]
+    Baseline,
+    Slow,
+    MultiStepWrong,
+    FasterWrong,
+}
+
+impl Profile {
+    /// Factor applied to every latency.
+    pub fn latency_factor(self) -> f64 {
+        match self {
+            Profile::Slow => 1.3,
+            Profile::FasterWrong => 0.5,
+            _ => 1.0,
+        }
+    }
+
+    pub fn wrong_multi_step(self) -> bool {
+        matches!(self, Profile::MultiStepWrong | Profile::FasterWrong)
+    }
 }
 
 /// One request as the simulator saw it: the ground truth.

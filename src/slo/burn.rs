@@ -128,11 +128,54 @@ pub fn error_ratio(events: &[Events], now: f64, window: Duration) -> Option<f64>
     (total > 0).then(|| bad as f64 / total as f64)
 }
 
+/// Events sorted by time with running sums, so that any window's error ratio is two binary
+/// searches (the history of a busy SLO holds hundreds of thousands of events).
+pub struct Series {
+    at: Vec<f64>,
+    bad: Vec<u64>,
+    total: Vec<u64>,
+}
+
+impl Series {
+    pub fn new(events: &[Events]) -> Series {
+        let mut ev = events.to_vec();
+        ev.sort_by(|a, b| a.at.total_cmp(&b.at));
+        let (mut at, mut bad, mut total) = (Vec::with_capacity(ev.len()), vec![0], vec![0]);
+        for e in &ev {
+            at.push(e.at);
+            bad.push(bad.last().copied().unwrap_or(0) + e.total.saturating_sub(e.good));
+            total.push(total.last().copied().unwrap_or(0) + e.total);
+        }
+        Series { at, bad, total }
+    }
+
+    /// Bad and total events in `(from, to]`.
+    pub fn sums(&self, from: f64, to: f64) -> (u64, u64) {
+        let i = self.at.partition_point(|t| *t <= from);
+        let j = self.at.partition_point(|t| *t <= to);
+        if j <= i {
+            return (0, 0);
+        }
+        (self.bad[j] - self.bad[i], self.total[j] - self.total[i])
+    }
+
+    /// The error ratio over `(now - window, now]`; `None` with no events.
+    pub fn error_ratio(&self, now: f64, window: Duration) -> Option<f64> {
+        let (bad, total) = self.sums(now - window.as_secs_f64(), now);
+        (total > 0).then(|| bad as f64 / total as f64)
+    }
+
+    /// Whether a window pair's condition holds at `now`.
+    pub fn condition(&self, now: f64, w: &BurnWindow, objective: f64) -> bool {
+        let limit = w.factor * (1.0 - objective);
+        let over = |d| self.error_ratio(now, d).is_some_and(|r| r > limit);
+        over(w.long) && over(w.short)
+    }
+}
+
 /// Whether a window pair's condition holds at `now`.
 pub fn condition(events: &[Events], now: f64, w: &BurnWindow, objective: f64) -> bool {
-    let limit = w.factor * (1.0 - objective);
-    let over = |d| error_ratio(events, now, d).is_some_and(|r| r > limit);
-    over(w.long) && over(w.short)
+    Series::new(events).condition(now, w, objective)
 }
 
 /// The state of one SLO (one slice, or the aggregate) at one moment.
@@ -172,19 +215,16 @@ pub fn evaluate(
     step: Duration,
 ) -> BurnState {
     let budget = 1.0 - objective;
-    let from = now - slo_window.as_secs_f64();
-    let (mut good, mut total) = (0u64, 0u64);
-    for e in events.iter().filter(|e| e.at > from && e.at <= now) {
-        good += e.good;
-        total += e.total;
-    }
+    let series = Series::new(events);
+    let (bad, total) = series.sums(now - slo_window.as_secs_f64(), now);
+    let good = total - bad;
     let sli = (total > 0).then(|| good as f64 / total as f64);
     let budget_remaining = sli.map(|s| 1.0 - (1.0 - s) / budget);
     let burn_rates = all_windows(slo_window)
         .into_iter()
         .map(|w| BurnRate {
             window: prom_duration(w),
-            rate: error_ratio(events, now, w).map(|r| r / budget),
+            rate: series.error_ratio(now, w).map(|r| r / budget),
         })
         .collect();
     let mut firing = Vec::new();
@@ -193,7 +233,7 @@ pub fn evaluate(
             .into_iter()
             .filter(|w| w.severity == sev)
             .collect();
-        let holds_at = |t: f64| pairs.iter().any(|w| condition(events, t, w, objective));
+        let holds_at = |t: f64| pairs.iter().any(|w| series.condition(t, w, objective));
         // Held at every evaluation from now - for to now.
         let steps =
             (sev.hold(slo_window).as_secs_f64() / step.as_secs_f64().max(1.0)).floor() as u64;

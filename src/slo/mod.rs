@@ -286,6 +286,7 @@ mod tests {
             endpoints: Default::default(),
             probes: vec![],
             slos: vec![suite_slo],
+            gate: Default::default(),
         };
         let v = evaluate(&suite, &observations);
         let all = v.iter().find(|v| v.slice == "*").unwrap();

@@ -79,6 +79,37 @@ pub struct Suite {
     pub endpoints: BTreeMap<String, Arc<Endpoint>>,
     pub probes: Vec<Probe>,
     pub slos: Vec<Slo>,
+    pub gate: GateSettings,
+}
+
+/// How `canary gate` compares a candidate with the baseline.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GateSettings {
+    /// One-sided confidence of every comparison.
+    pub confidence: f64,
+    /// A latency percentile may grow by this share before it is a regression.
+    pub latency_tolerance: f64,
+    /// A good share may drop by this much (absolute) before it is a regression.
+    pub ratio_tolerance: f64,
+    /// The latency percentile compared (0.95 = p95).
+    pub quantile: f64,
+    /// Fewer runs per side and slice than this is undecided.
+    pub min_runs: u32,
+    /// Only these SLIs are compared (all measured ones when empty).
+    pub slis: Vec<Sli>,
+}
+
+impl Default for GateSettings {
+    fn default() -> Self {
+        GateSettings {
+            confidence: 0.95,
+            latency_tolerance: 0.10,
+            ratio_tolerance: 0.02,
+            quantile: 0.95,
+            min_runs: 5,
+            slis: Vec::new(),
+        }
+    }
 }
 
 #[derive(Debug, Clone)]

@@ -23,6 +23,19 @@ pub struct RawSuite {
     pub probes: Vec<RawProbe>,
     #[serde(default)]
     pub slos: Vec<RawSlo>,
+    pub gate: Option<RawGate>,
+}
+
+/// The `gate:` section: how `canary gate` compares a candidate with the baseline.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGate {
+    pub confidence: Option<Percent>,
+    pub latency_tolerance: Option<Percent>,
+    pub ratio_tolerance: Option<Percent>,
+    pub quantile: Option<Percent>,
+    pub min_runs: Option<u32>,
+    pub slis: Option<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -25,7 +25,15 @@ pub const RESERVED_LABELS: &[&str] = &[
     "good", "le", "job", "instance", "sli", "kind",
 ];
 
-const TOP_KEYS: &[&str] = &["suite", "labels", "defaults", "endpoints", "probes", "slos"];
+const TOP_KEYS: &[&str] = &[
+    "suite",
+    "labels",
+    "defaults",
+    "endpoints",
+    "probes",
+    "slos",
+    "gate",
+];
 
 /// Loading context: the file, its tree and the errors found so far.
 pub(crate) struct Ctx<'a> {
@@ -394,6 +402,8 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
         None => {}
     }
 
+    let gate = build_gate(top.get("gate"), ctx);
+
     Some(Suite {
         name: name?,
         file: ctx.file.to_path_buf(),
@@ -402,7 +412,60 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
         endpoints,
         probes,
         slos,
+        gate,
     })
+}
+
+fn build_gate(v: Option<&Value>, ctx: &mut Ctx) -> GateSettings {
+    let mut g = GateSettings::default();
+    let Some(raw) = v.and_then(|v| collect::<RawGate>(v.clone(), &[k("gate")], ctx)) else {
+        return g;
+    };
+    if let Some(c) = raw.confidence {
+        if c.0 < 0.5 || c.0 >= 1.0 {
+            ctx.err(
+                &[k("gate"), k("confidence")],
+                "confidence must be at least 50% and below 100%",
+            )
+            .hint = Some("e.g. 95%".into());
+        }
+        g.confidence = c.0;
+    }
+    if let Some(t) = raw.latency_tolerance {
+        g.latency_tolerance = t.0;
+    }
+    if let Some(t) = raw.ratio_tolerance {
+        g.ratio_tolerance = t.0;
+    }
+    if let Some(q) = raw.quantile {
+        g.quantile = q.0;
+    }
+    if let Some(m) = raw.min_runs {
+        if m < 2 {
+            ctx.err(&[k("gate"), k("min_runs")], "min_runs must be at least 2");
+        }
+        g.min_runs = m;
+    }
+    for (i, name) in raw
+        .slis
+        .map(|s| s.0)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match Sli::parse(&name) {
+            Some(s) => g.slis.push(s),
+            None => {
+                let names = Sli::names();
+                ctx.err(
+                    &[k("gate"), k("slis"), Seg::Index(i)],
+                    format!("unknown SLI `{name}`"),
+                )
+                .hint = Some(suggest(&name, &names));
+            }
+        }
+    }
+    g
 }
 
 fn is_label_name(s: &str) -> bool {

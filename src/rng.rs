@@ -1,6 +1,6 @@
-//! Deterministic randomness for the simulator: SplitMix64 seeded from the run seed and the
-//! request, so the same seed and the same requests give the same answers and latencies
-//! whatever order concurrent requests arrive in. (Stable across versions, unlike `rand`'s StdRng.)
+//! Deterministic randomness: SplitMix64 seeded from a run seed, for the simulator's draws (the
+//! same seed and requests give the same answers whatever order requests arrive in) and the
+//! gate's seeded case order and bootstrap. Stable across versions, unlike `rand`'s StdRng.
 
 /// SplitMix64 (Steele, Lea, Flood 2014).
 #[derive(Debug, Clone)]
