@@ -287,3 +287,35 @@ fn the_grafana_dashboard_is_valid_json_and_queries_canary_metrics() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn the_gate_integrations_have_the_shapes_their_tools_read() {
+    let load = |f: &str| {
+        YamlLoader::load_from_str(
+            &std::fs::read_to_string(repo().join("deploy/gate").join(f)).unwrap(),
+        )
+        .unwrap()
+    };
+    let gha = &load("github-actions.yml")[0];
+    let steps = gha["jobs"]["gate"]["steps"].as_vec().unwrap();
+    let run: String = steps.iter().filter_map(|s| s["run"].as_str()).collect();
+    assert!(
+        run.contains("canary gate")
+            && run.contains("$GITHUB_STEP_SUMMARY")
+            && run.contains("--junit"),
+        "{run}"
+    );
+    let argo = &load("argo-analysistemplate.yaml")[0];
+    assert_eq!(argo["kind"].as_str(), Some("AnalysisTemplate"));
+    let c =
+        &argo["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(c["args"][0].as_str(), Some("gate"));
+    let flagger = &load("flagger-canary.yaml")[0];
+    let hook = &flagger["spec"]["analysis"]["webhooks"][0];
+    assert_eq!(hook["type"].as_str(), Some("pre-rollout"));
+    assert!(hook["url"].as_str().unwrap().ends_with("/api/v1/gate"));
+    assert!(hook["metadata"]["candidate"].as_str().is_some());
+    // The suite the integrations gate on exists and validates.
+    let out = canary(&["validate", "probes/chat.yaml"], &[]);
+    assert_eq!(out.status.code(), Some(0));
+}

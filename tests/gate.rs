@@ -12,7 +12,10 @@ fn sim_with_profile(profile: Option<&str>) -> (std::process::Child, String) {
 }
 
 /// A simulator with a preset and, optionally, a config file.
-fn sim_with(profile: Option<&str>, config: Option<&std::path::Path>) -> (std::process::Child, String) {
+fn sim_with(
+    profile: Option<&str>,
+    config: Option<&std::path::Path>,
+) -> (std::process::Child, String) {
     let mut cmd = Command::new(BIN);
     cmd.args(["sim", "--listen", "127.0.0.1:0", "--seed", "3"]);
     if let Some(c) = config {
@@ -23,7 +26,11 @@ fn sim_with(profile: Option<&str>, config: Option<&std::path::Path>) -> (std::pr
     }
     let mut child = cmd.stdout(std::process::Stdio::piped()).spawn().unwrap();
     let mut line = String::new();
-    std::io::BufRead::read_line(&mut std::io::BufReader::new(child.stdout.take().unwrap()), &mut line).unwrap();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(child.stdout.take().unwrap()),
+        &mut line,
+    )
+    .unwrap();
     let url = line.trim().rsplit(' ').next().unwrap().to_string();
     (child, url)
 }
@@ -67,26 +74,67 @@ fn an_identical_candidate_passes_and_a_one_slice_regression_fails_naming_it() {
     let junit = dir.path().join("junit.xml");
     let report = dir.path().join("gate.json");
 
-    let (code, out, err) = gate(&["gate", s.to_str().unwrap(), "--candidate", &same, "--runs", "6", "--concurrency", "32", "--markdown", md.to_str().unwrap()]);
+    let (code, out, err) = gate(&[
+        "gate",
+        s.to_str().unwrap(),
+        "--candidate",
+        &same,
+        "--runs",
+        "6",
+        "--concurrency",
+        "32",
+        "--markdown",
+        md.to_str().unwrap(),
+    ]);
     assert_eq!(code, Some(0), "{out}{err}");
     assert!(out.starts_with("## canary gate: PASS"), "{out}");
 
     let (code, out, err) = gate(&[
-        "gate", s.to_str().unwrap(), "--candidate", &wrong, "--runs", "6", "--concurrency", "32",
-        "--markdown", md.to_str().unwrap(), "--junit", junit.to_str().unwrap(), "--report", report.to_str().unwrap(),
+        "gate",
+        s.to_str().unwrap(),
+        "--candidate",
+        &wrong,
+        "--runs",
+        "6",
+        "--concurrency",
+        "32",
+        "--markdown",
+        md.to_str().unwrap(),
+        "--junit",
+        junit.to_str().unwrap(),
+        "--report",
+        report.to_str().unwrap(),
     ]);
     assert_eq!(code, Some(1), "{out}{err}");
     let summary = std::fs::read_to_string(&md).unwrap();
-    assert!(summary.starts_with("## canary gate: FAIL"), "verdict first: {summary}");
-    let why = summary.lines().find(|l| l.contains("slice multi-step") && l.contains("checks_passed")).unwrap_or_else(|| panic!("{summary}"));
+    assert!(
+        summary.starts_with("## canary gate: FAIL"),
+        "verdict first: {summary}"
+    );
+    let why = summary
+        .lines()
+        .find(|l| l.contains("slice multi-step") && l.contains("checks_passed"))
+        .unwrap_or_else(|| panic!("{summary}"));
     assert!(why.contains("fell from 100.0% to 0.0%"), "{why}");
-    assert!(summary.contains("| answers | multi-step | checks_passed | 100.0% | 0.0% | -100.0 pts | ❌ regression |"), "{summary}");
+    assert!(
+        summary.contains(
+            "| answers | multi-step | checks_passed | 100.0% | 0.0% | -100.0 pts | ❌ regression |"
+        ),
+        "{summary}"
+    );
     // The other slices are fine.
-    assert!(summary.contains("| answers | factual | checks_passed | 100.0% | 100.0% | +0.0 pts | ✅ ok |"), "{summary}");
+    assert!(
+        summary
+            .contains("| answers | factual | checks_passed | 100.0% | 100.0% | +0.0 pts | ✅ ok |"),
+        "{summary}"
+    );
     let r = read_json(&report);
     assert_eq!(r["verdict"], "fail");
     assert_eq!(r["candidate"]["suite"], "gate-chat");
-    assert!(r["baseline"]["cases"].as_array().unwrap().len() == 48 && r["candidate"]["cases"].as_array().unwrap().len() == 48);
+    assert!(
+        r["baseline"]["cases"].as_array().unwrap().len() == 48
+            && r["candidate"]["cases"].as_array().unwrap().len() == 48
+    );
 
     // JUnit: the shape CI systems read (testsuites > testsuite > testcase [failure|skipped]),
     // with counts that agree with the cases.
@@ -121,11 +169,21 @@ print("ok", len(cases), len(fails))
         .arg(&junit)
         .output()
         .expect("python3");
-    assert!(check.status.success(), "{}{}\n{}", String::from_utf8_lossy(&check.stdout), String::from_utf8_lossy(&check.stderr), std::fs::read_to_string(&junit).unwrap());
+    assert!(
+        check.status.success(),
+        "{}{}\n{}",
+        String::from_utf8_lossy(&check.stdout),
+        String::from_utf8_lossy(&check.stderr),
+        std::fs::read_to_string(&junit).unwrap()
+    );
 }
 
 fn mapper_suite(dir: &std::path::Path, baseline: &str, min_runs: u32) -> std::path::PathBuf {
-    std::fs::copy(repo().join("golden/llama-mapper.jsonl"), dir.join("m.jsonl")).unwrap();
+    std::fs::copy(
+        repo().join("golden/llama-mapper.jsonl"),
+        dir.join("m.jsonl"),
+    )
+    .unwrap();
     write(
         dir,
         &format!("mapper-{min_runs}.yaml"),
@@ -145,24 +203,62 @@ fn a_30_percent_latency_regression_fails_with_enough_runs_and_is_inconclusive_wi
     let (s, slow) = sim_with(Some("slow"), Some(&cfg));
     let _s = Kill(s);
     let enough = mapper_suite(dir.path(), &base, 5);
-    let (code, out, err) = gate(&["gate", enough.to_str().unwrap(), "--candidate", &slow, "--runs", "30", "--concurrency", "16"]);
+    let (code, out, err) = gate(&[
+        "gate",
+        enough.to_str().unwrap(),
+        "--candidate",
+        &slow,
+        "--runs",
+        "30",
+        "--concurrency",
+        "16",
+    ]);
     assert_eq!(code, Some(1), "{out}{err}");
     // At least one slice shows the regression with confidence, with the size it has (×1.3).
-    let why: Vec<&str> = out.lines().filter(|l| l.starts_with("- map") && l.contains("time_to_completion p95 rose")).collect();
+    let why: Vec<&str> = out
+        .lines()
+        .filter(|l| l.starts_with("- map") && l.contains("time_to_completion p95 rose"))
+        .collect();
     assert!(!why.is_empty(), "{out}");
     for w in why {
-        let ratio: f64 = w.split('×').nth(1).unwrap().split(';').next().unwrap().parse().unwrap();
+        let ratio: f64 = w
+            .split('×')
+            .nth(1)
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap();
         assert!((1.15..=1.45).contains(&ratio), "{w}");
     }
 
     // The same candidate with too few runs to decide: said plainly, exit 4.
     let strict = mapper_suite(dir.path(), &base, 100);
-    let (code, out, err) = gate(&["gate", strict.to_str().unwrap(), "--candidate", &slow, "--runs", "2", "--concurrency", "16"]);
+    let (code, out, err) = gate(&[
+        "gate",
+        strict.to_str().unwrap(),
+        "--candidate",
+        &slow,
+        "--runs",
+        "2",
+        "--concurrency",
+        "16",
+    ]);
     assert_eq!(code, Some(4), "{out}{err}");
     assert!(out.starts_with("## canary gate: INCONCLUSIVE"), "{out}");
     assert!(out.contains("need") && out.contains("more runs"), "{out}");
     // Unless the caller chooses.
-    let (code, ..) = gate(&["gate", strict.to_str().unwrap(), "--candidate", &slow, "--runs", "2", "--inconclusive", "pass"]);
+    let (code, ..) = gate(&[
+        "gate",
+        strict.to_str().unwrap(),
+        "--candidate",
+        &slow,
+        "--runs",
+        "2",
+        "--inconclusive",
+        "pass",
+    ]);
     assert_eq!(code, Some(0));
 }
 
@@ -170,9 +266,21 @@ fn a_30_percent_latency_regression_fails_with_enough_runs_and_is_inconclusive_wi
 fn gate_usage_errors() {
     let dir = tempfile::tempdir().unwrap();
     let s = mapper_suite(dir.path(), "http://127.0.0.1:9", 5);
-    let (code, _, err) = gate(&["gate", s.to_str().unwrap(), "--candidate", "nosuch=http://127.0.0.1:9"]);
+    let (code, _, err) = gate(&[
+        "gate",
+        s.to_str().unwrap(),
+        "--candidate",
+        "nosuch=http://127.0.0.1:9",
+    ]);
     assert_eq!(code, Some(2));
     assert!(err.contains("unknown endpoint `nosuch`"), "{err}");
-    let (code, _, err) = gate(&["gate", s.to_str().unwrap(), "--candidate", "http://127.0.0.1:9", "--runs", "1"]);
+    let (code, _, err) = gate(&[
+        "gate",
+        s.to_str().unwrap(),
+        "--candidate",
+        "http://127.0.0.1:9",
+        "--runs",
+        "1",
+    ]);
     assert_eq!(code, Some(3), "{err}");
 }

@@ -119,6 +119,21 @@ fn put(addr: &str, path: &str, body: &str) {
     );
 }
 
+fn post(addr: &str, path: &str, body: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    write!(s, "POST {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).unwrap();
+    let mut buf = String::new();
+    s.read_to_string(&mut buf).unwrap();
+    let (head, body) = buf.split_once("\r\n\r\n").unwrap_or((&buf, ""));
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (code, body.to_string())
+}
+
 fn json(addr: &str, path: &str) -> Value {
     let (code, body) = get(addr, path);
     assert_eq!(code, 200, "{path}: {body}");
@@ -522,4 +537,72 @@ fn the_status_page_renders_in_headless_chromium() {
         "a rendered page, not a blank one: {} bytes",
         png.len()
     );
+}
+
+#[test]
+fn the_gate_endpoint_answers_flagger_with_200_or_409() {
+    let base = Sim::start(6, None);
+    let dir = tempfile::tempdir().unwrap();
+    // The candidate: a simulator whose multi-step answers are wrong.
+    let mut cmd = Command::new(BIN);
+    let mut wrong = cmd
+        .args([
+            "sim",
+            "--listen",
+            "127.0.0.1:0",
+            "--profile",
+            "multi-step-wrong",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(wrong.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let wrong_url = line.trim().rsplit(' ').next().unwrap().to_string();
+    std::fs::copy(
+        repo().join("golden/chat.jsonl"),
+        dir.path().join("chat.jsonl"),
+    )
+    .unwrap();
+    let s = write(
+        dir.path(),
+        "chat.yaml",
+        &format!("suite: chat-gate\ndefaults: {{ schedule: \"0 0 * * * *\", timeout: 10s }}\nendpoints:\n  chat:\n    protocol: openai-chat\n    url: \"{}/v1/chat/completions\"\n    model: sim-plain\nprobes:\n  - {{ name: answers, endpoint: chat, golden: chat.jsonl }}\ngate: {{ slis: [checks_passed], min_runs: 2 }}\n", base.url),
+    );
+    let db = dir.path().join("c.db");
+    let srv = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let flagger = |candidate: &str| {
+        format!(
+            r#"{{"name":"llm-gateway","namespace":"ml","phase":"Progressing","metadata":{{"suite":"chat-gate","candidate":"{candidate}","runs":"3"}}}}"#
+        )
+    };
+    let (code, body) = post(&srv.addr, "/api/v1/gate", &flagger(&wrong_url));
+    let _ = wrong.kill();
+    let _ = wrong.wait();
+    assert_eq!(code, 409, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["verdict"], "fail");
+    assert!(
+        v["summary"].as_str().unwrap().contains("multi-step"),
+        "{body}"
+    );
+    let (code, body) = post(&srv.addr, "/api/v1/gate", &flagger(&base.url));
+    assert_eq!(code, 200, "{body}");
+    let (code, _) = post(
+        &srv.addr,
+        "/api/v1/gate",
+        r#"{"suite":"nope","candidate":"http://x"}"#,
+    );
+    assert_eq!(code, 400);
 }

@@ -225,6 +225,95 @@ async fn page(State(state): State<Arc<ServeState>>) -> Response {
     }
 }
 
+/// `POST /api/v1/gate`: runs `canary gate` on one of the served suites. The body is either
+/// `{"suite", "candidate", "baseline"?, "runs"?, "seed"?}` or a Flagger webhook payload with
+/// those keys under `metadata` (as strings). 200 when the gate passes, 409 when it fails or
+/// cannot decide; the body carries the verdict, the reasons and the Markdown summary.
+async fn gate(State(state): State<Arc<ServeState>>, body: axum::body::Bytes) -> Response {
+    let v: Value = match serde_json::from_slice(&body) {
+        Ok(v) => v,
+        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
+    };
+    let src = v.get("metadata").filter(|m| m.is_object()).unwrap_or(&v);
+    let text = |k: &str| {
+        src.get(k).and_then(|x| {
+            x.as_str()
+                .map(str::to_string)
+                .or_else(|| x.as_u64().map(|n| n.to_string()))
+        })
+    };
+    let list = |k: &str| -> Vec<String> {
+        match src.get(k) {
+            Some(Value::Array(a)) => a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect(),
+            Some(Value::String(s)) => s
+                .split(',')
+                .map(|p| p.trim().to_string())
+                .filter(|p| !p.is_empty())
+                .collect(),
+            _ => Vec::new(),
+        }
+    };
+    let suites = state.suites();
+    let suite = match text("suite") {
+        Some(name) => suites.iter().find(|s| s.name == name).cloned(),
+        None if suites.len() == 1 => suites.first().cloned(),
+        None => None,
+    };
+    let Some(suite) = suite else {
+        let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
+        return error(
+            StatusCode::BAD_REQUEST,
+            &format!(
+                "name the suite to gate with `suite` (served: {})",
+                names.join(", ")
+            ),
+        );
+    };
+    let candidate = list("candidate");
+    if candidate.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "give `candidate`: a base URL, or NAME=URL per endpoint",
+        );
+    }
+    let parse = |l: &[String]| crate::gate::Targets::parse(l);
+    let (Ok(cand), Ok(base)) = (parse(&candidate), parse(&list("baseline"))) else {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "`candidate`/`baseline`: one base URL, or NAME=URL per endpoint",
+        );
+    };
+    let opts = crate::gate::GateOptions {
+        candidate: cand,
+        baseline: base,
+        runs: text("runs")
+            .and_then(|r| r.parse().ok())
+            .unwrap_or(10)
+            .clamp(1, 1000),
+        seed: text("seed").and_then(|r| r.parse().ok()).unwrap_or(42),
+        concurrency: 8,
+    };
+    match crate::gate::run(&suite, &opts).await {
+        Ok(o) => {
+            let status = if o.verdict == crate::gate::Verdict::Pass {
+                StatusCode::OK
+            } else {
+                StatusCode::CONFLICT
+            };
+            let body = json!({
+                "verdict": o.verdict,
+                "reasons": o.reasons,
+                "summary": crate::gate::output::markdown(&o),
+            });
+            (status, Json(body)).into_response()
+        }
+        Err(e) => error(StatusCode::BAD_REQUEST, &crate::secret::redact(&e)),
+    }
+}
+
 /// The routes.
 pub fn router(state: Arc<ServeState>) -> Router {
     Router::new()
@@ -233,6 +322,7 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/api/v1/slo", get(slo))
         .route("/api/v1/probes", get(probes))
         .route("/api/v1/runs/{id}", get(run))
+        .route("/api/v1/gate", axum::routing::post(gate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state)
