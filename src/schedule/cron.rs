@@ -17,7 +17,13 @@ pub struct CronSchedule {
 pub fn parse(expr: &str) -> Result<CronSchedule, String> {
     let fields = expr.split_whitespace().count();
     let full = match fields {
-        5 => format!("0 {}", expr.trim()),
+        5 => {
+            // Standard cron numbers weekdays 0-7 from Sunday (0 and 7); the cron crate 1-7
+            // from Sunday. Translate, so `1-5` means Monday to Friday as users expect.
+            let mut f: Vec<String> = expr.split_whitespace().map(str::to_string).collect();
+            f[4] = standard_weekdays(&f[4])?;
+            format!("0 {}", f.join(" "))
+        }
         6 => expr.trim().to_string(),
         n => return Err(format!("schedule `{expr}` has {n} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")),
     };
@@ -30,6 +36,52 @@ pub fn parse(expr: &str) -> Result<CronSchedule, String> {
         expr: expr.to_string(),
         inner,
     })
+}
+
+/// Translates a standard day-of-week field (0-7, Sunday = 0 or 7) to the cron crate's (1-7,
+/// Sunday = 1). Names (`MON-FRI`), `*` and steps (`*/2`) pass unchanged where they need no change.
+fn standard_weekdays(field: &str) -> Result<String, String> {
+    let day = |s: &str| -> Result<u32, String> {
+        match s.parse::<u32>() {
+            Ok(d) if d <= 7 => Ok(d % 7 + 1),
+            Ok(d) => Err(format!(
+                "weekday {d} is out of range; expected 0-7 (Sunday = 0 or 7) or MON-SUN"
+            )),
+            Err(_) => Err(String::new()),
+        }
+    };
+    let mut parts = Vec::new();
+    for part in field.split(',') {
+        let (range, step) = match part.split_once('/') {
+            Some((r, s)) => (r, Some(s)),
+            None => (part, None),
+        };
+        let translated = match range.split_once('-') {
+            Some((a, b)) => match (day(a), day(b)) {
+                (Ok(x), Ok(y)) if y >= x => format!("{x}-{y}"),
+                // `5-7` (Friday to Sunday) becomes Friday to Saturday, and Sunday.
+                (Ok(x), Ok(1)) if b.trim() == "7" => format!("{x}-7,1"),
+                (Ok(_), Ok(_)) => return Err(format!("weekday range `{range}` runs backwards")),
+                (Err(e), _) | (_, Err(e)) if !e.is_empty() => return Err(e),
+                _ => range.to_string(),
+            },
+            None => match day(range) {
+                Ok(x) => x.to_string(),
+                Err(e) if !e.is_empty() => return Err(e),
+                Err(_) => range.to_string(),
+            },
+        };
+        if translated.contains(',') && step.is_some() {
+            return Err(format!(
+                "weekday `{part}`: a step over a range ending on 7 is not supported; write it out"
+            ));
+        }
+        parts.push(match step {
+            Some(s) => format!("{translated}/{s}"),
+            None => translated,
+        });
+    }
+    Ok(parts.join(","))
 }
 
 impl CronSchedule {
@@ -76,5 +128,24 @@ mod tests {
         );
         assert!(parse("* * *").unwrap_err().contains("3 fields"));
         assert!(parse("61 * * * *").is_err());
+        assert!(parse("0 9 * * 8").unwrap_err().contains("out of range"));
+    }
+
+    #[test]
+    fn weekdays_are_numbered_as_in_standard_cron() {
+        assert_eq!(standard_weekdays("1-5").unwrap(), "2-6");
+        assert_eq!(standard_weekdays("0").unwrap(), "1");
+        assert_eq!(standard_weekdays("7").unwrap(), "1");
+        assert_eq!(standard_weekdays("5-7").unwrap(), "6-7,1");
+        assert_eq!(standard_weekdays("*").unwrap(), "*");
+        assert_eq!(standard_weekdays("*/2").unwrap(), "*/2");
+        assert_eq!(standard_weekdays("MON-FRI").unwrap(), "MON-FRI");
+        assert_eq!(standard_weekdays("1,3").unwrap(), "2,4");
+        // Monday 09:00 UTC, every week: the gaps between firings are a week.
+        let s = parse("0 9 * * 1").unwrap();
+        assert_eq!(s.period(), Duration::from_secs(7 * 86400));
+        let now = chrono::Utc::now();
+        let next = s.next_after(&now).unwrap();
+        assert_eq!(chrono::Datelike::weekday(&next), chrono::Weekday::Mon);
     }
 }

@@ -286,7 +286,13 @@ fn start_loops(
                 e.endpoint = p.endpoint.clone();
                 e.schedule = expr.clone();
             }
-            let offset = scheduler::splay_offset(&state.region, &suite.name, &p.name, splay);
+            // The splay never reaches the period, or the probe would skip firings.
+            let offset = scheduler::splay_offset(
+                &state.region,
+                &suite.name,
+                &p.name,
+                splay.min(schedule.period() / 2),
+            );
             let (st, su) = (state.clone(), suite.clone());
             let runner: scheduler::Runner =
                 Arc::new(move || Box::pin(run_probe(st.clone(), su.clone(), i)));
@@ -412,6 +418,9 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                         eprintln!("reloaded {} suites", new.len());
                         if let Ok(mut m) = state.metrics.lock() {
                             *m = fresh_metrics(&new, &state.region);
+                        }
+                        if let Ok(mut ps) = state.probes.lock() {
+                            ps.retain(|(suite, probe), _| new.iter().any(|s| &s.name == suite && s.probes.iter().any(|p| &p.name == probe)));
                         }
                         if let Ok(mut s) = state.suites.write() {
                             *s = Arc::new(new);

@@ -454,7 +454,12 @@ impl MetricsModel {
                 self.set_gauge(SLO_THRESHOLD, labels, th.as_secs_f64());
             }
         }
-        for p in &suite.probes {
+        // Only the probes that ran (serve runs one probe at a time).
+        for p in suite
+            .probes
+            .iter()
+            .filter(|p| observations.iter().any(|o| o.probe == p.name))
+        {
             let labels = self.base(suite, &p.endpoint, &p.name);
             self.set_gauge(LAST_RUN, labels.clone(), t);
             if observations
