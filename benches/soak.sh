@@ -48,11 +48,9 @@ for i in $(seq 1 "$samples"); do
   sleep 30
   rss=$(awk '/VmRSS/ {printf "%.1f", $2/1024}' "/proc/$serve_pid/status")
   size=$(du -k "$work"/soak.db* 2>/dev/null | awk '{s+=$1} END {print s}')
-  t0=$(date +%s%N)
   runs=$(curl -s "http://$addr/api/v1/probes" | python3 -c 'import json,sys; print(json.load(sys.stdin)["probes"][0]["total_runs"])')
-  curl -s -o /dev/null "http://$addr/api/v1/slo"
-  t1=$(date +%s%N)
-  echo "| $(awk "BEGIN {print $i/2}") | $rss | $size | $runs | $(( (t1 - t0) / 1000000 )) |" >> "$work/table.md"
+  slo_ms=$(curl -s -o /dev/null -w '%{time_total}' "http://$addr/api/v1/slo" | awk '{printf "%.1f", $1 * 1000}')
+  echo "| $(awk "BEGIN {print $i/2}") | $rss | $size | $runs | $slo_ms |" >> "$work/table.md"
 done
 kill -TERM "$serve_pid"; wait "$serve_pid" || true
 {

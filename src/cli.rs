@@ -1,5 +1,6 @@
 //! The command line: parses arguments, runs a command, maps the result to an exit code
-//! (0 every SLO met, 1 an SLO missed, 2 usage or config error, 3 nothing could be measured).
+//! (0 every SLO met, 1 an SLO missed or the gate failed, 2 usage or config error, 3 nothing
+//! could be measured, 4 the gate could not decide).
 //! `anyhow` lives here, at the edge; the library below returns typed errors.
 
 use std::io::Write;
@@ -158,6 +159,10 @@ pub enum Command {
         /// How often retention and compaction run.
         #[arg(long, default_value = "10m", value_parser = parse_dur)]
         compact_every: std::time::Duration,
+        /// Enable POST /api/v1/gate (it sends the suite's requests, credentials included, to
+        /// the URLs in the request body: only for trusted callers).
+        #[arg(long)]
+        allow_gate: bool,
     },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
@@ -316,7 +321,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Err(e) => return Err(anyhow::anyhow!(e)),
             };
             let md = crate::gate::output::markdown(&outcome);
-            println!("{md}");
+            {
+                let mut out = std::io::stdout().lock();
+                if let Err(e) = writeln!(out, "{md}").and_then(|_| out.flush()) {
+                    if e.kind() != std::io::ErrorKind::BrokenPipe {
+                        return Err(e.into());
+                    }
+                }
+            }
             for (path, text) in [
                 (markdown, md.clone()),
                 (junit, crate::gate::output::junit(&outcome)),
@@ -382,8 +394,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             grace,
             records_for,
             compact_every,
+            allow_gate,
         } => {
             crate::serve::serve(crate::serve::ServeConfig {
+                allow_gate,
                 paths: suites,
                 listen,
                 db,

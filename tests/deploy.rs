@@ -310,6 +310,16 @@ fn the_gate_integrations_have_the_shapes_their_tools_read() {
     let c =
         &argo["spec"]["metrics"][0]["provider"]["job"]["spec"]["template"]["spec"]["containers"][0];
     assert_eq!(c["args"][0].as_str(), Some("gate"));
+    let args: Vec<&str> = c["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str())
+        .collect();
+    assert!(
+        args.contains(&"chat={{args.candidate-url}}"),
+        "only the gateway endpoints move: {args:?}"
+    );
     let flagger = &load("flagger-canary.yaml")[0];
     let hook = &flagger["spec"]["analysis"]["webhooks"][0];
     assert_eq!(hook["type"].as_str(), Some("pre-rollout"));

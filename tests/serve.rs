@@ -572,6 +572,22 @@ fn the_gate_endpoint_answers_flagger_with_200_or_409() {
         &format!("suite: chat-gate\ndefaults: {{ schedule: \"0 0 * * * *\", timeout: 10s }}\nendpoints:\n  chat:\n    protocol: openai-chat\n    url: \"{}/v1/chat/completions\"\n    model: sim-plain\nprobes:\n  - {{ name: answers, endpoint: chat, golden: chat.jsonl }}\ngate: {{ slis: [checks_passed], min_runs: 2 }}\n", base.url),
     );
     let db = dir.path().join("c.db");
+    // Off unless asked for: the endpoint sends requests to URLs its callers choose.
+    let closed = Serve::start(
+        &[
+            s.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            dir.path().join("d.db").to_str().unwrap(),
+        ],
+        &[],
+    );
+    assert_eq!(
+        post(&closed.addr, "/api/v1/gate", r#"{"candidate":"http://x"}"#).0,
+        403
+    );
+    drop(closed);
     let srv = Serve::start(
         &[
             s.to_str().unwrap(),
@@ -579,6 +595,7 @@ fn the_gate_endpoint_answers_flagger_with_200_or_409() {
             "127.0.0.1:0",
             "--db",
             db.to_str().unwrap(),
+            "--allow-gate",
         ],
         &[],
     );

@@ -230,7 +230,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         )
     };
     let slos = slo::evaluate(&cand, &c_obs);
-    let comparisons = compare(suite, &b_obs, &c_obs, opts.seed);
+    let comparisons = compare(suite, &b_obs, &c_obs, opts.seed, opts.runs.max(1));
     let mut reasons = Vec::new();
     for v in slos.iter().filter(|v| !v.met) {
         reasons.push(format!(
@@ -252,6 +252,26 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         .iter()
         .filter(|c| c.decision == Decision::Inconclusive)
         .collect();
+    if comparisons.is_empty() && slos.is_empty() {
+        reasons.push(
+            "inconclusive: nothing was compared (no SLI measured on both sides, no SLO declared)"
+                .into(),
+        );
+        return Ok(GateOutcome {
+            suite: suite.name.clone(),
+            verdict: Verdict::Inconclusive,
+            reasons,
+            candidate_targets: opts.candidate.describe(),
+            baseline_targets: opts.baseline.describe(),
+            runs: opts.runs,
+            seed: opts.seed,
+            confidence: suite.gate.confidence,
+            comparisons,
+            slos,
+            candidate: report(&cand, &c_obs, "candidate"),
+            baseline: report(&base, &b_obs, "baseline"),
+        });
+    }
     let verdict = if !reasons.is_empty() {
         Verdict::Fail
     } else if !inconclusive.is_empty() {
@@ -278,6 +298,13 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
     })
 }
 
+/// Extra `--runs` that would give `samples` more values per side, when `per_side` values came
+/// from `runs` runs.
+fn more_runs(samples: u64, per_side: u64, runs: u32) -> u64 {
+    let per_run = (per_side as f64 / f64::from(runs.max(1))).max(1e-9);
+    ((samples as f64 / per_run).ceil() as u64).max(1)
+}
+
 fn judged_decision_is_not(j: &Option<Judged>, d: Decision) -> bool {
     j.as_ref().is_none_or(|j| j.decision != d)
 }
@@ -292,6 +319,7 @@ pub fn compare(
     baseline: &[Observation],
     candidate: &[Observation],
     seed: u64,
+    runs: u32,
 ) -> Vec<Comparison> {
     let g = &suite.gate;
     let mut out = Vec::new();
@@ -312,14 +340,16 @@ pub fn compare(
             };
             let (b, c) = (pick(baseline), pick(candidate));
             for (si, sli) in Sli::ALL.iter().copied().enumerate() {
-                if !g.slis.is_empty() && !g.slis.contains(&sli) {
+                // `success` is always compared: a candidate that fails requests must not pass
+                // because the chosen SLIs had nothing to measure.
+                if !g.slis.is_empty() && !g.slis.contains(&sli) && sli != Sli::Success {
                     continue;
                 }
                 let seed = seed
                     ^ ((pi as u64) << 32)
                     ^ ((si as u64) << 16)
                     ^ crate::rng::fnv1a(slice.as_bytes());
-                if let Some(cmp) = compare_one(suite, p, slice, sli, &b, &c, seed) {
+                if let Some(cmp) = compare_one(suite, p, slice, sli, &b, &c, seed, runs) {
                     out.push(cmp);
                 }
             }
@@ -328,6 +358,7 @@ pub fn compare(
     out
 }
 
+#[allow(clippy::too_many_arguments)]
 fn compare_one(
     suite: &Suite,
     p: &crate::suite::Probe,
@@ -336,6 +367,7 @@ fn compare_one(
     b: &[Observation],
     c: &[Observation],
     seed: u64,
+    runs: u32,
 ) -> Option<Comparison> {
     let g = &suite.gate;
     let where_ = if slice == aggregate::ALL_SLICES {
@@ -382,7 +414,13 @@ fn compare_one(
             let (decision, reason) = match (&judged, few) {
                 (_, true) => (
                     Decision::Inconclusive,
-                    format!("inconclusive: {where_} {sli} has {} baseline and {} candidate samples; need {} more runs (at least {} per side)", bs.len(), cs.len(), g.min_runs.saturating_sub(bs.len().min(cs.len()) as u32).max(1), g.min_runs),
+                    format!(
+                        "inconclusive: {where_} {sli} has {} baseline and {} candidate samples (at least {} per side decide); run with about {} more --runs",
+                        bs.len(),
+                        cs.len(),
+                        g.min_runs,
+                        more_runs(u64::from(g.min_runs.saturating_sub(bs.len().min(cs.len()) as u32)), bs.len().min(cs.len()) as u64, runs)
+                    ),
                 ),
                 (None, false) => return None,
                 (Some(j), false) => {
@@ -393,8 +431,8 @@ fn compare_one(
                         ),
                         Decision::Pass => format!("{where_}: {sli} {p_name} {:.1} ms vs {:.1} ms, within tolerance", cq * 1e3, bq * 1e3),
                         Decision::Inconclusive => format!(
-                            "inconclusive: {where_} {sli} {p_name} ×{:.2} (interval ×{:.2}..×{:.2} straddles ×{:.2}); need about {} more runs",
-                            j.estimate, j.low, j.high, j.bound, j.more_runs.unwrap_or(1)
+                            "inconclusive: {where_} {sli} {p_name} ×{:.2} (interval ×{:.2}..×{:.2} straddles ×{:.2}); run with about {} more --runs",
+                            j.estimate, j.low, j.high, j.bound, more_runs(j.more_runs.unwrap_or(1), bs.len().min(cs.len()) as u64, runs)
                         ),
                     };
                     (j.decision, reason)
@@ -428,11 +466,15 @@ fn compare_one(
             let (bp, cp) = (bg as f64 / bt as f64, cg as f64 / ct as f64);
             let judged = stats::share_drop(bg, bt, cg, ct, g.ratio_tolerance, g.confidence);
             let j = judged?;
-            let few = (bt.min(ct) as u32) < g.min_runs && j.decision != Decision::Regression;
+            let few = (bt.min(ct) as u32) < g.min_runs && j.decision == Decision::Inconclusive;
             let (decision, reason) = if few {
                 (
                     Decision::Inconclusive,
-                    format!("inconclusive: {where_} {sli} has {bt} baseline and {ct} candidate runs; need {} more runs (at least {} per side)", g.min_runs.saturating_sub(bt.min(ct) as u32).max(1), g.min_runs),
+                    format!(
+                        "inconclusive: {where_} {sli} has {bt} baseline and {ct} candidate runs (at least {} per side decide); run with about {} more --runs",
+                        g.min_runs,
+                        more_runs(u64::from(g.min_runs.saturating_sub(bt.min(ct) as u32)), bt.min(ct), runs)
+                    ),
                 )
             } else {
                 let reason = match j.decision {
@@ -442,8 +484,8 @@ fn compare_one(
                     ),
                     Decision::Pass => format!("{where_}: {sli} {} vs {}, within tolerance", pct(cp), pct(bp)),
                     Decision::Inconclusive => format!(
-                        "inconclusive: {where_} {sli} {} vs {} (drop {:.1}..{:.1} pts straddles {:.1} pts); need about {} more runs",
-                        pct(cp), pct(bp), j.low * 100.0, j.high * 100.0, j.bound * 100.0, j.more_runs.unwrap_or(1)
+                        "inconclusive: {where_} {sli} {} vs {} (drop {:.1}..{:.1} pts straddles {:.1} pts); run with about {} more --runs",
+                        pct(cp), pct(bp), j.low * 100.0, j.high * 100.0, j.bound * 100.0, more_runs(j.more_runs.unwrap_or(1), bt.min(ct), runs)
                     ),
                 };
                 (j.decision, reason)

@@ -230,6 +230,12 @@ async fn page(State(state): State<Arc<ServeState>>) -> Response {
 /// those keys under `metadata` (as strings). 200 when the gate passes, 409 when it fails or
 /// cannot decide; the body carries the verdict, the reasons and the Markdown summary.
 async fn gate(State(state): State<Arc<ServeState>>, body: axum::body::Bytes) -> Response {
+    if !state.allow_gate {
+        return error(
+            StatusCode::FORBIDDEN,
+            "the gate endpoint is off: start serve with --allow-gate (it sends the suite's requests, credentials included, to the URLs given)",
+        );
+    }
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
         Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),

@@ -43,6 +43,9 @@ pub struct ServeConfig {
     /// How long full case records are kept (SLO events are kept for the longest window + 1 day).
     pub records_for: Duration,
     pub compact_every: Duration,
+    /// Enables `POST /api/v1/gate`, which sends the suite's requests (credentials included) to
+    /// the URLs in the request body: only for a monitor reachable by trusted callers.
+    pub allow_gate: bool,
 }
 
 /// What the monitor knows about one probe.
@@ -74,6 +77,7 @@ pub struct ServeState {
     pub permits: Arc<Semaphore>,
     pub ready: AtomicBool,
     pub started_at: SystemTime,
+    pub allow_gate: bool,
 }
 
 impl ServeState {
@@ -359,6 +363,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         permits: Arc::new(Semaphore::new(cfg.concurrency.max(1))),
         ready: AtomicBool::new(false),
         started_at: SystemTime::now(),
+        allow_gate: cfg.allow_gate,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
