@@ -311,6 +311,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 runs,
                 seed,
                 concurrency,
+                permits: None,
             };
             let outcome = match crate::gate::run(s, &opts).await {
                 Ok(o) => o,
@@ -579,8 +580,12 @@ async fn run_suites(
             println!("{}", crate::secret::redact(&r.table));
         }
         if outputs.wants_metrics() {
-            let d =
-                export::export(s, region, &r.observations, r.started, r.finished, outputs).await;
+            // One textfile per suite when there are several (node_exporter reads them all).
+            let mut outs = outputs.clone();
+            if let Some(t) = &outputs.textfile {
+                outs.textfile = Some(report_path(t, &r.suite, suites.len() > 1));
+            }
+            let d = export::export(s, region, &r.observations, r.started, r.finished, &outs).await;
             for w in &d.warnings {
                 eprintln!("warning: {}", crate::secret::redact(w));
             }

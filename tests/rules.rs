@@ -197,6 +197,7 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
                         "runbook_url": "docs/slo.md#stale-probes"
                     }
                 }]},
+                {"eval_time": "9m", "alertname": "CanaryMetricsAbsent", "exp_alerts": []},
                 {"eval_time": "30m", "alertname": "CanaryMetricsAbsent", "exp_alerts": [{
                     "exp_labels": {"suite": "rules-test", "severity": "ticket"},
                     "exp_annotations": {

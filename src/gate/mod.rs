@@ -119,6 +119,8 @@ pub struct GateOptions {
     pub runs: u32,
     pub seed: u64,
     pub concurrency: usize,
+    /// A concurrency limit to share (serve's own), instead of a new one of `concurrency`.
+    pub permits: Option<Arc<Semaphore>>,
 }
 
 /// The gate's overall verdict.
@@ -207,7 +209,10 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         }
     }
     let started = SystemTime::now();
-    let permits = Arc::new(Semaphore::new(opts.concurrency.max(1)));
+    let permits = opts
+        .permits
+        .clone()
+        .unwrap_or_else(|| Arc::new(Semaphore::new(opts.concurrency.max(1))));
     let results = execute_plan(plan, permits).await;
     let finished = SystemTime::now();
     let mut c_obs: Vec<Observation> = Vec::new();
@@ -230,7 +235,19 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         )
     };
     let slos = slo::evaluate(&cand, &c_obs);
-    let comparisons = compare(suite, &b_obs, &c_obs, opts.seed, opts.runs.max(1));
+    // The bootstrap is CPU work: off the async workers, which stamp other probes' bytes.
+    let comparisons = {
+        let (s, b, c, seed, runs) = (
+            suite.clone(),
+            b_obs.clone(),
+            c_obs.clone(),
+            opts.seed,
+            opts.runs.max(1),
+        );
+        tokio::task::spawn_blocking(move || compare(&s, &b, &c, seed, runs))
+            .await
+            .map_err(|e| format!("the comparison failed: {e}"))?
+    };
     let mut reasons = Vec::new();
     for v in slos.iter().filter(|v| !v.met) {
         reasons.push(format!(
@@ -389,19 +406,6 @@ fn compare_one(
             };
             let (bq, cq) = (q(&bs), q(&cs));
             let p_name = format!("p{}", crate::slo::rules::num(g.quantile * 100.0));
-            let few = ((bs.len() as u32) < g.min_runs || (cs.len() as u32) < g.min_runs)
-                && judged_decision_is_not(
-                    &stats::latency_ratio(
-                        &bs,
-                        &cs,
-                        g.quantile,
-                        g.latency_tolerance,
-                        g.confidence,
-                        200,
-                        seed,
-                    ),
-                    Decision::Pass,
-                );
             let judged = stats::latency_ratio(
                 &bs,
                 &cs,
@@ -411,6 +415,8 @@ fn compare_one(
                 1000,
                 seed,
             );
+            let few = ((bs.len() as u32) < g.min_runs || (cs.len() as u32) < g.min_runs)
+                && judged_decision_is_not(&judged, Decision::Pass);
             let (decision, reason) = match (&judged, few) {
                 (_, true) => (
                     Decision::Inconclusive,

@@ -269,9 +269,13 @@ mod tests {
     fn bootstrap_is_seeded() {
         let base = lognormal(50, 0.1, 1);
         let cand = lognormal(50, 0.11, 2);
+        let a = latency_ratio(&base, &cand, 0.95, 0.1, 0.95, 500, 3).unwrap();
         assert_eq!(
-            latency_ratio(&base, &cand, 0.95, 0.1, 0.95, 500, 3),
+            Some(a),
             latency_ratio(&base, &cand, 0.95, 0.1, 0.95, 500, 3)
         );
+        // Another seed resamples differently: the interval moves.
+        let b = latency_ratio(&base, &cand, 0.95, 0.1, 0.95, 500, 4).unwrap();
+        assert!((a.low, a.high) != (b.low, b.high), "{a:?} {b:?}");
     }
 }

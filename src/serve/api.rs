@@ -37,6 +37,8 @@ pub struct SloState {
     pub threshold: Option<f64>,
     pub window: String,
     pub per_slice: bool,
+    /// Schedule period of the probe (seconds): no alert window is shorter than two of them.
+    pub period_seconds: f64,
     /// Any slice (or the aggregate) breached.
     pub breached: bool,
     pub slices: Vec<SliceState>,
@@ -57,9 +59,10 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
                 });
             let all: Vec<Events> = rows.iter().map(|(_, e)| *e).collect();
             let step = Duration::from_secs(60);
+            let period = crate::slo::rules::slo_period(suite, slo);
             let mut slices = vec![SliceState {
                 slice: "*".into(),
-                state: burn::evaluate(&all, now, slo.objective, slo.window, step),
+                state: burn::evaluate(&all, now, slo.objective, slo.window, step, period),
             }];
             if slo.per_slice {
                 let mut names: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
@@ -76,7 +79,7 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
                         .collect();
                     slices.push(SliceState {
                         slice: name,
-                        state: burn::evaluate(&ev, now, slo.objective, slo.window, step),
+                        state: burn::evaluate(&ev, now, slo.objective, slo.window, step, period),
                     });
                 }
             }
@@ -96,6 +99,7 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
                 threshold: slo.threshold.map(|t| t.as_secs_f64()),
                 window: burn::prom_duration(slo.window),
                 per_slice: slo.per_slice,
+                period_seconds: period.as_secs_f64(),
                 breached: slices.iter().any(|s| s.state.breached),
                 slices,
             });
@@ -301,7 +305,10 @@ async fn gate(State(state): State<Arc<ServeState>>, body: axum::body::Bytes) -> 
             .clamp(1, 1000),
         seed: text("seed").and_then(|r| r.parse().ok()).unwrap_or(42),
         concurrency: 8,
+        // Within serve's own concurrency limit, one gate at a time.
+        permits: Some(state.permits.clone()),
     };
+    let _one_gate = state.gate_lock.lock().await;
     match crate::gate::run(&suite, &opts).await {
         Ok(o) => {
             let status = if o.verdict == crate::gate::Verdict::Pass {

@@ -78,6 +78,8 @@ pub struct ServeState {
     pub ready: AtomicBool,
     pub started_at: SystemTime,
     pub allow_gate: bool,
+    /// One gate at a time.
+    pub gate_lock: tokio::sync::Mutex<()>,
 }
 
 impl ServeState {
@@ -166,7 +168,8 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
     let finished = SystemTime::now();
     record(&state, &suite, &observations, finished).await;
     if let Ok(mut p) = state.probes.lock() {
-        let e = p.entry(key).or_default();
+        // A probe removed by a reload while it ran is not brought back.
+        let Some(e) = p.get_mut(&key) else { return };
         e.running = false;
         e.last_finished = Some(crate::sink::report::rfc3339(finished));
         e.last_runs = observations.len() as u64;
@@ -316,15 +319,18 @@ fn start_loops(
 /// Stops loops and waits for their in-flight runs up to `grace`.
 async fn drain(
     stop: watch::Sender<bool>,
-    mut loops: tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>,
+    sets: Vec<tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>>,
     grace: Duration,
 ) {
     let _ = stop.send(true);
     let deadline = tokio::time::Instant::now() + grace;
     let mut running = Vec::new();
-    while let Some(r) = loops.join_next().await {
-        if let Ok(Some(h)) = r {
-            running.push(h);
+    // The current loops and those a reload retired (already told to stop).
+    for mut loops in sets {
+        while let Some(r) = loops.join_next().await {
+            if let Ok(Some(h)) = r {
+                running.push(h);
+            }
         }
     }
     for h in running {
@@ -364,6 +370,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         ready: AtomicBool::new(false),
         started_at: SystemTime::now(),
         allow_gate: cfg.allow_gate,
+        gate_lock: tokio::sync::Mutex::new(()),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -401,6 +408,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         })
     };
     let (mut stop, mut loops) = start_loops(&state, cfg.splay);
+    let mut retired: Vec<tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>> = Vec::new();
     state.ready.store(true, Ordering::SeqCst);
     println!(
         "canary serve listening on http://{addr} (region {}, db {})",
@@ -430,11 +438,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
                         if let Ok(mut s) = state.suites.write() {
                             *s = Arc::new(new);
                         }
-                        // Old loops stop; their runs in flight finish on their own.
+                        // Old loops stop; their runs in flight finish, and shutdown waits for them too.
                         let _ = stop.send(true);
                         let (s2, l2) = start_loops(&state, cfg.splay);
                         stop = s2;
-                        loops = l2;
+                        retired.push(std::mem::replace(&mut loops, l2));
+                        if let Ok(mut ls) = state.loop_stats.lock() {
+                            let suites = state.suites();
+                            ls.retain(|(suite, probe), _| suites.iter().any(|s| &s.name == suite && s.probes.iter().any(|p| &p.name == probe)));
+                        }
                     }
                     Err(d) => {
                         let text: Vec<String> = d.iter().map(|d| crate::secret::redact(&d.to_string())).collect();
@@ -447,7 +459,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     }
     // Shutdown: not ready, no new probes, in-flight runs finish within the grace period.
     state.ready.store(false, Ordering::SeqCst);
-    drain(stop, loops, cfg.grace).await;
+    retired.push(loops);
+    drain(stop, retired, cfg.grace).await;
     compactor.abort();
     if let Err(e) = history.checkpoint() {
         tracing::error!("final checkpoint failed: {e}");

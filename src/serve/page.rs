@@ -168,15 +168,18 @@ pub fn render(state: &ServeState, now: f64) -> String {
                     .map(|r| format!("{r:.1}×"))
                     .unwrap_or_else(|| "-".into())
             };
-            let (long, short) = crate::slo::burn::windows(parse_window(&s.window))
-                .first()
-                .map(|w| {
-                    (
-                        crate::slo::burn::prom_duration(w.long),
-                        crate::slo::burn::prom_duration(w.short),
-                    )
-                })
-                .unwrap_or_else(|| ("1h".into(), "5m".into()));
+            let (long, short) = crate::slo::burn::windows(
+                parse_window(&s.window),
+                std::time::Duration::from_secs_f64(s.period_seconds),
+            )
+            .first()
+            .map(|w| {
+                (
+                    crate::slo::burn::prom_duration(w.long),
+                    crate::slo::burn::prom_duration(w.short),
+                )
+            })
+            .unwrap_or_else(|| ("1h".into(), "5m".into()));
             let _ = write!(
                 h,
                 "<tr class=\"slo-row\" data-slo=\"{}\" data-slice=\"{}\"><td><span class=\"state {class}\">{label}</span></td><td>{} / {}</td><td>{}</td><td>{}</td><td>{}</td><td>{good}</td><td><span class=\"budget\"><div class=\"{bar_class}\" style=\"width:{width:.1}%\"></div></span> {left}</td><td>{} / {}</td></tr>",
@@ -202,17 +205,17 @@ pub fn render(state: &ServeState, now: f64) -> String {
     let from = now - 86400.0;
     for suite in state.suites().iter() {
         for p in &suite.probes {
+            // Only the latency column: the full case records stay in the database.
             let runs = state
                 .history
-                .runs_since(&suite.name, &p.name, from)
+                .latencies_since(&suite.name, &p.name, from)
                 .unwrap_or_default();
             let mut series: BTreeMap<&str, Vec<(f64, f64)>> = BTreeMap::new();
-            for r in &runs {
-                let lat: BTreeMap<String, f64> =
-                    serde_json::from_str(&r.latency).unwrap_or_default();
+            for (ts, outcome, latency) in &runs {
+                let lat: BTreeMap<String, f64> = serde_json::from_str(latency).unwrap_or_default();
                 for (name, _, _) in CHART_SLIS {
-                    if let Some(v) = lat.get(*name).filter(|_| r.outcome != "timeout") {
-                        series.entry(name).or_default().push((r.ts, *v));
+                    if let Some(v) = lat.get(*name).filter(|_| outcome != "timeout") {
+                        series.entry(name).or_default().push((*ts, *v));
                     }
                 }
             }
@@ -220,7 +223,7 @@ pub fn render(state: &ServeState, now: f64) -> String {
                 .into_iter()
                 .map(|(k, v)| (k, downsample(v, 240)))
                 .collect();
-            let first = runs.first().map(|r| r.ts).unwrap_or(from);
+            let first = runs.first().map(|r| r.0).unwrap_or(from);
             let _ = write!(
                 h,
                 "<div class=\"chart\" data-probe=\"{}\"><div><b>{}</b> · {} · {} runs</div>{}</div>",

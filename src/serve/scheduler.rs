@@ -189,19 +189,22 @@ mod tests {
         let (tx, rx) = watch::channel(false);
         let sched = cron::parse("0 * * * * *").unwrap(); // every minute
         let splay = Duration::from_secs(40);
+        let clock = Clock::start();
+        // When the first run is due: the next minute boundary plus the splay.
+        let first = clock.next_fire(&sched, splay).unwrap() - Instant::now();
+        assert!(first >= splay);
         let h = tokio::spawn(probe_loop(
             sched,
             splay,
-            Clock::start(),
+            clock,
             counting_runner(runs.clone(), Duration::ZERO),
             stats,
             rx,
         ));
-        // The first tick is within 60 s, then 40 s of splay: nothing can have run at 39 s.
-        tokio::time::sleep(Duration::from_secs(39)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 0);
-        tokio::time::sleep(Duration::from_secs(62)).await;
-        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        tokio::time::sleep(first - Duration::from_secs(1)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 0, "not before the splay");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(runs.load(Ordering::SeqCst), 1, "right after it");
         let _ = tx.send(true);
         let _ = h.await;
     }

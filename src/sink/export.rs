@@ -88,7 +88,9 @@ pub async fn export(
                     spool::remove(p);
                 }
             }
-            Err(e) => {
+            // A rejected push would be rejected again: not spooled, reported as lost.
+            Err(Failure::Rejected(e)) => d.lost.push(e),
+            Err(Failure::Unavailable(e)) => {
                 let entry = Entry::Push {
                     url: url.clone(),
                     region: region.to_string(),

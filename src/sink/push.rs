@@ -15,7 +15,7 @@ use base64::Engine;
 use bytes::Bytes;
 use http::Method;
 
-use super::http_out::{request, with_retries};
+use super::http_out::{request, with_retries, Failure};
 use super::metrics::{MetricsModel, Sample};
 
 /// Attempts per HTTP call before giving up (then the run's counts are spooled).
@@ -53,14 +53,21 @@ pub fn group_samples(all: &[Sample], region: &str, suite: &str) -> Vec<Sample> {
 }
 
 /// Reads the group back, carries it forward into `model`, and pushes the sum.
-pub async fn push(base: &str, model: &mut MetricsModel) -> Result<(), String> {
+pub async fn push(base: &str, model: &mut MetricsModel) -> Result<(), Failure> {
     let base = base.trim_end_matches('/');
     let metrics_url = format!("{base}/metrics");
     let current = with_retries(ATTEMPTS, || {
         request(Method::GET, &metrics_url, &[], None, None, TIMEOUT)
     })
     .await
-    .map_err(|e| format!("cannot read the Pushgateway's current values: {e}"))?;
+    .map_err(|e| match e {
+        Failure::Rejected(m) => {
+            Failure::Rejected(format!("cannot read the Pushgateway's current values: {m}"))
+        }
+        Failure::Unavailable(m) => {
+            Failure::Unavailable(format!("cannot read the Pushgateway's current values: {m}"))
+        }
+    })?;
     let text = String::from_utf8_lossy(&current.body);
     let previous = group_samples(&super::expfmt::parse(&text), &model.region, &model.suite);
     model.carry_forward(&previous);
@@ -78,7 +85,14 @@ pub async fn push(base: &str, model: &mut MetricsModel) -> Result<(), String> {
     })
     .await
     .map(|_| ())
-    .map_err(|e| format!("push to the Pushgateway failed: {e}"))
+    .map_err(|e| match e {
+        Failure::Rejected(m) => {
+            Failure::Rejected(format!("the Pushgateway rejected the push: {m}"))
+        }
+        Failure::Unavailable(m) => {
+            Failure::Unavailable(format!("push to the Pushgateway failed: {m}"))
+        }
+    })
 }
 
 #[cfg(test)]

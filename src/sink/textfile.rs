@@ -1,7 +1,8 @@
 //! `--textfile PATH`: node_exporter's textfile collector format (Prometheus text 0.0.4),
 //! written atomically (a temporary file in the same folder, then a rename). Like a push, the
-//! file is replaced on every run, so the previous file's counters are carried forward first;
-//! series of other suites sharing the file are kept as they are.
+//! file is replaced on every run, so the previous file's counters are carried forward first.
+//! One file per suite: with several suites, `canary run` puts the suite's name in each file's
+//! name (node_exporter reads every `*.prom` file of its folder).
 
 use std::path::Path;
 
@@ -10,9 +11,16 @@ use super::metrics::MetricsModel;
 /// Carries the previous file forward into `model` and replaces the file atomically.
 pub fn write(path: &Path, model: &mut MetricsModel) -> Result<(), String> {
     if let Ok(previous) = std::fs::read_to_string(path) {
-        // Everything in the file is carried: this suite's series add up, other suites'
-        // series (several suites share one file) pass through unchanged.
-        model.carry_forward(&super::expfmt::parse(&previous));
+        // One file per suite (`canary run` names them apart when it runs several): the file's
+        // own series are carried forward; anything else in it is dropped.
+        let ours: Vec<_> = super::expfmt::parse(&previous)
+            .into_iter()
+            .filter(|s| {
+                let has = |k: &str, v: &str| s.labels.iter().any(|(a, b)| a == k && b == v);
+                has("region", &model.region) && has("suite", &model.suite)
+            })
+            .collect();
+        model.carry_forward(&ours);
     }
     let dir = path
         .parent()
@@ -50,41 +58,38 @@ mod tests {
     }
 
     #[test]
-    fn two_suites_share_one_file_and_each_adds_up() {
+    fn each_run_adds_to_the_file_of_its_suite() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("canary.prom");
         let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes");
         let a = load_suite(&root.join("llama-mapper.yaml"), &ProcessEnv::default()).unwrap();
-        let b = load_suite(&root.join("chat.yaml"), &ProcessEnv::default()).unwrap();
-        for _ in 0..2 {
-            for s in [&a, &b] {
-                let mut m = MetricsModel::from_run(s, "eu", &[], SystemTime::now());
-                // One synthetic run per probe slice: zero series plus one increment.
-                let key = m.families["canary_probe_runs"]
-                    .series
-                    .keys()
-                    .next()
-                    .unwrap()
-                    .clone();
-                if let Some(crate::sink::metrics::Value::Counter(v)) = m
-                    .families
-                    .get_mut("canary_probe_runs")
-                    .unwrap()
-                    .series
-                    .get_mut(&key)
-                {
-                    *v += 1.0;
-                }
-                write(&path, &mut m).unwrap();
+        for _ in 0..3 {
+            let mut m = MetricsModel::from_run(&a, "eu", &[], SystemTime::now());
+            let key = m.families["canary_probe_runs"]
+                .series
+                .keys()
+                .next()
+                .unwrap()
+                .clone();
+            if let Some(crate::sink::metrics::Value::Counter(v)) = m
+                .families
+                .get_mut("canary_probe_runs")
+                .unwrap()
+                .series
+                .get_mut(&key)
+            {
+                *v += 1.0;
             }
+            write(&path, &mut m).unwrap();
         }
         let text = std::fs::read_to_string(&path).unwrap();
-        assert_eq!(count(&text, "llama-mapper"), 2.0);
-        assert_eq!(count(&text, "chat"), 2.0);
+        assert_eq!(count(&text, "llama-mapper"), 3.0);
         assert_eq!(
             text.matches("# TYPE canary_probe_runs_total counter")
                 .count(),
             1
         );
+        // No temporary file is left behind.
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

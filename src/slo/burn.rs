@@ -71,10 +71,13 @@ const TABLE: &[(Severity, u64, u64, f64)] = &[
     (Severity::Ticket, 3 * 86400, 6 * 3600, 1.0),
 ];
 
-/// The alert windows of an SLO window, scaled from the 30-day table (whole seconds, at least 60 s).
-pub fn windows(slo_window: Duration) -> Vec<BurnWindow> {
+/// The alert windows of an SLO window, scaled from the 30-day table (whole seconds). No window
+/// is shorter than 60 s or than two periods of the probe's schedule (`period`): a window that
+/// can hold no run would make the alert flicker between runs.
+pub fn windows(slo_window: Duration, period: Duration) -> Vec<BurnWindow> {
     let scale = slo_window.as_secs_f64() / BASE as f64;
-    let scaled = |s: u64| Duration::from_secs(((s as f64 * scale).round() as u64).max(60));
+    let floor = (period * 2).as_secs().max(60);
+    let scaled = |s: u64| Duration::from_secs(((s as f64 * scale).round() as u64).max(floor));
     TABLE
         .iter()
         .map(|(sev, long, short, factor)| BurnWindow {
@@ -87,8 +90,8 @@ pub fn windows(slo_window: Duration) -> Vec<BurnWindow> {
 }
 
 /// Every distinct window the rules need (the alert windows and the SLO window), shortest first.
-pub fn all_windows(slo_window: Duration) -> Vec<Duration> {
-    let mut w: Vec<Duration> = windows(slo_window)
+pub fn all_windows(slo_window: Duration, period: Duration) -> Vec<Duration> {
+    let mut w: Vec<Duration> = windows(slo_window, period)
         .iter()
         .flat_map(|b| [b.long, b.short])
         .collect();
@@ -207,12 +210,15 @@ pub struct BurnRate {
 
 /// Evaluates the SLO at `now` on events; `step` is the evaluation interval used to check that a
 /// condition held for an alert's whole `for` duration (as Prometheus evaluates rules).
+/// `period` is the schedule period of the SLO's probe (see [`windows`]).
+#[allow(clippy::too_many_arguments)]
 pub fn evaluate(
     events: &[Events],
     now: f64,
     objective: f64,
     slo_window: Duration,
     step: Duration,
+    period: Duration,
 ) -> BurnState {
     let budget = 1.0 - objective;
     let series = Series::new(events);
@@ -220,7 +226,7 @@ pub fn evaluate(
     let good = total - bad;
     let sli = (total > 0).then(|| good as f64 / total as f64);
     let budget_remaining = sli.map(|s| 1.0 - (1.0 - s) / budget);
-    let burn_rates = all_windows(slo_window)
+    let burn_rates = all_windows(slo_window, period)
         .into_iter()
         .map(|w| BurnRate {
             window: prom_duration(w),
@@ -229,7 +235,7 @@ pub fn evaluate(
         .collect();
     let mut firing = Vec::new();
     for sev in [Severity::Page, Severity::Ticket] {
-        let pairs: Vec<BurnWindow> = windows(slo_window)
+        let pairs: Vec<BurnWindow> = windows(slo_window, period)
             .into_iter()
             .filter(|w| w.severity == sev)
             .collect();

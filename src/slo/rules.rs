@@ -98,6 +98,23 @@ fn anchor(name: &str) -> String {
         .collect()
 }
 
+/// The schedule period of an SLO's probe (its own schedule, else the suite's, else 5 minutes):
+/// the floor of its alert windows.
+pub fn slo_period(suite: &Suite, slo: &Slo) -> Duration {
+    suite
+        .probes
+        .iter()
+        .find(|p| p.name == slo.probe)
+        .and_then(|p| {
+            p.schedule
+                .clone()
+                .or_else(|| suite.defaults.schedule.clone())
+        })
+        .and_then(|s| crate::schedule::cron::parse(&s).ok())
+        .map(|c| c.period())
+        .unwrap_or(DEFAULT_PERIOD)
+}
+
 /// The staleness period of a suite: the longest period among its probes' schedules (a
 /// probe's own, else the suite's default; 5 minutes when none is declared).
 pub fn period(suite: &Suite) -> Duration {
@@ -132,7 +149,7 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
         } else {
             "region, suite, slo"
         };
-        for w in burn::all_windows(slo.window) {
+        for w in burn::all_windows(slo.window, slo_period(suite, slo)) {
             // The static `slo` label repeats the series' own; it keeps each SLO's rules distinct
             // for promtool's duplicate check.
             rules.push(json!({
@@ -151,7 +168,7 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
     for &per_slice in &levels {
         let sel = format!("{{suite=\"{}\",slo=\"{}\"}}", q(&suite.name), q(&slo.name));
         for sev in [Severity::Page, Severity::Ticket] {
-            let conds: Vec<String> = burn::windows(slo.window)
+            let conds: Vec<String> = burn::windows(slo.window, slo_period(suite, slo))
                 .into_iter()
                 .filter(|w| w.severity == sev)
                 .map(|w| {
@@ -220,7 +237,11 @@ fn staleness_group(suite: &Suite, opts: &RulesOptions) -> Value {
             },
             {
                 "alert": "CanaryMetricsAbsent",
-                "expr": format!("absent_over_time(canary_last_run_timestamp_seconds{{suite=\"{s}\"}}[{twice}])"),
+                // A Pushgateway keeps the last value forever: "absent" alone would never fire there.
+                "expr": format!(
+                    "(time() - max by (suite) (canary_last_run_timestamp_seconds{{suite=\"{s}\"}}) > {secs}) or absent(canary_last_run_timestamp_seconds{{suite=\"{s}\"}})",
+                    secs = (p * 2).as_secs()
+                ),
                 "labels": { "severity": "ticket", "suite": suite.name },
                 "annotations": {
                     "summary": format!("no canary run of suite {} reported for {twice}", suite.name),

@@ -994,6 +994,13 @@ fn build_slo(
         )
         .hint = Some(suggest(&raw.probe, probe_names));
     }
+    if raw.objective.0 >= 1.0 {
+        ctx.err(
+            &p(path, &[k("objective")]),
+            "an objective of 100% leaves no error budget",
+        )
+        .hint = Some("every failure would page; use e.g. 99.9%".into());
+    }
     let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
     if window < std::time::Duration::from_secs(3600) {
         ctx.err(&p(path, &[k("window")]), "window must be at least 1h")

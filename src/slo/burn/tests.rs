@@ -5,17 +5,26 @@ use super::*;
 
 #[test]
 fn windows_scale_with_the_slo_window() {
-    let w30 = windows(Duration::from_secs(30 * 86400));
+    let w30 = windows(Duration::from_secs(30 * 86400), Duration::ZERO);
     assert_eq!(w30[0].long, Duration::from_secs(3600));
     assert_eq!(w30[0].short, Duration::from_secs(300));
     assert_eq!(w30[3].long, Duration::from_secs(3 * 86400));
-    let w7 = windows(Duration::from_secs(7 * 86400));
+    let w7 = windows(Duration::from_secs(7 * 86400), Duration::ZERO);
     assert_eq!(w7[0].long, Duration::from_secs(840)); // 1h * 7/30
     assert_eq!(w7[0].short, Duration::from_secs(70));
     assert_eq!(w7[0].factor, 14.4);
     assert_eq!(prom_duration(Duration::from_secs(70)), "70s");
     assert_eq!(prom_duration(Duration::from_secs(3 * 86400)), "3d");
-    assert_eq!(all_windows(Duration::from_secs(30 * 86400)).len(), 8);
+    assert_eq!(
+        all_windows(Duration::from_secs(30 * 86400), Duration::ZERO).len(),
+        8
+    );
+    // An hourly probe: no window shorter than two hours (a 5m window would hold no run).
+    let hourly = windows(Duration::from_secs(30 * 86400), Duration::from_secs(3600));
+    assert!(
+        hourly.iter().all(|w| w.short >= Duration::from_secs(7200)),
+        "{hourly:?}"
+    );
 }
 
 #[test]
@@ -52,6 +61,7 @@ fn budget_remaining_and_breach() {
         0.995,
         Duration::from_secs(30 * 86400),
         Duration::from_secs(60),
+        Duration::from_secs(300),
     );
     assert!((s.sli.unwrap() - 0.99).abs() < 1e-12);
     // 1% errors against a 0.5% budget: the budget is overspent by its own size.
@@ -127,6 +137,7 @@ fn the_promtool_scenarios_give_the_same_verdicts_here() {
             sc.objective,
             window,
             Duration::from_secs(60),
+            Duration::from_secs(300),
         );
         for sev in &all.firing {
             got.push(Expected {
@@ -141,6 +152,7 @@ fn the_promtool_scenarios_give_the_same_verdicts_here() {
                 sc.objective,
                 window,
                 Duration::from_secs(60),
+                Duration::from_secs(300),
             );
             for sev in &s.firing {
                 got.push(Expected {
