@@ -583,7 +583,13 @@ async fn run_suites(
             // One textfile per suite when there are several (node_exporter reads them all).
             let mut outs = outputs.clone();
             if let Some(t) = &outputs.textfile {
-                outs.textfile = Some(report_path(t, &r.suite, suites.len() > 1));
+                let named = report_path(t, &r.suite, suites.len() > 1);
+                // node_exporter reads `*.prom` only.
+                outs.textfile = Some(if t.extension().is_none() {
+                    named.with_extension("prom")
+                } else {
+                    named
+                });
             }
             let d = export::export(s, region, &r.observations, r.started, r.finished, &outs).await;
             for w in &d.warnings {

@@ -36,6 +36,17 @@ impl Targets {
     pub fn parse(values: &[String]) -> Result<Targets, String> {
         let mut t = Targets::default();
         for v in values {
+            let url = match v.split_once('=') {
+                Some((name, url)) if !name.contains("://") && !name.contains('/') => url,
+                _ => v.as_str(),
+            };
+            if let Some(rest) = url.split_once("://").map(|(_, r)| r) {
+                let authority = rest.split(['/', '?', '#']).next().unwrap_or("");
+                if let Some((userinfo, _)) = authority.rsplit_once('@') {
+                    crate::secret::register(userinfo);
+                    return Err("a target URL carries credentials (user:pass@); the suite's headers send credentials, the URL must not".into());
+                }
+            }
             match v.split_once('=') {
                 Some((name, url)) if !name.contains("://") && !name.contains('/') => {
                     t.per_endpoint.insert(name.to_string(), url.to_string());
@@ -537,5 +548,7 @@ mod tests {
         assert_eq!(t.all.as_deref(), Some("http://c:1"));
         assert_eq!(t.per_endpoint["chat"], "http://d:2");
         assert!(Targets::parse(&["http://a".into(), "http://b".into()]).is_err());
+        let e = Targets::parse(&["chat=https://user:tok3n-abc@gw/".into()]).unwrap_err();
+        assert!(e.contains("credentials") && !e.contains("tok3n-abc"), "{e}");
     }
 }
