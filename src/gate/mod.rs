@@ -280,28 +280,14 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         .iter()
         .filter(|c| c.decision == Decision::Inconclusive)
         .collect();
-    if comparisons.is_empty() && slos.is_empty() {
+    let verdict = if !reasons.is_empty() {
+        Verdict::Fail
+    } else if comparisons.is_empty() && slos.is_empty() {
         reasons.push(
             "inconclusive: nothing was compared (no SLI measured on both sides, no SLO declared)"
                 .into(),
         );
-        return Ok(GateOutcome {
-            suite: suite.name.clone(),
-            verdict: Verdict::Inconclusive,
-            reasons,
-            candidate_targets: opts.candidate.describe(),
-            baseline_targets: opts.baseline.describe(),
-            runs: opts.runs,
-            seed: opts.seed,
-            confidence: suite.gate.confidence,
-            comparisons,
-            slos,
-            candidate: report(&cand, &c_obs, "candidate"),
-            baseline: report(&base, &b_obs, "baseline"),
-        });
-    }
-    let verdict = if !reasons.is_empty() {
-        Verdict::Fail
+        Verdict::Inconclusive
     } else if !inconclusive.is_empty() {
         for c in &inconclusive {
             reasons.push(c.reason.clone());
