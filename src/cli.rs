@@ -322,14 +322,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Err(e) => return Err(anyhow::anyhow!(e)),
             };
             let md = crate::gate::output::markdown(&outcome);
-            {
-                let mut out = std::io::stdout().lock();
-                if let Err(e) = writeln!(out, "{md}").and_then(|_| out.flush()) {
-                    if e.kind() != std::io::ErrorKind::BrokenPipe {
-                        return Err(e.into());
-                    }
-                }
-            }
+            print_out(&format!("{md}\n"))?;
             for (path, text) in [
                 (markdown, md.clone()),
                 (junit, crate::gate::output::junit(&outcome)),
@@ -373,15 +366,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             match out {
                 Some(p) => std::fs::write(&p, text)
                     .with_context(|| format!("cannot write {}", p.display()))?,
-                None => {
-                    // A closed pipe (`| head`) is not an error worth a panic.
-                    let mut out = std::io::stdout().lock();
-                    if let Err(e) = out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
-                        if e.kind() != std::io::ErrorKind::BrokenPipe {
-                            return Err(e.into());
-                        }
-                    }
-                }
+                None => print_out(&text)?,
             }
             Ok(EXIT_OK)
         }
@@ -419,6 +404,15 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             profile,
         } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+    }
+}
+
+/// Writes to stdout; a closed pipe (`| head`) is not an error worth a panic.
+fn print_out(text: &str) -> std::io::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|_| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(e),
+        _ => Ok(()),
     }
 }
 

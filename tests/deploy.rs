@@ -24,6 +24,33 @@ fn render(overlay: &str) -> String {
     String::from_utf8(out.stdout).unwrap()
 }
 
+/// Validates rendered objects against the Kubernetes 1.30 schemas (`kubernetes-validate --strict`).
+fn validate_k8s(yaml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let f = write(dir.path(), "objects.yaml", yaml);
+    // `python3 -m` works whether or not pip's script directory is on PATH.
+    let v = Command::new("python3")
+        .args([
+            "-m",
+            "kubernetes_validate",
+            "-k",
+            "1.30.0",
+            "--strict",
+            "--quiet",
+        ])
+        .arg(&f)
+        .output()
+        .expect(
+            "kubernetes-validate is needed (pip install kubernetes-validate); .ci/run installs it",
+        );
+    assert!(
+        v.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&v.stdout),
+        String::from_utf8_lossy(&v.stderr)
+    );
+}
+
 fn find<'a>(docs: &'a [Yaml], kind: &str) -> &'a Yaml {
     docs.iter()
         .find(|d| d["kind"].as_str() == Some(kind))
@@ -35,20 +62,7 @@ fn overlays_render_validate_and_keep_the_fleet_properties() {
     let mut schedules = Vec::new();
     for region in REGIONS {
         let yaml = render(region);
-        let dir = tempfile::tempdir().unwrap();
-        let f = write(dir.path(), "all.yaml", &yaml);
-        // `python3 -m` works whether or not pip's script directory is on PATH.
-        let v = Command::new("python3")
-            .args(["-m", "kubernetes_validate", "-k", "1.30.0", "--strict", "--quiet"])
-            .arg(&f)
-            .output()
-            .expect("kubernetes-validate is needed for this test (pip install kubernetes-validate); .ci/run installs it");
-        assert!(
-            v.status.success(),
-            "{region}: {}{}",
-            String::from_utf8_lossy(&v.stdout),
-            String::from_utf8_lossy(&v.stderr)
-        );
+        validate_k8s(&yaml);
 
         let docs = YamlLoader::load_from_str(&yaml).unwrap();
         let cj = find(&docs, "CronJob");
@@ -129,26 +143,7 @@ fn the_serve_variant_renders_and_validates() {
         .split("\n---\n")
         .filter(|d| !d.contains("kind: ServiceMonitor"))
         .collect();
-    let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "core.yaml", &core.join("\n---\n"));
-    let v = Command::new("python3")
-        .args([
-            "-m",
-            "kubernetes_validate",
-            "-k",
-            "1.30.0",
-            "--strict",
-            "--quiet",
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    validate_k8s(&core.join("\n---\n"));
     let sm = find(&docs, "ServiceMonitor");
     assert_eq!(sm["apiVersion"].as_str(), Some("monitoring.coreos.com/v1"));
     assert_eq!(sm["spec"]["endpoints"][0]["port"].as_str(), Some("http"));
@@ -205,26 +200,7 @@ fn the_pushgateway_manifest_validates() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let dir = tempfile::tempdir().unwrap();
-    let f = write(dir.path(), "pg.yaml", &String::from_utf8_lossy(&out.stdout));
-    let v = Command::new("python3")
-        .args([
-            "-m",
-            "kubernetes_validate",
-            "-k",
-            "1.30.0",
-            "--strict",
-            "--quiet",
-        ])
-        .arg(&f)
-        .output()
-        .unwrap();
-    assert!(
-        v.status.success(),
-        "{}{}",
-        String::from_utf8_lossy(&v.stdout),
-        String::from_utf8_lossy(&v.stderr)
-    );
+    validate_k8s(&String::from_utf8_lossy(&out.stdout));
     let docs = YamlLoader::load_from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
     let dep = find(&docs, "Deployment");
     let args = format!(

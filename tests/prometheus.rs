@@ -39,6 +39,21 @@ impl Drop for Proc {
     }
 }
 
+/// Debian's Pushgateway on `addr`, without persistence, stopped on drop.
+fn pushgateway(addr: &str) -> Proc {
+    Proc(
+        Command::new("prometheus-pushgateway")
+            .args([
+                format!("--web.listen-address={addr}"),
+                "--persistence.file=".into(),
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    )
+}
+
 fn http_get(addr: &str, path: &str) -> Option<String> {
     use std::io::Write;
     let mut s = std::net::TcpStream::connect(addr).ok()?;
@@ -131,17 +146,7 @@ fn cronjob_runs_add_up_exactly_in_pushgateway_and_remote_write() {
     }
     let dir = tempfile::tempdir().unwrap();
     let pg_addr = format!("127.0.0.1:{}", free_port());
-    let _pg = Proc(
-        Command::new("prometheus-pushgateway")
-            .args([
-                format!("--web.listen-address={pg_addr}"),
-                "--persistence.file=".into(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _pg = pushgateway(&pg_addr);
     let prom_addr = format!("127.0.0.1:{}", free_port());
     let cfg = write(
         dir.path(),
@@ -410,17 +415,7 @@ fn an_unreachable_pushgateway_spools_and_the_next_run_delivers() {
     );
     assert_eq!(lost.status.code(), Some(3), "{:?}", text(&lost));
 
-    let _pg = Proc(
-        Command::new("prometheus-pushgateway")
-            .args([
-                format!("--web.listen-address={pg_addr}"),
-                "--persistence.file=".into(),
-            ])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap(),
-    );
+    let _pg = pushgateway(&pg_addr);
     wait_ready(&pg_addr, "/-/ready");
     let out = canary(
         &[
