@@ -170,3 +170,80 @@ fn nothing_measured_exits_3() {
     assert!(stderr.contains("nothing could be measured"), "{stderr}");
     assert!(stderr.contains("connect"), "{stderr}");
 }
+
+#[test]
+fn retry_after_is_honoured_and_slos_can_leave_rate_limits_out() {
+    let sim = Sim::start(8, None);
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "g.jsonl",
+        &(0..3)
+            .map(|i| format!("{{\"id\": \"c{i}\", \"input\": {{\"body\": {{\"detector\": \"presidio\", \"output\": \"EMAIL_ADDRESS\"}}}}}}\n"))
+            .collect::<String>(),
+    );
+    let s = write(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            "suite: storm\ndefaults: {{ concurrency: 1, timeout: 5s }}\nendpoints:\n  e:\n    protocol: http-json\n    url: \"{}/map\"\n    headers: {{ x-sim-fault: \"status=429\" }}\nprobes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\nslos:\n  - {{ name: counted, probe: p, sli: success, objective: 99% }}\n  - {{ name: storm-excluded, probe: p, sli: success, objective: 99%, exclude: [rate_limited] }}\n",
+            sim.url
+        ),
+    );
+    let report = dir.path().join("r.json");
+    let t0 = Instant::now();
+    let out = canary(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--quiet",
+            "--report",
+            report.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let elapsed = t0.elapsed().as_secs_f64();
+    assert_eq!(out.status.code(), Some(3), "{:?}", text(&out));
+    // Each 429 says Retry-After: 1; the next case to the endpoint waits for it.
+    assert!(
+        elapsed >= 2.0,
+        "three cases one after the other, 1 s apart at least: {elapsed:.2}s"
+    );
+    let r = read_json(&report);
+    let started: Vec<f64> = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            humantime::parse_rfc3339(c["started_at"].as_str().unwrap())
+                .unwrap()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_secs_f64()
+        })
+        .collect();
+    let mut sorted = started.clone();
+    sorted.sort_by(f64::total_cmp);
+    assert!(sorted.windows(2).all(|w| w[1] - w[0] >= 0.95), "{sorted:?}");
+    let slo = |name: &str| {
+        r["slos"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|v| v["name"] == name && v["slice"] == "*")
+            .unwrap()
+            .clone()
+    };
+    assert_eq!(
+        (
+            slo("counted")["good"].as_u64(),
+            slo("counted")["total"].as_u64()
+        ),
+        (Some(0), Some(3))
+    );
+    assert_eq!(
+        slo("storm-excluded")["total"].as_u64(),
+        Some(0),
+        "rate-limited runs are left out"
+    );
+}

@@ -87,7 +87,12 @@ pub async fn execute_probes(
             // Validation guarantees the endpoint exists; `get` keeps that a logic error, not a panic.
             let endpoint = suite.endpoints.get(&probe.endpoint)?;
             let deadline = timeout.unwrap_or(probe.timeout);
+            // An endpoint that asked us to back off (429 + Retry-After) is given that time.
+            if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
+                tokio::time::sleep(wait).await;
+            }
             let timeline = drivers::run_case(endpoint, case, deadline).await;
+            super::backoff::note(&endpoint.url, &timeline);
             let obs = Observation::from_timeline(
                 endpoint,
                 &probe.name,
@@ -143,7 +148,11 @@ pub async fn execute_plan(
             let probe = job.suite.probes.get(job.probe)?;
             let case = probe.cases.get(job.case)?;
             let endpoint = job.suite.endpoints.get(&probe.endpoint)?;
+            if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
+                tokio::time::sleep(wait).await;
+            }
             let timeline = drivers::run_case(endpoint, case, probe.timeout).await;
+            super::backoff::note(&endpoint.url, &timeline);
             let obs = Observation::from_timeline(
                 endpoint,
                 &probe.name,

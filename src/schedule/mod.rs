@@ -1,5 +1,6 @@
 //! Scheduling: which case runs happen when. `executor` runs a suite once (N runs of each
 //! case) with a concurrency limit and a hard deadline per case run; `cron` parses schedules.
 
+pub mod backoff;
 pub mod cron;
 pub mod executor;

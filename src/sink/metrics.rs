@@ -81,24 +81,7 @@ pub const SLO_THRESHOLD: &str = "canary_slo_threshold_seconds";
 /// Every outcome label value, so each series exists from the first run on.
 pub fn outcomes() -> Vec<&'static str> {
     let mut v = vec![Outcome::Ok.as_str(), Outcome::CheckFailed.as_str()];
-    for c in [
-        ErrorClass::Timeout,
-        ErrorClass::Dns,
-        ErrorClass::Connect,
-        ErrorClass::Tls,
-        ErrorClass::Reset,
-        ErrorClass::Protocol,
-        ErrorClass::HttpStatus,
-        ErrorClass::RateLimited,
-        ErrorClass::InvalidJson,
-        ErrorClass::BodyTooLarge,
-        ErrorClass::Decode,
-        ErrorClass::Request,
-        ErrorClass::Truncated,
-        ErrorClass::StreamError,
-    ] {
-        v.push(c.as_str());
-    }
+    v.extend(ErrorClass::ALL.iter().map(|c| c.as_str()));
     v
 }
 

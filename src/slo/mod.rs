@@ -50,6 +50,11 @@ pub fn judge(slo: &Slo, obs: &Observation) -> Option<bool> {
 /// same statement as the p95 of the gap histogram. A run that failed gives no gap events
 /// (its failure counts against `success`).
 pub fn judge_counts(slo: &Slo, obs: &Observation) -> (u64, u64) {
+    if let crate::observation::Outcome::Error(class) = obs.outcome {
+        if slo.exclude.contains(&class) {
+            return (0, 0);
+        }
+    }
     if slo.sli == Sli::InterChunkGap {
         let Some(threshold) = slo.threshold.map(|t| t.as_secs_f64()) else {
             return (0, 0);
@@ -125,10 +130,11 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
                 .iter()
                 .filter(|o| slice == ALL_SLICES || o.slice == slice)
             {
-                if let Some(g) = judge(slo, o) {
-                    total += 1;
-                    good += u64::from(g);
-                }
+                // The same events as the metrics and the rules count (one per gap for
+                // `inter_chunk_gap`; excluded outcomes left out).
+                let (g, t) = judge_counts(slo, o);
+                good += g;
+                total += t;
             }
             out.push(SloVerdict {
                 name: slo.name.clone(),
@@ -200,6 +206,7 @@ mod tests {
             window: Duration::from_secs(86400),
             per_slice: true,
             description: None,
+            exclude: vec![],
         }
     }
 
@@ -295,5 +302,56 @@ mod tests {
         assert_eq!((slow.good, slow.total, slow.met), (0, 2, false));
         let fast = v.iter().find(|v| v.slice == "fast").unwrap();
         assert!(fast.met);
+    }
+
+    #[test]
+    fn gap_slos_count_every_gap_and_exclusions_leave_runs_out() {
+        let mut o = obs("a", Some(0.5), Outcome::Ok, None);
+        o.stream = Some(crate::measure::StreamStats {
+            gaps: vec![0.02, 0.03, 0.4, 0.02],
+            tokens_per_chunk: vec![1; 5],
+            ..Default::default()
+        });
+        let mut s = slo(Sli::InterChunkGap, Some(100), 0.9);
+        s.per_slice = false;
+        assert_eq!(judge_counts(&s, &o), (3, 4));
+        let suite = Suite {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            labels: Default::default(),
+            defaults: crate::suite::Defaults {
+                timeout: Duration::from_secs(1),
+                runs: 1,
+                concurrency: 1,
+                schedule: None,
+                max_body: 1,
+            },
+            endpoints: Default::default(),
+            probes: vec![],
+            slos: vec![s.clone()],
+            gate: Default::default(),
+        };
+        let v = evaluate(&suite, &[o]);
+        assert_eq!(
+            (v[0].good, v[0].total),
+            (3, 4),
+            "the verdict counts the same events as the metrics"
+        );
+        let mut excl = slo(Sli::Success, None, 0.9);
+        excl.exclude = vec![ErrorClass::RateLimited];
+        assert_eq!(
+            judge_counts(
+                &excl,
+                &obs("a", None, Outcome::Error(ErrorClass::RateLimited), None)
+            ),
+            (0, 0)
+        );
+        assert_eq!(
+            judge_counts(
+                &excl,
+                &obs("a", None, Outcome::Error(ErrorClass::Timeout), None)
+            ),
+            (0, 1)
+        );
     }
 }

@@ -227,4 +227,6 @@ pub struct Slo {
     pub window: Duration,
     pub per_slice: bool,
     pub description: Option<String>,
+    /// Error classes whose runs the SLO leaves out of its events.
+    pub exclude: Vec<crate::timeline::ErrorClass>,
 }

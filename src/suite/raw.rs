@@ -125,6 +125,9 @@ pub struct RawSlo {
     #[serde(default)]
     pub per_slice: bool,
     pub description: Option<String>,
+    /// Outcomes left out of the SLO (e.g. `[rate_limited]`: a known 429 storm of a test is not
+    /// the service failing its users).
+    pub exclude: Option<OneOrMany>,
 }
 
 /// One golden case (a JSONL line).

@@ -1077,10 +1077,37 @@ fn build_slo(
             }
         }
     }
+    let mut exclude = Vec::new();
+    for (i, name) in raw
+        .exclude
+        .map(|e| e.0)
+        .unwrap_or_default()
+        .into_iter()
+        .enumerate()
+    {
+        match crate::timeline::ErrorClass::ALL
+            .iter()
+            .find(|c| c.as_str() == name)
+        {
+            Some(c) => exclude.push(*c),
+            None => {
+                let names: Vec<&str> = crate::timeline::ErrorClass::ALL
+                    .iter()
+                    .map(|c| c.as_str())
+                    .collect();
+                ctx.err(
+                    &p(path, &[k("exclude"), Seg::Index(i)]),
+                    format!("unknown outcome `{name}`"),
+                )
+                .hint = Some(suggest(&name, &names));
+            }
+        }
+    }
     if ctx.diags.len() > before {
         return None;
     }
     Some(Slo {
+        exclude,
         name: raw.name,
         probe: raw.probe,
         sli: sli?,

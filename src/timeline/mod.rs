@@ -45,6 +45,24 @@ pub enum ErrorClass {
 }
 
 impl ErrorClass {
+    /// Every class (the closed set of outcome label values besides `ok` and `check_failed`).
+    pub const ALL: &'static [ErrorClass] = &[
+        ErrorClass::Timeout,
+        ErrorClass::Dns,
+        ErrorClass::Connect,
+        ErrorClass::Tls,
+        ErrorClass::Reset,
+        ErrorClass::Protocol,
+        ErrorClass::HttpStatus,
+        ErrorClass::RateLimited,
+        ErrorClass::InvalidJson,
+        ErrorClass::BodyTooLarge,
+        ErrorClass::Decode,
+        ErrorClass::Request,
+        ErrorClass::Truncated,
+        ErrorClass::StreamError,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             ErrorClass::Timeout => "timeout",
