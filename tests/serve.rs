@@ -61,6 +61,24 @@ impl Serve {
         }
     }
 
+    /// `canary serve SUITE --listen 127.0.0.1:0 --db DB EXTRA...`.
+    fn with_suite(
+        suite: &std::path::Path,
+        db: &std::path::Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> Serve {
+        let mut args = vec![
+            suite.to_str().unwrap(),
+            "--listen",
+            "127.0.0.1:0",
+            "--db",
+            db.to_str().unwrap(),
+        ];
+        args.extend_from_slice(extra);
+        Serve::start(&args, env)
+    }
+
     fn signal(&self, sig: &str) {
         let ok = Command::new("kill")
             .args([&format!("-{sig}"), &self.child.id().to_string()])
@@ -208,18 +226,7 @@ fn api_schema_breach_flip_and_recovery() {
     let dir = tempfile::tempdir().unwrap();
     let s = suite(dir.path(), "* * * * * *", "x-probe: monitor");
     let db = dir.path().join("c.db");
-    let srv = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--splay",
-            "0s",
-        ],
-        &[("MAPPER_URL", &sim.url)],
-    );
+    let srv = Serve::with_suite(&s, &db, &["--splay", "0s"], &[("MAPPER_URL", &sim.url)]);
     let a = srv.addr.clone();
     assert!(until(Duration::from_secs(20), || json(&a, "/api/v1/slo")
         ["slos"][0]["slices"][0]["total"]
@@ -299,16 +306,7 @@ fn history_survives_a_restart_and_sigterm_is_clean() {
     let dir = tempfile::tempdir().unwrap();
     let s = suite(dir.path(), "* * * * * *", "x-probe: restart");
     let db = dir.path().join("c.db");
-    let args = [
-        s.to_str().unwrap(),
-        "--listen",
-        "127.0.0.1:0",
-        "--db",
-        db.to_str().unwrap(),
-        "--splay",
-        "0s",
-    ];
-    let mut first = Serve::start(&args, &[("MAPPER_URL", &sim.url)]);
+    let mut first = Serve::with_suite(&s, &db, &["--splay", "0s"], &[("MAPPER_URL", &sim.url)]);
     let a = first.addr.clone();
     assert!(until(Duration::from_secs(20), || json(&a, "/api/v1/slo")
         ["slos"][0]["slices"][0]["total"]
@@ -323,18 +321,7 @@ fn history_survives_a_restart_and_sigterm_is_clean() {
     let before = {
         // What the history holds now: read it back through a second instance that runs hourly.
         let s2 = suite(dir.path(), "0 0 * * * *", "x-probe: restart");
-        let second = Serve::start(
-            &[
-                s2.to_str().unwrap(),
-                "--listen",
-                "127.0.0.1:0",
-                "--db",
-                db.to_str().unwrap(),
-                "--splay",
-                "0s",
-            ],
-            &[("MAPPER_URL", &sim.url)],
-        );
+        let second = Serve::with_suite(&s2, &db, &["--splay", "0s"], &[("MAPPER_URL", &sim.url)]);
         let v = json(&second.addr, "/api/v1/slo");
         validate("slo_response", &v);
         slo(&v, "schema")["slices"][0]["total"].as_u64().unwrap()
@@ -352,18 +339,10 @@ fn sigterm_drains_in_flight_runs_within_the_grace_period() {
     // Every case hangs: a run is always in flight.
     let s = suite(dir.path(), "* * * * * *", "x-sim-fault: hang");
     let db = dir.path().join("c.db");
-    let mut srv = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--splay",
-            "0s",
-            "--grace",
-            "1s",
-        ],
+    let mut srv = Serve::with_suite(
+        &s,
+        &db,
+        &["--splay", "0s", "--grace", "1s"],
         &[("MAPPER_URL", &sim.url)],
     );
     let a = srv.addr.clone();
@@ -384,18 +363,7 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
     let dir = tempfile::tempdir().unwrap();
     let s = suite(dir.path(), "* * * * * *", "x-probe: hup");
     let db = dir.path().join("c.db");
-    let srv = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--splay",
-            "0s",
-        ],
-        &[("MAPPER_URL", &sim.url)],
-    );
+    let srv = Serve::with_suite(&s, &db, &["--splay", "0s"], &[("MAPPER_URL", &sim.url)]);
     let a = srv.addr.clone();
     let good = std::fs::read_to_string(&s).unwrap();
     std::fs::write(&s, good.replace("sli: schema_valid", "sli: schema_vaild")).unwrap();
@@ -455,18 +423,7 @@ fn the_status_page_renders_in_headless_chromium() {
     let dir = tempfile::tempdir().unwrap();
     let s = suite(dir.path(), "* * * * * *", "x-probe: page");
     let db = dir.path().join("c.db");
-    let srv = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--splay",
-            "0s",
-        ],
-        &[("MAPPER_URL", &sim.url)],
-    );
+    let srv = Serve::with_suite(&s, &db, &["--splay", "0s"], &[("MAPPER_URL", &sim.url)]);
     let a = srv.addr.clone();
     assert!(until(Duration::from_secs(20), || json(
         &a,
@@ -573,32 +530,13 @@ fn the_gate_endpoint_answers_flagger_with_200_or_409() {
     );
     let db = dir.path().join("c.db");
     // Off unless asked for: the endpoint sends requests to URLs its callers choose.
-    let closed = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            dir.path().join("d.db").to_str().unwrap(),
-        ],
-        &[],
-    );
+    let closed = Serve::with_suite(&s, &dir.path().join("d.db"), &[], &[]);
     assert_eq!(
         post(&closed.addr, "/api/v1/gate", r#"{"candidate":"http://x"}"#).0,
         403
     );
     drop(closed);
-    let srv = Serve::start(
-        &[
-            s.to_str().unwrap(),
-            "--listen",
-            "127.0.0.1:0",
-            "--db",
-            db.to_str().unwrap(),
-            "--allow-gate",
-        ],
-        &[],
-    );
+    let srv = Serve::with_suite(&s, &db, &["--allow-gate"], &[]);
     let flagger = |candidate: &str| {
         format!(
             r#"{{"name":"llm-gateway","namespace":"ml","phase":"Progressing","metadata":{{"suite":"chat-gate","candidate":"{candidate}","runs":"3"}}}}"#

@@ -809,55 +809,27 @@ async fn handle(
     resp
 }
 
-pub async fn chat_completions(
-    State(state): State<Arc<SimState>>,
-    r: Option<axum::Extension<super::Received>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(
-        Api::OpenaiChat,
-        "/v1/chat/completions",
-        super::received(r),
-        state,
-        headers,
-        body,
-    )
-    .await
+impl Api {
+    /// The route the simulator serves this API on.
+    pub fn path(self) -> &'static str {
+        match self {
+            Api::OpenaiChat => "/v1/chat/completions",
+            Api::OpenaiResponses => "/v1/responses",
+            Api::AnthropicMessages => "/v1/messages",
+        }
+    }
 }
 
-pub async fn responses(
-    State(state): State<Arc<SimState>>,
-    r: Option<axum::Extension<super::Received>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(
-        Api::OpenaiResponses,
-        "/v1/responses",
-        super::received(r),
-        state,
-        headers,
-        body,
+/// The POST handler of one API.
+pub fn route(api: Api) -> axum::routing::MethodRouter<Arc<SimState>> {
+    axum::routing::post(
+        move |State(state): State<Arc<SimState>>,
+              r: Option<axum::Extension<super::Received>>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            handle(api, api.path(), super::received(r), state, headers, body).await
+        },
     )
-    .await
-}
-
-pub async fn messages(
-    State(state): State<Arc<SimState>>,
-    r: Option<axum::Extension<super::Received>>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Response {
-    handle(
-        Api::AnthropicMessages,
-        "/v1/messages",
-        super::received(r),
-        state,
-        headers,
-        body,
-    )
-    .await
 }
 
 #[cfg(test)]

@@ -293,9 +293,18 @@ pub fn router(state: Arc<SimState>) -> Router {
     Router::new()
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
-        .route("/v1/chat/completions", post(chat::chat_completions))
-        .route("/v1/responses", post(chat::responses))
-        .route("/v1/messages", post(chat::messages))
+        .route(
+            chat::Api::OpenaiChat.path(),
+            chat::route(chat::Api::OpenaiChat),
+        )
+        .route(
+            chat::Api::OpenaiResponses.path(),
+            chat::route(chat::Api::OpenaiResponses),
+        )
+        .route(
+            chat::Api::AnthropicMessages.path(),
+            chat::route(chat::Api::AnthropicMessages),
+        )
         .route("/truth", get(truth).delete(reset))
         .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))

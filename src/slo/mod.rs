@@ -210,6 +210,26 @@ mod tests {
         }
     }
 
+    /// A suite holding only these SLOs.
+    fn suite_with(slos: Vec<Slo>) -> Suite {
+        Suite {
+            name: "t".into(),
+            file: "t.yaml".into(),
+            labels: Default::default(),
+            defaults: crate::suite::Defaults {
+                timeout: Duration::from_secs(1),
+                runs: 1,
+                concurrency: 1,
+                schedule: None,
+                max_body: 1,
+            },
+            endpoints: Default::default(),
+            probes: vec![],
+            slos,
+            gate: Default::default(),
+        }
+    }
+
     #[test]
     fn meets_is_exact_at_the_boundary() {
         assert!(meets(199, 200, 0.995));
@@ -279,22 +299,7 @@ mod tests {
         }
         observations.push(obs("slow", Some(0.5), Outcome::Ok, None));
         observations.push(obs("slow", Some(0.6), Outcome::Ok, None));
-        let suite = Suite {
-            name: "t".into(),
-            file: "t.yaml".into(),
-            labels: Default::default(),
-            defaults: crate::suite::Defaults {
-                timeout: Duration::from_secs(1),
-                runs: 1,
-                concurrency: 1,
-                schedule: None,
-                max_body: 1,
-            },
-            endpoints: Default::default(),
-            probes: vec![],
-            slos: vec![suite_slo],
-            gate: Default::default(),
-        };
+        let suite = suite_with(vec![suite_slo]);
         let v = evaluate(&suite, &observations);
         let all = v.iter().find(|v| v.slice == "*").unwrap();
         assert_eq!((all.good, all.total, all.met), (19, 21, true));
@@ -315,22 +320,7 @@ mod tests {
         let mut s = slo(Sli::InterChunkGap, Some(100), 0.9);
         s.per_slice = false;
         assert_eq!(judge_counts(&s, &o), (3, 4));
-        let suite = Suite {
-            name: "t".into(),
-            file: "t.yaml".into(),
-            labels: Default::default(),
-            defaults: crate::suite::Defaults {
-                timeout: Duration::from_secs(1),
-                runs: 1,
-                concurrency: 1,
-                schedule: None,
-                max_body: 1,
-            },
-            endpoints: Default::default(),
-            probes: vec![],
-            slos: vec![s.clone()],
-            gate: Default::default(),
-        };
+        let suite = suite_with(vec![s.clone()]);
         let v = evaluate(&suite, &[o]);
         assert_eq!(
             (v[0].good, v[0].total),
