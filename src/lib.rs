@@ -23,6 +23,7 @@
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
+pub mod audio;
 pub mod check;
 pub mod cli;
 pub mod drivers;
