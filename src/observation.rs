@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::check::{self, Verdicts};
-use crate::measure::{self, sli::Sli, StreamStats};
+use crate::measure::{self, audio::Playout, sli::Sli, StreamStats};
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, ProbeError, Timeline, Usage};
 
@@ -54,6 +54,8 @@ pub struct Observation {
     pub connect_seconds: Option<f64>,
     /// Stream cadence (chat protocols).
     pub stream: Option<StreamStats>,
+    /// What a listener heard (voice protocols): playout, underruns, leading silence.
+    pub audio: Option<Playout>,
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
@@ -75,7 +77,7 @@ impl Observation {
         let judged = timeline
             .response
             .as_ref()
-            .is_some_and(|r| (200..300).contains(&r.status))
+            .is_some_and(|r| check::answered(r.status))
             && timeline
                 .error
                 .as_ref()
@@ -100,6 +102,10 @@ impl Observation {
             judged,
             connect_seconds: measure::connect_time(timeline),
             stream,
+            audio: endpoint
+                .voice
+                .as_ref()
+                .and_then(|v| measure::audio::playout(timeline, v.prebuffer)),
             usage: timeline.usage,
             answer: verdicts_answer.or_else(|| {
                 timeline
@@ -147,6 +153,8 @@ impl Observation {
                 .as_ref()
                 .filter(|s| !s.tokens_per_chunk.is_empty())
                 .map(|s| s.stalls == 0),
+            // Applies to runs whose audio started playing.
+            Sli::NoUnderrun => self.audio.as_ref().map(|a| a.underruns == 0),
             _ => None,
         }
     }

@@ -77,10 +77,7 @@ impl OggOpusDemuxer {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, AudioError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        loop {
-            let Some(len) = self.whole_page_len()? else {
-                break;
-            };
+        while let Some(len) = self.whole_page_len()? {
             let page: Vec<u8> = self.buf.drain(..len).collect();
             self.pending += len;
             self.push_page(page)?;

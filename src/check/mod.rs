@@ -53,6 +53,12 @@ impl Verdicts {
     }
 }
 
+/// Whether a response status means the request was answered: 2xx, or 101 for a WebSocket
+/// upgrade (voice protocols).
+pub fn answered(status: u16) -> bool {
+    (200..300).contains(&status) || status == 101
+}
+
 /// Judges the response of one case run. Runs only when a response body arrived with a 2xx
 /// status (an invalid-JSON body is judged too: its schema and JSON checks fail).
 pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Verdicts {
@@ -60,7 +66,7 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     let Some(resp) = &timeline.response else {
         return v;
     };
-    if !(200..300).contains(&resp.status) {
+    if !answered(resp.status) {
         return v;
     }
     let invalid_json = timeline
@@ -156,6 +162,26 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         text_checks(expect, text, answer_json.as_ref(), &mut v.checks);
     }
 
+    if !expect.transcript_contains.is_empty() {
+        let transcript = timeline.answer_text.as_deref().unwrap_or("");
+        let norm = transcript.to_lowercase();
+        let missing: Vec<&str> = expect
+            .transcript_contains
+            .iter()
+            .filter(|c| !norm.contains(&c.to_lowercase()))
+            .map(String::as_str)
+            .collect();
+        let detail = if missing.is_empty() {
+            "all present".to_string()
+        } else {
+            format!("missing {missing:?} in transcript {}", quote(transcript))
+        };
+        v.checks.push(CheckResult::new(
+            "transcript_contains",
+            missing.is_empty(),
+            detail,
+        ));
+    }
     for (path_text, path, expected) in &expect.json {
         let found: Vec<&Value> = judged_json
             .as_ref()

@@ -27,6 +27,7 @@ fn endpoint() -> Endpoint {
         max_body: 1 << 20,
         stream: true,
         params: Default::default(),
+        voice: None,
     }
 }
 
@@ -46,6 +47,7 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         answer_text: None,
         doc: None,
         usage: None,
+        audio: None,
     }
 }
 

@@ -105,16 +105,26 @@ fn describe(e: &dyn std::error::Error) -> String {
     msg
 }
 
-/// Opens a connection, sends the request and waits for the response head.
-pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming, ProbeError> {
-    let uri = req.uri;
+/// A connection's byte stream: TCP, or TLS over TCP.
+pub trait Io: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send {}
+impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
+
+/// An open connection and the `Host` it was opened for (never with userinfo).
+pub struct Opened {
+    pub io: Box<dyn Io>,
+    pub authority: String,
+}
+
+/// Resolves, connects and (for `https` / `wss`) completes the TLS handshake, stamping each
+/// phase on the timeline.
+pub async fn open(uri: &Uri, rec: &mut Recorder) -> Result<Opened, ProbeError> {
     let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
+        Some("https") | Some("wss") => true,
+        Some("http") | Some("ws") => false,
         other => {
             return Err(ProbeError::new(
                 ErrorClass::Request,
-                format!("unsupported URL scheme {other:?}; use http or https"),
+                format!("unsupported URL scheme {other:?}; use http, https, ws or wss"),
             ))
         }
     };
@@ -168,6 +178,47 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
                 .to_string()
         })
         .unwrap_or_else(|| host.to_string());
+    if !https {
+        return Ok(Opened {
+            io: Box::new(tcp),
+            authority,
+        });
+    }
+    let server_name = rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
+        ProbeError::new(
+            ErrorClass::Tls,
+            format!("invalid TLS server name {host}: {e}"),
+        )
+    })?;
+    let tls = tokio_rustls::TlsConnector::from(tls_config())
+        .connect(server_name, tcp)
+        .await
+        .map_err(|e| {
+            ProbeError::new(
+                ErrorClass::Tls,
+                format!("TLS handshake with {host} failed: {}", describe(&e)),
+            )
+        })?;
+    rec.mark(Event::TlsEstablished);
+    Ok(Opened {
+        io: Box::new(tls),
+        authority,
+    })
+}
+
+/// Opens a connection, sends the request and waits for the response head.
+pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming, ProbeError> {
+    let uri = req.uri;
+    if !matches!(uri.scheme_str(), Some("http") | Some("https")) {
+        return Err(ProbeError::new(
+            ErrorClass::Request,
+            format!(
+                "unsupported URL scheme {:?}; use http or https",
+                uri.scheme_str()
+            ),
+        ));
+    }
+    let Opened { io, authority } = open(uri, rec).await?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut builder = Request::builder()
         .method(req.method)
@@ -188,41 +239,12 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         .body(Full::new(req.body.unwrap_or_default()))
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("cannot build request: {e}")))?;
 
-    let (mut sender, conn) = if https {
-        let server_name =
-            rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
-                ProbeError::new(
-                    ErrorClass::Tls,
-                    format!("invalid TLS server name {host}: {e}"),
-                )
-            })?;
-        let tls = tokio_rustls::TlsConnector::from(tls_config())
-            .connect(server_name, tcp)
-            .await
-            .map_err(|e| {
-                ProbeError::new(
-                    ErrorClass::Tls,
-                    format!("TLS handshake with {host} failed: {}", describe(&e)),
-                )
-            })?;
-        rec.mark(Event::TlsEstablished);
-        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tls))
-            .await
-            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
-        let conn: ConnFuture = Box::pin(async move {
-            let _ = c.await;
-        });
-        (s, conn)
-    } else {
-        let (s, c) = hyper::client::conn::http1::handshake(TokioIo::new(tcp))
-            .await
-            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
-        let conn: ConnFuture = Box::pin(async move {
-            let _ = c.await;
-        });
-        (s, conn)
-    };
-    let mut conn = conn;
+    let (mut sender, c) = hyper::client::conn::http1::handshake(TokioIo::new(io))
+        .await
+        .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
+    let mut conn: ConnFuture = Box::pin(async move {
+        let _ = c.await;
+    });
     let mut conn_done = false;
 
     rec.mark(Event::RequestSent);

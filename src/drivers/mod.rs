@@ -6,7 +6,11 @@ pub mod chat;
 pub mod chat_events;
 pub mod http;
 pub mod http_json;
+pub mod realtime;
 pub mod sse;
+pub mod voice;
+pub mod ws;
+pub mod ws_opus;
 
 use std::time::Duration;
 
@@ -37,6 +41,8 @@ async fn drive(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
         Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
             chat::run(endpoint, case, rec).await
         }
+        Protocol::WsOpus => ws_opus::run(endpoint, case, rec).await,
+        Protocol::Realtime => realtime::run(endpoint, case, rec).await,
         other => rec.fail(ProbeError::new(
             ErrorClass::Request,
             format!("protocol `{}` has no driver in this build", other.as_str()),

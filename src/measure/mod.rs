@@ -7,6 +7,7 @@
 //! a warm client does not pay. Values are computed for every run; aggregation uses them only
 //! for runs without an error.
 
+pub mod audio;
 pub mod sli;
 
 use std::collections::BTreeMap;
@@ -27,9 +28,13 @@ fn since_origin(t: &Timeline, at: Option<Duration>) -> Option<f64> {
     at.map(|a| a.saturating_sub(origin(t)).as_secs_f64())
 }
 
-/// Request written to the response headers.
+/// Request written to the response headers; for voice protocols (no response head), to the
+/// first audio chunk of any kind, silent or not.
 pub fn time_to_first_byte(t: &Timeline) -> Option<f64> {
-    since_origin(t, t.first(|e| matches!(e, Event::Headers { .. })))
+    since_origin(
+        t,
+        t.first(|e| matches!(e, Event::Headers { .. } | Event::Audio { .. })),
+    )
 }
 
 /// Request written to the first token of any kind (reasoning counts; a role-only or empty
@@ -162,6 +167,8 @@ pub fn latencies(t: &Timeline, stream: Option<&StreamStats>) -> BTreeMap<Sli, f6
         (Sli::TimeToFirstVisibleToken, time_to_first_visible_token(t)),
         (Sli::TimeToCompletion, time_to_completion(t)),
         (Sli::InterChunkGap, stream.and_then(|s| s.longest_gap)),
+        (Sli::TimeToFirstAudio, audio::time_to_first_audio(t)),
+        (Sli::LeadingSilence, audio::leading_silence(t)),
     ];
     for (sli, v) in pairs {
         if let Some(v) = v {

@@ -50,6 +50,8 @@ slis! {
         "Request start to the first content a renderer would show (no reasoning, no whitespace-only deltas).";
     TimeToFirstAudio => "time_to_first_audio", Latency,
         "Request start to the first audio frame whose decoded signal is audible.";
+    LeadingSilence => "leading_silence", Latency,
+        "Decoded audio before the audible onset (silence or noise the provider sent first).";
     TimeToCompletion => "time_to_completion", Latency,
         "Request start to the last byte or the done event.";
     InterChunkGap => "inter_chunk_gap", Latency,
@@ -95,7 +97,8 @@ impl Sli {
             Sli::TimeToFirstByte
             | Sli::TimeToFirstToken
             | Sli::TimeToFirstVisibleToken
-            | Sli::TimeToFirstAudio => &[
+            | Sli::TimeToFirstAudio
+            | Sli::LeadingSilence => &[
                 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0,
                 5.0, 10.0,
             ],
@@ -149,14 +152,12 @@ impl Sli {
                 CacheHit,
                 TierPrimary,
             ],
-            // Planned with their drivers (the protocols themselves cannot run yet).
             Protocol::WsOpus | Protocol::Realtime => &[
                 TimeToFirstByte,
                 TimeToFirstToken,
                 TimeToFirstAudio,
+                LeadingSilence,
                 TimeToCompletion,
-                InterChunkGap,
-                NoStall,
                 NoUnderrun,
                 Success,
                 ChecksPassed,

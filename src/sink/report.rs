@@ -8,7 +8,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use crate::check::CheckResult;
-use crate::measure::StreamStats;
+use crate::measure::{audio::Playout, StreamStats};
 use crate::observation::Observation;
 use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
 use crate::slo::SloVerdict;
@@ -83,6 +83,8 @@ pub struct CaseReport {
     pub connect_seconds: Option<f64>,
     /// Stream cadence: chunks, tokens, gaps, stalls, output rate, reasoning time.
     pub stream: Option<StreamStats>,
+    /// Voice: playout through the modelled buffer, underruns, leading silence, audio length.
+    pub audio: Option<Playout>,
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
@@ -174,6 +176,7 @@ impl Report {
                 escalated: o.verdicts.escalated,
                 connect_seconds: o.connect_seconds,
                 stream: o.stream.clone(),
+                audio: o.audio.clone(),
                 usage: o.usage,
                 answer: o.answer.clone(),
             })

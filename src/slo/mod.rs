@@ -191,6 +191,7 @@ mod tests {
             judged: !outcome.is_error(),
             connect_seconds: None,
             stream: None,
+            audio: None,
             usage: None,
             answer: None,
         }

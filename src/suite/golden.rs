@@ -268,9 +268,15 @@ pub fn compile_case(
             );
         }
     }
+    let mut input = raw.input;
     if let Some(ep) = cx.endpoint {
+        if let Some(voice) = &ep.voice {
+            for problem in voice_input(ep.protocol, voice, &mut input, file) {
+                err("input", "case.input", problem.0, Some(problem.1));
+            }
+        }
         if ep.protocol.is_chat() {
-            let i = &raw.input;
+            let i = &input;
             let ok = i
                 .get("messages")
                 .is_some_and(|m| m.as_array().is_some_and(|a| !a.is_empty()))
@@ -334,12 +340,82 @@ pub fn compile_case(
     Some(Case {
         id: raw.id,
         slice,
-        input: if raw.input.is_null() {
+        input: if input.is_null() {
             Value::Object(Default::default())
         } else {
-            raw.input
+            input
         },
         expect,
         line,
     })
+}
+
+/// Checks a voice case's input against its endpoint: the fields the `start` template names
+/// (ws-opus), text or a readable WAV file at the session's rate (realtime). A WAV path is
+/// made absolute (relative to the golden file). Returns (message, hint) pairs.
+fn voice_input(
+    protocol: Protocol,
+    voice: &crate::suite::VoiceSpec,
+    input: &mut Value,
+    file: &Path,
+) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    match protocol {
+        Protocol::WsOpus => {
+            for field in crate::suite::template::input_fields(&voice.start) {
+                let path = field.trim_start_matches("input.");
+                let mut v = Some(&*input);
+                for seg in path.split('.') {
+                    v = v.and_then(|x| x.get(seg));
+                }
+                if v.is_none() {
+                    out.push((
+                        format!("the endpoint's `start` uses `{{{{{field}}}}}` but the case has no `{field}`"),
+                        format!("add `\"{path}\"` to the case's input"),
+                    ));
+                }
+            }
+        }
+        Protocol::Realtime => {
+            let has_text = input.get("text").is_some_and(Value::is_string)
+                || input.get("prompt").is_some_and(Value::is_string);
+            match input.get("audio") {
+                Some(Value::String(p)) => {
+                    let dir = file.parent().unwrap_or(Path::new("."));
+                    let full = dir.join(p);
+                    match crate::drivers::realtime::read_input(
+                        &full.to_string_lossy(),
+                        voice.audio_format,
+                    ) {
+                        Ok(_) => {
+                            if let Some(o) = input.as_object_mut() {
+                                o.insert(
+                                    "audio".into(),
+                                    Value::String(full.to_string_lossy().into_owned()),
+                                );
+                            }
+                        }
+                        Err(e) => out.push((
+                            e.message,
+                            format!(
+                                "a mono 16-bit WAV at {} Hz, relative to the golden file",
+                                voice.audio_format.rate()
+                            ),
+                        )),
+                    }
+                }
+                Some(_) => out.push((
+                    "`input.audio` must be a WAV file path".into(),
+                    "e.g. \"audio\": \"audio/hello.wav\"".into(),
+                )),
+                None if !has_text => out.push((
+                    "a realtime case needs `input.text` or `input.audio`".into(),
+                    "e.g. {\"text\": \"What time is it?\"}".into(),
+                )),
+                None => {}
+            }
+        }
+        _ => {}
+    }
+    out
 }

@@ -9,8 +9,10 @@ pub mod golden;
 pub mod interp;
 pub mod model;
 pub mod raw;
+pub mod template;
 pub mod units;
 pub mod validate;
+pub mod voice;
 pub mod yaml;
 
 pub use diag::Diagnostic;

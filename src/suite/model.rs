@@ -51,13 +51,12 @@ impl Protocol {
 
     /// Whether this build has a driver for the protocol.
     pub fn implemented(self) -> bool {
-        matches!(
-            self,
-            Protocol::HttpJson
-                | Protocol::OpenaiChat
-                | Protocol::OpenaiResponses
-                | Protocol::AnthropicMessages
-        )
+        !matches!(self, Protocol::Job)
+    }
+
+    /// Voice protocols: audio answers over a WebSocket.
+    pub fn is_voice(self) -> bool {
+        matches!(self, Protocol::WsOpus | Protocol::Realtime)
     }
 
     /// Chat protocols: text answers, possibly streamed.
@@ -149,6 +148,81 @@ pub struct Endpoint {
     pub stream: bool,
     /// Chat protocols: extra request body fields.
     pub params: serde_json::Map<String, Value>,
+    /// Voice protocols: how the session runs and how its audio is judged.
+    pub voice: Option<VoiceSpec>,
+}
+
+/// How a voice endpoint is spoken to and listened to.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VoiceSpec {
+    /// `ws-opus`: the JSON sent after connecting (a template over the case).
+    pub start: Value,
+    /// `ws-opus`: the text event carrying the transcript, and its text field.
+    pub transcript_event: String,
+    pub transcript_field: String,
+    /// `ws-opus`: the event that ends the utterance.
+    pub done_event: String,
+    /// `ws-opus`: raw Opus packets or an Ogg Opus stream.
+    pub container: Container,
+    /// `ws-opus`: the rate Opus is decoded at (libopus rates only).
+    pub sample_rate: u32,
+    /// `realtime`: the audio encoding of the session.
+    pub audio_format: AudioFormat,
+    /// `realtime`: event and session names (GA or beta).
+    pub api: RealtimeApi,
+    /// `realtime`: the `session` object of `session.update` (a template); `None` sends none.
+    pub session: Option<Value>,
+    /// A 10 ms window is audible above this level (dBFS).
+    pub threshold_dbfs: f32,
+    /// Audio a client buffers before it starts playing (the playout model).
+    pub prebuffer: Duration,
+}
+
+/// How Opus packets are framed on the socket.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Container {
+    /// One raw Opus packet per binary message.
+    Raw,
+    /// An Ogg Opus stream split over binary messages at any byte.
+    Ogg,
+}
+
+/// Audio encodings of OpenAI-Realtime-style sessions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AudioFormat {
+    /// Linear PCM, 16-bit little-endian, mono, 24 kHz.
+    Pcm16,
+    /// G.711 mu-law, 8 kHz.
+    Pcmu,
+    /// G.711 A-law, 8 kHz.
+    Pcma,
+}
+
+impl AudioFormat {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AudioFormat::Pcm16 => "pcm16",
+            AudioFormat::Pcmu => "pcmu",
+            AudioFormat::Pcma => "pcma",
+        }
+    }
+
+    /// The sample rate the format implies.
+    pub fn rate(self) -> u32 {
+        match self {
+            AudioFormat::Pcm16 => 24_000,
+            AudioFormat::Pcmu | AudioFormat::Pcma => 8_000,
+        }
+    }
+}
+
+/// Which generation of the Realtime API's names to speak.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RealtimeApi {
+    /// `response.output_audio.delta`, `session.type = realtime`, `audio/pcm` formats.
+    Ga,
+    /// `response.audio.delta`, `modalities`, `pcm16` / `g711_ulaw` formats.
+    Beta,
 }
 
 /// A compiled JSON schema and the file it came from.

@@ -75,6 +75,16 @@ pub struct RawEndpoint {
     pub done: Option<Value>,
     pub audio_format: Option<String>,
     pub container: Option<String>,
+    /// ws-opus: the rate Opus is decoded at.
+    pub sample_rate: Option<u32>,
+    /// realtime: `ga` or `beta` event names.
+    pub api: Option<String>,
+    /// realtime: the `session` of `session.update`, or `false`.
+    pub session: Option<Value>,
+    /// Voice: the level (dBFS) above which a 10 ms window is audible.
+    pub audible_threshold: Option<f64>,
+    /// Voice: the playout buffer modelled.
+    pub prebuffer: Option<Dur>,
     pub submit: Option<Value>,
     pub id: Option<Value>,
     pub poll: Option<Value>,

@@ -631,6 +631,11 @@ fn build_endpoint(
             }
         }
     }
+    let (voice, problems) = super::voice::build(&raw);
+    for pr in problems {
+        let d = ctx.err(&p(path, &[k(pr.key)]), pr.message);
+        d.hint = pr.hint;
+    }
     let tier = raw.tier.and_then(|t| {
         let tpath = p(path, &[k("tier")]);
         let source = source_of(t.json.as_deref(), t.header.as_deref(), &tpath, ctx)?;
@@ -697,26 +702,6 @@ fn build_endpoint(
             }
         }
     }
-    if let Some(fmt) = &raw.audio_format {
-        const FORMATS: &[&str] = &["pcm16", "pcmu", "pcma", "g711_ulaw", "g711_alaw"];
-        if !FORMATS.contains(&fmt.as_str()) {
-            ctx.err(
-                &p(path, &[k("audio_format")]),
-                format!("unknown audio format `{fmt}`"),
-            )
-            .hint = Some(suggest(fmt, FORMATS));
-        }
-    }
-    if let Some(c) = &raw.container {
-        const CONTAINERS: &[&str] = &["raw", "ogg"];
-        if !CONTAINERS.contains(&c.as_str()) {
-            ctx.err(
-                &p(path, &[k("container")]),
-                format!("unknown container `{c}`"),
-            )
-            .hint = Some(format!("valid: {}", list(CONTAINERS)));
-        }
-    }
     if ctx.diags.len() > before {
         return None;
     }
@@ -737,6 +722,7 @@ fn build_endpoint(
         max_body,
         stream: raw.stream.unwrap_or(true),
         params: raw.params.unwrap_or_default(),
+        voice,
     })
 }
 

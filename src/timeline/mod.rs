@@ -140,6 +140,15 @@ pub enum Event {
         /// Whether the piece holds a character a renderer would show (not only whitespace).
         shows: bool,
     },
+    /// A WebSocket upgrade was accepted (status 101).
+    Upgraded,
+    /// A chunk of audio arrived and was decoded: where it sits in the decoded stream, how
+    /// long it plays and how loud it is (mean-removed RMS, dBFS).
+    Audio {
+        position: Duration,
+        duration: Duration,
+        dbfs: f32,
+    },
     /// The stream's terminator arrived (`[DONE]`, `message_stop`, `response.completed`).
     Terminator,
     /// The response (or stream) is complete.
@@ -207,6 +216,37 @@ pub struct Timeline {
     /// The JSON document paths read from (chat streams: a summary with `model`, `text`, `usage`).
     pub doc: Option<serde_json::Value>,
     pub usage: Option<Usage>,
+    /// Voice protocols: what the decoded audio held.
+    pub audio: Option<AudioSummary>,
+}
+
+/// The decoded audio of one response, summarised by the driver's analysis.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AudioSummary {
+    /// `opus`, `ogg-opus`, `pcm16`, `pcmu` or `pcma`.
+    pub format: &'static str,
+    pub sample_rate: u32,
+    /// Position of the audible onset in the decoded stream; `None` when nothing was audible.
+    #[serde(serialize_with = "secs_opt")]
+    pub onset: Option<Duration>,
+    /// Decoded audio in total.
+    #[serde(serialize_with = "secs")]
+    pub total: Duration,
+    /// Audio chunks received (packets or deltas).
+    pub chunks: u64,
+    /// The level an onset had to exceed (dBFS).
+    pub threshold_dbfs: f32,
+}
+
+fn secs<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+fn secs_opt<S: serde::Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+    match d {
+        Some(d) => s.serialize_f64(d.as_secs_f64()),
+        None => s.serialize_none(),
+    }
 }
 
 impl Timeline {
@@ -231,10 +271,14 @@ pub struct Recorder {
     t0: Instant,
     timeline: Timeline,
     body_events: u64,
+    audio_events: u64,
 }
 
 /// Body-piece events kept per run (later pieces are counted, not stored).
 pub const MAX_BODY_EVENTS: u64 = 1024;
+/// Audio-chunk events kept per run (10 minutes of 20 ms packets); later chunks are merged
+/// into the last one kept, so durations stay whole and memory bounded.
+pub const MAX_AUDIO_EVENTS: u64 = 30_000;
 
 impl Default for Recorder {
     fn default() -> Self {
@@ -248,6 +292,7 @@ impl Recorder {
         Recorder {
             t0: Instant::now(),
             body_events: 0,
+            audio_events: 0,
             timeline: Timeline {
                 started_at: SystemTime::now(),
                 events: Vec::with_capacity(16),
@@ -256,6 +301,7 @@ impl Recorder {
                 answer_text: None,
                 doc: None,
                 usage: None,
+                audio: None,
             },
         }
     }
@@ -284,8 +330,31 @@ impl Recorder {
                 return;
             }
         }
+        if let Event::Audio { duration, .. } = event {
+            self.audio_events += 1;
+            if self.audio_events > MAX_AUDIO_EVENTS {
+                if let Some(Stamped {
+                    event: Event::Audio { duration: d, .. },
+                    ..
+                }) = self
+                    .timeline
+                    .events
+                    .iter_mut()
+                    .rev()
+                    .find(|e| matches!(e.event, Event::Audio { .. }))
+                {
+                    *d += duration;
+                }
+                return;
+            }
+        }
         let at = at.saturating_duration_since(self.t0);
         self.timeline.events.push(Stamped { at, event });
+    }
+
+    /// Records what the decoded audio held.
+    pub fn set_audio(&mut self, summary: AudioSummary) {
+        self.timeline.audio = Some(summary);
     }
 
     /// Body pieces seen, including those not kept as events.

@@ -38,6 +38,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         judged: true,
         connect_seconds: None,
         stream: None,
+        audio: None,
         usage: None,
         answer: None,
     }

@@ -1,0 +1,111 @@
+//! What the voice drivers share: listening to decoded audio (one [`Track`] per response,
+//! one `Audio` event per chunk, the audio summary kept current on the timeline so that a
+//! run cut short by its deadline still says what was heard) and collecting the transcript.
+
+use std::time::Instant;
+
+use serde_json::Value;
+
+use super::chat_events::estimate_tokens;
+use crate::audio::{AudioError, Track};
+use crate::timeline::{AudioSummary, ErrorClass, Event, ProbeError, Recorder, TokenKind};
+
+/// The listener of one response.
+pub struct Listener {
+    track: Track,
+    format: &'static str,
+    threshold: f32,
+    chunks: u64,
+}
+
+impl Listener {
+    pub fn new(format: &'static str, rate: u32, threshold_dbfs: f32) -> Self {
+        Listener {
+            track: Track::new(rate, threshold_dbfs),
+            format,
+            threshold: threshold_dbfs,
+            chunks: 0,
+        }
+    }
+
+    /// Whether any audio was heard yet.
+    pub fn started(&self) -> bool {
+        self.chunks > 0
+    }
+
+    /// Starts over at another rate (a session announced its rate before any audio).
+    pub fn set_rate(&mut self, rate: u32) {
+        if rate != self.track.rate() && !self.started() {
+            self.track = Track::new(rate, self.threshold);
+        }
+    }
+
+    /// Records one decoded chunk (mono samples) that arrived at `at`.
+    pub fn hear(&mut self, at: Instant, mono: &[f32], rec: &mut Recorder) {
+        let level = self.track.push(mono);
+        self.chunks += 1;
+        rec.mark_at(
+            at,
+            Event::Audio {
+                position: level.position,
+                duration: level.duration,
+                dbfs: level.dbfs,
+            },
+        );
+        rec.set_audio(AudioSummary {
+            format: self.format,
+            sample_rate: self.track.rate(),
+            onset: self.track.onset(),
+            total: self.track.total(),
+            chunks: self.chunks,
+            threshold_dbfs: self.threshold,
+        });
+    }
+}
+
+/// Records a piece of the transcript that arrived at `at`.
+pub fn transcript(at: Instant, text: &str, rec: &mut Recorder) {
+    if text.is_empty() {
+        return;
+    }
+    rec.mark_at(
+        at,
+        Event::Token {
+            kind: TokenKind::Visible,
+            tokens: estimate_tokens(text),
+            shows: text.chars().any(|c| !c.is_whitespace()),
+        },
+    );
+    rec.push_answer(text);
+}
+
+/// A decoding failure as the run's error.
+pub fn decode_error(e: AudioError, what: &str) -> ProbeError {
+    ProbeError::new(ErrorClass::Decode, format!("{what}: {e}"))
+}
+
+/// Parses a text message as JSON (a server that sends anything else broke the protocol).
+pub fn parse_event(text: &str) -> Result<Value, ProbeError> {
+    serde_json::from_str(text).map_err(|e| {
+        let head: String = text.chars().take(80).collect();
+        ProbeError::new(
+            ErrorClass::InvalidJson,
+            format!("a text message is not JSON ({e}): {head}"),
+        )
+    })
+}
+
+/// The message of an error event: `message`, `error.message` or `error` as text.
+pub fn error_message(v: &Value) -> String {
+    let e = v.get("error");
+    let msg = v
+        .get("message")
+        .and_then(Value::as_str)
+        .or_else(|| e.and_then(|e| e.get("message")).and_then(Value::as_str))
+        .or_else(|| e.and_then(Value::as_str))
+        .unwrap_or("no message");
+    match e.and_then(|e| e.get("code")).and_then(Value::as_str) {
+        Some(code) => format!("{code}: {msg}"),
+        None => msg.to_string(),
+    }
+}

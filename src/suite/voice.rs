@@ -1,0 +1,272 @@
+//! The voice keys of an endpoint (`ws-opus`, `realtime`) turned into a [`VoiceSpec`], with
+//! every problem named by key so that the validator can point at the file line.
+
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+use super::model::{AudioFormat, Container, RealtimeApi, VoiceSpec};
+use super::raw::RawEndpoint;
+use super::Protocol;
+use crate::audio::opus::RATES;
+use crate::audio::DEFAULT_THRESHOLD_DBFS;
+
+/// The default playout buffer.
+pub const DEFAULT_PREBUFFER: Duration = Duration::from_millis(80);
+
+/// A problem with one key of the endpoint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub key: &'static str,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+fn problem(key: &'static str, message: impl Into<String>, hint: Option<&str>) -> Problem {
+    Problem {
+        key,
+        message: message.into(),
+        hint: hint.map(str::to_string),
+    }
+}
+
+/// Keys only voice protocols read, with the protocol each belongs to (`None`: both).
+const VOICE_KEYS: &[(&str, Option<Protocol>)] = &[
+    ("start", Some(Protocol::WsOpus)),
+    ("transcript", Some(Protocol::WsOpus)),
+    ("container", Some(Protocol::WsOpus)),
+    ("sample_rate", Some(Protocol::WsOpus)),
+    ("audio_format", Some(Protocol::Realtime)),
+    ("api", Some(Protocol::Realtime)),
+    ("session", Some(Protocol::Realtime)),
+    ("audible_threshold", None),
+    ("prebuffer", None),
+];
+
+fn present(raw: &RawEndpoint, key: &str) -> bool {
+    match key {
+        "start" => raw.start.is_some(),
+        "transcript" => raw.transcript.is_some(),
+        "container" => raw.container.is_some(),
+        "sample_rate" => raw.sample_rate.is_some(),
+        "audio_format" => raw.audio_format.is_some(),
+        "api" => raw.api.is_some(),
+        "session" => raw.session.is_some(),
+        "audible_threshold" => raw.audible_threshold.is_some(),
+        "prebuffer" => raw.prebuffer.is_some(),
+        _ => false,
+    }
+}
+
+/// Builds the spec of a voice endpoint; for other protocols, reports voice keys as misplaced.
+pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
+    let proto = raw.protocol;
+    let mut problems = Vec::new();
+    for (key, only) in VOICE_KEYS {
+        if !present(raw, key) {
+            continue;
+        }
+        let fits = match only {
+            Some(p) => *p == proto,
+            None => proto.is_voice(),
+        };
+        if !fits {
+            let owner = only.map(|p| p.as_str()).unwrap_or("ws-opus and realtime");
+            problems.push(problem(
+                key,
+                format!("`{key}` applies to {owner}, not `{}`", proto.as_str()),
+                None,
+            ));
+        }
+    }
+    if !proto.is_voice() {
+        return (None, problems);
+    }
+
+    let start = raw
+        .start
+        .clone()
+        .unwrap_or_else(|| json!({"type": "start", "text": "{{input.text}}"}));
+    if !start.is_object() {
+        problems.push(problem(
+            "start",
+            "`start` must be a JSON object (the message sent after connecting)",
+            Some("e.g. `start: { type: response.create, text: \"{{input.text}}\" }`"),
+        ));
+    }
+    let (transcript_event, transcript_field) = match &raw.transcript {
+        None => ("transcript".to_string(), "text".to_string()),
+        Some(v) => match event_field(v, true) {
+            Some((e, f)) => (e, f.unwrap_or_else(|| "text".into())),
+            None => {
+                problems.push(problem(
+                    "transcript",
+                    "`transcript` must be `{ event: NAME, field: FIELD }`",
+                    Some("e.g. `transcript: { event: transcript, field: text }`"),
+                ));
+                (String::new(), String::new())
+            }
+        },
+    };
+    let done_event = match &raw.done {
+        None => "done".to_string(),
+        Some(v) => match event_field(v, false) {
+            Some((e, _)) => e,
+            None => {
+                problems.push(problem(
+                    "done",
+                    "for a voice endpoint `done` must be `{ event: NAME }`",
+                    Some("e.g. `done: { event: done }`"),
+                ));
+                String::new()
+            }
+        },
+    };
+    if proto == Protocol::Realtime && raw.done.is_some() {
+        problems.push(problem(
+            "done",
+            "`done` applies to ws-opus; a realtime response ends with `response.done`",
+            None,
+        ));
+    }
+    let container = match raw.container.as_deref() {
+        None | Some("raw") => Container::Raw,
+        Some("ogg") => Container::Ogg,
+        Some(other) => {
+            problems.push(problem(
+                "container",
+                format!("unknown container `{other}`"),
+                Some("valid: `raw` (one Opus packet per message), `ogg`"),
+            ));
+            Container::Raw
+        }
+    };
+    let sample_rate = raw.sample_rate.unwrap_or(48_000);
+    if !RATES.contains(&sample_rate) {
+        problems.push(problem(
+            "sample_rate",
+            format!("Opus cannot be decoded at {sample_rate} Hz"),
+            Some("valid: 8000, 12000, 16000, 24000, 48000"),
+        ));
+    }
+    let audio_format = match raw.audio_format.as_deref() {
+        None | Some("pcm16") | Some("pcm") | Some("audio/pcm") => AudioFormat::Pcm16,
+        Some("pcmu") | Some("g711_ulaw") | Some("audio/pcmu") => AudioFormat::Pcmu,
+        Some("pcma") | Some("g711_alaw") | Some("audio/pcma") => AudioFormat::Pcma,
+        Some(other) => {
+            problems.push(problem(
+                "audio_format",
+                format!("unknown audio format `{other}`"),
+                Some("valid: pcm16 (24 kHz), pcmu / g711_ulaw, pcma / g711_alaw (8 kHz)"),
+            ));
+            AudioFormat::Pcm16
+        }
+    };
+    let api = match raw.api.as_deref() {
+        None | Some("ga") => RealtimeApi::Ga,
+        Some("beta") => RealtimeApi::Beta,
+        Some(other) => {
+            problems.push(problem(
+                "api",
+                format!("unknown Realtime API generation `{other}`"),
+                Some("valid: `ga` (response.output_audio.delta), `beta` (response.audio.delta)"),
+            ));
+            RealtimeApi::Ga
+        }
+    };
+    let session = match &raw.session {
+        None => Some(default_session(api, audio_format)),
+        Some(Value::Bool(false)) | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => Some(v.clone()),
+        Some(_) => {
+            problems.push(problem(
+                "session",
+                "`session` must be an object (sent as `session.update`) or `false` (send none)",
+                None,
+            ));
+            None
+        }
+    };
+    let threshold_dbfs = raw
+        .audible_threshold
+        .unwrap_or(f64::from(DEFAULT_THRESHOLD_DBFS));
+    if !(-120.0..=0.0).contains(&threshold_dbfs) {
+        problems.push(problem(
+            "audible_threshold",
+            format!("audible_threshold {threshold_dbfs} is outside -120..0 dBFS"),
+            Some("e.g. `audible_threshold: -40` (dBFS, the usual onset level)"),
+        ));
+    }
+    let prebuffer = raw.prebuffer.map(|d| d.0).unwrap_or(DEFAULT_PREBUFFER);
+    if prebuffer > Duration::from_secs(10) {
+        problems.push(problem(
+            "prebuffer",
+            "prebuffer over 10s is not a playout buffer a listener would wait for",
+            Some("e.g. `prebuffer: 80ms`"),
+        ));
+    }
+    let spec = VoiceSpec {
+        start,
+        transcript_event,
+        transcript_field,
+        done_event,
+        container,
+        sample_rate,
+        audio_format,
+        api,
+        session,
+        threshold_dbfs: threshold_dbfs as f32,
+        prebuffer,
+    };
+    (problems.is_empty().then_some(spec), problems)
+}
+
+/// `{event: NAME}` or `{event: NAME, field: F}` (field only when allowed).
+fn event_field(v: &Value, with_field: bool) -> Option<(String, Option<String>)> {
+    let o = v.as_object()?;
+    let event = o.get("event")?.as_str()?.to_string();
+    let field = match o.get("field") {
+        None => None,
+        Some(f) if with_field => Some(f.as_str()?.to_string()),
+        Some(_) => return None,
+    };
+    if o.keys().any(|k| k != "event" && k != "field") || event.is_empty() {
+        return None;
+    }
+    Some((event, field))
+}
+
+/// The `session` of `session.update` unless the suite gives one: audio out in the chosen
+/// format, no server-side turn detection (the probe asks for each response itself).
+pub fn default_session(api: RealtimeApi, format: AudioFormat) -> Value {
+    match api {
+        RealtimeApi::Ga => {
+            let fmt = match format {
+                AudioFormat::Pcm16 => json!({"type": "audio/pcm", "rate": 24000}),
+                AudioFormat::Pcmu => json!({"type": "audio/pcmu"}),
+                AudioFormat::Pcma => json!({"type": "audio/pcma"}),
+            };
+            json!({
+                "type": "realtime",
+                "output_modalities": ["audio"],
+                "audio": {
+                    "input": {"format": fmt.clone(), "turn_detection": null},
+                    "output": {"format": fmt}
+                }
+            })
+        }
+        RealtimeApi::Beta => {
+            let fmt = match format {
+                AudioFormat::Pcm16 => "pcm16",
+                AudioFormat::Pcmu => "g711_ulaw",
+                AudioFormat::Pcma => "g711_alaw",
+            };
+            json!({
+                "modalities": ["audio", "text"],
+                "input_audio_format": fmt,
+                "output_audio_format": fmt,
+                "turn_detection": null
+            })
+        }
+    }
+}
