@@ -71,7 +71,17 @@ impl Observation {
         stall: Duration,
         timeline: &Timeline,
     ) -> Self {
-        let stream = measure::stream_stats(timeline, stall);
+        // Voice: transcript pieces are not a cadence anyone feels; the audio playout is.
+        let voice = endpoint.protocol.is_voice();
+        let stream = if voice {
+            None
+        } else {
+            measure::stream_stats(timeline, stall)
+        };
+        let mut latency = measure::latencies(timeline, stream.as_ref());
+        if voice {
+            latency.remove(&Sli::TimeToFirstVisibleToken);
+        }
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let verdicts_answer = verdicts.answer.clone();
         let judged = timeline
@@ -97,7 +107,7 @@ impl Observation {
             outcome,
             error: timeline.error.clone(),
             status: timeline.response.as_ref().map(|r| r.status),
-            latency: measure::latencies(timeline, stream.as_ref()),
+            latency,
             verdicts,
             judged,
             connect_seconds: measure::connect_time(timeline),

@@ -122,7 +122,9 @@ mod tests {
         // A DC offset alone is silence once the mean is removed.
         assert_eq!(dbfs(&[0.5; 100]), SILENCE_DBFS);
         // A full-scale square wave is 0 dBFS; half scale is -6 dBFS.
-        let sq: Vec<f32> = (0..100).map(|i| if i % 2 == 0 { 1.0 } else { -1.0 }).collect();
+        let sq: Vec<f32> = (0..100)
+            .map(|i| if i % 2 == 0 { 1.0 } else { -1.0 })
+            .collect();
         assert!(dbfs(&sq).abs() < 1e-4);
         let half: Vec<f32> = sq.iter().map(|x| x * 0.5).collect();
         assert!((dbfs(&half) + 6.0206).abs() < 1e-3);

@@ -112,7 +112,10 @@ mod tests {
     #[test]
     fn durations_are_exact() {
         assert_eq!(samples_to_duration(480, 48_000), Duration::from_millis(10));
-        assert_eq!(samples_to_duration(2400, 24_000), Duration::from_millis(100));
+        assert_eq!(
+            samples_to_duration(2400, 24_000),
+            Duration::from_millis(100)
+        );
         assert_eq!(samples_to_duration(1, 0), Duration::ZERO);
     }
 

@@ -42,7 +42,12 @@ pub struct OggOpusDemuxer {
 
 impl std::fmt::Debug for OggOpusDemuxer {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "OggOpusDemuxer({:?}, {} buffered)", self.stage, self.buf.len())
+        write!(
+            f,
+            "OggOpusDemuxer({:?}, {} buffered)",
+            self.stage,
+            self.buf.len()
+        )
     }
 }
 

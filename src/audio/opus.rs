@@ -110,7 +110,10 @@ mod tests {
         // Code 3 (arbitrary frames) without its frame-count byte is invalid.
         assert!(matches!(d.decode(&[0x03]), Err(AudioError::Corrupt(_))));
         // A code-3 packet claiming 63 frames of 20 ms exceeds 120 ms.
-        assert!(matches!(d.decode(&[0x0B, 0x3F]), Err(AudioError::Corrupt(_))));
+        assert!(matches!(
+            d.decode(&[0x0B, 0x3F]),
+            Err(AudioError::Corrupt(_))
+        ));
         // The decoder still works after an error.
         let p = encode(1, 0.3);
         assert_eq!(d.decode(&p[0]).unwrap().len(), 960);

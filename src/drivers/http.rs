@@ -184,12 +184,13 @@ pub async fn open(uri: &Uri, rec: &mut Recorder) -> Result<Opened, ProbeError> {
             authority,
         });
     }
-    let server_name = rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
-        ProbeError::new(
-            ErrorClass::Tls,
-            format!("invalid TLS server name {host}: {e}"),
-        )
-    })?;
+    let server_name =
+        rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
+            ProbeError::new(
+                ErrorClass::Tls,
+                format!("invalid TLS server name {host}: {e}"),
+            )
+        })?;
     let tls = tokio_rustls::TlsConnector::from(tls_config())
         .connect(server_name, tcp)
         .await

@@ -17,10 +17,23 @@ use std::time::Duration;
 use crate::suite::{Case, Endpoint, Protocol};
 use crate::timeline::{ErrorClass, ProbeError, Recorder, Timeline};
 
+/// Which run of a case this is, for `{{run}}` and `{{seed}}` in request templates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RunVars {
+    /// 1-based run number of the case within the invocation.
+    pub run: u32,
+    pub seed: Option<u64>,
+}
+
 /// Runs one case against an endpoint within `deadline`, always returning a timeline.
-pub async fn run_case(endpoint: &Endpoint, case: &Case, deadline: Duration) -> Timeline {
+pub async fn run_case(
+    endpoint: &Endpoint,
+    case: &Case,
+    vars: RunVars,
+    deadline: Duration,
+) -> Timeline {
     let mut rec = Recorder::start();
-    let outcome = tokio::time::timeout(deadline, drive(endpoint, case, &mut rec)).await;
+    let outcome = tokio::time::timeout(deadline, drive(endpoint, case, vars, &mut rec)).await;
     if outcome.is_err() {
         let at = rec.now();
         rec.fail(ProbeError::new(
@@ -35,14 +48,14 @@ pub async fn run_case(endpoint: &Endpoint, case: &Case, deadline: Duration) -> T
     rec.finish()
 }
 
-async fn drive(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
+async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
     match endpoint.protocol {
         Protocol::HttpJson => http_json::run(endpoint, case, rec).await,
         Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
             chat::run(endpoint, case, rec).await
         }
-        Protocol::WsOpus => ws_opus::run(endpoint, case, rec).await,
-        Protocol::Realtime => realtime::run(endpoint, case, rec).await,
+        Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
+        Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,
         other => rec.fail(ProbeError::new(
             ErrorClass::Request,
             format!("protocol `{}` has no driver in this build", other.as_str()),

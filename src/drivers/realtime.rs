@@ -13,6 +13,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use super::voice::{self, Listener};
 use super::ws::{self, Ws};
+use super::RunVars;
 use crate::audio::{g711, pcm::Pcm16, wav, AudioError};
 use crate::suite::template::{render, Vars};
 use crate::suite::{AudioFormat, Case, Endpoint, VoiceSpec};
@@ -29,7 +30,7 @@ const TEXT_DELTA: &[&str] = &[
     "response.text.delta",
 ];
 
-pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
+pub async fn run(endpoint: &Endpoint, case: &Case, run: RunVars, rec: &mut Recorder) {
     let Some(spec) = &endpoint.voice else {
         rec.fail(ProbeError::new(
             ErrorClass::Request,
@@ -37,7 +38,7 @@ pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
         ));
         return;
     };
-    if let Err(e) = exchange(endpoint, spec, case, rec).await {
+    if let Err(e) = exchange(endpoint, spec, case, run, rec).await {
         rec.fail(e);
     }
 }
@@ -50,12 +51,13 @@ async fn exchange(
     endpoint: &Endpoint,
     spec: &VoiceSpec,
     case: &Case,
+    run: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
     let vars = Vars {
         case,
-        run: None,
-        seed: None,
+        run: Some(run.run),
+        seed: run.seed,
     };
     let session = match &spec.session {
         Some(s) => Some(render(s, &vars).map_err(request_err)?),

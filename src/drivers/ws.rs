@@ -13,8 +13,7 @@ use std::time::{Duration, Instant};
 use futures_util::{SinkExt, StreamExt};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::{
-    self, error::ProtocolError, handshake::client::generate_key, protocol::WebSocketConfig,
-    Message,
+    self, error::ProtocolError, handshake::client::generate_key, protocol::WebSocketConfig, Message,
 };
 use tokio_tungstenite::WebSocketStream;
 
@@ -57,10 +56,7 @@ impl AsyncWrite for Stamping {
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_flush(cx)
     }
-    fn poll_shutdown(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.inner).poll_shutdown(cx)
     }
 }
@@ -145,7 +141,11 @@ impl Ws {
                 }
                 Err(e) => return Some(Err(classify(e, "receive"))),
             };
-            let at = self.last.lock().map(|l| *l).unwrap_or_else(|_| Instant::now());
+            let at = self
+                .last
+                .lock()
+                .map(|l| *l)
+                .unwrap_or_else(|_| Instant::now());
             match msg {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 m => return Some(Ok((at, m))),

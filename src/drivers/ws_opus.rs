@@ -9,14 +9,14 @@ use serde_json::Value;
 use tokio_tungstenite::tungstenite::Message;
 
 use super::voice::{self, Listener};
-use super::ws;
+use super::{ws, RunVars};
 use crate::audio::ogg::OggOpusDemuxer;
 use crate::audio::opus::OpusStream;
 use crate::suite::template::{render, Vars};
 use crate::suite::{Case, Container, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder};
 
-pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
+pub async fn run(endpoint: &Endpoint, case: &Case, run: RunVars, rec: &mut Recorder) {
     let Some(spec) = &endpoint.voice else {
         rec.fail(ProbeError::new(
             ErrorClass::Request,
@@ -24,7 +24,7 @@ pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
         ));
         return;
     };
-    if let Err(e) = exchange(endpoint, spec, case, rec).await {
+    if let Err(e) = exchange(endpoint, spec, case, run, rec).await {
         rec.fail(e);
     }
 }
@@ -33,16 +33,17 @@ async fn exchange(
     endpoint: &Endpoint,
     spec: &VoiceSpec,
     case: &Case,
+    run: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
     let vars = Vars {
         case,
-        run: None,
-        seed: None,
+        run: Some(run.run),
+        seed: run.seed,
     };
     let start = render(&spec.start, &vars).map_err(|m| ProbeError::new(ErrorClass::Request, m))?;
-    let mut opus = OpusStream::new(spec.sample_rate)
-        .map_err(|e| voice::decode_error(e, "decoder"))?;
+    let mut opus =
+        OpusStream::new(spec.sample_rate).map_err(|e| voice::decode_error(e, "decoder"))?;
     let (format, mut ogg) = match spec.container {
         Container::Raw => ("opus", None),
         Container::Ogg => ("ogg-opus", Some(OggOpusDemuxer::new())),

@@ -1,14 +1,18 @@
 //! Audio measures: pure functions of a voice timeline.
 //!
-//! - **time_to_first_audio**: request written to the moment the audible onset plays if the
-//!   chunk holding it starts playing when it arrives: the chunk's arrival plus the onset's
-//!   offset inside the chunk (a chunk that carries 300 ms of silence before the voice cannot
-//!   be heard before those 300 ms have played).
+//! - **time_to_first_audio**: request written to the arrival of the chunk holding the
+//!   audible onset, plus the onset's offset inside that chunk to the extent the chunk
+//!   arrived earlier than real time would allow: the onset at stream position `p` cannot be
+//!   heard before `a0 + p` (`a0`: the first chunk's arrival). A chunk that carries 300 ms of
+//!   silence before the voice is heard 300 ms after it arrived; a packet paced in real time
+//!   is heard when it arrives, wherever the codec's delay puts the onset inside it.
 //! - **leading_silence**: decoded audio before the onset.
 //! - **playout** (stall-and-resume jitter buffer): playback starts `prebuffer` after the
 //!   first chunk arrives; a chunk that arrives after the buffer ran dry is an underrun, and
 //!   playback resumes when it arrives. Reports underruns, stalled time, the prebuffer that
 //!   would have avoided every underrun and when the onset is heard through the buffer.
+//!   A chunk less than [`ON_TIME`] late is on time (timer noise of a paced sender), so one
+//!   network pause counts as one underrun.
 
 use std::time::Duration;
 
@@ -16,6 +20,9 @@ use serde::Serialize;
 
 use super::origin;
 use crate::timeline::{Event, Timeline};
+
+/// Lateness below this is not an underrun.
+pub const ON_TIME: Duration = Duration::from_millis(1);
 
 /// One audio chunk on the timeline.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -58,8 +65,11 @@ fn holding(chunks: &[Chunk], pos: Duration) -> Option<(&Chunk, Duration)> {
 pub fn time_to_first_audio(t: &Timeline) -> Option<f64> {
     let onset = t.audio.as_ref()?.onset?;
     let cs = chunks(t);
+    let a0 = cs.first()?.arrival;
     let (c, offset) = holding(&cs, onset)?;
-    Some((c.arrival + offset).saturating_sub(origin(t)).as_secs_f64())
+    let due = a0 + onset;
+    let early = due.saturating_sub(c.arrival).min(offset);
+    Some((c.arrival + early).saturating_sub(origin(t)).as_secs_f64())
 }
 
 /// Decoded audio before the audible onset (seconds).
@@ -107,10 +117,12 @@ pub fn playout(t: &Timeline, prebuffer: Duration) -> Option<Playout> {
     let mut heard = None;
     for c in &cs {
         if c.arrival > clock {
-            underruns += 1;
             let s = c.arrival - clock;
-            stalled += s;
-            longest = longest.max(s);
+            if s >= ON_TIME {
+                underruns += 1;
+                stalled += s;
+                longest = longest.max(s);
+            }
             clock = c.arrival;
         }
         // Without underruns, chunk i plays at a0 + B + position_i: B must cover every lateness.
@@ -217,6 +229,41 @@ mod tests {
         assert!(close(time_to_first_audio(&t), 0.340));
         // Nothing audible: no value.
         assert_eq!(time_to_first_audio(&voice(&[(100, 1000)], None)), None);
+    }
+
+    #[test]
+    fn a_codec_delay_inside_a_real_time_packet_is_not_added() {
+        // Pre-skip removed: packets cover [20k - 6.5, 20k + 13.5) ms; the onset at 300 ms sits
+        // 6.5 ms into the packet that arrived at its real-time moment (a0 + 300).
+        let mut events = voice(&[], Some(300)).events;
+        for k in 0..20u64 {
+            let pos = Duration::from_micros((k * 20_000).saturating_sub(6_500));
+            let dur = if k == 0 {
+                MS(13) + Duration::from_micros(500)
+            } else {
+                MS(20)
+            };
+            events.push(Stamped {
+                at: MS(30 + 20 * k),
+                event: Event::Audio {
+                    position: pos,
+                    duration: dur,
+                    dbfs: -20.0,
+                },
+            });
+        }
+        let mut t = voice(&[], Some(300));
+        t.events = events;
+        assert!(close(time_to_first_audio(&t), 0.320));
+    }
+
+    #[test]
+    fn a_late_chunk_is_heard_when_it_arrives() {
+        // The onset is 200 ms into a chunk that arrived long after real time.
+        let t = voice(&[(10, 100), (500, 1000)], Some(300));
+        assert!(close(time_to_first_audio(&t), 0.490));
+        // Through the buffer it plays once the 200 ms before it have played.
+        assert!(close(playout(&t, MS(0)).unwrap().first_audio_heard, 0.690));
     }
 
     #[test]

@@ -91,7 +91,16 @@ pub async fn execute_probes(
             if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
                 tokio::time::sleep(wait).await;
             }
-            let timeline = drivers::run_case(endpoint, case, deadline).await;
+            let timeline = drivers::run_case(
+                endpoint,
+                case,
+                drivers::RunVars {
+                    run: job.run,
+                    seed: None,
+                },
+                deadline,
+            )
+            .await;
             super::backoff::note(&endpoint.url, &timeline);
             let obs = Observation::from_timeline(
                 endpoint,
@@ -151,7 +160,16 @@ pub async fn execute_plan(
             if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
                 tokio::time::sleep(wait).await;
             }
-            let timeline = drivers::run_case(endpoint, case, probe.timeout).await;
+            let timeline = drivers::run_case(
+                endpoint,
+                case,
+                drivers::RunVars {
+                    run: job.run,
+                    seed: None,
+                },
+                probe.timeout,
+            )
+            .await;
             super::backoff::note(&endpoint.url, &timeline);
             let obs = Observation::from_timeline(
                 endpoint,

@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod fault;
 pub mod mapper;
+pub mod voice;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -157,6 +158,7 @@ pub struct SimState {
     config: std::sync::RwLock<SimConfig>,
     truth: Mutex<Vec<TruthRecord>>,
     streams: Mutex<Vec<chat::StreamTruth>>,
+    voices: Mutex<Vec<voice::VoiceTruth>>,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -166,6 +168,7 @@ impl SimState {
             config: std::sync::RwLock::new(config),
             truth: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
+            voices: Mutex::new(Vec::new()),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -214,6 +217,19 @@ impl SimState {
         t.push(r);
     }
 
+    pub fn record_voice(&self, mut r: voice::VoiceTruth) {
+        let mut t = self.voices.lock().unwrap_or_else(|e| e.into_inner());
+        r.seq = t.len() as u64 + 1;
+        t.push(r);
+    }
+
+    pub fn voices(&self) -> Vec<voice::VoiceTruth> {
+        self.voices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
     pub fn streams(&self) -> Vec<chat::StreamTruth> {
         self.streams
             .lock()
@@ -231,6 +247,7 @@ struct TruthResponse {
     seed: u64,
     requests: Vec<TruthRecord>,
     streams: Vec<chat::StreamTruth>,
+    voices: Vec<voice::VoiceTruth>,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
@@ -238,6 +255,7 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
         seed: state.config().seed,
         requests: state.truth(),
         streams: state.streams(),
+        voices: state.voices(),
     })
 }
 
@@ -305,6 +323,8 @@ pub fn router(state: Arc<SimState>) -> Router {
             chat::Api::AnthropicMessages.path(),
             chat::route(chat::Api::AnthropicMessages),
         )
+        .route("/v1/voice", get(voice::voice))
+        .route("/v1/realtime", get(voice::realtime))
         .route("/truth", get(truth).delete(reset))
         .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))

@@ -178,7 +178,8 @@ mod tests {
 
     #[test]
     fn lists_the_input_fields_used() {
-        let t = json!({"a": "{{input.text}} and {{input.lang}}", "b": ["{{input.text}}", "{{run}}"]});
+        let t =
+            json!({"a": "{{input.text}} and {{input.lang}}", "b": ["{{input.text}}", "{{run}}"]});
         assert_eq!(input_fields(&t), vec!["input.text", "input.lang"]);
     }
 }
