@@ -374,7 +374,7 @@ async fn voice_session(
     }
     let begin = t0 + Duration::from_millis(s.first_ms);
     let speech_frames = frames - first_audible;
-    for k in 0..frames {
+    for (k, &at) in times.iter().enumerate() {
         let f = signal.frame(k * per_frame, per_frame);
         let input: Vec<f32> = if s.channels == 2 {
             f.iter().flat_map(|&x| [x, x]).collect()
@@ -384,7 +384,7 @@ async fn voice_session(
         let Ok(p) = enc.encode_vec_float(&input, 4000) else {
             return Ok(());
         };
-        sleep_until(begin + times[k]).await;
+        sleep_until(begin + at).await;
         if k == first_audible {
             match s.fault {
                 Some(VoiceFault::Corrupt) => {
@@ -650,11 +650,11 @@ async fn realtime_session(
         "response.output_audio_transcript.delta",
         "response.audio_transcript.delta",
     );
-    for k in 0..frames {
+    for (k, &at) in times.iter().enumerate() {
         let n = per_frame.min(signal.len() - k * per_frame);
         let chunk = signal.frame(k * per_frame, n);
         let chunk = &chunk[..];
-        sleep_until(begin + times[k]).await;
+        sleep_until(begin + at).await;
         if k == first_audible {
             match s.fault {
                 Some(VoiceFault::BadBase64) => {
