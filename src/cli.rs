@@ -764,8 +764,39 @@ fn stream_truth_line(
     )
 }
 
+/// The demo's comparison of time to first audio with the simulator's write times: answers
+/// are matched by the `{case}#{run}` id the example suite sends and by audio format.
+fn voice_truth_line(
+    observations: &[crate::observation::Observation],
+    voices: &[crate::sim::voice::VoiceTruth],
+) -> String {
+    let mut worst = 0.0f64;
+    let mut compared = 0;
+    for o in observations {
+        let (Some(ttfa), Some(audio)) = (o.latency_of(Sli::TimeToFirstAudio), &o.audio) else {
+            continue;
+        };
+        let key = format!("{}#{}", o.case_id, o.run);
+        let truth = voices.iter().find(|v| {
+            v.format == audio.format && v.id.as_deref().is_some_and(|id| id.ends_with(&key))
+        });
+        if let Some(t) = truth.and_then(|t| t.first_audible_chunk_s) {
+            worst = worst.max((ttfa - t).abs());
+            compared += 1;
+        }
+    }
+    format!(
+        "ground truth (voice): {} answers; time to first audible audio within {:.2} ms of the first audible chunk's write over {} matched answers",
+        voices.len(),
+        worst * 1e3,
+        compared
+    )
+}
+
 /// Environment variables the demo points at the simulator.
 pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL"];
+/// WebSocket variables the demo points at the simulator.
+pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];
 
 async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<u8> {
     let dir = probes.unwrap_or_else(|| {
@@ -798,6 +829,10 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         env.overrides
             .insert((*v).to_string(), format!("http://{addr}"));
     }
+    for v in SIM_WS_VARS {
+        env.overrides
+            .insert((*v).to_string(), format!("ws://{addr}"));
+    }
     let mut ran = 0;
     for f in &files {
         let s = match suite::load_suite(f, &env) {
@@ -819,6 +854,7 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         }
         let before = state.truth().len();
         let before_streams = state.streams().len();
+        let before_voices = state.voices().len();
         let r = run_suite(&s, "demo", &RunOptions::default()).await;
         println!("{}", r.table);
         let truth = &state.truth()[before..];
@@ -853,6 +889,10 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         let streams = &state.streams()[before_streams..];
         if !streams.is_empty() {
             println!("{}", stream_truth_line(&s, &r.observations, streams));
+        }
+        let voices = &state.voices()[before_voices..];
+        if !voices.is_empty() {
+            println!("{}", voice_truth_line(&r.observations, voices));
         }
         let path = out.join(format!("{}.json", s.name));
         write_report(&path, &r.report)?;

@@ -174,6 +174,13 @@ fn time_to_first_audio_is_the_first_audible_chunk_not_the_first_byte() {
     ];
     let r = run(eps);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
+    let schema = read_json(&repo().join("docs/report.schema.json"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(&r.report)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
     for (name, ..) in eps {
         let c = r.case(name);
         let t = r.truth(name);

@@ -86,6 +86,8 @@ pub fn time_to_first_chunk(t: &Timeline) -> Option<f64> {
 /// What a listener behind a jitter buffer would have experienced.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Playout {
+    /// How the audio came: `opus`, `ogg-opus`, `pcm16`, `pcmu`, `pcma`.
+    pub format: &'static str,
     /// The buffer modelled (seconds of audio held before playback starts).
     pub prebuffer: f64,
     pub underruns: u32,
@@ -140,6 +142,7 @@ pub fn playout(t: &Timeline, prebuffer: Duration) -> Option<Playout> {
         .map(|a| a.total)
         .unwrap_or_else(|| cs.iter().map(|c| c.duration).sum());
     Some(Playout {
+        format: t.audio.as_ref().map(|a| a.format).unwrap_or("unknown"),
         prebuffer: prebuffer.as_secs_f64(),
         underruns,
         stalled_seconds: stalled.as_secs_f64(),
