@@ -270,3 +270,85 @@ pub fn default_session(api: RealtimeApi, format: AudioFormat) -> Value {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn raw(v: Value) -> RawEndpoint {
+        serde_json::from_value(v).unwrap()
+    }
+
+    fn keys(p: &[Problem]) -> Vec<&'static str> {
+        p.iter().map(|x| x.key).collect()
+    }
+
+    #[test]
+    fn defaults_of_a_ws_opus_endpoint() {
+        let (spec, problems) = build(&raw(json!({"protocol": "ws-opus", "url": "ws://h/v"})));
+        assert!(problems.is_empty());
+        let spec = spec.unwrap();
+        assert_eq!(spec.container, Container::Raw);
+        assert_eq!(spec.sample_rate, 48_000);
+        assert_eq!(spec.transcript_event, "transcript");
+        assert_eq!(spec.done_event, "done");
+        assert_eq!(spec.prebuffer, DEFAULT_PREBUFFER);
+        assert_eq!(spec.threshold_dbfs, -40.0);
+    }
+
+    #[test]
+    fn every_bad_voice_key_is_named_with_a_hint() {
+        let (spec, problems) = build(&raw(json!({
+            "protocol": "ws-opus", "url": "ws://h/v",
+            "container": "mp3", "sample_rate": 44100, "transcript": {"evnt": "t"},
+            "audible_threshold": 3.0, "start": "hello", "api": "beta"
+        })));
+        assert!(spec.is_none());
+        assert_eq!(
+            keys(&problems),
+            vec![
+                "api",
+                "start",
+                "transcript",
+                "container",
+                "sample_rate",
+                "audible_threshold"
+            ]
+        );
+        assert!(problems.iter().all(|p| p.hint.is_some() || p.key == "api"));
+    }
+
+    #[test]
+    fn realtime_formats_apis_and_sessions() {
+        let (spec, p) = build(&raw(json!({
+            "protocol": "realtime", "url": "ws://h/r", "audio_format": "g711_ulaw", "api": "beta"
+        })));
+        assert!(p.is_empty());
+        let spec = spec.unwrap();
+        assert_eq!(spec.audio_format, AudioFormat::Pcmu);
+        assert_eq!(
+            spec.session.unwrap()["output_audio_format"],
+            json!("g711_ulaw")
+        );
+        let (spec, _) = build(&raw(
+            json!({"protocol": "realtime", "url": "ws://h/r", "session": false}),
+        ));
+        assert_eq!(spec.unwrap().session, None);
+        let ga = default_session(RealtimeApi::Ga, AudioFormat::Pcm16);
+        assert_eq!(ga["audio"]["output"]["format"]["rate"], json!(24000));
+        let (_, p) = build(&raw(
+            json!({"protocol": "realtime", "url": "ws://h/r", "audio_format": "opus", "done": {"event": "x"}}),
+        ));
+        assert_eq!(keys(&p), vec!["done", "audio_format"]);
+    }
+
+    #[test]
+    fn voice_keys_on_other_protocols_are_misplaced() {
+        let (spec, p) = build(&raw(json!({
+            "protocol": "http-json", "url": "http://h", "prebuffer": "80ms", "start": {}
+        })));
+        assert!(spec.is_none());
+        assert_eq!(keys(&p), vec!["start", "prebuffer"]);
+        assert!(p[1].message.contains("ws-opus and realtime"));
+    }
+}
