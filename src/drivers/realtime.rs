@@ -165,13 +165,7 @@ async fn exchange(
             done = Some(resp);
             break;
         } else if kind == "error" {
-            let msg = voice::error_message(&v);
-            let class = if msg.contains("rate_limit") {
-                ErrorClass::RateLimited
-            } else {
-                ErrorClass::StreamError
-            };
-            return Err(ProbeError::new(class, format!("error event: {msg}")));
+            return Err(voice::error_event(&v));
         } else if kind == "session.created" || kind == "session.updated" {
             if let Some(rate) = announced_rate(&v, format) {
                 if !PCM_RATES.contains(&rate) {

@@ -95,6 +95,18 @@ pub fn parse_event(text: &str) -> Result<Value, ProbeError> {
     })
 }
 
+/// An error event as the run's error: `rate_limited` when the server says it rate-limited
+/// the session, `stream_error` otherwise.
+pub fn error_event(v: &Value) -> ProbeError {
+    let msg = error_message(v);
+    let class = if msg.contains("rate_limit") || msg.contains("rate limit") {
+        ErrorClass::RateLimited
+    } else {
+        ErrorClass::StreamError
+    };
+    ProbeError::new(class, format!("error event: {msg}"))
+}
+
 /// The message of an error event: `message`, `error.message` or `error` as text.
 pub fn error_message(v: &Value) -> String {
     let e = v.get("error");

@@ -97,10 +97,7 @@ async fn exchange(
                     done = Some(v);
                     break;
                 } else if kind == "error" {
-                    return Err(ProbeError::new(
-                        ErrorClass::StreamError,
-                        format!("error event: {}", voice::error_message(&v)),
-                    ));
+                    return Err(voice::error_event(&v));
                 }
             }
             Message::Close(frame) => {

@@ -72,6 +72,8 @@ pub const RATIO_EVENTS: &str = "canary_ratio_events";
 pub const SLO_EVENTS: &str = "canary_slo_events";
 pub const CACHE_REQUESTS: &str = "canary_cache_requests";
 pub const TIER: &str = "canary_tier";
+pub const AUDIO_UNDERRUNS: &str = "canary_audio_underruns";
+pub const AUDIO_STALLED: &str = "canary_audio_stalled_seconds";
 pub const CHECKS: &str = "canary_checks";
 pub const LAST_RUN: &str = "canary_last_run_timestamp_seconds";
 pub const LAST_SUCCESS: &str = "canary_last_success_timestamp_seconds";
@@ -162,6 +164,20 @@ impl MetricsModel {
             "Responses by cache status (hit or miss).",
             Kind::Counter,
             None,
+            vec![],
+        );
+        m.declare(
+            AUDIO_UNDERRUNS,
+            "Voice: times the modelled playout buffer ran dry.",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            AUDIO_STALLED,
+            "Voice: seconds playback stood still waiting for audio (playout model).",
+            Kind::Counter,
+            Some("seconds"),
             vec![],
         );
         m.declare(
@@ -386,6 +402,10 @@ impl MetricsModel {
                 ),
                 0.0,
             );
+        }
+        if let Some(a) = obs.audio.as_ref().filter(|_| !obs.outcome.is_error()) {
+            self.add(AUDIO_UNDERRUNS, base.clone(), f64::from(a.underruns));
+            self.add(AUDIO_STALLED, base.clone(), a.stalled_seconds);
         }
         if let Some(t) = &obs.verdicts.tier {
             let tier = self.capped_tier(&base, t);

@@ -329,3 +329,37 @@ fn both_encodings_carry_the_same_samples() {
         assert_eq!(x.value, y.value);
     }
 }
+
+#[test]
+fn voice_playout_becomes_underrun_and_stall_counters() {
+    let s = suite("voice-agent.yaml");
+    let mut heard = obs("network-gap", 1.0, Outcome::Ok, true, false);
+    heard.endpoint = "voice".into();
+    heard.probe = "voice-greeting".into();
+    heard.audio = Some(crate::measure::audio::Playout {
+        format: "opus",
+        prebuffer: 0.08,
+        underruns: 2,
+        stalled_seconds: 0.25,
+        longest_stall: 0.2,
+        prebuffer_needed: 0.28,
+        audio_seconds: 1.2,
+        chunks: 60,
+        first_audio_heard: Some(0.4),
+        leading_silence: Some(0.2),
+    });
+    let mut failed = heard.clone();
+    failed.outcome = Outcome::Error(ErrorClass::Truncated);
+    let m = MetricsModel::from_run(
+        &s,
+        "eu",
+        &[heard.clone(), heard, failed],
+        SystemTime::UNIX_EPOCH,
+    );
+    let x = m.samples();
+    let p = [("slice", "network-gap"), ("endpoint", "voice")];
+    // Runs that errored do not count: their playout was cut short.
+    assert_eq!(value(&x, "canary_audio_underruns_total", &p), Some(4.0));
+    let stalled = value(&x, "canary_audio_stalled_seconds_total", &p).unwrap();
+    assert!((stalled - 0.5).abs() < 1e-9, "{stalled}");
+}
