@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime};
 use crate::check::{self, Verdicts};
 use crate::measure::{self, audio::Playout, sli::Sli, StreamStats};
 use crate::suite::{Case, Endpoint};
-use crate::timeline::{ErrorClass, ProbeError, Timeline, Usage};
+use crate::timeline::{ErrorClass, JobSummary, ProbeError, Timeline, Usage};
 
 /// How a case run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -56,6 +56,8 @@ pub struct Observation {
     pub stream: Option<StreamStats>,
     /// What a listener heard (voice protocols): playout, underruns, leading silence.
     pub audio: Option<Playout>,
+    /// How an asynchronous job was followed (polls, submit time, completion error bound).
+    pub job: Option<JobSummary>,
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
@@ -116,6 +118,7 @@ impl Observation {
                 .voice
                 .as_ref()
                 .and_then(|v| measure::audio::playout(timeline, v.prebuffer)),
+            job: timeline.job.clone(),
             usage: timeline.usage,
             answer: verdicts_answer.or_else(|| {
                 timeline

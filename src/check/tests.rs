@@ -28,6 +28,9 @@ fn endpoint() -> Endpoint {
         stream: true,
         params: Default::default(),
         voice: None,
+        job: None,
+        metrics: None,
+        labels: Default::default(),
     }
 }
 
@@ -47,6 +50,7 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         answer_text: None,
         doc: None,
         usage: None,
+        job: None,
         audio: None,
     }
 }

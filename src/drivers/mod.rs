@@ -6,6 +6,7 @@ pub mod chat;
 pub mod chat_events;
 pub mod http;
 pub mod http_json;
+pub mod job;
 pub mod realtime;
 pub mod sse;
 pub mod voice;
@@ -56,9 +57,6 @@ async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Record
         }
         Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
         Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,
-        other => rec.fail(ProbeError::new(
-            ErrorClass::Request,
-            format!("protocol `{}` has no driver in this build", other.as_str()),
-        )),
+        Protocol::Job => job::run(endpoint, case, vars, rec).await,
     }
 }

@@ -189,6 +189,7 @@ mod tests {
             answer_text: None,
             doc: None,
             usage: None,
+            job: None,
             audio: Some(AudioSummary {
                 format: "opus",
                 sample_rate: 48_000,

@@ -19,6 +19,7 @@ fn tl(events: &[(u64, Event)]) -> Timeline {
         answer_text: None,
         doc: None,
         usage: None,
+        job: None,
         audio: None,
     }
 }

@@ -67,6 +67,7 @@ mod tests {
             answer_text: None,
             doc: None,
             usage: None,
+            job: None,
             audio: None,
         }
     }

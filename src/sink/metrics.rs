@@ -118,7 +118,18 @@ impl MetricsModel {
             families: BTreeMap::new(),
         };
         for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
-            let mut buckets: Vec<f64> = sli.buckets().to_vec();
+            // A suite's own buckets replace the defaults (several suites: their union).
+            let declared: Vec<f64> = suites
+                .iter()
+                .filter_map(|x| x.buckets.get(sli))
+                .flatten()
+                .copied()
+                .collect();
+            let mut buckets: Vec<f64> = if declared.is_empty() {
+                sli.buckets().to_vec()
+            } else {
+                declared
+            };
             for s in suites
                 .iter()
                 .flat_map(|x| x.slos.iter())
@@ -254,6 +265,13 @@ impl MetricsModel {
             ("probe".to_string(), probe.to_string()),
         ];
         l.extend(suite.labels.iter().map(|(k, v)| (k.clone(), v.clone())));
+        if let Some(e) = suite.endpoints.get(endpoint) {
+            for (k, v) in &e.labels {
+                if !l.iter().any(|(n, _)| n == k) {
+                    l.push((k.clone(), v.clone()));
+                }
+            }
+        }
         l
     }
 

@@ -12,7 +12,7 @@ use crate::measure::{audio::Playout, StreamStats};
 use crate::observation::Observation;
 use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
 use crate::slo::SloVerdict;
-use crate::timeline::Usage;
+use crate::timeline::{JobSummary, Usage};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -85,6 +85,8 @@ pub struct CaseReport {
     pub stream: Option<StreamStats>,
     /// Voice: playout through the modelled buffer, underruns, leading silence, audio length.
     pub audio: Option<Playout>,
+    /// Jobs: the job id, status requests, submit time, queue time, completion error bound.
+    pub job: Option<JobSummary>,
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
@@ -177,6 +179,7 @@ impl Report {
                 connect_seconds: o.connect_seconds,
                 stream: o.stream.clone(),
                 audio: o.audio.clone(),
+                job: o.job.clone(),
                 usage: o.usage,
                 answer: o.answer.clone(),
             })

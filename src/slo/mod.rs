@@ -192,6 +192,7 @@ mod tests {
             connect_seconds: None,
             stream: None,
             audio: None,
+            job: None,
             usage: None,
             answer: None,
         }
@@ -228,6 +229,7 @@ mod tests {
             probes: vec![],
             slos,
             gate: Default::default(),
+            buckets: Default::default(),
         }
     }
 

@@ -7,6 +7,7 @@
 pub mod diag;
 pub mod golden;
 pub mod interp;
+pub mod job;
 pub mod model;
 pub mod raw;
 pub mod template;

@@ -51,7 +51,7 @@ impl Protocol {
 
     /// Whether this build has a driver for the protocol.
     pub fn implemented(self) -> bool {
-        !matches!(self, Protocol::Job)
+        true
     }
 
     /// Voice protocols: audio answers over a WebSocket.
@@ -79,6 +79,9 @@ pub struct Suite {
     pub probes: Vec<Probe>,
     pub slos: Vec<Slo>,
     pub gate: GateSettings,
+    /// Histogram buckets per latency SLI (seconds) replacing the defaults; SLO thresholds are
+    /// always added.
+    pub buckets: BTreeMap<Sli, Vec<f64>>,
 }
 
 /// How `canary gate` compares a candidate with the baseline.
@@ -150,6 +153,114 @@ pub struct Endpoint {
     pub params: serde_json::Map<String, Value>,
     /// Voice protocols: how the session runs and how its audio is judged.
     pub voice: Option<VoiceSpec>,
+    /// `job`: how the job is submitted and followed to completion.
+    pub job: Option<JobSpec>,
+    /// The target's own metrics, snapshotted around a run and compared with canary's view.
+    pub metrics: Option<TargetMetrics>,
+    /// Constant labels on this endpoint's series.
+    pub labels: BTreeMap<String, String>,
+}
+
+/// An asynchronous job API: submit, then poll (or follow a stream) until done.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub submit_method: http::Method,
+    pub submit_url: String,
+    /// The submit body template; the case's `input.body` (or `input`) when absent.
+    pub submit_body: Option<Value>,
+    /// Where the job id is in the submit response; `None`: the `Location` header.
+    pub id: Option<Extractor>,
+    pub follow: JobFollow,
+    pub done: Matcher,
+    pub failed: Option<Matcher>,
+    /// JSONPath of the failure reason.
+    pub reason: Option<Extractor>,
+    /// The server's queue time (seconds) in the final status.
+    pub queue: Option<Extractor>,
+}
+
+/// How a job is followed to completion.
+#[derive(Debug, Clone, PartialEq)]
+pub enum JobFollow {
+    /// GET the URL (`{id}` replaced) every `every`, growing by `backoff` up to `max_every`.
+    Poll {
+        url: Option<String>,
+        every: Duration,
+        backoff: f64,
+        max_every: Duration,
+    },
+    /// Read an SSE stream of status events (`{id}` replaced).
+    Stream { url: String },
+}
+
+/// Default poll interval: small next to any preview-scale SLO (the error it bounds is reported).
+pub const DEFAULT_POLL_EVERY: Duration = Duration::from_millis(100);
+
+/// The target's own metrics endpoint and the series compared with canary's SLIs.
+#[derive(Debug, Clone)]
+pub struct TargetMetrics {
+    pub url: String,
+    pub compare: Vec<(Sli, TargetSeries)>,
+}
+
+/// A target series set next to one of canary's SLIs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum TargetSeries {
+    /// A ratio SLI: the increase of `good` over the increase of `total` during the run.
+    Ratio {
+        good: SeriesSelector,
+        total: SeriesSelector,
+    },
+    /// A latency SLI: the target's histogram (name without `_bucket`), its increase during the run.
+    Histogram { name: String },
+}
+
+/// A metric name and label matchers (`name{a="b"}`); every matching series is summed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesSelector {
+    pub name: String,
+    pub labels: Vec<(String, String)>,
+}
+
+impl SeriesSelector {
+    /// Parses `name` or `name{label="value",...}`.
+    pub fn parse(text: &str) -> Result<SeriesSelector, String> {
+        let text = text.trim();
+        let (name, rest) = match text.find('{') {
+            Some(i) => (&text[..i], Some(&text[i..])),
+            None => (text, None),
+        };
+        let valid_name = !name.is_empty()
+            && name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !name.starts_with(|c: char| c.is_ascii_digit());
+        if !valid_name {
+            return Err(format!("`{text}` does not start with a metric name"));
+        }
+        let mut labels = Vec::new();
+        if let Some(r) = rest {
+            let inner = r
+                .strip_prefix('{')
+                .and_then(|r| r.strip_suffix('}'))
+                .ok_or_else(|| format!("`{text}`: labels must be closed by `}}`"))?;
+            for part in inner.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                let (k, v) = part
+                    .split_once('=')
+                    .ok_or_else(|| format!("`{part}` is not label=\"value\""))?;
+                let v = v.trim();
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .ok_or_else(|| format!("`{part}`: the value must be quoted"))?;
+                labels.push((k.trim().to_string(), v.to_string()));
+            }
+        }
+        Ok(SeriesSelector {
+            name: name.to_string(),
+            labels,
+        })
+    }
 }
 
 /// How a voice endpoint is spoken to and listened to.

@@ -85,9 +85,65 @@ pub struct RawEndpoint {
     pub audible_threshold: Option<f64>,
     /// Voice: the playout buffer modelled.
     pub prebuffer: Option<Dur>,
-    pub submit: Option<Value>,
-    pub id: Option<Value>,
-    pub poll: Option<Value>,
+    /// job: the request that starts the job.
+    pub submit: Option<RawSubmit>,
+    /// job: where the job id is (`Location` when absent).
+    pub id: Option<RawExtractor>,
+    /// job: how completion is followed (polling or an SSE stream).
+    pub poll: Option<RawPoll>,
+    /// job: marks a failed job, and where its reason is.
+    pub failed: Option<RawFailed>,
+    /// job: the server's own queue time (seconds) in the final status.
+    pub queue: Option<RawExtractor>,
+    /// The target's own Prometheus metrics, fetched before and after a run.
+    pub metrics_url: Option<String>,
+    /// Target series to set next to canary's SLIs: `SLI: {good, total}` or `SLI: {histogram}`.
+    pub metrics_compare: Option<BTreeMap<String, RawCompare>>,
+    /// Constant labels on this endpoint's series (e.g. `model`, `route`).
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// `submit: {method, url, body}` of a job endpoint.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSubmit {
+    pub url: String,
+    pub method: Option<String>,
+    /// A template over the case; the case's `input.body` (or `input`) when absent.
+    pub body: Option<Value>,
+}
+
+/// `poll: {url, every, backoff, max_every}` or `poll: {stream}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPoll {
+    pub url: Option<String>,
+    pub every: Option<Dur>,
+    pub backoff: Option<f64>,
+    pub max_every: Option<Dur>,
+    /// An SSE stream of status events instead of polling.
+    pub stream: Option<String>,
+}
+
+/// `failed: {json | header, equals | regex, reason}`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFailed {
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub equals: Option<Value>,
+    pub regex: Option<String>,
+    /// JSONPath of the server's reason.
+    pub reason: Option<String>,
+}
+
+/// One comparison of a target series with an SLI.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCompare {
+    pub good: Option<String>,
+    pub total: Option<String>,
+    pub histogram: Option<String>,
 }
 
 /// `{json: PATH}` or `{header: NAME}`; `primary` lists the primary tiers (for `tier_primary`).

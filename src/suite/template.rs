@@ -17,33 +17,58 @@ pub struct Vars<'a> {
     pub seed: Option<u64>,
 }
 
-/// Renders every string in `template`.
+/// Renders every string in `template`; an unknown placeholder is an error.
 pub fn render(template: &Value, vars: &Vars) -> Result<Value, String> {
+    walk_render(template, vars, false)
+}
+
+/// Renders a request body written by hand (a golden case's input): placeholders canary
+/// does not know (`{{name}}` in a prompt about templates) stay as they are.
+pub fn render_lenient(template: &Value, vars: &Vars) -> Result<Value, String> {
+    walk_render(template, vars, true)
+}
+
+fn walk_render(template: &Value, vars: &Vars, lenient: bool) -> Result<Value, String> {
     Ok(match template {
-        Value::String(s) => render_str(s, vars)?,
+        Value::String(s) => render_str(s, vars, lenient)?,
         Value::Array(a) => Value::Array(
             a.iter()
-                .map(|v| render(v, vars))
+                .map(|v| walk_render(v, vars, lenient))
                 .collect::<Result<_, _>>()?,
         ),
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, v)| Ok((k.clone(), render(v, vars)?)))
+                .map(|(k, v)| Ok((k.clone(), walk_render(v, vars, lenient)?)))
                 .collect::<Result<_, String>>()?,
         ),
         other => other.clone(),
     })
 }
 
-fn render_str(s: &str, vars: &Vars) -> Result<Value, String> {
+fn known(name: &str) -> bool {
+    matches!(name, "case.id" | "case.slice" | "run" | "seed" | "input")
+        || name.starts_with("input.")
+}
+
+fn render_str(s: &str, vars: &Vars, lenient: bool) -> Result<Value, String> {
+    if !s.contains("{{") {
+        return Ok(Value::String(s.to_string()));
+    }
     let parts = split(s);
     if let [Part::Name(n)] = parts.as_slice() {
-        return lookup(n, vars);
+        if !lenient || known(n) {
+            return lookup(n, vars);
+        }
     }
     let mut out = String::with_capacity(s.len());
     for p in parts {
         match p {
             Part::Text(t) => out.push_str(t),
+            Part::Name(n) if lenient && !known(n) => {
+                out.push_str("{{");
+                out.push_str(n);
+                out.push_str("}}");
+            }
             Part::Name(n) => match lookup(n, vars)? {
                 Value::String(v) => out.push_str(&v),
                 other => out.push_str(&other.to_string()),
@@ -174,6 +199,23 @@ mod tests {
         assert!(render(&json!("{{wat}}"), &vars).is_err());
         // An unclosed brace is text.
         assert_eq!(render(&json!("a {{b"), &vars).unwrap(), json!("a {{b"));
+    }
+
+    #[test]
+    fn lenient_rendering_keeps_unknown_placeholders() {
+        let c = case(json!({"text": "x"}));
+        let vars = Vars {
+            case: &c,
+            run: Some(3),
+            seed: Some(9),
+        };
+        let body =
+            json!({"prompt": "Fill {{name}} in", "nonce": "{{seed}}-{{run}}", "n": "{{run}}"});
+        assert_eq!(
+            render_lenient(&body, &vars).unwrap(),
+            json!({"prompt": "Fill {{name}} in", "nonce": "9-3", "n": 3})
+        );
+        assert!(render(&body, &vars).is_err());
     }
 
     #[test]

@@ -33,6 +33,7 @@ const TOP_KEYS: &[&str] = &[
     "probes",
     "slos",
     "gate",
+    "buckets",
 ];
 
 /// Loading context: the file, its tree and the errors found so far.
@@ -43,7 +44,7 @@ pub(crate) struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let pos = self.tree.pos_at(path);
         self.diags.push(Diagnostic::new(
             self.file,
@@ -54,7 +55,7 @@ impl Ctx<'_> {
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn key_err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+    pub(crate) fn key_err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let pos = self.tree.key_pos_at(path);
         self.diags.push(Diagnostic::new(
             self.file,
@@ -65,7 +66,7 @@ impl Ctx<'_> {
         self.diags.last_mut().expect("just pushed")
     }
 
-    fn dir(&self) -> PathBuf {
+    pub(crate) fn dir(&self) -> PathBuf {
         self.file
             .parent()
             .map(Path::to_path_buf)
@@ -73,13 +74,13 @@ impl Ctx<'_> {
     }
 }
 
-fn p(prefix: &[Seg], more: &[Seg]) -> Vec<Seg> {
+pub(crate) fn p(prefix: &[Seg], more: &[Seg]) -> Vec<Seg> {
     let mut v = prefix.to_vec();
     v.extend_from_slice(more);
     v
 }
 
-fn k(s: &str) -> Seg {
+pub(crate) fn k(s: &str) -> Seg {
     Seg::Key(s.to_string())
 }
 
@@ -403,6 +404,7 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
     }
 
     let gate = build_gate(top.get("gate"), ctx);
+    let buckets = build_buckets(top.get("buckets"), ctx);
 
     Some(Suite {
         name: name?,
@@ -413,7 +415,53 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
         probes,
         slos,
         gate,
+        buckets,
     })
+}
+
+/// `buckets: { SLI: [upper bounds in seconds] }` for latency SLIs.
+fn build_buckets(v: Option<&Value>, ctx: &mut Ctx) -> BTreeMap<Sli, Vec<f64>> {
+    let mut out = BTreeMap::new();
+    let Some(v) = v else {
+        return out;
+    };
+    let Some(map) = v.as_object() else {
+        ctx.err(
+            &[k("buckets")],
+            "`buckets` must map SLI names to lists of seconds",
+        )
+        .hint = Some("e.g. `buckets: { time_to_completion: [0.1, 0.5, 1, 2, 4, 8, 16] }`".into());
+        return out;
+    };
+    for (name, list) in map {
+        let path = [k("buckets"), k(name)];
+        let Some(sli) = Sli::parse(name).filter(|s| s.kind() == SliKind::Latency) else {
+            let names: Vec<&str> = Sli::ALL
+                .iter()
+                .filter(|s| s.kind() == SliKind::Latency)
+                .map(|s| s.name())
+                .collect();
+            ctx.key_err(&path, format!("`{name}` is not a latency SLI"))
+                .hint = Some(suggest(name, &names));
+            continue;
+        };
+        let values: Option<Vec<f64>> = list
+            .as_array()
+            .map(|a| a.iter().map(Value::as_f64).collect::<Option<Vec<f64>>>())
+            .unwrap_or(None);
+        match values {
+            Some(mut b) if !b.is_empty() && b.iter().all(|x| x.is_finite() && *x > 0.0) => {
+                b.sort_by(f64::total_cmp);
+                b.dedup();
+                out.insert(sli, b);
+            }
+            _ => {
+                ctx.err(&path, "buckets must be a non-empty list of positive numbers of seconds (`+Inf` is implied)")
+                    .hint = Some("e.g. [0.1, 0.5, 1, 2, 4, 8, 16]".into());
+            }
+        }
+    }
+    out
 }
 
 fn build_gate(v: Option<&Value>, ctx: &mut Ctx) -> GateSettings {
@@ -529,7 +577,7 @@ const HTTP_METHODS: &[&str] = &["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD",
 
 fn build_endpoint(
     name: &str,
-    raw: RawEndpoint,
+    mut raw: RawEndpoint,
     defaults: &Defaults,
     path: &[Seg],
     ctx: &mut Ctx,
@@ -579,20 +627,6 @@ fn build_endpoint(
             }
         }
     }
-    if proto == Protocol::Job {
-        for (key, val) in [
-            ("submit", &raw.submit),
-            ("poll", &raw.poll),
-            ("done", &raw.done),
-        ] {
-            if val.is_none() {
-                ctx.err(
-                    path,
-                    format!("missing required key `{key}` for protocol `job`"),
-                );
-            }
-        }
-    }
     let method = match raw.method.as_deref() {
         None => http::Method::POST,
         Some(m) => {
@@ -636,6 +670,9 @@ fn build_endpoint(
         let d = ctx.err(&p(path, &[k(pr.key)]), pr.message);
         d.hint = pr.hint;
     }
+    let job = super::job::build(&mut raw, path, ctx);
+    let metrics = super::job::target_metrics(&mut raw, path, ctx);
+    let labels = super::job::labels(&mut raw, path, ctx);
     let tier = raw.tier.and_then(|t| {
         let tpath = p(path, &[k("tier")]);
         let source = source_of(t.json.as_deref(), t.header.as_deref(), &tpath, ctx)?;
@@ -708,7 +745,6 @@ fn build_endpoint(
     Some(Endpoint {
         name: name.to_string(),
         protocol: proto,
-        url,
         method,
         headers,
         model: raw.model,
@@ -723,6 +759,13 @@ fn build_endpoint(
         stream: raw.stream.unwrap_or(true),
         params: raw.params.unwrap_or_default(),
         voice,
+        url: match &job {
+            Some(j) => j.submit_url.clone(),
+            None => url,
+        },
+        job,
+        metrics,
+        labels,
     })
 }
 
@@ -759,7 +802,7 @@ fn check_url(u: &str, schemes: &[&str]) -> Result<(), String> {
     Ok(())
 }
 
-fn source_of(
+pub(crate) fn source_of(
     json: Option<&str>,
     header: Option<&str>,
     path: &[Seg],
@@ -792,7 +835,7 @@ fn source_of(
     }
 }
 
-fn matcher(m: RawMatcher, path: &[Seg], ctx: &mut Ctx) -> Option<Matcher> {
+pub(crate) fn matcher(m: RawMatcher, path: &[Seg], ctx: &mut Ctx) -> Option<Matcher> {
     let source = source_of(m.json.as_deref(), m.header.as_deref(), path, ctx);
     let conds = [m.equals.is_some(), m.hit.is_some(), m.regex.is_some()]
         .iter()

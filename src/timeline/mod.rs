@@ -42,6 +42,8 @@ pub enum ErrorClass {
     Truncated,
     /// The server reported an error inside a stream that had started with 200.
     StreamError,
+    /// An asynchronous job ended in its failed state (the server's reason is the message).
+    JobFailed,
 }
 
 impl ErrorClass {
@@ -61,6 +63,7 @@ impl ErrorClass {
         ErrorClass::Request,
         ErrorClass::Truncated,
         ErrorClass::StreamError,
+        ErrorClass::JobFailed,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -79,6 +82,7 @@ impl ErrorClass {
             ErrorClass::Request => "request",
             ErrorClass::Truncated => "truncated",
             ErrorClass::StreamError => "stream_error",
+            ErrorClass::JobFailed => "job_failed",
         }
     }
 }
@@ -149,6 +153,9 @@ pub enum Event {
         duration: Duration,
         dbfs: f32,
     },
+    /// A job status poll was answered (`job` protocol; its own connection's phases are not
+    /// recorded, so that connect and first-byte times stay those of the submit).
+    Poll { status: u16 },
     /// The stream's terminator arrived (`[DONE]`, `message_stop`, `response.completed`).
     Terminator,
     /// The response (or stream) is complete.
@@ -218,6 +225,29 @@ pub struct Timeline {
     pub usage: Option<Usage>,
     /// Voice protocols: what the decoded audio held.
     pub audio: Option<AudioSummary>,
+    /// `job`: how the job was followed.
+    pub job: Option<JobSummary>,
+}
+
+/// How a job was followed to completion.
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct JobSummary {
+    /// The server's job id (reports only; never a label).
+    pub id: Option<String>,
+    /// `poll` or `stream`.
+    pub mode: &'static str,
+    /// Status requests answered (polls) or status events read (stream).
+    pub polls: u32,
+    /// Submit request written to its response read (seconds).
+    pub submit_seconds: Option<f64>,
+    /// The server's own queue time from the final status (seconds).
+    pub queue_seconds: Option<f64>,
+    /// How far before the measured completion the job may have become done: from the
+    /// request of the last status that was not done to the done status (seconds). Zero for
+    /// a stream, whose done event is pushed when it happens.
+    pub completion_error_seconds: Option<f64>,
+    /// The longest interval between status requests (seconds).
+    pub max_poll_interval: Option<f64>,
 }
 
 /// The decoded audio of one response, summarised by the driver's analysis.
@@ -302,6 +332,7 @@ impl Recorder {
                 doc: None,
                 usage: None,
                 audio: None,
+                job: None,
             },
         }
     }
@@ -350,6 +381,11 @@ impl Recorder {
         }
         let at = at.saturating_duration_since(self.t0);
         self.timeline.events.push(Stamped { at, event });
+    }
+
+    /// Records how the job has been followed so far.
+    pub fn set_job(&mut self, summary: JobSummary) {
+        self.timeline.job = Some(summary);
     }
 
     /// Records what the decoded audio held.

@@ -39,6 +39,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         connect_seconds: None,
         stream: None,
         audio: None,
+        job: None,
         usage: None,
         answer: None,
     }
