@@ -41,27 +41,35 @@ pub fn dbfs(samples: &[f32]) -> f32 {
 /// Finds the audible onset in a stream fed in chunks of any size.
 #[derive(Debug, Clone)]
 pub struct OnsetDetector {
+    rate: u32,
     window_len: usize,
     threshold: f32,
     partial: Vec<f32>,
     windows: u64,
     /// Index of the first window of the current run of audible windows.
     run_start: u64,
+    /// The first sample of that window whose deviation from the window's mean reaches the
+    /// threshold's amplitude (where the sound starts inside the window).
+    run_first_sample: u64,
     run_len: u32,
     onset_window: Option<u64>,
+    onset_sample: Option<u64>,
 }
 
 impl OnsetDetector {
     pub fn new(rate: u32, threshold_dbfs: f32) -> Self {
         let window_len = ((rate as usize) / 100).max(1);
         OnsetDetector {
+            rate,
             window_len,
             threshold: threshold_dbfs,
             partial: Vec::with_capacity(window_len),
             windows: 0,
             run_start: 0,
+            run_first_sample: 0,
             run_len: 0,
             onset_window: None,
+            onset_sample: None,
         }
     }
 
@@ -76,6 +84,10 @@ impl OnsetDetector {
             samples = &samples[take..];
             if self.partial.len() == self.window_len {
                 let loud = dbfs(&self.partial) > self.threshold;
+                if loud && self.run_len == 0 {
+                    self.run_first_sample = self.windows * self.window_len as u64
+                        + first_above(&self.partial, self.threshold) as u64;
+                }
                 self.partial.clear();
                 self.close_window(loud);
                 if self.onset_window.is_some() {
@@ -93,6 +105,7 @@ impl OnsetDetector {
             self.run_len += 1;
             if self.run_len >= SUSTAIN_WINDOWS {
                 self.onset_window = Some(self.run_start);
+                self.onset_sample = Some(self.run_first_sample);
             }
         } else {
             self.run_len = 0;
@@ -100,11 +113,33 @@ impl OnsetDetector {
         self.windows += 1;
     }
 
-    /// The onset's position in the stream.
+    /// The onset's position in the stream: the start of its first window.
     pub fn onset(&self) -> Option<Duration> {
-        self.onset_window
-            .map(|w| WINDOW * u32::try_from(w).unwrap_or(u32::MAX))
+        self.onset_window.map(|w| {
+            super::samples_to_duration(w.saturating_mul(self.window_len as u64), self.rate)
+        })
     }
+
+    /// Where the sound starts inside the onset's first window (the first sample that
+    /// reaches the threshold's amplitude): the sample a listener hears first.
+    pub fn first_audible_sample(&self) -> Option<Duration> {
+        self.onset_sample
+            .map(|s| super::samples_to_duration(s, self.rate))
+    }
+}
+
+/// Index of the first sample whose deviation from the mean reaches the amplitude of a
+/// sine at `threshold_dbfs` RMS (0 when none does: the window is loud as a whole).
+fn first_above(samples: &[f32], threshold_dbfs: f32) -> usize {
+    if samples.is_empty() {
+        return 0;
+    }
+    let mean = samples.iter().sum::<f32>() / samples.len() as f32;
+    let amp = 10f32.powf(threshold_dbfs / 20.0) * std::f32::consts::SQRT_2;
+    samples
+        .iter()
+        .position(|x| (x - mean).abs() >= amp)
+        .unwrap_or(0)
 }
 
 #[cfg(test)]
@@ -145,6 +180,34 @@ mod tests {
             d.push(piece);
         }
         assert_eq!(d.onset(), Some(Duration::from_millis(90)));
+        let first = d.first_audible_sample().unwrap();
+        assert!(first >= Duration::from_millis(90) && first < Duration::from_micros(90_100));
+    }
+
+    #[test]
+    fn the_first_audible_sample_is_found_inside_the_window() {
+        let mut d = OnsetDetector::new(48_000, DEFAULT_THRESHOLD_DBFS);
+        // Silence, then sound from 7 ms into the second window.
+        d.push(&vec![0.0; 480 + 336]);
+        d.push(&tone(480 * 6, 0.5));
+        assert_eq!(d.onset(), Some(Duration::from_millis(10)));
+        let first = d.first_audible_sample().unwrap();
+        assert!(
+            first >= Duration::from_millis(17) && first < Duration::from_millis(18),
+            "{first:?}"
+        );
+    }
+
+    #[test]
+    fn windows_at_odd_rates_are_placed_by_samples() {
+        // 22050 Hz: a window is 220 samples (9.977 ms).
+        let mut d = OnsetDetector::new(22_050, DEFAULT_THRESHOLD_DBFS);
+        d.push(&vec![0.0; 220 * 100]);
+        d.push(&tone(220 * 6, 0.5));
+        assert_eq!(
+            d.onset(),
+            Some(crate::audio::samples_to_duration(22_000, 22_050))
+        );
     }
 
     #[test]

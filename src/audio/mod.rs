@@ -103,6 +103,11 @@ impl Track {
     pub fn onset(&self) -> Option<Duration> {
         self.detector.onset()
     }
+
+    /// The first sample of the onset window loud enough to be heard.
+    pub fn first_audible(&self) -> Option<Duration> {
+        self.detector.first_audible_sample()
+    }
 }
 
 #[cfg(test)]

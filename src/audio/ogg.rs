@@ -15,9 +15,11 @@ pub const MAX_PACKET: usize = 1 << 20;
 const MAX_PAGE: usize = 27 + 255 + 255 * 255;
 
 /// What the `OpusHead` packet said.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct OpusHead {
     pub channels: u8,
+    /// Output gain in dB (Q7.8 in the header), to be applied by a player.
+    pub gain_db: f32,
     /// Samples (at 48 kHz) to drop from the start of the decoded stream.
     pub pre_skip: u16,
     pub input_rate: u32,
@@ -38,6 +40,8 @@ pub struct OggOpusDemuxer {
     head: Option<OpusHead>,
     /// Body bytes pushed since the last packet came out (bounds a never-ending packet).
     pending: usize,
+    /// The serial number of the one logical stream accepted.
+    serial: Option<u32>,
 }
 
 impl std::fmt::Debug for OggOpusDemuxer {
@@ -65,6 +69,7 @@ impl OggOpusDemuxer {
             stage: Stage::Head,
             head: None,
             pending: 0,
+            serial: None,
         }
     }
 
@@ -82,8 +87,19 @@ impl OggOpusDemuxer {
     pub fn push(&mut self, bytes: &[u8]) -> Result<Vec<Vec<u8>>, AudioError> {
         self.buf.extend_from_slice(bytes);
         let mut out = Vec::new();
-        while let Some(len) = self.whole_page_len()? {
-            let page: Vec<u8> = self.buf.drain(..len).collect();
+        // Pages are read from an offset and the buffer is drained once: a message of many
+        // small pages costs time in proportion to its size.
+        let mut off = 0;
+        let result = self.pages(&mut off, &mut out);
+        self.buf.drain(..off);
+        result.map(|()| out)
+    }
+
+    fn pages(&mut self, off: &mut usize, out: &mut Vec<Vec<u8>>) -> Result<(), AudioError> {
+        while let Some(len) = self.whole_page_len(*off)? {
+            let page = self.buf[*off..*off + len].to_vec();
+            *off += len;
+            self.check_serial(&page)?;
             self.pending += len;
             self.push_page(page)?;
             while let Some(p) = self.reader.read_packet() {
@@ -98,12 +114,29 @@ impl OggOpusDemuxer {
                 )));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    /// The length of the page at the front of the buffer, if all of it is there.
-    fn whole_page_len(&self) -> Result<Option<usize>, AudioError> {
-        let b = &self.buf;
+    /// One logical stream only: a second serial or a second beginning-of-stream page is a
+    /// multiplexed or chained stream, which a voice answer is not.
+    fn check_serial(&mut self, page: &[u8]) -> Result<(), AudioError> {
+        let serial = u32::from_le_bytes([page[14], page[15], page[16], page[17]]);
+        let bos = page[5] & 0x02 != 0;
+        match self.serial {
+            None => self.serial = Some(serial),
+            Some(s) if s == serial && !bos => {}
+            Some(_) => {
+                return Err(AudioError::Unsupported(
+                    "multiplexed or chained Ogg streams are not supported (a second logical stream began)".into(),
+                ))
+            }
+        }
+        Ok(())
+    }
+
+    /// The length of the page at `off` in the buffer, if all of it is there.
+    fn whole_page_len(&self, off: usize) -> Result<Option<usize>, AudioError> {
+        let b = &self.buf[off..];
         let magic = b.len().min(4);
         if b[..magic] != b"OggS"[..magic] {
             return Err(AudioError::Corrupt(
@@ -197,6 +230,7 @@ pub fn parse_head(p: &[u8]) -> Result<OpusHead, AudioError> {
     }
     Ok(OpusHead {
         channels,
+        gain_db: f32::from(i16::from_le_bytes([p[16], p[17]])) / 256.0,
         pre_skip: u16::from_le_bytes([p[10], p[11]]),
         input_rate: u32::from_le_bytes([p[12], p[13], p[14], p[15]]),
     })
@@ -252,6 +286,61 @@ mod tests {
             assert_eq!(d.head().map(|h| h.pre_skip), Some(312));
             assert!(!d.has_partial_page());
         }
+    }
+
+    #[test]
+    fn a_second_logical_stream_is_refused() {
+        let mut a = stream(&[vec![1, 2, 3]], 0);
+        let mut b = stream(&[vec![4, 5]], 0);
+        // A page of another serial, written by the crate's writer.
+        let mut out = Vec::new();
+        {
+            let mut w = ogg::writing::PacketWriter::new(&mut out);
+            w.write_packet(
+                vec![9u8; 3],
+                8,
+                ogg::writing::PacketWriteEndInfo::EndStream,
+                0,
+            )
+            .unwrap();
+        }
+        a.append(&mut out);
+        let mut d = OggOpusDemuxer::new();
+        assert!(matches!(d.push(&a), Err(AudioError::Unsupported(_))));
+        // Two heads of the same serial (a chained stream) are refused too.
+        b.extend(stream(&[vec![6]], 0));
+        assert!(OggOpusDemuxer::new().push(&b).is_err());
+    }
+
+    #[test]
+    fn many_tiny_pages_in_one_message_are_linear() {
+        let packets: Vec<Vec<u8>> = (0..20_000u32).map(|i| vec![(i % 251) as u8]).collect();
+        let mut bytes = Vec::new();
+        {
+            let mut w = ogg::writing::PacketWriter::new(&mut bytes);
+            let mut head = b"OpusHead\x01\x01".to_vec();
+            head.extend_from_slice(&[0, 0, 0x80, 0xbb, 0, 0, 0, 0, 0]);
+            w.write_packet(head, 7, ogg::writing::PacketWriteEndInfo::EndPage, 0)
+                .unwrap();
+            w.write_packet(
+                b"OpusTags".to_vec(),
+                7,
+                ogg::writing::PacketWriteEndInfo::EndPage,
+                0,
+            )
+            .unwrap();
+            for (i, p) in packets.iter().enumerate() {
+                w.write_packet(
+                    p.clone(),
+                    7,
+                    ogg::writing::PacketWriteEndInfo::EndPage,
+                    i as u64,
+                )
+                .unwrap();
+            }
+        }
+        let mut d = OggOpusDemuxer::new();
+        assert_eq!(d.push(&bytes).unwrap().len(), packets.len());
     }
 
     #[test]

@@ -19,6 +19,9 @@ use crate::suite::template::{render, Vars};
 use crate::suite::{AudioFormat, Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Usage};
 
+/// The largest input WAV sent (about 10 minutes of 24 kHz PCM16).
+pub const MAX_INPUT_WAV: u64 = 32 * 1024 * 1024;
+
 /// Lowest and highest PCM rate a session may announce.
 pub const PCM_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
 
@@ -63,8 +66,16 @@ async fn exchange(
         Some(s) => Some(render(s, &vars).map_err(request_err)?),
         None => None,
     };
+    // The file is read off the runtime's threads: a slow disk must not stall other probes.
     let input_audio = match case.input.get("audio").and_then(Value::as_str) {
-        Some(path) => Some(read_input(path, spec.audio_format)?),
+        Some(path) => {
+            let (path, format) = (path.to_string(), spec.audio_format);
+            Some(
+                tokio::task::spawn_blocking(move || read_input(&path, format))
+                    .await
+                    .map_err(|e| request_err(format!("reading the input audio failed: {e}")))??,
+            )
+        }
         None => None,
     };
     let text = case
@@ -115,10 +126,11 @@ async fn exchange(
         let text = match msg {
             Message::Text(t) => t,
             Message::Close(frame) => {
+                let code = frame.as_ref().map(|f| u16::from(f.code));
                 let why = frame
                     .map(|f| format!(" (close code {}: {})", u16::from(f.code), f.reason))
                     .unwrap_or_default();
-                return Err(cut_short(deltas, &why));
+                return Err(cut_short(deltas, &why, voice::close_class(code)));
             }
             _ => continue,
         };
@@ -140,7 +152,10 @@ async fn exchange(
                 AudioFormat::Pcmu => g711::decode(&bytes, false, &mut samples),
                 AudioFormat::Pcma => g711::decode(&bytes, true, &mut samples),
             }
-            listener.hear(at, &samples, rec);
+            listener.hear(at, &samples, rec)?;
+            if deltas % voice::YIELD_EVERY == 0 {
+                tokio::task::yield_now().await;
+            }
         } else if TEXT_DELTA.contains(&kind) {
             if let Some(t) = v.get("delta").and_then(Value::as_str) {
                 voice::transcript(at, t, rec);
@@ -176,12 +191,12 @@ async fn exchange(
                         kind,
                     ));
                 }
-                listener.set_rate(rate);
+                listener.set_rate(rate)?;
             }
         }
     }
     let Some(doc) = done else {
-        return Err(cut_short(deltas, ""));
+        return Err(cut_short(deltas, "", ErrorClass::Truncated));
     };
     rec.mark(Event::Done);
     let usage = doc.get("usage").map(|u| Usage {
@@ -210,20 +225,28 @@ fn announced_rate(v: &Value, format: AudioFormat) -> Option<u32> {
     Some(u32::try_from(rate).unwrap_or(u32::MAX))
 }
 
-fn cut_short(deltas: u64, why: &str) -> ProbeError {
+fn cut_short(deltas: u64, why: &str, class: ErrorClass) -> ProbeError {
     let state = if deltas > 0 {
         format!("mid-utterance, after {deltas} audio delta(s)")
     } else {
         "before any audio".to_string()
     };
     ProbeError::new(
-        ErrorClass::Truncated,
+        class,
         format!("the socket closed {state} without `response.done`{why}"),
     )
 }
 
 /// Reads a WAV file and cuts it into base64 chunks of 100 ms in the session's format.
 pub fn read_input(path: &str, format: AudioFormat) -> Result<Vec<String>, ProbeError> {
+    let size = std::fs::metadata(path)
+        .map_err(|e| request_err(format!("cannot read {path}: {e}")))?
+        .len();
+    if size > MAX_INPUT_WAV {
+        return Err(request_err(format!(
+            "{path} is {size} bytes; input audio is limited to {MAX_INPUT_WAV} bytes"
+        )));
+    }
     let bytes = std::fs::read(path).map_err(|e| request_err(format!("cannot read {path}: {e}")))?;
     let rec = wav::read(&bytes).map_err(|e| request_err(format!("{path}: {e}")))?;
     if rec.rate != format.rate() {

@@ -33,15 +33,48 @@ impl Listener {
         self.chunks > 0
     }
 
-    /// Starts over at another rate (a session announced its rate before any audio).
-    pub fn set_rate(&mut self, rate: u32) {
-        if rate != self.track.rate() && !self.started() {
-            self.track = Track::new(rate, self.threshold);
+    /// Starts over at another rate (a session announced its rate before any audio); a rate
+    /// change once audio has played would misplace everything after it, so it is an error.
+    pub fn set_rate(&mut self, rate: u32) -> Result<(), ProbeError> {
+        if rate == self.track.rate() {
+            return Ok(());
         }
+        if self.started() {
+            return Err(decode_error(
+                AudioError::Unsupported(format!(
+                    "the sample rate changed from {} Hz to {rate} Hz mid-answer",
+                    self.track.rate()
+                )),
+                "session",
+            ));
+        }
+        self.track = Track::new(rate, self.threshold);
+        Ok(())
     }
 
-    /// Records one decoded chunk (mono samples) that arrived at `at`.
-    pub fn hear(&mut self, at: Instant, mono: &[f32], rec: &mut Recorder) {
+    /// Decoded audio so far.
+    pub fn total(&self) -> std::time::Duration {
+        self.track.total()
+    }
+
+    /// Records one decoded chunk (mono samples) that arrived at `at`. A chunk that decodes
+    /// to nothing (an empty delta, a packet eaten by pre-skip) is not audio and is skipped.
+    /// More than [`MAX_AUDIO`] of audio in one answer is refused.
+    pub fn hear(
+        &mut self,
+        at: Instant,
+        mono: &[f32],
+        rec: &mut Recorder,
+    ) -> Result<(), ProbeError> {
+        if mono.is_empty() {
+            return Ok(());
+        }
+        if self.track.total() > MAX_AUDIO {
+            return Err(ProbeError::new(
+                ErrorClass::BodyTooLarge,
+                format!("more than {} s of audio in one answer", MAX_AUDIO.as_secs()),
+            ));
+        }
         let level = self.track.push(mono);
         self.chunks += 1;
         rec.mark_at(
@@ -56,10 +89,31 @@ impl Listener {
             format: self.format,
             sample_rate: self.track.rate(),
             onset: self.track.onset(),
+            first_audible: self.track.first_audible(),
             total: self.track.total(),
             chunks: self.chunks,
             threshold_dbfs: self.threshold,
         });
+        Ok(())
+    }
+}
+
+/// The most audio one answer may hold (decoding beyond it would only burn CPU).
+pub const MAX_AUDIO: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// Audio chunks decoded between yields to the runtime: one message holding thousands of
+/// packets must not keep the deadline from firing.
+pub const YIELD_EVERY: u64 = 64;
+
+/// The class of a close frame that arrived before the end of the answer: normal closes cut
+/// the answer short; server errors and policy closes are errors of the stream; "try again
+/// later" is rate limiting.
+pub fn close_class(code: Option<u16>) -> ErrorClass {
+    match code {
+        Some(1013) => ErrorClass::RateLimited,
+        Some(1008) | Some(1011) | Some(1014) => ErrorClass::StreamError,
+        Some(1002) | Some(1003) | Some(1007) | Some(1009) => ErrorClass::Protocol,
+        _ => ErrorClass::Truncated,
     }
 }
 

@@ -54,6 +54,8 @@ async fn exchange(
     ws.send_text(start.to_string()).await?;
 
     let mut packets = 0u64;
+    let mut gain = 1.0f32;
+    let mut scaled: Vec<f32> = Vec::new();
     let mut pre_skip_set = false;
     let mut done: Option<Value> = None;
     while let Some(msg) = ws.next().await {
@@ -68,6 +70,8 @@ async fn exchange(
                             .map_err(|e| voice::decode_error(e, "Ogg stream"))?;
                         if let (false, Some(h)) = (pre_skip_set, d.head()) {
                             opus.set_pre_skip(h.pre_skip);
+                            // The header's output gain is part of what a player plays.
+                            gain = 10f32.powf(h.gain_db / 20.0);
                             pre_skip_set = true;
                         }
                         out
@@ -78,7 +82,16 @@ async fn exchange(
                     let pcm = opus
                         .decode(&p)
                         .map_err(|e| voice::decode_error(e, &format!("Opus packet {packets}")))?;
-                    listener.hear(at, pcm, rec);
+                    if gain == 1.0 {
+                        listener.hear(at, pcm, rec)?;
+                    } else {
+                        scaled.clear();
+                        scaled.extend(pcm.iter().map(|x| x * gain));
+                        listener.hear(at, &scaled, rec)?;
+                    }
+                    if packets % voice::YIELD_EVERY == 0 {
+                        tokio::task::yield_now().await;
+                    }
                 }
             }
             Message::Text(text) => {
@@ -93,6 +106,12 @@ async fn exchange(
                         voice::transcript(at, t, rec);
                     }
                 } else if kind == spec.done_event {
+                    if ogg.as_ref().is_some_and(|d| d.has_partial_page()) {
+                        return Err(ProbeError::new(
+                            ErrorClass::Truncated,
+                            "`done` arrived while an Ogg page was still incomplete",
+                        ));
+                    }
                     rec.mark_at(at, Event::Terminator);
                     done = Some(v);
                     break;
@@ -101,16 +120,22 @@ async fn exchange(
                 }
             }
             Message::Close(frame) => {
+                let code = frame.as_ref().map(|f| u16::from(f.code));
                 let why = frame
                     .map(|f| format!(" (close code {}: {})", u16::from(f.code), f.reason))
                     .unwrap_or_default();
-                return Err(cut_short(&listener, packets, &why));
+                return Err(cut_short(
+                    &listener,
+                    packets,
+                    &why,
+                    voice::close_class(code),
+                ));
             }
             _ => {}
         }
     }
     let Some(doc) = done else {
-        return Err(cut_short(&listener, packets, ""));
+        return Err(cut_short(&listener, packets, "", ErrorClass::Truncated));
     };
     rec.mark(Event::Done);
     let text = rec.answer().map(str::to_string);
@@ -119,14 +144,14 @@ async fn exchange(
     Ok(())
 }
 
-fn cut_short(listener: &Listener, packets: u64, why: &str) -> ProbeError {
+fn cut_short(listener: &Listener, packets: u64, why: &str, class: ErrorClass) -> ProbeError {
     let state = if listener.started() {
         format!("mid-utterance, after {packets} audio packet(s)")
     } else {
         "before any audio".to_string()
     };
     ProbeError::new(
-        ErrorClass::Truncated,
+        class,
         format!("the socket closed {state} without the `done` event{why}"),
     )
 }

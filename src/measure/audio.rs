@@ -63,10 +63,14 @@ fn holding(chunks: &[Chunk], pos: Duration) -> Option<(&Chunk, Duration)> {
 
 /// Request written to the first audible audio (seconds); `None` when nothing was audible.
 pub fn time_to_first_audio(t: &Timeline) -> Option<f64> {
-    let onset = t.audio.as_ref()?.onset?;
+    let audio = t.audio.as_ref()?;
+    let onset = audio.onset?;
     let cs = chunks(t);
     let a0 = cs.first()?.arrival;
-    let (c, offset) = holding(&cs, onset)?;
+    // The chunk that holds the first audible sample (the onset window may begin in the
+    // silent chunk before it); the offset counts from the window's start.
+    let (c, _) = holding(&cs, audio.first_audible.unwrap_or(onset))?;
+    let offset = onset.saturating_sub(c.position);
     let due = a0 + onset;
     let early = due.saturating_sub(c.arrival).min(offset);
     Some((c.arrival + early).saturating_sub(origin(t)).as_secs_f64())
@@ -194,6 +198,7 @@ mod tests {
                 format: "opus",
                 sample_rate: 48_000,
                 onset: onset_ms.map(MS),
+                first_audible: onset_ms.map(MS),
                 total: MS(pos),
                 chunks: chunks.len() as u64,
                 threshold_dbfs: -40.0,
@@ -259,6 +264,17 @@ mod tests {
         let mut t = voice(&[], Some(300));
         t.events = events;
         assert!(close(time_to_first_audio(&t), 0.320));
+    }
+
+    #[test]
+    fn the_chunk_holding_the_first_audible_sample_decides() {
+        // The onset window starts at 100 ms, inside a silent chunk that arrived at 1.0 s;
+        // the voice starts at 108 ms, in the next chunk, which came after a 2 s pause.
+        let mut t = voice(&[(1000, 105), (3000, 500)], Some(100));
+        if let Some(a) = t.audio.as_mut() {
+            a.first_audible = Some(MS(108));
+        }
+        assert!(close(time_to_first_audio(&t), 2.990));
     }
 
     #[test]

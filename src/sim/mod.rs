@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod fault;
 pub mod mapper;
+pub mod preview;
 pub mod voice;
 
 use std::collections::{BTreeMap, HashMap};
@@ -100,6 +101,8 @@ impl Default for MapperConfig {
 pub struct SimConfig {
     pub seed: u64,
     pub mapper: MapperConfig,
+    /// The preview-job service (`/preview`).
+    pub preview: preview::PreviewConfig,
     /// A behaviour preset, so that two simulators can play baseline and candidate:
     /// `baseline` (default), `slow` (every latency ×1.3), `multi-step-wrong` (chat answers to
     /// multi-step prompts are wrong), `faster-wrong` (chat answers show twice as fast, and
@@ -159,6 +162,7 @@ pub struct SimState {
     truth: Mutex<Vec<TruthRecord>>,
     streams: Mutex<Vec<chat::StreamTruth>>,
     voices: Mutex<Vec<voice::VoiceTruth>>,
+    pub preview: preview::PreviewState,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -169,6 +173,7 @@ impl SimState {
             truth: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
             voices: Mutex::new(Vec::new()),
+            preview: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -248,6 +253,7 @@ struct TruthResponse {
     requests: Vec<TruthRecord>,
     streams: Vec<chat::StreamTruth>,
     voices: Vec<voice::VoiceTruth>,
+    jobs: Vec<preview::JobTruth>,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
@@ -256,6 +262,7 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
         requests: state.truth(),
         streams: state.streams(),
         voices: state.voices(),
+        jobs: state.preview.truth(),
     })
 }
 
@@ -323,6 +330,10 @@ pub fn router(state: Arc<SimState>) -> Router {
             chat::Api::AnthropicMessages.path(),
             chat::route(chat::Api::AnthropicMessages),
         )
+        .route("/preview", post(preview::submit))
+        .route("/preview/{id}", get(preview::status))
+        .route("/preview/{id}/events", get(preview::events))
+        .route("/metrics", get(preview::metrics))
         .route("/v1/voice", get(voice::voice))
         .route("/v1/realtime", get(voice::realtime))
         .route("/truth", get(truth).delete(reset))

@@ -333,7 +333,11 @@ async fn voice_session(
     let ogg = s.container == "ogg";
     let frame = Duration::from_millis(frame_ms);
     let times = schedule(&s, frames, frame, &mut rng);
-    let first_audible = lead_samples / per_frame;
+    // The encoder delays its input by its lookahead: the first audible input sample comes
+    // out of the packet that covers it once shifted (pre-skip undoes the shift for Ogg,
+    // not the packet it lands in).
+    let shifted = lead_samples + usize::from(lookahead);
+    let first_audible = shifted / per_frame;
     let mut truth = VoiceTruth {
         seq: 0,
         path: "/v1/voice".into(),
@@ -341,7 +345,7 @@ async fn voice_session(
         format: if ogg { "ogg-opus" } else { "opus" }.into(),
         first_chunk_s: None,
         first_audible_chunk_s: None,
-        first_audible_offset_s: (lead_samples % per_frame) as f64 / 48_000.0,
+        first_audible_offset_s: (shifted % per_frame) as f64 / 48_000.0,
         lead_in_s: s.lead_in_ms as f64 / 1000.0,
         speech_s: s.speech_ms as f64 / 1000.0,
         gap_s: if s.gap_at_ms.is_some() {

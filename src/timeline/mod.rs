@@ -259,6 +259,10 @@ pub struct AudioSummary {
     /// Position of the audible onset in the decoded stream; `None` when nothing was audible.
     #[serde(serialize_with = "secs_opt")]
     pub onset: Option<Duration>,
+    /// The first sample of the onset window that reaches the threshold's amplitude: it
+    /// decides which chunk holds the onset.
+    #[serde(serialize_with = "secs_opt")]
+    pub first_audible: Option<Duration>,
     /// Decoded audio in total.
     #[serde(serialize_with = "secs")]
     pub total: Duration,
@@ -302,10 +306,18 @@ pub struct Recorder {
     timeline: Timeline,
     body_events: u64,
     audio_events: u64,
+    token_events: u64,
+    /// Index of the last audio event kept (merging needs no search).
+    last_audio: Option<usize>,
 }
 
 /// Body-piece events kept per run (later pieces are counted, not stored).
 pub const MAX_BODY_EVENTS: u64 = 1024;
+/// Token events kept per run (a very long answer is still counted in the answer text up
+/// to its cap; cadence is judged on the first pieces).
+pub const MAX_TOKEN_EVENTS: u64 = 200_000;
+/// Answer text kept per run (bytes); a hostile stream cannot grow memory past it.
+pub const MAX_ANSWER_BYTES: usize = 4 * 1024 * 1024;
 /// Audio-chunk events kept per run (10 minutes of 20 ms packets); later chunks are merged
 /// into the last one kept, so durations stay whole and memory bounded.
 pub const MAX_AUDIO_EVENTS: u64 = 30_000;
@@ -323,6 +335,8 @@ impl Recorder {
             t0: Instant::now(),
             body_events: 0,
             audio_events: 0,
+            token_events: 0,
+            last_audio: None,
             timeline: Timeline {
                 started_at: SystemTime::now(),
                 events: Vec::with_capacity(16),
@@ -361,6 +375,12 @@ impl Recorder {
                 return;
             }
         }
+        if matches!(event, Event::Token { .. }) {
+            self.token_events += 1;
+            if self.token_events > MAX_TOKEN_EVENTS {
+                return;
+            }
+        }
         if let Event::Audio { duration, .. } = event {
             self.audio_events += 1;
             if self.audio_events > MAX_AUDIO_EVENTS {
@@ -368,16 +388,14 @@ impl Recorder {
                     event: Event::Audio { duration: d, .. },
                     ..
                 }) = self
-                    .timeline
-                    .events
-                    .iter_mut()
-                    .rev()
-                    .find(|e| matches!(e.event, Event::Audio { .. }))
+                    .last_audio
+                    .and_then(|i| self.timeline.events.get_mut(i))
                 {
                     *d += duration;
                 }
                 return;
             }
+            self.last_audio = Some(self.timeline.events.len());
         }
         let at = at.saturating_duration_since(self.t0);
         self.timeline.events.push(Stamped { at, event });
@@ -412,10 +430,17 @@ impl Recorder {
 
     /// Appends answer text as it arrives (kept even if the deadline cuts the run short).
     pub fn push_answer(&mut self, text: &str) {
-        self.timeline
-            .answer_text
-            .get_or_insert_with(String::new)
-            .push_str(text);
+        let a = self.timeline.answer_text.get_or_insert_with(String::new);
+        let room = MAX_ANSWER_BYTES.saturating_sub(a.len());
+        if text.len() <= room {
+            a.push_str(text);
+        } else {
+            let mut cut = room;
+            while cut > 0 && !text.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            a.push_str(&text[..cut]);
+        }
     }
 
     /// The answer text so far.
