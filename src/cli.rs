@@ -3,6 +3,7 @@
 //! could be measured, 4 the gate could not decide).
 //! `anyhow` lives here, at the edge; the library below returns typed errors.
 
+use std::collections::BTreeMap;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -81,6 +82,16 @@ pub enum Command {
         /// still exit 2 or 3.
         #[arg(long)]
         no_slo_exit: bool,
+        /// Shuffle the case runs with this seed (the same seed gives the same request
+        /// sequence) and make `{{seed}}` available to request templates.
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Unrecorded warm-up runs of each case before the recorded ones.
+        #[arg(long, default_value_t = 0)]
+        warmup: u32,
+        /// Write the targets' metrics snapshots (endpoints with `metrics_url`) here.
+        #[arg(long)]
+        artifacts: Option<PathBuf>,
     },
     /// The pre-release gate: run the golden set against a candidate and a baseline,
     /// interleaved, and fail when the candidate misses an SLO or is worse beyond tolerance.
@@ -253,6 +264,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             textfile,
             spool,
             no_slo_exit,
+            seed,
+            warmup,
+            artifacts,
         } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
@@ -262,6 +276,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 runs,
                 concurrency,
                 timeout,
+                seed,
+                warmup,
+                artifacts,
             };
             let outputs = Outputs {
                 report,
@@ -502,9 +519,11 @@ pub struct SuiteRun {
 
 /// Runs one suite and builds its report and table.
 pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
+    let mut snaps = snapshot_targets(s, None).await;
     let started = SystemTime::now();
     let t0 = Instant::now();
     let observations = executor::execute(s, opts).await;
+    snaps = snapshot_targets(s, Some(snaps)).await;
     let elapsed = t0.elapsed().as_secs_f64();
     let finished = SystemTime::now();
     let stats = aggregate::aggregate(&observations);
@@ -519,7 +538,14 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
         &verdicts,
         &observations,
     );
-    let table = table::render(&s.name, region, elapsed, &stats, &verdicts);
+    let mut report = report;
+    report.seed = opts.seed;
+    report.warmup = opts.warmup;
+    report.target_metrics = target_reports(s, &snaps, &observations, opts.artifacts.as_deref());
+    let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
+    for t in &report.target_metrics {
+        table.push_str(&crate::sink::table::target_lines(t));
+    }
     SuiteRun {
         suite: s.name.clone(),
         started,
@@ -529,6 +555,68 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
         report,
         table,
     }
+}
+
+/// Fetches each `metrics_url` once (before the run, or after it when `before` is given).
+async fn snapshot_targets(
+    s: &Suite,
+    before: Option<BTreeMap<String, crate::sink::target::Snapshots>>,
+) -> BTreeMap<String, crate::sink::target::Snapshots> {
+    let mut out = before.unwrap_or_default();
+    let after = !out.is_empty();
+    for e in s.endpoints.values() {
+        let Some(m) = &e.metrics else { continue };
+        let snap = out.entry(e.name.clone()).or_default();
+        let page = crate::sink::target::fetch(&m.url, e).await;
+        match (page, after) {
+            (Ok(p), false) => snap.before = Some(p),
+            (Ok(p), true) => snap.after = Some(p),
+            (Err(err), when) => snap.errors.push(format!(
+                "{} the run: {}",
+                if when { "after" } else { "before" },
+                crate::secret::redact(&err)
+            )),
+        }
+    }
+    out
+}
+
+/// The target-metrics sections of the report; snapshots are written to `artifacts`.
+fn target_reports(
+    s: &Suite,
+    snaps: &BTreeMap<String, crate::sink::target::Snapshots>,
+    observations: &[crate::observation::Observation],
+    artifacts: Option<&Path>,
+) -> Vec<crate::sink::target::TargetReport> {
+    let mut out = Vec::new();
+    for (name, snap) in snaps {
+        let Some(e) = s.endpoints.get(name) else {
+            continue;
+        };
+        let Some(m) = &e.metrics else { continue };
+        let mut files = Vec::new();
+        let mut errors = snap.errors.clone();
+        if let Some(dir) = artifacts {
+            for (when, page) in [("before", &snap.before), ("after", &snap.after)] {
+                let Some(page) = page else { continue };
+                let path = dir.join(format!("{}.{}.{when}.prom", s.name, e.name));
+                let written =
+                    std::fs::create_dir_all(dir).and_then(|()| std::fs::write(&path, page));
+                match written {
+                    Ok(()) => files.push(path.display().to_string()),
+                    Err(err) => errors.push(format!("cannot write {}: {err}", path.display())),
+                }
+            }
+        }
+        out.push(crate::sink::target::TargetReport {
+            endpoint: e.name.clone(),
+            url: crate::secret::redact(&m.url),
+            artifacts: files,
+            errors,
+            comparisons: crate::sink::target::compare(e, snap, observations),
+        });
+    }
+    out
 }
 
 fn report_path(base: &Path, suite: &str, many: bool) -> PathBuf {

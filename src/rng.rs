@@ -32,6 +32,19 @@ impl SplitMix64 {
     }
 }
 
+/// Fisher-Yates shuffle driven by `seed`: the same seed gives the same order.
+pub fn shuffle<T>(items: &mut [T], seed: u64) {
+    shuffle_with(items, &mut SplitMix64::new(seed));
+}
+
+/// Fisher-Yates shuffle drawing from `r`.
+pub fn shuffle_with<T>(items: &mut [T], r: &mut SplitMix64) {
+    for i in (1..items.len()).rev() {
+        let j = (r.next_u64() % (i as u64 + 1)) as usize;
+        items.swap(i, j);
+    }
+}
+
 /// FNV-1a, to fold request bytes into a seed.
 pub fn fnv1a(bytes: &[u8]) -> u64 {
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;

@@ -13,6 +13,7 @@ use serde_json::{json, Map, Value};
 use super::chat_events::{estimate_tokens, full_body, Interpreter, Piece};
 use super::http::{self, HttpRequest};
 use super::sse::SseParser;
+use super::RunVars;
 use crate::suite::{Case, Endpoint, Protocol};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, TokenKind, Usage};
 
@@ -23,8 +24,8 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const ANTHROPIC_MAX_TOKENS: u64 = 1024;
 
 /// Performs one case run, recording everything on `rec`.
-pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
-    if let Err(e) = exchange(endpoint, case, rec).await {
+pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
+    if let Err(e) = exchange(endpoint, case, vars, rec).await {
         rec.fail(e);
     }
 }
@@ -113,12 +114,17 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
     Ok(Value::Object(body))
 }
 
-async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Result<(), ProbeError> {
+async fn exchange(
+    endpoint: &Endpoint,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) -> Result<(), ProbeError> {
     let uri: ::http::Uri = endpoint
         .url
         .parse()
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
-    let body = request_body(endpoint, case)?;
+    let body = vars.render(&request_body(endpoint, case)?, case)?;
     let wants_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
         ProbeError::new(

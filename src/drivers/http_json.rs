@@ -4,28 +4,36 @@
 use bytes::Bytes;
 
 use super::http::{self, HttpRequest};
+use super::RunVars;
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, ProbeError, Recorder};
 
 /// Performs one case run, recording everything on `rec`.
-pub async fn run(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) {
-    if let Err(e) = exchange(endpoint, case, rec).await {
+pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
+    if let Err(e) = exchange(endpoint, case, vars, rec).await {
         rec.fail(e);
     }
 }
 
-async fn exchange(endpoint: &Endpoint, case: &Case, rec: &mut Recorder) -> Result<(), ProbeError> {
+async fn exchange(
+    endpoint: &Endpoint,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) -> Result<(), ProbeError> {
     let uri: ::http::Uri = endpoint
         .url
         .parse()
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
     let body = match case.input.get("body") {
-        Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
-            ProbeError::new(
-                ErrorClass::Request,
-                format!("cannot encode input.body: {e}"),
-            )
-        })?)),
+        Some(b) => Some(Bytes::from(
+            serde_json::to_vec(&vars.render(b, case)?).map_err(|e| {
+                ProbeError::new(
+                    ErrorClass::Request,
+                    format!("cannot encode input.body: {e}"),
+                )
+            })?,
+        )),
         None => None,
     };
     let req = HttpRequest {

@@ -26,6 +26,26 @@ pub struct RunVars {
     pub seed: Option<u64>,
 }
 
+impl RunVars {
+    /// Renders `{{run}}`, `{{seed}}`, `{{case.*}}` and `{{input.*}}` in a request body a
+    /// golden case holds (other `{{...}}` text is left as written).
+    pub fn render(
+        self,
+        body: &serde_json::Value,
+        case: &Case,
+    ) -> Result<serde_json::Value, ProbeError> {
+        crate::suite::template::render_lenient(
+            body,
+            &crate::suite::template::Vars {
+                case,
+                run: Some(self.run),
+                seed: self.seed,
+            },
+        )
+        .map_err(|m| ProbeError::new(ErrorClass::Request, m))
+    }
+}
+
 /// Runs one case against an endpoint within `deadline`, always returning a timeline.
 pub async fn run_case(
     endpoint: &Endpoint,
@@ -51,9 +71,9 @@ pub async fn run_case(
 
 async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
     match endpoint.protocol {
-        Protocol::HttpJson => http_json::run(endpoint, case, rec).await,
+        Protocol::HttpJson => http_json::run(endpoint, case, vars, rec).await,
         Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
-            chat::run(endpoint, case, rec).await
+            chat::run(endpoint, case, vars, rec).await
         }
         Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
         Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,

@@ -193,10 +193,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
             .flat_map(|(pi, p)| (0..p.cases.len()).map(move |ci| (pi, ci)))
             .collect();
         // A seeded shuffle (Fisher-Yates) per run, and a coin for who goes first per case.
-        for i in (1..cases.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            cases.swap(i, j);
-        }
+        crate::rng::shuffle_with(&mut cases, &mut rng);
         for (pi, ci) in cases {
             let sides = if rng.next_u64() % 2 == 0 {
                 [0, 1]

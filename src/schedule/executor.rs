@@ -21,6 +21,13 @@ pub struct RunOptions {
     pub concurrency: Option<usize>,
     /// Overrides every case's deadline.
     pub timeout: Option<Duration>,
+    /// Seeded order: the case runs are shuffled with this seed (the same seed gives the same
+    /// request sequence), and `{{seed}}` is available to request templates.
+    pub seed: Option<u64>,
+    /// Unrecorded runs of each case before the recorded ones (warm caches, loaded models).
+    pub warmup: u32,
+    /// Where the targets' metrics snapshots are written (`metrics_url` endpoints).
+    pub artifacts: Option<std::path::PathBuf>,
 }
 
 /// One unit of work: a case of a probe, the n-th time.
@@ -28,6 +35,8 @@ struct Job {
     probe_index: usize,
     case_index: usize,
     run: u32,
+    /// Warm-up round (1-based) when this run is not recorded, else 0.
+    warmup: u32,
 }
 
 /// Runs the suite and returns observations in plan order (probe, case, run).
@@ -57,6 +66,23 @@ pub async fn execute_probes(
         .max()
         .unwrap_or(1);
     let mut jobs = Vec::new();
+    // Warm-up rounds come first, in order, and are not recorded (run 0 and below).
+    for w in 0..opts.warmup {
+        for &pi in probes {
+            let Some(probe) = suite.probes.get(pi) else {
+                continue;
+            };
+            for ci in 0..probe.cases.len() {
+                jobs.push(Job {
+                    probe_index: pi,
+                    case_index: ci,
+                    run: 0,
+                    warmup: w + 1,
+                });
+            }
+        }
+    }
+    let warm = jobs.len();
     for run in 1..=max_runs {
         for &pi in probes {
             let Some(probe) = suite.probes.get(pi) else {
@@ -70,9 +96,40 @@ pub async fn execute_probes(
                     probe_index: pi,
                     case_index: ci,
                     run,
+                    warmup: 0,
                 });
             }
         }
+    }
+    if let Some(seed) = opts.seed {
+        // Warm-ups stay first; the recorded runs are shuffled.
+        crate::rng::shuffle(&mut jobs[warm..], seed);
+    }
+    let seed = opts.seed;
+    // Warm-ups finish before the first recorded run starts.
+    let warmups: Vec<Job> = jobs.drain(..warm).collect();
+    if !warmups.is_empty() {
+        let mut set = JoinSet::new();
+        for job in warmups {
+            let suite = Arc::clone(&suite);
+            let permits = Arc::clone(&permits);
+            let timeout = opts.timeout;
+            set.spawn(async move {
+                let _permit = permits.acquire_owned().await.ok();
+                let probe = suite.probes.get(job.probe_index)?;
+                let case = probe.cases.get(job.case_index)?;
+                let endpoint = suite.endpoints.get(&probe.endpoint)?;
+                let vars = drivers::RunVars {
+                    run: job.warmup,
+                    seed,
+                };
+                let t = drivers::run_case(endpoint, case, vars, timeout.unwrap_or(probe.timeout))
+                    .await;
+                tracing::debug!(probe = %probe.name, case = %case.id, warmup = job.warmup, error = ?t.error, "warm-up run finished");
+                Some(())
+            });
+        }
+        while set.join_next().await.is_some() {}
     }
     let mut set = JoinSet::new();
     for (order, job) in jobs.into_iter().enumerate() {
@@ -94,10 +151,7 @@ pub async fn execute_probes(
             let timeline = drivers::run_case(
                 endpoint,
                 case,
-                drivers::RunVars {
-                    run: job.run,
-                    seed: None,
-                },
+                drivers::RunVars { run: job.run, seed },
                 deadline,
             )
             .await;

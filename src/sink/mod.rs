@@ -12,5 +12,6 @@ pub mod remote_write;
 pub mod report;
 pub mod spool;
 pub mod table;
+pub mod target;
 pub mod textfile;
 pub mod yaml_out;

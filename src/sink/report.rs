@@ -25,6 +25,14 @@ pub struct Report {
     pub slices: Vec<SliceReport>,
     pub slos: Vec<SloVerdict>,
     pub cases: Vec<CaseReport>,
+    /// The seed of the run order and of `{{seed}}` (`--seed`), when one was given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seed: Option<u64>,
+    /// Unrecorded warm-up runs of each case before the recorded ones.
+    pub warmup: u32,
+    /// The targets' own metrics around the run, next to canary's view.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub target_metrics: Vec<super::target::TargetReport>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -194,6 +202,9 @@ impl Report {
             slices,
             slos: slos.to_vec(),
             cases,
+            seed: None,
+            warmup: 0,
+            target_metrics: Vec::new(),
         }
     }
 

@@ -210,6 +210,51 @@ fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
+/// The target-metrics lines under a suite's table: the service's own figures next to canary's.
+pub fn target_lines(t: &super::target::TargetReport) -> String {
+    let mut out = format!(
+        "\ntarget metrics: {} ({})\n",
+        t.endpoint,
+        crate::secret::redact(&t.url)
+    );
+    let fmt = |m: &std::collections::BTreeMap<&'static str, f64>| -> String {
+        let mut parts = Vec::new();
+        if let Some(r) = m.get("ratio") {
+            parts.push(format!(
+                "{:.1}% ({}/{})",
+                r * 100.0,
+                m.get("good").copied().unwrap_or(0.0),
+                m.get("total").copied().unwrap_or(0.0)
+            ));
+        }
+        for k in ["p50", "p95", "mean"] {
+            if let Some(v) = m.get(k) {
+                parts.push(format!("{k} {:.3}s", v));
+            }
+        }
+        if parts.is_empty() {
+            "no data".into()
+        } else {
+            parts.join(" ")
+        }
+    };
+    for c in &t.comparisons {
+        out += &format!(
+            "  {:<22} target {:<32} canary {}\n",
+            c.sli,
+            fmt(&c.target),
+            fmt(&c.canary)
+        );
+    }
+    for e in &t.errors {
+        out += &format!("  ! {e}\n");
+    }
+    for a in &t.artifacts {
+        out += &format!("  snapshot: {a}\n");
+    }
+    out
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
