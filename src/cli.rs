@@ -519,6 +519,9 @@ pub struct SuiteRun {
 
 /// Runs one suite and builds its report and table.
 pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
+    // Warm-ups come before the "before" snapshot: the target's counters then cover exactly
+    // the recorded runs.
+    executor::warm_up(s, opts).await;
     let mut snaps = snapshot_targets(s, None).await;
     let started = SystemTime::now();
     let t0 = Instant::now();
@@ -543,6 +546,7 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     report.warmup = opts.warmup;
     report.target_metrics = target_reports(s, &snaps, &observations, opts.artifacts.as_deref());
     let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
+    table.push_str(&crate::sink::table::job_lines(&observations));
     for t in &report.target_metrics {
         table.push_str(&crate::sink::table::target_lines(t));
     }

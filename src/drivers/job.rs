@@ -270,7 +270,11 @@ async fn exchange(
                     "the submit response has no `Location` header to poll (set `id` and `poll.url`)",
                 )
             })?;
-            resolve(&submit_uri, loc)?
+            let url = resolve(&submit_uri, loc)?;
+            // The status URL names the job in reports.
+            summary.id = Some(loc.to_string());
+            rec.set_job(summary.clone());
+            url
         }
     };
     // A job that is done when submitted (a synchronous answer or a cache hit).

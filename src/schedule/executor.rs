@@ -35,8 +35,6 @@ struct Job {
     probe_index: usize,
     case_index: usize,
     run: u32,
-    /// Warm-up round (1-based) when this run is not recorded, else 0.
-    warmup: u32,
 }
 
 /// Runs the suite and returns observations in plan order (probe, case, run).
@@ -48,6 +46,44 @@ pub async fn execute(suite: &Suite, opts: &RunOptions) -> Vec<Observation> {
     let permits = Arc::new(Semaphore::new(concurrency));
     let all: Vec<usize> = (0..suite.probes.len()).collect();
     execute_probes(Arc::new(suite.clone()), &all, opts, permits).await
+}
+
+/// Runs every case `opts.warmup` times without recording anything (warm caches, loaded
+/// models), round by round, under the suite's concurrency limit.
+pub async fn warm_up(suite: &Suite, opts: &RunOptions) {
+    let concurrency = opts
+        .concurrency
+        .unwrap_or(suite.defaults.concurrency)
+        .max(1);
+    let permits = Arc::new(Semaphore::new(concurrency));
+    let suite = Arc::new(suite.clone());
+    for round in 1..=opts.warmup {
+        let mut set = JoinSet::new();
+        for pi in 0..suite.probes.len() {
+            for ci in 0..suite.probes[pi].cases.len() {
+                let suite = Arc::clone(&suite);
+                let permits = Arc::clone(&permits);
+                let (timeout, seed) = (opts.timeout, opts.seed);
+                set.spawn(async move {
+                    let _permit = permits.acquire_owned().await.ok();
+                    let probe = suite.probes.get(pi)?;
+                    let case = probe.cases.get(ci)?;
+                    let endpoint = suite.endpoints.get(&probe.endpoint)?;
+                    let vars = drivers::RunVars { run: round, seed };
+                    let t = drivers::run_case(
+                        endpoint,
+                        case,
+                        vars,
+                        timeout.unwrap_or(probe.timeout),
+                    )
+                    .await;
+                    tracing::debug!(probe = %probe.name, case = %case.id, round, error = ?t.error, "warm-up run finished");
+                    Some(())
+                });
+            }
+        }
+        while set.join_next().await.is_some() {}
+    }
 }
 
 /// Runs the given probes of a suite under a shared concurrency limit (`serve` shares one
@@ -66,23 +102,6 @@ pub async fn execute_probes(
         .max()
         .unwrap_or(1);
     let mut jobs = Vec::new();
-    // Warm-up rounds come first, in order, and are not recorded (run 0 and below).
-    for w in 0..opts.warmup {
-        for &pi in probes {
-            let Some(probe) = suite.probes.get(pi) else {
-                continue;
-            };
-            for ci in 0..probe.cases.len() {
-                jobs.push(Job {
-                    probe_index: pi,
-                    case_index: ci,
-                    run: 0,
-                    warmup: w + 1,
-                });
-            }
-        }
-    }
-    let warm = jobs.len();
     for run in 1..=max_runs {
         for &pi in probes {
             let Some(probe) = suite.probes.get(pi) else {
@@ -96,41 +115,14 @@ pub async fn execute_probes(
                     probe_index: pi,
                     case_index: ci,
                     run,
-                    warmup: 0,
                 });
             }
         }
     }
     if let Some(seed) = opts.seed {
-        // Warm-ups stay first; the recorded runs are shuffled.
-        crate::rng::shuffle(&mut jobs[warm..], seed);
+        crate::rng::shuffle(&mut jobs, seed);
     }
     let seed = opts.seed;
-    // Warm-ups finish before the first recorded run starts.
-    let warmups: Vec<Job> = jobs.drain(..warm).collect();
-    if !warmups.is_empty() {
-        let mut set = JoinSet::new();
-        for job in warmups {
-            let suite = Arc::clone(&suite);
-            let permits = Arc::clone(&permits);
-            let timeout = opts.timeout;
-            set.spawn(async move {
-                let _permit = permits.acquire_owned().await.ok();
-                let probe = suite.probes.get(job.probe_index)?;
-                let case = probe.cases.get(job.case_index)?;
-                let endpoint = suite.endpoints.get(&probe.endpoint)?;
-                let vars = drivers::RunVars {
-                    run: job.warmup,
-                    seed,
-                };
-                let t = drivers::run_case(endpoint, case, vars, timeout.unwrap_or(probe.timeout))
-                    .await;
-                tracing::debug!(probe = %probe.name, case = %case.id, warmup = job.warmup, error = ?t.error, "warm-up run finished");
-                Some(())
-            });
-        }
-        while set.join_next().await.is_some() {}
-    }
     let mut set = JoinSet::new();
     for (order, job) in jobs.into_iter().enumerate() {
         let suite = Arc::clone(&suite);

@@ -210,6 +210,45 @@ fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
+/// One line per job probe: status requests per run and the bound of the completion
+/// measurement (the window in which each job may have finished before it was seen done).
+pub fn job_lines(observations: &[crate::observation::Observation]) -> String {
+    let mut by: std::collections::BTreeMap<(&str, &str), Vec<&crate::timeline::JobSummary>> =
+        Default::default();
+    for o in observations {
+        if let Some(j) = &o.job {
+            by.entry((o.endpoint.as_str(), o.probe.as_str()))
+                .or_default()
+                .push(j);
+        }
+    }
+    let mut out = String::new();
+    for ((endpoint, probe), jobs) in by {
+        let polls: u32 = jobs.iter().map(|j| j.polls).sum();
+        let worst = jobs
+            .iter()
+            .filter_map(|j| j.completion_error_seconds)
+            .fold(0.0f64, f64::max);
+        let queue: Vec<f64> = jobs.iter().filter_map(|j| j.queue_seconds).collect();
+        let queue = if queue.is_empty() {
+            String::new()
+        } else {
+            format!(
+                "; server queue time mean {:.3}s",
+                queue.iter().sum::<f64>() / queue.len() as f64
+            )
+        };
+        out += &format!(
+            "
+job {endpoint} / {probe}: {} runs, {:.1} status reads per run; completion measured within {:.1} ms of the moment the job was done (worst run){queue}\n",
+            jobs.len(),
+            f64::from(polls) / jobs.len().max(1) as f64,
+            worst * 1e3
+        );
+    }
+    out
+}
+
 /// The target-metrics lines under a suite's table: the service's own figures next to canary's.
 pub fn target_lines(t: &super::target::TargetReport) -> String {
     let mut out = format!(

@@ -86,14 +86,13 @@ pub(crate) fn build(raw: &mut RawEndpoint, path: &[Seg], ctx: &mut Ctx) -> Optio
         },
         Some(poll) => {
             let ppath = p(path, &[k("poll")]);
+            if poll.url.is_some() && poll.stream.is_some() {
+                ctx.err(
+                    &ppath,
+                    "give either `url` (polling) or `stream` (SSE), not both",
+                );
+            }
             match (poll.url, poll.stream) {
-                (Some(_), Some(_)) => {
-                    ctx.err(
-                        &ppath,
-                        "give either `url` (polling) or `stream` (SSE), not both",
-                    );
-                    return None;
-                }
                 (None, Some(stream)) => {
                     if poll.every.is_some() || poll.backoff.is_some() || poll.max_every.is_some() {
                         ctx.err(
@@ -106,7 +105,7 @@ pub(crate) fn build(raw: &mut RawEndpoint, path: &[Seg], ctx: &mut Ctx) -> Optio
                     }
                     JobFollow::Stream { url: stream }
                 }
-                (url, None) => {
+                (url, _) => {
                     if let Some(u) = &url {
                         if let Err(e) = check_http_url(u) {
                             ctx.err(&p(&ppath, &[k("url")]), e);

@@ -1214,6 +1214,33 @@ mod tests {
     }
 
     #[test]
+    fn job_voice_and_bucket_mistakes_are_each_named() {
+        let e = errors_of("tests/fixtures/bad/job-and-voice.yaml");
+        for needle in [
+            "buckets.time_to_completion: buckets must be a non-empty list of positive numbers",
+            "buckets.success: `success` is not a latency SLI",
+            "endpoints.preview.submit.methd: unknown key `methd` (did you mean `method`?)",
+            "endpoints.preview.submit.url: `ftp://x/preview` must be an http:// or https:// URL",
+            "endpoints.preview.poll.every: poll interval must be at least 1ms",
+            "endpoints.preview.poll.backoff: backoff 20 is outside 1..10",
+            "endpoints.preview.poll: give either `url` (polling) or `stream` (SSE), not both",
+            "endpoints.preview.failed.reason",
+            "endpoints.preview.metrics_compare: `metrics_compare` needs `metrics_url`",
+            "endpoints.preview.labels.suite: `suite` is a label canary sets itself",
+            "endpoints.preview.labels.9bad: `9bad` is not a valid label name",
+            "endpoints.nodone: missing required key `done` for protocol `job`",
+            "endpoints.nodone.metrics_compare.cache_hit: `cache_hit` is a ratio",
+            "endpoints.nodone.metrics_compare.time_to_completion: `time_to_completion` is a latency",
+            "endpoints.nodone.metrics_compare.latency_of_doom: unknown SLI",
+            "endpoints.chat.done: `done` applies to `job` and `ws-opus`, not `openai-chat`",
+            "endpoints.chat.submit: `submit` applies to protocol `job`",
+            "endpoints.chat.container: `container` applies to ws-opus",
+        ] {
+            has(&e, needle);
+        }
+    }
+
+    #[test]
     fn the_example_suites_load() {
         let s = load_suite(&fixture("probes/llama-mapper.yaml"), &ProcessEnv::default()).unwrap();
         assert_eq!(s.name, "llama-mapper");
