@@ -886,7 +886,7 @@ fn voice_truth_line(
 }
 
 /// Environment variables the demo points at the simulator.
-pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL"];
+pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL", "PREVIEW_URL"];
 /// WebSocket variables the demo points at the simulator.
 pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];
 
