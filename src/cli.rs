@@ -856,6 +856,40 @@ fn stream_truth_line(
     )
 }
 
+/// The demo's comparison of job completion with the simulator's ready times: every
+/// completed job must be measured no earlier than it was ready and no later than its
+/// reported poll error.
+fn job_truth_line(
+    observations: &[crate::observation::Observation],
+    jobs: &[crate::sim::preview::JobTruth],
+) -> String {
+    let (mut compared, mut within, mut worst_over) = (0, 0, 0.0f64);
+    for o in observations {
+        let (Some(ttc), Some(j)) = (o.latency_of(Sli::TimeToCompletion), &o.job) else {
+            continue;
+        };
+        let Some(id) = j.id.as_deref() else { continue };
+        let id = id.rsplit('/').next().unwrap_or(id);
+        let Some(t) = jobs.iter().find(|t| t.id == id) else {
+            continue;
+        };
+        compared += 1;
+        let over = ttc - t.ready_after_s;
+        let bound = j.completion_error_seconds.unwrap_or(0.0) + 0.003;
+        if over >= -0.002 && over <= bound {
+            within += 1;
+        }
+        worst_over = worst_over.max(over);
+    }
+    if compared == 0 {
+        return String::new();
+    }
+    format!(
+        "ground truth (jobs): {within} of {compared} completions within their reported poll error of the service's ready time (largest lag {:.1} ms)",
+        worst_over * 1e3
+    )
+}
+
 /// The demo's comparison of time to first audio with the simulator's write times: answers
 /// are matched by the `{case}#{run}` id the example suite sends and by audio format.
 fn voice_truth_line(
@@ -981,6 +1015,11 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         let streams = &state.streams()[before_streams..];
         if !streams.is_empty() {
             println!("{}", stream_truth_line(&s, &r.observations, streams));
+        }
+        let jobs = state.preview.truth();
+        let jobs_line = job_truth_line(&r.observations, &jobs);
+        if !jobs_line.is_empty() {
+            println!("{jobs_line}");
         }
         let voices = &state.voices()[before_voices..];
         if !voices.is_empty() {

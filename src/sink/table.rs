@@ -225,10 +225,17 @@ pub fn job_lines(observations: &[crate::observation::Observation]) -> String {
     let mut out = String::new();
     for ((endpoint, probe), jobs) in by {
         let polls: u32 = jobs.iter().map(|j| j.polls).sum();
-        let worst = jobs
+        let errors: Vec<f64> = jobs
             .iter()
             .filter_map(|j| j.completion_error_seconds)
-            .fold(0.0f64, f64::max);
+            .collect();
+        let bound = match errors.iter().copied().reduce(f64::max) {
+            Some(w) => format!(
+                "completion measured within {:.1} ms of the moment the job was done (worst run)",
+                w * 1e3
+            ),
+            None => "no job completed".to_string(),
+        };
         let queue: Vec<f64> = jobs.iter().filter_map(|j| j.queue_seconds).collect();
         let queue = if queue.is_empty() {
             String::new()
@@ -239,11 +246,9 @@ pub fn job_lines(observations: &[crate::observation::Observation]) -> String {
             )
         };
         out += &format!(
-            "
-job {endpoint} / {probe}: {} runs, {:.1} status reads per run; completion measured within {:.1} ms of the moment the job was done (worst run){queue}\n",
+            "\njob {endpoint} / {probe}: {} runs, {:.1} status reads per run; {bound}{queue}\n",
             jobs.len(),
             f64::from(polls) / jobs.len().max(1) as f64,
-            worst * 1e3
         );
     }
     out
