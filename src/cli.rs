@@ -92,6 +92,10 @@ pub enum Command {
         /// Write the targets' metrics snapshots (endpoints with `metrics_url`) here.
         #[arg(long)]
         artifacts: Option<PathBuf>,
+        /// Remember the values of facts seen (freshness probes) in this file across runs, so
+        /// a stale answer's old value can be named and dated.
+        #[arg(long, env = "CANARY_STATE")]
+        state: Option<PathBuf>,
     },
     /// The pre-release gate: run the golden set against a candidate and a baseline,
     /// interleaved, and fail when the candidate misses an SLO or is worse beyond tolerance.
@@ -267,11 +271,16 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             seed,
             warmup,
             artifacts,
+            state,
         } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
+            if let Err(e) = crate::schedule::quality::configure(&region, state.as_deref()) {
+                eprintln!("error: {e}");
+                return Ok(EXIT_USAGE);
+            }
             let opts = RunOptions {
                 runs,
                 concurrency,
@@ -288,6 +297,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 spool,
             };
             let code = run_suites(&loaded, &region, &outputs, &opts, quiet).await?;
+            if let Err(e) = crate::schedule::quality::save() {
+                eprintln!("warning: the fact history could not be saved: {e}");
+            }
             Ok(if no_slo_exit && code == EXIT_SLO_MISSED {
                 EXIT_OK
             } else {
@@ -571,7 +583,11 @@ async fn snapshot_targets(
     for e in s.endpoints.values() {
         let Some(m) = &e.metrics else { continue };
         let snap = out.entry(e.name.clone()).or_default();
-        let page = crate::sink::target::fetch(&m.url, e).await;
+        let page = crate::sink::target::fetch(
+            &m.url,
+            "text/plain; version=0.0.4, application/openmetrics-text;q=0.5",
+        )
+        .await;
         match (page, after) {
             (Ok(p), false) => snap.before = Some(p),
             (Ok(p), true) => snap.after = Some(p),

@@ -5,8 +5,10 @@
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
+use crate::check::freshness::Freshness;
 use crate::check::{self, Verdicts};
 use crate::measure::{self, audio::Playout, sli::Sli, StreamStats};
+use crate::schedule::quality::{FactLag, Quality};
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, JobSummary, ProbeError, Timeline, Usage};
 
@@ -58,6 +60,15 @@ pub struct Observation {
     pub audio: Option<Playout>,
     /// How an asynchronous job was followed (polls, submit time, completion error bound).
     pub job: Option<JobSummary>,
+    /// Freshness of the answer against the probe's source of truth.
+    pub freshness: Option<Freshness>,
+    /// The write-then-read canary fact.
+    pub fact: Option<FactLag>,
+    /// Quality signals that could not be measured, and why.
+    pub quality_errors: Vec<String>,
+    /// Length of the whole answer in characters and tokens (answer-shape drift).
+    pub answer_chars: Option<u64>,
+    pub answer_tokens: Option<u64>,
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
@@ -86,6 +97,7 @@ impl Observation {
         }
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let verdicts_answer = verdicts.answer.clone();
+        let answer_chars = verdicts.answer_chars;
         let judged = timeline
             .response
             .as_ref()
@@ -119,6 +131,18 @@ impl Observation {
                 .as_ref()
                 .and_then(|v| measure::audio::playout(timeline, v.prebuffer)),
             job: timeline.job.clone(),
+            freshness: None,
+            fact: None,
+            quality_errors: Vec::new(),
+            answer_chars,
+            answer_tokens: answer_chars.and_then(|_| {
+                timeline.usage.and_then(|u| u.output_tokens).or_else(|| {
+                    timeline
+                        .answer_text
+                        .as_deref()
+                        .map(|a| u64::from(crate::drivers::chat_events::estimate_tokens(a)))
+                })
+            }),
             usage: timeline.usage,
             answer: verdicts_answer.or_else(|| {
                 timeline
@@ -127,6 +151,48 @@ impl Observation {
                     .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
         }
+    }
+
+    /// Adds what the probe's quality signals found (freshness, canary fact) and judges
+    /// `expect.fresh`.
+    pub fn with_quality(mut self, q: Quality, case: &Case) -> Self {
+        if let Some(f) = &q.freshness {
+            if !self.outcome.is_error() {
+                self.latency
+                    .insert(Sli::AnswerStaleness, f.staleness_seconds);
+            }
+            if let Some(want) = case.expect.fresh {
+                let detail = if f.fresh {
+                    format!("the answer holds the current value {:?}", f.current)
+                } else {
+                    match &f.stale_value {
+                        Some(v) => format!(
+                            "the answer holds {v:?}, superseded {:.1}s ago by {:?}",
+                            f.staleness_seconds, f.current
+                        ),
+                        None => format!(
+                            "the answer does not hold the current value {:?} (true for {:.1}s)",
+                            f.current, f.staleness_seconds
+                        ),
+                    }
+                };
+                self.verdicts.checks.push(crate::check::CheckResult::new(
+                    "fresh",
+                    f.fresh == want,
+                    detail,
+                ));
+                if f.fresh != want && self.outcome == Outcome::Ok {
+                    self.outcome = Outcome::CheckFailed;
+                }
+            }
+        }
+        if let Some(l) = q.fact.as_ref().and_then(|f| f.lag_seconds) {
+            self.latency.insert(Sli::FreshnessLag, l);
+        }
+        self.freshness = q.freshness;
+        self.fact = q.fact;
+        self.quality_errors = q.errors;
+        self
     }
 
     /// A latency value that counts for aggregation: present and the run did not error.
@@ -166,6 +232,7 @@ impl Observation {
                 .as_ref()
                 .filter(|s| !s.tokens_per_chunk.is_empty())
                 .map(|s| s.stalls == 0),
+            Sli::Fresh => self.freshness.as_ref().map(|f| f.fresh),
             // Applies to runs whose audio started playing.
             Sli::NoUnderrun => self.audio.as_ref().map(|a| a.underruns == 0),
             _ => None,

@@ -2,7 +2,9 @@
 //! schema, fallback, escalation, cache and tier signals, and each case's `expect` keys.
 //! Every failed check says why.
 
+pub mod escalation;
 pub mod extract;
+pub mod freshness;
 
 use serde::Serialize;
 use serde_json::Value;
@@ -23,7 +25,7 @@ pub struct CheckResult {
 }
 
 impl CheckResult {
-    fn new(check: &'static str, passed: bool, detail: impl Into<String>) -> Self {
+    pub(crate) fn new(check: &'static str, passed: bool, detail: impl Into<String>) -> Self {
         CheckResult {
             check,
             passed,
@@ -39,11 +41,15 @@ pub struct Verdicts {
     pub schema_valid: Option<bool>,
     pub fallback: Option<bool>,
     pub escalated: Option<bool>,
+    /// The phrase that marked the answer as an escalation or refusal.
+    pub escalation_phrase: Option<String>,
     pub cache_hit: Option<bool>,
     pub tier: Option<String>,
     pub tier_primary: Option<bool>,
     /// The answer text (what text checks read), kept short for reports.
     pub answer: Option<String>,
+    /// Characters of the whole answer (answer-shape drift).
+    pub answer_chars: Option<u64>,
 }
 
 impl Verdicts {
@@ -51,6 +57,46 @@ impl Verdicts {
     pub fn checks_passed(&self) -> bool {
         self.checks.iter().all(|c| c.passed)
     }
+}
+
+/// The answer of a response (the endpoint's `answer` extractor, the text a protocol driver
+/// assembled, or the body) and its JSON, if it is JSON.
+fn answer_from(
+    endpoint: &Endpoint,
+    timeline: &Timeline,
+    resp: &crate::timeline::Response,
+    json: Option<&Value>,
+) -> (Option<String>, Option<Value>) {
+    match &endpoint.answer {
+        Some(ex) => {
+            let vals = ex.source.values(resp, json);
+            match vals.len() {
+                0 => (None, None),
+                1 => (Some(value_text(&vals[0])), Some(vals[0].clone())),
+                _ => (
+                    Some(vals.iter().map(value_text).collect::<Vec<_>>().join("\n")),
+                    Some(Value::Array(vals)),
+                ),
+            }
+        }
+        None => match &timeline.answer_text {
+            Some(text) => (Some(text.clone()), serde_json::from_str(text).ok()),
+            None => (
+                Some(String::from_utf8_lossy(&resp.body).into_owned()),
+                json.cloned(),
+            ),
+        },
+    }
+}
+
+/// The full answer text of a run that was answered (what text checks and freshness read).
+pub fn answer_text(endpoint: &Endpoint, timeline: &Timeline) -> Option<String> {
+    let resp = timeline.response.as_ref().filter(|r| answered(r.status))?;
+    let parsed: Option<Value> = match &timeline.doc {
+        Some(d) => Some(d.clone()),
+        None => serde_json::from_slice(&resp.body).ok(),
+    };
+    answer_from(endpoint, timeline, resp, parsed.as_ref()).0
 }
 
 /// Whether a response status means the request was answered: 2xx, or 101 for a WebSocket
@@ -117,29 +163,21 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     }
 
     // The answer: the endpoint's `answer` extractor, or the whole body.
-    let (answer_text, answer_json): (Option<String>, Option<Value>) = match &endpoint.answer {
-        Some(ex) => {
-            let vals = ex.source.values(resp, json);
-            match vals.len() {
-                0 => (None, None),
-                1 => (Some(value_text(&vals[0])), Some(vals[0].clone())),
-                _ => (
-                    Some(vals.iter().map(value_text).collect::<Vec<_>>().join("\n")),
-                    Some(Value::Array(vals)),
-                ),
-            }
-        }
-        None => match &timeline.answer_text {
-            Some(text) => (Some(text.clone()), serde_json::from_str(text).ok()),
-            None => (
-                Some(String::from_utf8_lossy(&resp.body).into_owned()),
-                json.cloned(),
-            ),
-        },
-    };
+    let (answer_text, answer_json) = answer_from(endpoint, timeline, resp, json);
+    v.answer_chars = answer_text.as_ref().map(|a| a.chars().count() as u64);
     v.answer = answer_text
         .as_ref()
         .map(|a| truncate(&crate::secret::redact(a), 500));
+    // Phrases in the answer: a hand-off or refusal that no signal field reported.
+    if let (Some(ph), Some(text)) = (&endpoint.escalation_phrases, &answer_text) {
+        let found = escalation::detect(text, ph.builtin, &ph.extra);
+        if found.is_some() {
+            v.escalated = Some(true);
+        } else if v.escalated.is_none() {
+            v.escalated = Some(false);
+        }
+        v.escalation_phrase = found;
+    }
     let text_checks_needed = expect.equals.is_some()
         || !expect.contains.is_empty()
         || !expect.contains_any.is_empty()

@@ -31,6 +31,7 @@ fn endpoint() -> Endpoint {
         job: None,
         metrics: None,
         labels: Default::default(),
+        escalation_phrases: None,
     }
 }
 

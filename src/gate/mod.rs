@@ -212,6 +212,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
                     case: ci,
                     run,
                     side,
+                    seed: Some(opts.seed),
                 });
             }
         }

@@ -126,36 +126,19 @@ pub async fn execute_probes(
     let mut set = JoinSet::new();
     for (order, job) in jobs.into_iter().enumerate() {
         let suite = Arc::clone(&suite);
-        let permits = Arc::clone(&permits);
         let timeout = opts.timeout;
+        // The slot is taken here, in order, so runs start in the (seeded) order of the list.
+        // The semaphore is never closed; if it were, run without a permit rather than lose the case.
+        let permit = Arc::clone(&permits).acquire_owned().await.ok();
         set.spawn(async move {
-            // The semaphore is never closed; if it were, run without a permit rather than lose the case.
-            let _permit = permits.acquire_owned().await.ok();
+            let _permit = permit;
             let probe = &suite.probes[job.probe_index];
             let case = &probe.cases[job.case_index];
             // Validation guarantees the endpoint exists; `get` keeps that a logic error, not a panic.
             let endpoint = suite.endpoints.get(&probe.endpoint)?;
             let deadline = timeout.unwrap_or(probe.timeout);
-            // An endpoint that asked us to back off (429 + Retry-After) is given that time.
-            if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
-                tokio::time::sleep(wait).await;
-            }
-            let timeline = drivers::run_case(
-                endpoint,
-                case,
-                drivers::RunVars { run: job.run, seed },
-                deadline,
-            )
-            .await;
-            super::backoff::note(&endpoint.url, &timeline);
-            let obs = Observation::from_timeline(
-                endpoint,
-                &probe.name,
-                case,
-                job.run,
-                probe.stall,
-                &timeline,
-            );
+            let vars = drivers::RunVars { run: job.run, seed };
+            let obs = run_one(endpoint, probe, case, vars, deadline).await;
             tracing::debug!(
                 probe = %probe.name,
                 case = %case.id,
@@ -178,6 +161,31 @@ pub async fn execute_probes(
     results.into_iter().map(|(.., obs)| obs).collect()
 }
 
+/// One recorded case run: waits as an endpoint that rate-limited us asked (Retry-After),
+/// runs the case with its quality signals, remembers a new Retry-After, measures and judges.
+async fn run_one(
+    endpoint: &crate::suite::Endpoint,
+    probe: &crate::suite::Probe,
+    case: &crate::suite::Case,
+    vars: drivers::RunVars,
+    deadline: Duration,
+) -> Observation {
+    if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
+        tokio::time::sleep(wait).await;
+    }
+    let (timeline, quality) = super::quality::run_case(endpoint, probe, case, vars, deadline).await;
+    super::backoff::note(&endpoint.url, &timeline);
+    Observation::from_timeline(
+        endpoint,
+        &probe.name,
+        case,
+        vars.run,
+        probe.stall,
+        &timeline,
+    )
+    .with_quality(quality, case)
+}
+
 /// One planned case run of an explicit plan (the gate interleaves candidate and baseline).
 #[derive(Clone)]
 pub struct Planned {
@@ -187,6 +195,8 @@ pub struct Planned {
     pub run: u32,
     /// Which side of a comparison the run belongs to.
     pub side: usize,
+    /// `{{seed}}` of request templates.
+    pub seed: Option<u64>,
 }
 
 /// Runs a plan in its order (runs start in that order, up to the concurrency limit) and
@@ -197,34 +207,18 @@ pub async fn execute_plan(
 ) -> Vec<(usize, Observation)> {
     let mut set = JoinSet::new();
     for (order, job) in plan.into_iter().enumerate() {
-        let permits = Arc::clone(&permits);
+        // Slots are taken in plan order, so runs start in that order.
+        let permit = Arc::clone(&permits).acquire_owned().await.ok();
         set.spawn(async move {
-            let _permit = permits.acquire_owned().await.ok();
+            let _permit = permit;
             let probe = job.suite.probes.get(job.probe)?;
             let case = probe.cases.get(job.case)?;
             let endpoint = job.suite.endpoints.get(&probe.endpoint)?;
-            if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
-                tokio::time::sleep(wait).await;
-            }
-            let timeline = drivers::run_case(
-                endpoint,
-                case,
-                drivers::RunVars {
-                    run: job.run,
-                    seed: None,
-                },
-                probe.timeout,
-            )
-            .await;
-            super::backoff::note(&endpoint.url, &timeline);
-            let obs = Observation::from_timeline(
-                endpoint,
-                &probe.name,
-                case,
-                job.run,
-                probe.stall,
-                &timeline,
-            );
+            let vars = drivers::RunVars {
+                run: job.run,
+                seed: job.seed,
+            };
+            let obs = run_one(endpoint, probe, case, vars, probe.timeout).await;
             Some((order, job.side, obs))
         });
     }

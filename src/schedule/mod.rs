@@ -4,3 +4,4 @@
 pub mod backoff;
 pub mod cron;
 pub mod executor;
+pub mod quality;

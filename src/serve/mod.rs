@@ -166,6 +166,11 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
     )
     .await;
     let finished = SystemTime::now();
+    if suite.probes[probe_index].freshness.is_some() {
+        if let Err(e) = crate::schedule::quality::save() {
+            tracing::warn!("the fact history could not be saved: {e}");
+        }
+    }
     record(&state, &suite, &observations, finished).await;
     if let Ok(mut p) = state.probes.lock() {
         // A probe removed by a reload while it ran is not brought back.
@@ -356,6 +361,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
+    // The values of facts seen by freshness probes live beside the database.
+    let facts = cfg.db.with_extension("facts.json");
+    crate::schedule::quality::configure(&cfg.region, Some(&facts))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let history = Arc::new(
         History::open(&cfg.db).with_context(|| format!("cannot open {}", cfg.db.display()))?,
     );

@@ -15,7 +15,9 @@
 //! Every stream starts with the traps peers fall into: a role-only chunk at once
 //! (`openai-chat`), then a whitespace-only delta, then the first real word. The `x-sim-write`
 //! header picks how bytes are written: `events` (one write per event, default), `bytes` (one
-//! byte per write) or `coalesce` (the whole stream in one write at the end). Ground truth (the
+//! byte per write) or `coalesce` (the whole stream in one write at the end). `x-sim-tier:
+//! fallback` (or `"sim_tier": "fallback"` in the body) answers from the fallback model
+//! [`FALLBACK_MODEL`]; prompts outside what the model knows get a refusal. Ground truth (the
 //! server-side write times of the first byte, first reasoning, first visible word and last
 //! byte, and of every chunk) is recorded per request.
 
@@ -100,6 +102,10 @@ pub struct StreamTruth {
     pub completed: bool,
     pub answer: String,
 }
+
+/// The model that answers when the fallback tier is forced (`x-sim-tier: fallback` or
+/// `"sim_tier": "fallback"` in the body).
+pub const FALLBACK_MODEL: &str = "sim-fallback-mini";
 
 /// A simulated model's answer for a prompt: the first sentence is right for the golden set.
 pub fn answer_for(prompt: &str) -> String {
@@ -719,11 +725,21 @@ async fn handle(
                 .into_response()
         }
     };
-    let model = req
+    let requested = req
         .get("model")
         .and_then(Value::as_str)
-        .unwrap_or("sim-plain")
-        .to_string();
+        .unwrap_or("sim-plain");
+    // A forced fallback tier answers from a smaller model, whatever was asked for.
+    let fallback = headers
+        .get("x-sim-tier")
+        .and_then(|v| v.to_str().ok())
+        .or_else(|| req.get("sim_tier").and_then(Value::as_str))
+        == Some("fallback");
+    let model = if fallback {
+        FALLBACK_MODEL.to_string()
+    } else {
+        requested.to_string()
+    };
     let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mode = match headers.get("x-sim-write").and_then(|v| v.to_str().ok()) {
         Some("bytes") => WriteMode::Bytes,

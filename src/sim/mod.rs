@@ -9,6 +9,7 @@ pub mod chat;
 pub mod fault;
 pub mod mapper;
 pub mod preview;
+pub mod rag;
 pub mod voice;
 
 use std::collections::{BTreeMap, HashMap};
@@ -51,7 +52,7 @@ impl LatencyDist {
     }
 }
 
-mod secs_str {
+pub(crate) mod secs_str {
     use super::*;
     pub fn serialize<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&format!("{}ms", d.as_millis()))
@@ -103,6 +104,8 @@ pub struct SimConfig {
     pub mapper: MapperConfig,
     /// The preview-job service (`/preview`).
     pub preview: preview::PreviewConfig,
+    /// The RAG service whose index lags its truth (`/rag/ask`, `/truth/facts`).
+    pub rag: rag::RagConfig,
     /// A behaviour preset, so that two simulators can play baseline and candidate:
     /// `baseline` (default), `slow` (every latency ×1.3), `multi-step-wrong` (chat answers to
     /// multi-step prompts are wrong), `faster-wrong` (chat answers show twice as fast, and
@@ -163,6 +166,7 @@ pub struct SimState {
     streams: Mutex<Vec<chat::StreamTruth>>,
     voices: Mutex<Vec<voice::VoiceTruth>>,
     pub preview: preview::PreviewState,
+    pub rag: rag::RagState,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -174,6 +178,7 @@ impl SimState {
             streams: Mutex::new(Vec::new()),
             voices: Mutex::new(Vec::new()),
             preview: Default::default(),
+            rag: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -254,6 +259,7 @@ struct TruthResponse {
     streams: Vec<chat::StreamTruth>,
     voices: Vec<voice::VoiceTruth>,
     jobs: Vec<preview::JobTruth>,
+    facts: Vec<rag::FactWrite>,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
@@ -263,6 +269,7 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
         streams: state.streams(),
         voices: state.voices(),
         jobs: state.preview.truth(),
+        facts: rag::truth_records(&state),
     })
 }
 
@@ -330,6 +337,9 @@ pub fn router(state: Arc<SimState>) -> Router {
             chat::Api::AnthropicMessages.path(),
             chat::route(chat::Api::AnthropicMessages),
         )
+        .route("/rag/ask", post(rag::ask))
+        .route("/truth/facts/{key}", get(rag::truth))
+        .route("/admin/facts/{key}", axum::routing::put(rag::write))
         .route("/preview", post(preview::submit))
         .route("/preview/{id}", get(preview::status))
         .route("/preview/{id}/events", get(preview::events))

@@ -73,6 +73,15 @@ pub const SLO_EVENTS: &str = "canary_slo_events";
 pub const CACHE_REQUESTS: &str = "canary_cache_requests";
 pub const TIER: &str = "canary_tier";
 pub const AUDIO_UNDERRUNS: &str = "canary_audio_underruns";
+pub const ANSWER_CHARS: &str = "canary_answer_chars";
+pub const ANSWER_TOKENS: &str = "canary_answer_tokens";
+pub const ESCALATIONS: &str = "canary_escalations";
+/// Buckets of answer length in characters.
+pub const CHAR_BUCKETS: &[f64] = &[10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0];
+/// Buckets of answer length in tokens.
+pub const TOKEN_BUCKETS: &[f64] = &[
+    5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+];
 pub const AUDIO_STALLED: &str = "canary_audio_stalled_seconds";
 pub const CHECKS: &str = "canary_checks";
 pub const LAST_RUN: &str = "canary_last_run_timestamp_seconds";
@@ -173,6 +182,27 @@ impl MetricsModel {
         m.declare(
             CACHE_REQUESTS,
             "Responses by cache status (hit or miss).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            ANSWER_CHARS,
+            "Answer length in characters (answer-shape drift).",
+            Kind::Histogram,
+            None,
+            CHAR_BUCKETS.to_vec(),
+        );
+        m.declare(
+            ANSWER_TOKENS,
+            "Answer length in tokens (from the server's usage, else estimated).",
+            Kind::Histogram,
+            None,
+            TOKEN_BUCKETS.to_vec(),
+        );
+        m.declare(
+            ESCALATIONS,
+            "Answers that escalated or refused, by the built-in or suite phrase that said so (values capped).",
             Kind::Counter,
             None,
             vec![],
@@ -421,6 +451,22 @@ impl MetricsModel {
                 0.0,
             );
         }
+        if !obs.outcome.is_error() {
+            if let Some(c) = obs.answer_chars {
+                self.observe_hist(ANSWER_CHARS, base.clone(), c as f64);
+            }
+            if let Some(t) = obs.answer_tokens {
+                self.observe_hist(ANSWER_TOKENS, base.clone(), t as f64);
+            }
+        }
+        if let Some(p) = &obs.verdicts.escalation_phrase {
+            let phrase = self.capped_value(ESCALATIONS, "phrase", &base, p);
+            self.add(
+                ESCALATIONS,
+                Self::with(base.clone(), &[("phrase", &phrase)]),
+                1.0,
+            );
+        }
         if let Some(a) = obs.audio.as_ref().filter(|_| !obs.outcome.is_error()) {
             self.add(AUDIO_UNDERRUNS, base.clone(), f64::from(a.underruns));
             self.add(AUDIO_STALLED, base.clone(), a.stalled_seconds);
@@ -441,18 +487,24 @@ impl MetricsModel {
 
     /// Keeps at most [`crate::slo::aggregate::MAX_TIERS`] tier values per probe slice.
     fn capped_tier(&self, base: &Labels, tier: &str) -> String {
-        let Some(f) = self.families.get(TIER) else {
-            return tier.to_string();
+        self.capped_value(TIER, "tier", base, tier)
+    }
+
+    /// Keeps at most [`crate::slo::aggregate::MAX_TIERS`] values of `label` per probe slice
+    /// in `family`; the rest become `other`.
+    fn capped_value(&self, family: &str, label: &str, base: &Labels, value: &str) -> String {
+        let Some(f) = self.families.get(family) else {
+            return value.to_string();
         };
         let base = canon(base.clone());
         let known: Vec<&str> = f
             .series
             .keys()
             .filter(|l| base.iter().all(|kv| l.contains(kv)))
-            .filter_map(|l| l.iter().find(|(k, _)| k == "tier").map(|(_, v)| v.as_str()))
+            .filter_map(|l| l.iter().find(|(k, _)| k == label).map(|(_, v)| v.as_str()))
             .collect();
-        if known.contains(&tier) || known.len() < crate::slo::aggregate::MAX_TIERS {
-            tier.to_string()
+        if known.contains(&value) || known.len() < crate::slo::aggregate::MAX_TIERS {
+            value.to_string()
         } else {
             "other".to_string()
         }

@@ -51,6 +51,15 @@ pub struct SliceReport {
     /// Stream cadence over the slice's runs (chat protocols).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub stream: Option<StreamReport>,
+    /// Answer length over the slice's answered runs (a model that starts answering at twice
+    /// the length shows here).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_chars: Option<Summary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub answer_tokens: Option<Summary>,
+    /// Escalations and refusals by the phrase that marked them.
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub escalation_phrases: BTreeMap<String, u64>,
 }
 
 /// Distributions of stream cadence over a slice.
@@ -95,6 +104,19 @@ pub struct CaseReport {
     pub audio: Option<Playout>,
     /// Jobs: the job id, status requests, submit time, queue time, completion error bound.
     pub job: Option<JobSummary>,
+    /// Freshness against the probe's source of truth.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub freshness: Option<crate::check::freshness::Freshness>,
+    /// The write-then-read canary fact.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fact: Option<crate::schedule::quality::FactLag>,
+    /// Quality signals that could not be measured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub quality_errors: Vec<String>,
+    /// The phrase that marked the answer as an escalation or refusal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub escalation_phrase: Option<String>,
+    pub answer_chars: Option<u64>,
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
@@ -150,6 +172,9 @@ impl Report {
                     })
                     .collect(),
                 tiers: s.tiers.clone(),
+                answer_chars: (s.answer_chars.count() > 0).then(|| s.answer_chars.summary_raw()),
+                answer_tokens: (s.answer_tokens.count() > 0).then(|| s.answer_tokens.summary_raw()),
+                escalation_phrases: s.escalation_phrases.clone(),
                 stream: s
                     .stream
                     .as_ref()
@@ -188,6 +213,11 @@ impl Report {
                 stream: o.stream.clone(),
                 audio: o.audio.clone(),
                 job: o.job.clone(),
+                freshness: o.freshness.clone(),
+                fact: o.fact.clone(),
+                quality_errors: o.quality_errors.clone(),
+                escalation_phrase: o.verdicts.escalation_phrase.clone(),
+                answer_chars: o.answer_chars,
                 usage: o.usage,
                 answer: o.answer.clone(),
             })

@@ -152,7 +152,13 @@ pub fn render(
                 None => "no data".to_string(),
             };
             table.push(vec![
-                if v.met { "MET".into() } else { "MISSED".into() },
+                if v.met {
+                    "MET".into()
+                } else if v.hidden {
+                    "MISSED*".into()
+                } else {
+                    "MISSED".into()
+                },
                 v.name.clone(),
                 if v.slice == ALL_SLICES {
                     "* (all)".into()
@@ -165,6 +171,15 @@ pub fn render(
             ]);
         }
         write_aligned(&mut out, &table);
+        for v in slos.iter().filter(|v| v.hidden) {
+            let _ = writeln!(
+                out,
+                "* hidden regression: slice `{}` misses `{}` ({}) while the aggregate meets it",
+                v.slice,
+                v.name,
+                v.ratio.map(pct).unwrap_or_else(|| "no data".into())
+            );
+        }
         let missed = slos.iter().filter(|v| !v.met).count();
         let _ = writeln!(
             out,

@@ -126,6 +126,11 @@ pub struct SliceStats {
     pub ratios: BTreeMap<Sli, Ratio>,
     pub tiers: BTreeMap<String, u64>,
     pub stream: Option<StreamAgg>,
+    /// Answer length in characters and tokens (answer-shape drift).
+    pub answer_chars: Latency,
+    pub answer_tokens: Latency,
+    /// Answers that escalated or refused, by the phrase that said so (capped like tiers).
+    pub escalation_phrases: BTreeMap<String, u64>,
 }
 
 /// Stream cadence distributions over a slice (tokens per chunk, output rate, reasoning time).
@@ -174,6 +179,24 @@ impl SliceStats {
             }
             agg.stalls += u64::from(st.stalls);
             agg.chunks += u64::from(st.chunks);
+        }
+        if !obs.outcome.is_error() {
+            if let Some(c) = obs.answer_chars {
+                self.answer_chars.record_raw(c as f64);
+            }
+            if let Some(t) = obs.answer_tokens {
+                self.answer_tokens.record_raw(t as f64);
+            }
+        }
+        if let Some(p) = &obs.verdicts.escalation_phrase {
+            let key = if self.escalation_phrases.contains_key(p)
+                || self.escalation_phrases.len() < MAX_TIERS
+            {
+                p.clone()
+            } else {
+                "other".to_string()
+            };
+            *self.escalation_phrases.entry(key).or_default() += 1;
         }
         if let Some(t) = &obs.verdicts.tier {
             let key = if self.tiers.contains_key(t) || self.tiers.len() < MAX_TIERS {

@@ -31,6 +31,10 @@ pub struct SloVerdict {
     pub threshold: Option<f64>,
     /// Met when there is data and good/total >= objective.
     pub met: bool,
+    /// A slice that misses while the SLO's aggregate meets: the regression an aggregate
+    /// dashboard hides.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub hidden: bool,
 }
 
 /// Whether a run is good for an SLO; `None` when the SLO does not apply to it.
@@ -148,8 +152,18 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
                 objective: slo.objective,
                 threshold: slo.threshold.map(|t| t.as_secs_f64()),
                 met: meets(good, total, slo.objective),
+                hidden: false,
             });
         }
+    }
+    // A missed slice of an SLO whose aggregate is met is hidden by the aggregate.
+    let met_aggregates: BTreeSet<String> = out
+        .iter()
+        .filter(|v| v.slice == ALL_SLICES && v.met)
+        .map(|v| v.name.clone())
+        .collect();
+    for v in &mut out {
+        v.hidden = v.slice != ALL_SLICES && !v.met && met_aggregates.contains(&v.name);
     }
     out
 }
@@ -193,6 +207,11 @@ mod tests {
             stream: None,
             audio: None,
             job: None,
+            freshness: None,
+            fact: None,
+            quality_errors: Vec::new(),
+            answer_chars: None,
+            answer_tokens: None,
             usage: None,
             answer: None,
         }

@@ -167,6 +167,8 @@ pub fn col_of(line: &str, lineno: usize, key: &str) -> Pos {
 /// What a case's `expect` may rely on.
 pub struct ProbeContext<'a> {
     pub endpoint: Option<&'a Endpoint>,
+    /// The probe reads a source of truth (`expect.fresh` applies).
+    pub freshness: bool,
 }
 
 /// Validates and compiles one case; pushes its errors to `diags`.
@@ -326,12 +328,12 @@ pub fn compile_case(
             );
         }
     }
-    if expect.fresh.is_some() {
+    if expect.fresh.is_some() && !cx.freshness {
         err(
             "fresh",
             "case.expect.fresh",
-            "answer freshness checks are not available in this build yet".into(),
-            Some("remove `fresh` from the case until answer freshness lands".into()),
+            "`fresh` needs the probe to declare `freshness: { truth: ... }`".into(),
+            Some("freshness: { truth: { url: \"${RAG_URL}/truth/facts/{key}\", value: \"$.value\", updated_at: \"$.updated_at\" } }".into()),
         );
     }
     if diags.len() > before {

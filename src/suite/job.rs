@@ -55,18 +55,28 @@ pub(crate) fn build(raw: &mut RawEndpoint, path: &[Seg], ctx: &mut Ctx) -> Optio
         return None;
     };
     let spath = p(path, &[k("submit")]);
+    if !submit.headers.is_empty() {
+        ctx.err(
+            &p(&spath, &[k("headers")]),
+            "a job's requests carry the endpoint's `headers`; put them there",
+        );
+    }
     if let Err(e) = check_http_url(&submit.url) {
         ctx.err(&p(&spath, &[k("url")]), e).hint = Some("scheme must be http or https".into());
     }
     let method = match submit.method.as_deref() {
         None => http::Method::POST,
-        Some(m) => match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
-            Ok(m) => m,
-            Err(_) => {
+        Some(m) => match m.to_ascii_uppercase().as_str() {
+            "POST" => http::Method::POST,
+            "PUT" => http::Method::PUT,
+            "PATCH" => http::Method::PATCH,
+            "GET" => http::Method::GET,
+            _ => {
                 ctx.err(
                     &p(&spath, &[k("method")]),
-                    format!("unknown HTTP method `{m}`"),
-                );
+                    format!("unknown or unsuitable method `{m}` to submit a job"),
+                )
+                .hint = Some("valid: POST, PUT, PATCH, GET".into());
                 http::Method::POST
             }
         },
@@ -150,6 +160,18 @@ pub(crate) fn build(raw: &mut RawEndpoint, path: &[Seg], ctx: &mut Ctx) -> Optio
             }
         }
     };
+    let url_needs_id = match &follow {
+        JobFollow::Poll { url: Some(u), .. } => u.contains("{id}"),
+        JobFollow::Stream { url } => url.contains("{id}"),
+        _ => false,
+    };
+    if url_needs_id && id.is_none() {
+        ctx.err(
+            path,
+            "the status URL has `{id}` but the endpoint has no `id` extractor",
+        )
+        .hint = Some("e.g. `id: { json: \"$.id\" }`".into());
+    }
     if matches!(follow, JobFollow::Poll { url: None, .. }) && id.is_some() {
         ctx.err(path, "with an `id` extractor, `poll` needs a `url` with `{id}` (or `stream`)")
             .hint = Some("e.g. `poll: { url: \"${PREVIEW_URL}/preview/{id}\", every: 100ms }`; without `id`, canary polls the `Location` of the submit response".into());
@@ -312,10 +334,6 @@ pub(crate) fn labels(
     path: &[Seg],
     ctx: &mut Ctx,
 ) -> BTreeMap<String, String> {
-    const RESERVED: &[&str] = &[
-        "region", "suite", "endpoint", "probe", "slice", "outcome", "sli", "slo", "good", "le",
-        "status", "tier", "check", "passed",
-    ];
     let mut out = BTreeMap::new();
     for (name, value) in raw.labels.take().unwrap_or_default() {
         let lpath = p(path, &[k("labels"), k(&name)]);
@@ -327,7 +345,7 @@ pub(crate) fn labels(
             && !name.starts_with("__");
         if !valid {
             ctx.key_err(&lpath, format!("`{name}` is not a valid label name"));
-        } else if RESERVED.contains(&name.as_str()) {
+        } else if super::validate::RESERVED_LABELS.contains(&name.as_str()) {
             ctx.key_err(&lpath, format!("`{name}` is a label canary sets itself"));
         } else {
             out.insert(name, value);

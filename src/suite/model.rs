@@ -159,6 +159,8 @@ pub struct Endpoint {
     pub metrics: Option<TargetMetrics>,
     /// Constant labels on this endpoint's series.
     pub labels: BTreeMap<String, String>,
+    /// Phrases that mark an escalation or refusal in the answer text (`None`: not looked for).
+    pub escalation_phrases: Option<EscalationPhrases>,
 }
 
 /// An asynchronous job API: submit, then poll (or follow a stream) until done.
@@ -368,6 +370,42 @@ pub struct Probe {
     pub runs: u32,
     /// Cron schedule for `serve` (the probe's own, else the suite's default).
     pub schedule: Option<String>,
+    /// Answers must reflect the current value of a source of truth.
+    pub freshness: Option<FreshnessSpec>,
+    /// Write a unique fact, then ask until the answer reflects it.
+    pub canary_fact: Option<CanaryFactSpec>,
+}
+
+/// Where the truth of a case's fact is read (`{field}` in the URL: the case's input field).
+#[derive(Debug, Clone)]
+pub struct FreshnessSpec {
+    pub url: String,
+    /// The current value in the truth document.
+    pub value: Extractor,
+    /// When the current value became true (RFC 3339 or Unix seconds).
+    pub updated_at: Extractor,
+}
+
+/// The write-then-read canary: the call that writes a nonce, and how long to wait for it.
+#[derive(Debug, Clone)]
+pub struct CanaryFactSpec {
+    pub method: http::Method,
+    /// Headers of the write (credentials of the knowledge source are secrets).
+    pub headers: Vec<(http::HeaderName, http::HeaderValue)>,
+    /// `{field}` from the case's input; `{{nonce}}` anywhere in the URL or body.
+    pub url: String,
+    pub body: Option<Value>,
+    pub read_every: Duration,
+    pub give_up_after: Duration,
+}
+
+/// Escalation and refusal phrases looked for in answers (lowercase substrings).
+#[derive(Debug, Clone, PartialEq)]
+pub struct EscalationPhrases {
+    /// The built-in English hand-off and refusal phrases.
+    pub builtin: bool,
+    /// Phrases of the suite and the endpoint.
+    pub extra: Vec<String>,
 }
 
 /// One golden case.

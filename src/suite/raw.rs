@@ -24,6 +24,8 @@ pub struct RawSuite {
     #[serde(default)]
     pub slos: Vec<RawSlo>,
     pub gate: Option<RawGate>,
+    /// Escalation and refusal phrases added to every endpoint's.
+    pub escalation_phrases: Option<OneOrMany>,
 }
 
 /// The `gate:` section: how `canary gate` compares a candidate with the baseline.
@@ -60,7 +62,7 @@ pub struct RawEndpoint {
     pub tier: Option<RawExtractor>,
     pub fallback: Option<RawMatcher>,
     pub cache: Option<RawMatcher>,
-    pub escalation: Option<RawMatcher>,
+    pub escalation: Option<RawEscalation>,
     pub schema: Option<String>,
     pub answer: Option<RawExtractor>,
     pub timeout: Option<Dur>,
@@ -103,6 +105,43 @@ pub struct RawEndpoint {
     pub labels: Option<BTreeMap<String, String>>,
 }
 
+/// `escalation:` a matcher (`{json | header, equals | regex}`), and/or phrases looked for in
+/// the answer (`phrases`, `builtin: false` to drop the built-in list).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEscalation {
+    pub json: Option<String>,
+    pub header: Option<String>,
+    pub equals: Option<Value>,
+    pub regex: Option<String>,
+    pub phrases: Option<OneOrMany>,
+    pub builtin: Option<bool>,
+}
+
+/// `freshness: { truth: { url, value, updated_at } }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawFreshness {
+    pub truth: RawTruth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTruth {
+    pub url: String,
+    pub value: String,
+    pub updated_at: String,
+}
+
+/// `canary_fact: { write: {method, url, body}, read_every, give_up_after }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCanaryFact {
+    pub write: RawSubmit,
+    pub read_every: Option<Dur>,
+    pub give_up_after: Option<Dur>,
+}
+
 /// `submit: {method, url, body}` of a job endpoint.
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -111,6 +150,9 @@ pub struct RawSubmit {
     pub method: Option<String>,
     /// A template over the case; the case's `input.body` (or `input`) when absent.
     pub body: Option<Value>,
+    /// Extra headers (values from `${ENV}` / `${file:...}` for credentials).
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
 }
 
 /// `poll: {url, every, backoff, max_every}` or `poll: {stream}`.
@@ -173,7 +215,8 @@ pub struct RawProbe {
     pub endpoint: String,
     pub golden: String,
     pub stall: Option<Dur>,
-    pub freshness: Option<Value>,
+    pub freshness: Option<RawFreshness>,
+    pub canary_fact: Option<RawCanaryFact>,
     pub timeout: Option<Dur>,
     pub runs: Option<u32>,
     pub schedule: Option<String>,

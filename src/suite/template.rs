@@ -1,5 +1,5 @@
 //! `{{...}}` templates in the JSON a driver sends: `{{input.PATH}}` (a field of the case's
-//! input, dotted), `{{case.id}}`, `{{case.slice}}`, `{{run}}` and `{{seed}}`.
+//! input, dotted), `{{case.id}}`, `{{case.slice}}`, `{{run}}`, `{{seed}}` and `{{region}}`.
 //!
 //! A string that is exactly one placeholder takes the value's JSON type (a number stays a
 //! number); placeholders inside longer strings are replaced by the value's text.
@@ -46,8 +46,10 @@ fn walk_render(template: &Value, vars: &Vars, lenient: bool) -> Result<Value, St
 }
 
 fn known(name: &str) -> bool {
-    matches!(name, "case.id" | "case.slice" | "run" | "seed" | "input")
-        || name.starts_with("input.")
+    matches!(
+        name,
+        "case.id" | "case.slice" | "run" | "seed" | "region" | "input"
+    ) || name.starts_with("input.")
 }
 
 fn render_str(s: &str, vars: &Vars, lenient: bool) -> Result<Value, String> {
@@ -116,6 +118,8 @@ fn lookup(name: &str, vars: &Vars) -> Result<Value, String> {
             .map(Value::from)
             .ok_or_else(|| "`{{seed}}` needs `--seed`".to_string()),
         "input" => Ok(vars.case.input.clone()),
+        // The vantage point's region (`--region`): keeps the facts of regional fleets apart.
+        "region" => Ok(Value::String(crate::schedule::quality::region())),
         _ => {
             let Some(path) = name.strip_prefix("input.") else {
                 return Err(format!(

@@ -22,7 +22,7 @@ use crate::measure::sli::{Sli, SliKind};
 /// Label names canary sets itself; a suite's constant labels must not reuse them.
 pub const RESERVED_LABELS: &[&str] = &[
     "region", "suite", "endpoint", "probe", "slice", "tier", "status", "check", "outcome", "slo",
-    "good", "le", "job", "instance", "sli", "kind",
+    "good", "le", "job", "instance", "sli", "kind", "passed", "phrase",
 ];
 
 const TOP_KEYS: &[&str] = &[
@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "slos",
     "gate",
     "buckets",
+    "escalation_phrases",
 ];
 
 /// Loading context: the file, its tree and the errors found so far.
@@ -303,12 +304,20 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
                 ctx.err(&[k("endpoints")], "no endpoints defined").hint =
                     Some("define at least one, e.g. `endpoints: { mapper: { protocol: http-json, url: ... } }`".into());
             }
+            let suite_phrases = suite_escalation_phrases(top.get("escalation_phrases"), ctx);
             for (ename, v) in map {
                 endpoint_names.push(ename.clone());
                 let path = [k("endpoints"), k(ename)];
                 if let Some(raw) = collect::<RawEndpoint>(v.clone(), &path, ctx) {
                     endpoint_protocols.insert(ename.clone(), raw.protocol);
-                    if let Some(ep) = build_endpoint(ename, raw, &defaults, &path, ctx) {
+                    if let Some(mut ep) = build_endpoint(ename, raw, &defaults, &path, ctx) {
+                        if !suite_phrases.is_empty() {
+                            let ph = ep.escalation_phrases.get_or_insert(EscalationPhrases {
+                                builtin: false,
+                                extra: Vec::new(),
+                            });
+                            ph.extra.extend(suite_phrases.iter().cloned());
+                        }
                         endpoints.insert(ename.clone(), Arc::new(ep));
                     }
                 }
@@ -568,6 +577,20 @@ fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
     d
 }
 
+/// The suite's `escalation_phrases` (a string or a list).
+fn suite_escalation_phrases(v: Option<&Value>, ctx: &mut Ctx) -> Vec<String> {
+    let Some(v) = v else { return Vec::new() };
+    match collect::<super::units::OneOrMany>(v.clone(), &[k("escalation_phrases")], ctx) {
+        Some(list) => list
+            .0
+            .iter()
+            .map(|p| crate::check::escalation::normalize(p))
+            .filter(|p| !p.is_empty())
+            .collect(),
+        None => Vec::new(),
+    }
+}
+
 /// Checks a cron schedule with the real parser.
 fn check_cron(s: &str) -> Result<(), String> {
     crate::schedule::cron::parse(s).map(|_| ())
@@ -699,9 +722,49 @@ fn build_endpoint(
     let cache = raw
         .cache
         .and_then(|m| matcher(m, &p(path, &[k("cache")]), ctx));
-    let escalation = raw
-        .escalation
-        .and_then(|m| matcher(m, &p(path, &[k("escalation")]), ctx));
+    let (escalation, escalation_phrases) = match raw.escalation {
+        None => (
+            None,
+            // Text answers are searched for the usual hand-off and refusal phrases.
+            (proto.is_chat() || proto.is_voice()).then(|| EscalationPhrases {
+                builtin: true,
+                extra: Vec::new(),
+            }),
+        ),
+        Some(e) => {
+            let epath = p(path, &[k("escalation")]);
+            let m = if e.json.is_some() || e.header.is_some() {
+                matcher(
+                    RawMatcher {
+                        json: e.json,
+                        header: e.header,
+                        equals: e.equals,
+                        hit: None,
+                        regex: e.regex,
+                    },
+                    &epath,
+                    ctx,
+                )
+            } else {
+                if e.equals.is_some() || e.regex.is_some() {
+                    ctx.err(&epath, "`equals` / `regex` need `json` or `header`");
+                }
+                None
+            };
+            let extra: Vec<String> = e
+                .phrases
+                .map(|p| p.0)
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| crate::check::escalation::normalize(&p))
+                .filter(|p| !p.is_empty())
+                .collect();
+            let builtin = e.builtin.unwrap_or(proto.is_chat() || proto.is_voice());
+            let phrases =
+                (builtin || !extra.is_empty()).then_some(EscalationPhrases { builtin, extra });
+            (m, phrases)
+        }
+    };
     let schema = raw.schema.as_deref().and_then(|s| {
         let dir = ctx.dir();
         match load_schema(&dir, s) {
@@ -752,6 +815,7 @@ fn build_endpoint(
         fallback,
         cache,
         escalation,
+        escalation_phrases,
         schema,
         answer,
         timeout,
@@ -937,13 +1001,81 @@ fn build_probe(
             ctx.err(&p(path, &[k("schedule")]), e);
         }
     }
-    if raw.freshness.is_some() {
-        ctx.err(
-            &p(path, &[k("freshness")]),
-            "freshness checks are not available in this build yet",
-        )
-        .hint = Some("remove `freshness` (and `expect.fresh`) until answer freshness lands".into());
-    }
+    let freshness = raw.freshness.and_then(|f| {
+        let tpath = p(path, &[k("freshness"), k("truth")]);
+        if let Err(e) = check_url(&f.truth.url.replace(['{', '}'], ""), &["http", "https"]) {
+            ctx.err(&p(&tpath, &[k("url")]), e);
+        }
+        let value = Source::json(&f.truth.value)
+            .map_err(|e| ctx.err(&p(&tpath, &[k("value")]), e).message.clone())
+            .ok();
+        let updated_at = Source::json(&f.truth.updated_at)
+            .map_err(|e| ctx.err(&p(&tpath, &[k("updated_at")]), e).message.clone())
+            .ok();
+        Some(FreshnessSpec {
+            url: f.truth.url,
+            value: Extractor { source: value? },
+            updated_at: Extractor {
+                source: updated_at?,
+            },
+        })
+    });
+    let canary_fact = raw.canary_fact.and_then(|c| {
+        let cpath = p(path, &[k("canary_fact")]);
+        if let Err(e) = check_url(&c.write.url.replace(['{', '}'], ""), &["http", "https"]) {
+            ctx.err(&p(&cpath, &[k("write"), k("url")]), e);
+        }
+        let method = match c.write.method.as_deref() {
+            None => http::Method::PUT,
+            Some(m) => match http::Method::from_bytes(m.to_ascii_uppercase().as_bytes()) {
+                Ok(m) => m,
+                Err(_) => {
+                    ctx.err(
+                        &p(&cpath, &[k("write"), k("method")]),
+                        format!("unknown HTTP method `{m}`"),
+                    );
+                    return None;
+                }
+            },
+        };
+        let read_every = c.read_every.map(|d| d.0).unwrap_or(std::time::Duration::from_millis(500));
+        let give_up_after = c.give_up_after.map(|d| d.0).unwrap_or(std::time::Duration::from_secs(300));
+        if read_every.is_zero() || read_every > give_up_after {
+            ctx.err(&p(&cpath, &[k("read_every")]), "read_every must be more than zero and at most give_up_after")
+                .hint = Some("e.g. `read_every: 500ms, give_up_after: 5m`".into());
+        }
+        let body = c.write.body;
+        let has_nonce = body.as_ref().is_some_and(|b| b.to_string().contains("{{nonce}}"))
+            || c.write.url.contains("{{nonce}}");
+        if !has_nonce {
+            ctx.err(&p(&cpath, &[k("write")]), "the write never sends `{{nonce}}`: the answer could not be told apart from an old one")
+                .hint = Some("e.g. `body: { value: \"{{nonce}}\" }`".into());
+        }
+        let mut headers = Vec::new();
+        for (n, v) in &c.write.headers {
+            let hpath = p(&cpath, &[k("write"), k("headers"), k(n)]);
+            if crate::secret::is_sensitive_header(n) {
+                crate::secret::register(v);
+            }
+            match (http::HeaderName::from_bytes(n.as_bytes()), http::HeaderValue::from_str(v)) {
+                (Ok(n), Ok(mut v)) => {
+                    v.set_sensitive(crate::secret::is_sensitive_header(n.as_str()));
+                    headers.push((n, v));
+                }
+                _ => {
+                    ctx.err(&hpath, "not a valid HTTP header");
+                }
+            }
+        }
+        Some(CanaryFactSpec {
+            method,
+            headers,
+            url: c.write.url,
+            body,
+            read_every,
+            give_up_after,
+        })
+    });
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
         Ok((raws, line_diags)) => {
@@ -964,6 +1096,7 @@ fn build_probe(
                 }
                 let needs = golden::ProbeContext {
                     endpoint: endpoint.as_deref(),
+                    freshness: freshness.is_some(),
                 };
                 if let Some(c) =
                     golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)
@@ -995,6 +1128,8 @@ fn build_probe(
         timeout,
         runs,
         schedule: raw.schedule.clone().or_else(|| defaults.schedule.clone()),
+        freshness,
+        canary_fact,
     })
 }
 
@@ -1060,7 +1195,28 @@ fn build_slo(
             _ => {}
         }
         let endpoint_name = probe_endpoint.get(&raw.probe);
-        if let Some(proto) = endpoint_name.and_then(|e| endpoint_protocols.get(e)) {
+        let the_probe = probes.iter().find(|p| p.name == raw.probe);
+        // Freshness SLIs come from the probe's truth source or canary fact, not the protocol.
+        let by_probe = match sli {
+            Sli::Fresh | Sli::AnswerStaleness => Some((
+                the_probe.is_some_and(|p| p.freshness.is_some()),
+                "freshness: { truth: { url: ..., value: \"$.value\", updated_at: \"$.updated_at\" } }",
+            )),
+            Sli::FreshnessLag => Some((
+                the_probe.is_some_and(|p| p.canary_fact.is_some()),
+                "canary_fact: { write: { url: ..., body: { value: \"{{nonce}}\" } } }",
+            )),
+            _ => None,
+        };
+        if let Some((ok, example)) = by_probe {
+            if !ok && the_probe.is_some() {
+                ctx.err(
+                    &p(path, &[k("sli")]),
+                    format!("`{sli}` needs the probe `{}` to declare it", raw.probe),
+                )
+                .hint = Some(format!("e.g. `{example}`"));
+            }
+        } else if let Some(proto) = endpoint_name.and_then(|e| endpoint_protocols.get(e)) {
             if !Sli::produced_by(*proto).contains(&sli) {
                 let produced: Vec<&str> =
                     Sli::produced_by(*proto).iter().map(|s| s.name()).collect();
@@ -1086,8 +1242,10 @@ fn build_slo(
                 Sli::CacheHit if ep.cache.is_none() => {
                     Some(("cache", "cache: { header: x-cache, hit: HIT }"))
                 }
-                Sli::NotEscalated if ep.escalation.is_none() => {
-                    Some(("escalation", "escalation: { json: \"$.escalated\" }"))
+                Sli::NotEscalated
+                    if ep.escalation.is_none() && ep.escalation_phrases.is_none() =>
+                {
+                    Some(("escalation", "escalation: { json: \"$.escalated\" } or { phrases: [\"transfer you to an agent\"] }"))
                 }
                 Sli::TierPrimary if ep.tier.as_ref().is_none_or(|t| t.primary.is_empty()) => {
                     Some((

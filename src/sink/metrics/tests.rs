@@ -40,6 +40,11 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         stream: None,
         audio: None,
         job: None,
+        freshness: None,
+        fact: None,
+        quality_errors: Vec::new(),
+        answer_chars: None,
+        answer_tokens: None,
         usage: None,
         answer: None,
     }

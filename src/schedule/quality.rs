@@ -1,0 +1,419 @@
+//! One case run with the quality signals that need more than one request: answer freshness
+//! against a source of truth (read before and after the question), and the write-then-read
+//! canary fact (write a nonce, ask until the answer holds it). Plain probes go straight to
+//! the driver. The values of each fact seen are remembered across runs (`--state FILE`).
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, OnceLock};
+use std::time::{Duration, Instant, SystemTime};
+
+use bytes::Bytes;
+use serde::Serialize;
+use serde_json::Value;
+
+use crate::check::freshness::{self, Freshness, History, TruthRead};
+use crate::drivers::{self, http, RunVars};
+use crate::suite::{Case, Endpoint, Probe};
+use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Stamped, Timeline};
+
+/// The write-then-read canary's result.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FactLag {
+    /// The unique value written (per run and region).
+    pub nonce: String,
+    /// Write acknowledged to the first answer holding the nonce (seconds).
+    pub lag_seconds: Option<f64>,
+    /// Questions asked.
+    pub reads: u32,
+    pub gave_up: bool,
+    /// The interval between questions: the lag is measured to within it.
+    pub read_every: f64,
+}
+
+/// What the quality signals add to a run.
+#[derive(Debug, Clone, Default)]
+pub struct Quality {
+    pub freshness: Option<Freshness>,
+    pub fact: Option<FactLag>,
+    /// Why a quality signal could not be measured (truth source down, ...).
+    pub errors: Vec<String>,
+}
+
+struct Shared {
+    history: History,
+    region: String,
+    state: Option<PathBuf>,
+}
+
+fn shared() -> &'static Mutex<Shared> {
+    static S: OnceLock<Mutex<Shared>> = OnceLock::new();
+    S.get_or_init(|| {
+        Mutex::new(Shared {
+            history: History::default(),
+            region: "local".into(),
+            state: None,
+        })
+    })
+}
+
+/// The region of this vantage point (`{{region}}` in templates).
+pub fn region() -> String {
+    shared()
+        .lock()
+        .map(|s| s.region.clone())
+        .unwrap_or_else(|e| e.into_inner().region.clone())
+}
+
+/// Sets the region (part of every nonce) and loads the fact history from `state`.
+pub fn configure(region: &str, state: Option<&Path>) -> Result<(), String> {
+    let mut s = shared().lock().unwrap_or_else(|e| e.into_inner());
+    s.region = region.to_string();
+    s.state = state.map(Path::to_path_buf);
+    if let Some(p) = state {
+        match std::fs::read_to_string(p) {
+            Ok(text) => {
+                s.history = serde_json::from_str(&text)
+                    .map_err(|e| format!("{}: not a canary state file: {e}", p.display()))?;
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("{}: {e}", p.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Writes the fact history to the configured state file, if any, atomically (a temporary
+/// file, then a rename).
+pub fn save() -> Result<(), String> {
+    let (text, state) = {
+        let s = shared().lock().unwrap_or_else(|e| e.into_inner());
+        let Some(state) = s.state.clone() else {
+            return Ok(());
+        };
+        (
+            serde_json::to_string(&s.history).map_err(|e| e.to_string())?,
+            state,
+        )
+    };
+    let tmp: PathBuf = state.with_extension("tmp");
+    std::fs::write(&tmp, text)
+        .and_then(|()| std::fs::rename(&tmp, &state))
+        .map_err(|e| format!("{}: {e}", state.display()))
+}
+
+/// `{field}` in a URL replaced by the case's input field (percent-encoded).
+pub fn fill_url(url: &str, case: &Case) -> Result<String, String> {
+    let mut out = String::new();
+    let mut rest = url;
+    while let Some(i) = rest.find('{') {
+        // `{{nonce}}` and other double braces are templates, not fields.
+        if rest[i..].starts_with("{{") {
+            let end = rest[i..]
+                .find("}}")
+                .map(|j| i + j + 2)
+                .unwrap_or(rest.len());
+            out.push_str(&rest[..end]);
+            rest = &rest[end..];
+            continue;
+        }
+        let Some(j) = rest[i..].find('}') else { break };
+        let name = &rest[i + 1..i + j];
+        let v = case.input.get(name).ok_or_else(|| {
+            format!("the URL needs `{{{name}}}` but the case has no `input.{name}`")
+        })?;
+        out.push_str(&rest[..i]);
+        let text = crate::check::extract::value_text(v);
+        for b in text.bytes() {
+            match b {
+                b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                    out.push(b as char)
+                }
+                _ => out.push_str(&format!("%{b:02X}")),
+            }
+        }
+        rest = &rest[i + j + 1..];
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+fn now_unix() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+async fn read_truth(spec: &crate::suite::FreshnessSpec, url: &str) -> Result<TruthRead, String> {
+    let text = crate::sink::target::fetch(url, "application/json").await?;
+    let doc: Value = serde_json::from_str(&text).map_err(|e| format!("truth is not JSON: {e}"))?;
+    let resp = crate::timeline::Response::default();
+    let value = spec
+        .value
+        .source
+        .values(&resp, Some(&doc))
+        .first()
+        .map(crate::check::extract::value_text)
+        .ok_or_else(|| format!("no value at {} in the truth", spec.value.source.describe()))?;
+    let updated_at = spec
+        .updated_at
+        .source
+        .values(&resp, Some(&doc))
+        .first()
+        .and_then(freshness::parse_time)
+        .ok_or_else(|| {
+            format!(
+                "no time (RFC 3339 or Unix seconds) at {} in the truth",
+                spec.updated_at.source.describe()
+            )
+        })?;
+    Ok(TruthRead { value, updated_at })
+}
+
+/// Runs one case with the probe's quality signals.
+pub async fn run_case(
+    endpoint: &Endpoint,
+    probe: &Probe,
+    case: &Case,
+    vars: RunVars,
+    deadline: Duration,
+) -> (Timeline, Quality) {
+    let mut q = Quality::default();
+    if let Some(fact) = &probe.canary_fact {
+        let (t, lag) = canary_fact(endpoint, fact, case, vars, deadline).await;
+        q.fact = Some(lag);
+        return (t, q);
+    }
+    let Some(spec) = &probe.freshness else {
+        return (drivers::run_case(endpoint, case, vars, deadline).await, q);
+    };
+    let url = match fill_url(&spec.url, case) {
+        Ok(u) => u,
+        Err(e) => {
+            q.errors.push(format!("freshness: {e}"));
+            return (drivers::run_case(endpoint, case, vars, deadline).await, q);
+        }
+    };
+    let before = read_truth(spec, &url).await;
+    let t = drivers::run_case(endpoint, case, vars, deadline).await;
+    let after = read_truth(spec, &url).await;
+    let fact_key = url.clone();
+    match (before, after) {
+        (Ok(b), Ok(a)) => {
+            let mut s = shared().lock().unwrap_or_else(|e| e.into_inner());
+            s.history.note(&fact_key, &b);
+            s.history.note(&fact_key, &a);
+            if t.error.is_none() {
+                if let Some(answer) = crate::check::answer_text(endpoint, &t) {
+                    q.freshness = Some(freshness::judge(
+                        &fact_key,
+                        &answer,
+                        &b,
+                        &a,
+                        &s.history,
+                        now_unix(),
+                    ));
+                }
+            }
+        }
+        (Err(e), _) | (_, Err(e)) => q.errors.push(format!(
+            "freshness: the truth could not be read: {}",
+            crate::secret::redact(&e)
+        )),
+    }
+    (t, q)
+}
+
+/// A nonce unique per run and region: fleets in several regions never write the same one.
+fn nonce(region: &str, vars: RunVars) -> String {
+    let ms = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_millis())
+        .unwrap_or(0);
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let salt = crate::rng::fnv1a(
+        format!("{region}/{ms}/{}/{n}/{}", vars.run, std::process::id()).as_bytes(),
+    );
+    let region: String = region
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
+        .collect();
+    format!("canary-{region}-{ms}-{:06x}", salt & 0xff_ffff)
+}
+
+fn with_nonce(v: &Value, nonce: &str) -> Value {
+    match v {
+        Value::String(s) => Value::String(
+            s.replace("{{nonce}}", nonce)
+                .replace("{{region}}", &region()),
+        ),
+        Value::Array(a) => Value::Array(a.iter().map(|x| with_nonce(x, nonce)).collect()),
+        Value::Object(o) => Value::Object(
+            o.iter()
+                .map(|(k, x)| (k.clone(), with_nonce(x, nonce)))
+                .collect(),
+        ),
+        other => other.clone(),
+    }
+}
+
+/// A timeline that failed before any question was asked.
+fn failed(e: ProbeError) -> Timeline {
+    let mut rec = Recorder::start();
+    rec.fail(e);
+    rec.finish()
+}
+
+async fn write_fact(
+    fact: &crate::suite::CanaryFactSpec,
+    case: &Case,
+    nonce: &str,
+) -> Result<(), ProbeError> {
+    let url = fill_url(&fact.url, case)
+        .map_err(|m| ProbeError::new(ErrorClass::Request, m))?
+        .replace("{{nonce}}", nonce)
+        .replace("{{region}}", &region());
+    let uri: ::http::Uri = url
+        .parse()
+        .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid write URL: {e}")))?;
+    let body = fact
+        .body
+        .as_ref()
+        .map(|b| Bytes::from(with_nonce(b, nonce).to_string().into_bytes()));
+    let mut scratch = Recorder::start();
+    let s = http::send(
+        http::HttpRequest {
+            method: fact.method.clone(),
+            uri: &uri,
+            headers: &fact.headers,
+            content_type: body.as_ref().map(|_| "application/json"),
+            body,
+            accept: "application/json",
+        },
+        &mut scratch,
+    )
+    .await?;
+    let resp = s
+        .read_all(1 << 20, &mut scratch)
+        .await
+        .map_err(|(e, _)| e)?;
+    if !(200..300).contains(&resp.status) {
+        let e = http::status_error(&resp);
+        return Err(ProbeError::new(
+            e.class,
+            format!("writing the canary fact failed: {}", e.message),
+        ));
+    }
+    Ok(())
+}
+
+async fn canary_fact(
+    endpoint: &Endpoint,
+    fact: &crate::suite::CanaryFactSpec,
+    case: &Case,
+    vars: RunVars,
+    deadline: Duration,
+) -> (Timeline, FactLag) {
+    let region = region();
+    let nonce = nonce(&region, vars);
+    let mut lag = FactLag {
+        nonce: nonce.clone(),
+        lag_seconds: None,
+        reads: 0,
+        gave_up: false,
+        read_every: fact.read_every.as_secs_f64(),
+    };
+    let write = tokio::time::timeout(deadline, write_fact(fact, case, &nonce)).await;
+    match write {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => return (failed(e), lag),
+        Err(_) => {
+            return (
+                failed(ProbeError::new(
+                    ErrorClass::Timeout,
+                    "writing the canary fact did not finish within the deadline",
+                )),
+                lag,
+            )
+        }
+    }
+    let written = Instant::now();
+    loop {
+        let asked = Instant::now();
+        let mut t = drivers::run_case(endpoint, case, vars, deadline).await;
+        lag.reads += 1;
+        let holds = t.error.is_none()
+            && crate::check::answer_text(endpoint, &t).is_some_and(|a| a.contains(&nonce));
+        if holds {
+            let end = t
+                .first(|e| matches!(e, Event::Terminator))
+                .or_else(|| t.first(|e| matches!(e, Event::Done)))
+                .unwrap_or_default();
+            let at = (asked + end).saturating_duration_since(written);
+            lag.lag_seconds = Some(at.as_secs_f64());
+            return (t, lag);
+        }
+        let waited = written.elapsed();
+        if waited + fact.read_every > fact.give_up_after {
+            lag.gave_up = true;
+            if t.error.is_none() {
+                let at = t.events.last().map(|e| e.at).unwrap_or_default();
+                t.error = Some(ProbeError::new(
+                    ErrorClass::Timeout,
+                    format!(
+                        "the answer never held the canary fact within {:.1}s ({} questions, one every {:.1}s)",
+                        fact.give_up_after.as_secs_f64(),
+                        lag.reads,
+                        fact.read_every.as_secs_f64()
+                    ),
+                ));
+                t.events.push(Stamped {
+                    at,
+                    event: Event::Abort,
+                });
+            }
+            return (t, lag);
+        }
+        tokio::time::sleep(fact.read_every.saturating_sub(asked.elapsed())).await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn case(input: Value) -> Case {
+        Case {
+            id: "c".into(),
+            slice: "s".into(),
+            input,
+            expect: Default::default(),
+            line: 1,
+        }
+    }
+
+    #[test]
+    fn urls_take_case_fields_and_keep_templates() {
+        let c = case(json!({"key": "plan basic/price", "n": 3}));
+        assert_eq!(
+            fill_url("http://h/truth/{key}?n={n}&x={{nonce}}", &c).unwrap(),
+            "http://h/truth/plan%20basic%2Fprice?n=3&x={{nonce}}"
+        );
+        assert!(fill_url("http://h/{missing}", &c).is_err());
+    }
+
+    #[test]
+    fn nonces_differ_by_region_and_call() {
+        let v = RunVars { run: 1, seed: None };
+        let a = nonce("eu-west-1", v);
+        let b = nonce("us-east-1", v);
+        assert!(a.starts_with("canary-eu-west-1-"));
+        assert_ne!(a, b);
+        assert_eq!(
+            with_nonce(&json!({"value": "{{nonce}}", "n": ["x {{nonce}}"]}), "N"),
+            json!({"value": "N", "n": ["x N"]})
+        );
+    }
+}
