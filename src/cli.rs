@@ -96,6 +96,22 @@ pub enum Command {
         /// a stale answer's old value can be named and dated.
         #[arg(long, env = "CANARY_STATE")]
         state: Option<PathBuf>,
+        /// Probes with a rotation (`sample` / `budget`) run the subset of this tick of their
+        /// schedule (default: the tick of now).
+        #[arg(long)]
+        tick: Option<u64>,
+    },
+    /// Print what the suites will cost before anything runs: probes, tokens and dollars per
+    /// day, rotation coverage and the series each suite creates.
+    Plan {
+        #[arg(required = true)]
+        suites: Vec<PathBuf>,
+        /// Region (it seeds the rotation order).
+        #[arg(long, env = "CANARY_REGION", default_value = "local")]
+        region: String,
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// The pre-release gate: run the golden set against a candidate and a baseline,
     /// interleaved, and fail when the candidate misses an SLO or is worse beyond tolerance.
@@ -272,6 +288,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             warmup,
             artifacts,
             state,
+            tick,
         } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
@@ -288,6 +305,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 seed,
                 warmup,
                 artifacts,
+                tick,
             };
             let outputs = Outputs {
                 report,
@@ -398,6 +416,28 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 None => print_out(&text)?,
             }
             Ok(EXIT_OK)
+        }
+        Command::Plan {
+            suites,
+            region,
+            json,
+        } => {
+            let loaded = match load(&suites, &ProcessEnv::default()) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let _ = crate::schedule::quality::configure(&region, None);
+            let plans: Vec<crate::schedule::plan::SuitePlan> =
+                loaded.iter().map(crate::schedule::plan::plan).collect();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&plans)?);
+            } else {
+                for p in &plans {
+                    print!("{}", crate::schedule::plan::render(p));
+                }
+            }
+            let over = plans.iter().any(|p| p.over_budget());
+            Ok(if over { EXIT_USAGE } else { EXIT_OK })
         }
         Command::Serve {
             suites,
@@ -559,6 +599,7 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     report.target_metrics = target_reports(s, &snaps, &observations, opts.artifacts.as_deref());
     let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     table.push_str(&crate::sink::table::job_lines(&observations));
+    table.push_str(&crate::sink::table::token_lines(&stats));
     for t in &report.target_metrics {
         table.push_str(&crate::sink::table::target_lines(t));
     }
@@ -936,7 +977,13 @@ fn voice_truth_line(
 }
 
 /// Environment variables the demo points at the simulator.
-pub const SIM_URL_VARS: &[&str] = &["MAPPER_URL", "CHAT_URL", "ANTHROPIC_URL", "PREVIEW_URL"];
+pub const SIM_URL_VARS: &[&str] = &[
+    "MAPPER_URL",
+    "CHAT_URL",
+    "ANTHROPIC_URL",
+    "PREVIEW_URL",
+    "RAG_URL",
+];
 /// WebSocket variables the demo points at the simulator.
 pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];
 
@@ -965,6 +1012,7 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
     let (addr, _sim_thread) =
         start_sim_thread(state.clone()).context("cannot start the simulator")?;
     println!("canary demo: simulator on http://{addr} (seed {seed})\n");
+    let _ = crate::schedule::quality::configure("demo", None);
 
     let mut env = ProcessEnv::default();
     for v in SIM_URL_VARS {

@@ -34,6 +34,35 @@ impl Outcome {
     }
 }
 
+/// Tokens of one run. `output` is what is billed as output (reasoning included);
+/// `reasoning` is the part of it spent reasoning.
+#[derive(Debug, Clone, Copy, PartialEq, Default, serde::Serialize)]
+pub struct Tokens {
+    pub input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+    /// Some figure was estimated from text because the server sent no usage.
+    pub estimated: bool,
+}
+
+/// Estimated tokens of a case's input: every string in it.
+pub fn input_tokens_estimate(input: &serde_json::Value) -> u64 {
+    fn walk(v: &serde_json::Value, out: &mut String) {
+        match v {
+            serde_json::Value::String(s) => {
+                out.push_str(s);
+                out.push(' ');
+            }
+            serde_json::Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            serde_json::Value::Object(o) => o.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    let mut text = String::new();
+    walk(input, &mut text);
+    u64::from(crate::drivers::chat_events::estimate_tokens(&text))
+}
+
 /// One case run, measured and judged.
 #[derive(Debug, Clone)]
 pub struct Observation {
@@ -69,6 +98,11 @@ pub struct Observation {
     /// Length of the whole answer in characters and tokens (answer-shape drift).
     pub answer_chars: Option<u64>,
     pub answer_tokens: Option<u64>,
+    /// Tokens the run used (server's usage, else estimated) and what they cost.
+    pub tokens: Option<Tokens>,
+    pub cost_dollars: Option<f64>,
+    /// The stream was left at its first visible token (`stop_after: first_visible`).
+    pub stopped_early: bool,
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
@@ -143,6 +177,9 @@ impl Observation {
                         .map(|a| u64::from(crate::drivers::chat_events::estimate_tokens(a)))
                 })
             }),
+            tokens: None,
+            cost_dollars: None,
+            stopped_early: timeline.stopped_early,
             usage: timeline.usage,
             answer: verdicts_answer.or_else(|| {
                 timeline
@@ -151,6 +188,43 @@ impl Observation {
                     .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
         }
+    }
+
+    /// Fills in the run's tokens and cost: the server's usage where it sent it, otherwise
+    /// estimated from the case's input and the answer (and marked as estimated). Applies to
+    /// chat and voice protocols, and to any endpoint with a price.
+    pub fn account_tokens(mut self, endpoint: &Endpoint, case: &Case) -> Self {
+        let llm =
+            endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
+        if !llm || (self.outcome.is_error() && self.answer_chars.is_none() && self.usage.is_none())
+        {
+            return self;
+        }
+        let u = self.usage.unwrap_or_default();
+        let mut estimated = u.estimated;
+        let input = u.input_tokens.unwrap_or_else(|| {
+            estimated = true;
+            input_tokens_estimate(&case.input)
+        });
+        let reasoning = u.reasoning_tokens.unwrap_or_else(|| {
+            self.stream
+                .as_ref()
+                .map(|s| s.reasoning_tokens)
+                .unwrap_or(0)
+        });
+        let output = u.output_tokens.unwrap_or_else(|| {
+            estimated = true;
+            self.answer_tokens.unwrap_or(0) + reasoning
+        });
+        let t = Tokens {
+            input,
+            output,
+            reasoning,
+            estimated,
+        };
+        self.cost_dollars = endpoint.price.map(|p| p.cost(t.input, t.output));
+        self.tokens = Some(t);
+        self
     }
 
     /// Adds what the probe's quality signals found (freshness, canary fact) and judges

@@ -118,11 +118,9 @@ pub fn parse_time(v: &serde_json::Value) -> Option<f64> {
     match v {
         serde_json::Value::Number(n) => n.as_f64(),
         serde_json::Value::String(s) => s.parse::<f64>().ok().or_else(|| {
-            humantime::parse_rfc3339_weak(s.trim_end_matches('Z'))
-                .or_else(|_| humantime::parse_rfc3339(s))
+            chrono::DateTime::parse_from_rfc3339(s.trim())
                 .ok()
-                .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-                .map(|d| d.as_secs_f64())
+                .map(|t| t.timestamp_micros() as f64 / 1e6)
         }),
         _ => None,
     }
@@ -222,6 +220,10 @@ mod tests {
         assert_eq!(
             parse_time(&json!("2023-11-14T22:13:20.250Z")),
             Some(1_700_000_000.25)
+        );
+        assert_eq!(
+            parse_time(&json!("2023-11-15T00:13:20+02:00")),
+            Some(1_700_000_000.0)
         );
         assert_eq!(parse_time(&json!("yesterday")), None);
     }

@@ -99,6 +99,43 @@ pub fn answer_text(endpoint: &Endpoint, timeline: &Timeline) -> Option<String> {
     answer_from(endpoint, timeline, resp, parsed.as_ref()).0
 }
 
+/// The names of the checks a case can produce (for counting series before a run).
+pub fn check_names(endpoint: &Endpoint, expect: &Expect) -> Vec<&'static str> {
+    let mut out = Vec::new();
+    if endpoint.schema.is_some() {
+        out.push("schema");
+    }
+    let text = [
+        ("equals", expect.equals.is_some()),
+        ("contains", !expect.contains.is_empty()),
+        ("contains_any", !expect.contains_any.is_empty()),
+        ("regex", expect.regex.is_some()),
+        ("not_regex", expect.not_regex.is_some()),
+        ("min_chars", expect.min_chars.is_some()),
+        ("max_chars", expect.max_chars.is_some()),
+    ];
+    if text.iter().any(|(_, on)| *on) {
+        out.push("answer");
+    }
+    out.extend(text.iter().filter(|(_, on)| *on).map(|(n, _)| *n));
+    for (name, on) in [
+        ("json", !expect.json.is_empty()),
+        ("case_schema", expect.schema.is_some()),
+        ("not_escalated", expect.not_escalated.is_some()),
+        ("tier", !expect.tier.is_empty()),
+        (
+            "transcript_contains",
+            !expect.transcript_contains.is_empty(),
+        ),
+        ("fresh", expect.fresh.is_some()),
+    ] {
+        if on {
+            out.push(name);
+        }
+    }
+    out
+}
+
 /// Whether a response status means the request was answered: 2xx, or 101 for a WebSocket
 /// upgrade (voice protocols).
 pub fn answered(status: u16) -> bool {
@@ -168,6 +205,11 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     v.answer = answer_text
         .as_ref()
         .map(|a| truncate(&crate::secret::redact(a), 500));
+    // A stream left at its first visible token (a latency-only probe) has no whole answer
+    // to judge.
+    if timeline.stopped_early {
+        return v;
+    }
     // Phrases in the answer: a hand-off or refusal that no signal field reported.
     if let (Some(ph), Some(text)) = (&endpoint.escalation_phrases, &answer_text) {
         let found = escalation::detect(text, ph.builtin, &ph.extra);

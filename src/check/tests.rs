@@ -32,6 +32,8 @@ fn endpoint() -> Endpoint {
         metrics: None,
         labels: Default::default(),
         escalation_phrases: None,
+        price: None,
+        max_tokens: None,
     }
 }
 
@@ -52,6 +54,7 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         doc: None,
         usage: None,
         job: None,
+        stopped_early: false,
         audio: None,
     }
 }

@@ -103,6 +103,18 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
         _ => {}
     }
     body.insert("stream".into(), Value::Bool(endpoint.stream));
+    // The case's or the endpoint's output cap (an endpoint `params` entry still wins).
+    let cap = input
+        .get("max_tokens")
+        .and_then(Value::as_u64)
+        .or(endpoint.max_tokens.map(u64::from));
+    if let Some(n) = cap {
+        let key = match endpoint.protocol {
+            Protocol::OpenaiResponses => "max_output_tokens",
+            _ => "max_tokens",
+        };
+        body.insert(key.into(), json!(n));
+    }
     for (k, v) in &endpoint.params {
         body.insert(k.clone(), v.clone());
     }
@@ -172,7 +184,7 @@ async fn exchange(
         return Err(e);
     }
     if is_sse {
-        stream(endpoint, streaming, rec).await
+        stream(endpoint, streaming, vars.stop_early, rec).await
     } else {
         whole(endpoint, streaming, rec).await
     }
@@ -293,6 +305,7 @@ fn rec_answer(rec: &Recorder) -> String {
 async fn stream(
     endpoint: &Endpoint,
     streaming: http::Streaming,
+    stop_at_first_visible: bool,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
     let mut streaming = streaming.stamped();
@@ -310,6 +323,7 @@ async fn stream(
     let mut pieces = Vec::new();
     let mut total: u64 = 0;
     let mut terminated = false;
+    let mut stopped = false;
     let mut n_events = 0usize;
     let result = loop {
         let Some(chunk) = streaming.next_chunk().await else {
@@ -359,7 +373,32 @@ async fn stream(
             // (keep-alive comments, a reset, trailing bytes) is not the user's wait.
             break Ok(());
         }
+        if stop_at_first_visible
+            && rec
+                .last_at(|e| {
+                    matches!(
+                        e,
+                        Event::Token {
+                            kind: TokenKind::Visible,
+                            shows: true,
+                            ..
+                        }
+                    )
+                })
+                .is_some()
+        {
+            // A latency-only probe has what it came for; the rest of the answer would only
+            // cost tokens.
+            stopped = true;
+            break Ok(());
+        }
     };
+    if stopped {
+        rec.stop_early();
+        drop(streaming);
+        summary.finish(rec);
+        return Ok(());
+    }
     if terminated {
         rec.mark(Event::Done);
     }

@@ -24,6 +24,8 @@ pub struct RunVars {
     /// 1-based run number of the case within the invocation.
     pub run: u32,
     pub seed: Option<u64>,
+    /// Stop reading a stream at its first visible token (`stop_after: first_visible`).
+    pub stop_early: bool,
 }
 
 impl RunVars {

@@ -194,6 +194,7 @@ mod tests {
             doc: None,
             usage: None,
             job: None,
+            stopped_early: false,
             audio: Some(AudioSummary {
                 format: "opus",
                 sample_rate: 48_000,

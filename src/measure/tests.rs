@@ -20,6 +20,7 @@ fn tl(events: &[(u64, Event)]) -> Timeline {
         doc: None,
         usage: None,
         job: None,
+        stopped_early: false,
         audio: None,
     }
 }

@@ -68,6 +68,7 @@ mod tests {
             doc: None,
             usage: None,
             job: None,
+            stopped_early: false,
             audio: None,
         }
     }

@@ -84,6 +84,26 @@ fn standard_weekdays(field: &str) -> Result<String, String> {
     Ok(parts.join(","))
 }
 
+/// How many times a schedule fires in a day (counted over the first day of 2026, UTC).
+pub fn ticks_per_day(expr: &str) -> Result<u32, String> {
+    let c = parse(expr)?;
+    let start = chrono::DateTime::<Utc>::from_timestamp(1_767_225_600, 0)
+        .ok_or_else(|| "bad reference time".to_string())?;
+    let end = start + chrono::Duration::days(1);
+    let n = c
+        .inner
+        .after(&(start - chrono::Duration::seconds(1)))
+        .take_while(|t| *t < end)
+        .take(86_400)
+        .count();
+    if n == 0 {
+        return Err(format!(
+            "`{expr}` does not fire every day; a rotation needs daily ticks"
+        ));
+    }
+    Ok(n as u32)
+}
+
 impl CronSchedule {
     /// The longest gap between consecutive firings over the next 50 (the period a staleness
     /// alert must tolerate).
@@ -111,6 +131,14 @@ impl CronSchedule {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ticks_per_day_of_common_schedules() {
+        assert_eq!(ticks_per_day("*/5 * * * *").unwrap(), 288);
+        assert_eq!(ticks_per_day("0 * * * *").unwrap(), 24);
+        assert_eq!(ticks_per_day("30 2 * * *").unwrap(), 1);
+        assert!(ticks_per_day("nonsense").is_err());
+    }
 
     #[test]
     fn five_and_six_fields() {

@@ -28,6 +28,8 @@ pub struct RunOptions {
     pub warmup: u32,
     /// Where the targets' metrics snapshots are written (`metrics_url` endpoints).
     pub artifacts: Option<std::path::PathBuf>,
+    /// The tick of the probes' schedules whose rotation subset runs (default: now's).
+    pub tick: Option<u64>,
 }
 
 /// One unit of work: a case of a probe, the n-th time.
@@ -69,7 +71,7 @@ pub async fn warm_up(suite: &Suite, opts: &RunOptions) {
                     let probe = suite.probes.get(pi)?;
                     let case = probe.cases.get(ci)?;
                     let endpoint = suite.endpoints.get(&probe.endpoint)?;
-                    let vars = drivers::RunVars { run: round, seed };
+                    let vars = drivers::RunVars { run: round, seed, stop_early: probe.stop_after_first_visible };
                     let t = drivers::run_case(
                         endpoint,
                         case,
@@ -101,6 +103,12 @@ pub async fn execute_probes(
         .map(|p| opts.runs.unwrap_or(p.runs))
         .max()
         .unwrap_or(1);
+    // A probe with a rotation runs only this tick's subset of its cases.
+    let subsets: Vec<Option<Vec<usize>>> = suite
+        .probes
+        .iter()
+        .map(|p| tick_subset(&suite, p, opts))
+        .collect();
     let mut jobs = Vec::new();
     for run in 1..=max_runs {
         for &pi in probes {
@@ -110,7 +118,9 @@ pub async fn execute_probes(
             if run > opts.runs.unwrap_or(probe.runs) {
                 continue;
             }
-            for ci in 0..probe.cases.len() {
+            let all: Vec<usize> = (0..probe.cases.len()).collect();
+            let cases = subsets.get(pi).cloned().flatten().unwrap_or(all);
+            for ci in cases {
                 jobs.push(Job {
                     probe_index: pi,
                     case_index: ci,
@@ -137,7 +147,11 @@ pub async fn execute_probes(
             // Validation guarantees the endpoint exists; `get` keeps that a logic error, not a panic.
             let endpoint = suite.endpoints.get(&probe.endpoint)?;
             let deadline = timeout.unwrap_or(probe.timeout);
-            let vars = drivers::RunVars { run: job.run, seed };
+            let vars = drivers::RunVars {
+                run: job.run,
+                seed,
+                stop_early: probe.stop_after_first_visible,
+            };
             let obs = run_one(endpoint, probe, case, vars, deadline).await;
             tracing::debug!(
                 probe = %probe.name,
@@ -159,6 +173,27 @@ pub async fn execute_probes(
     }
     results.sort_by_key(|(p, c, r, order, _)| (*p, *c, *r, *order));
     results.into_iter().map(|(.., obs)| obs).collect()
+}
+
+/// The cases of a probe with a rotation that run at this tick (`None`: every case).
+pub fn tick_subset(
+    suite: &Suite,
+    probe: &crate::suite::Probe,
+    opts: &RunOptions,
+) -> Option<Vec<usize>> {
+    probe.sampling.as_ref()?;
+    let ticks = crate::schedule::cron::ticks_per_day(probe.schedule.as_deref()?).ok()?;
+    let endpoint = suite.endpoints.get(&probe.endpoint)?;
+    let rate = super::rotation::cases_per_tick(probe, endpoint, ticks)?;
+    let order = super::rotation::order(probe, opts.seed.unwrap_or(0), &super::quality::region());
+    let tick = opts.tick.unwrap_or_else(|| {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        super::rotation::tick_at(now, ticks)
+    });
+    Some(super::rotation::select(&order, rate, tick))
 }
 
 /// One recorded case run: waits as an endpoint that rate-limited us asked (Retry-After),
@@ -184,6 +219,7 @@ async fn run_one(
         &timeline,
     )
     .with_quality(quality, case)
+    .account_tokens(endpoint, case)
 }
 
 /// One planned case run of an explicit plan (the gate interleaves candidate and baseline).
@@ -217,6 +253,7 @@ pub async fn execute_plan(
             let vars = drivers::RunVars {
                 run: job.run,
                 seed: job.seed,
+                stop_early: probe.stop_after_first_visible,
             };
             let obs = run_one(endpoint, probe, case, vars, probe.timeout).await;
             Some((order, job.side, obs))

@@ -4,4 +4,6 @@
 pub mod backoff;
 pub mod cron;
 pub mod executor;
+pub mod plan;
 pub mod quality;
+pub mod rotation;

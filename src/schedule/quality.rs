@@ -95,6 +95,9 @@ pub fn save() -> Result<(), String> {
             state,
         )
     };
+    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    }
     let tmp: PathBuf = state.with_extension("tmp");
     std::fs::write(&tmp, text)
         .and_then(|()| std::fs::rename(&tmp, &state))
@@ -189,7 +192,7 @@ pub async fn run_case(
     };
     // A case without the fields the truth URL names asks about no fact: it is not judged
     // for freshness (a question meant to be escalated, say).
-    let Ok(url) = fill_url(&spec.url, case) else {
+    let Ok(url) = fill_url(&spec.url.replace("{{region}}", &region()), case) else {
         return (drivers::run_case(endpoint, case, vars, deadline).await, q);
     };
     let before = read_truth(spec, &url).await;
@@ -355,8 +358,9 @@ async fn canary_fact(
         let waited = written.elapsed();
         if waited + fact.read_every > fact.give_up_after {
             lag.gave_up = true;
-            if t.error.is_none() {
+            {
                 let at = t.events.last().map(|e| e.at).unwrap_or_default();
+                // Giving up is the run's outcome, whatever the last question met.
                 t.error = Some(ProbeError::new(
                     ErrorClass::Timeout,
                     format!(
@@ -404,7 +408,11 @@ mod tests {
 
     #[test]
     fn nonces_differ_by_region_and_call() {
-        let v = RunVars { run: 1, seed: None };
+        let v = RunVars {
+            run: 1,
+            seed: None,
+            stop_early: false,
+        };
         let a = nonce("eu-west-1", v);
         let b = nonce("us-east-1", v);
         assert!(a.starts_with("canary-eu-west-1-"));

@@ -76,6 +76,8 @@ pub const AUDIO_UNDERRUNS: &str = "canary_audio_underruns";
 pub const ANSWER_CHARS: &str = "canary_answer_chars";
 pub const ANSWER_TOKENS: &str = "canary_answer_tokens";
 pub const ESCALATIONS: &str = "canary_escalations";
+pub const TOKENS: &str = "canary_tokens";
+pub const COST: &str = "canary_cost_dollars";
 /// Buckets of answer length in characters.
 pub const CHAR_BUCKETS: &[f64] = &[10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0];
 /// Buckets of answer length in tokens.
@@ -199,6 +201,20 @@ impl MetricsModel {
             Kind::Histogram,
             None,
             TOKEN_BUCKETS.to_vec(),
+        );
+        m.declare(
+            TOKENS,
+            "Tokens the probes used, by kind (input, output, reasoning; reasoning is part of output).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            COST,
+            "What the probes cost at the endpoint's declared prices (dollars).",
+            Kind::Counter,
+            None,
+            vec![],
         );
         m.declare(
             ESCALATIONS,
@@ -389,12 +405,22 @@ impl MetricsModel {
             Self::with(base.clone(), &[("outcome", obs.outcome.as_str())]),
             1.0,
         );
+        // Histograms of SLIs not kept per slice (`cardinality.per_slice`) go to slice "*".
+        let aggregate = Self::with(
+            self.base(suite, &obs.endpoint, &obs.probe),
+            &[("slice", crate::slo::aggregate::ALL_SLICES)],
+        );
         for sli in Sli::ALL {
             match sli.kind() {
                 SliKind::Latency => {
                     let name = latency_metric(*sli);
+                    let labels = if suite.cardinality.per_slice(*sli) {
+                        &base
+                    } else {
+                        &aggregate
+                    };
                     for v in obs.samples(*sli) {
-                        self.observe_hist(&name, base.clone(), v);
+                        self.observe_hist(&name, labels.clone(), v);
                     }
                 }
                 SliKind::Ratio => {
@@ -450,6 +476,22 @@ impl MetricsModel {
                 ),
                 0.0,
             );
+        }
+        if let Some(t) = &obs.tokens {
+            for (kind, n) in [
+                ("input", t.input),
+                ("output", t.output),
+                ("reasoning", t.reasoning),
+            ] {
+                self.add(
+                    TOKENS,
+                    Self::with(base.clone(), &[("kind", kind)]),
+                    n as f64,
+                );
+            }
+        }
+        if let Some(c) = obs.cost_dollars {
+            self.add(COST, base.clone(), c);
         }
         if !obs.outcome.is_error() {
             if let Some(c) = obs.answer_chars {
@@ -922,3 +964,166 @@ impl EncodeMetric for SeriesMetric<'_> {
 
 #[cfg(test)]
 mod tests;
+
+/// How many series a suite creates: those a healthy run writes (`fixed`: every check
+/// passes), and at most how many more failed checks and values taken from responses
+/// (tiers, escalation phrases; capped per slice) can add.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct SeriesCount {
+    pub fixed: u64,
+    pub dynamic_max: u64,
+}
+
+impl SeriesCount {
+    pub fn max(&self) -> u64 {
+        self.fixed + self.dynamic_max
+    }
+}
+
+/// Counts the series of a suite by putting, for every slice of every probe, one good and one
+/// bad run through the real metrics model: every SLI, check and signal the probe can
+/// produce. Failed checks and response-valued labels (tiers, escalation phrases) are counted
+/// apart, at their cap.
+pub fn series_count(suite: &Suite) -> SeriesCount {
+    use crate::measure::StreamStats;
+    let mut runs = Vec::new();
+    let mut dynamic = 0u64;
+    for p in &suite.probes {
+        let Some(ep) = suite.endpoints.get(&p.endpoint) else {
+            continue;
+        };
+        let slices: std::collections::BTreeSet<&str> =
+            p.cases.iter().map(|c| c.slice.as_str()).collect();
+        let mut latencies: Vec<Sli> = Sli::produced_by(ep.protocol)
+            .iter()
+            .copied()
+            .filter(|s| s.kind() == SliKind::Latency)
+            .collect();
+        if p.freshness.is_some() {
+            latencies.push(Sli::AnswerStaleness);
+        }
+        if p.canary_fact.is_some() {
+            latencies.push(Sli::FreshnessLag);
+        }
+        // A stream left at its first visible token has no completion, cadence or verdicts.
+        let early = p.stop_after_first_visible;
+        if early {
+            latencies.retain(|s| !matches!(s, Sli::TimeToCompletion | Sli::InterChunkGap));
+        }
+        let any_schema = ep.schema.is_some() || p.cases.iter().any(|c| c.expect.schema.is_some());
+        let llm = ep.protocol.is_chat() || ep.protocol.is_voice() || ep.price.is_some();
+        for slice in &slices {
+            let names: std::collections::BTreeSet<&'static str> = p
+                .cases
+                .iter()
+                .filter(|c| c.slice == *slice)
+                .flat_map(|c| crate::check::check_names(ep, &c.expect))
+                .collect();
+            let names = if early { Default::default() } else { names };
+            // A failed check adds its `passed="false"` series.
+            dynamic += names.len() as u64;
+            if ep.tier.is_some() {
+                dynamic += crate::slo::aggregate::MAX_TIERS as u64;
+            }
+            if ep.escalation_phrases.is_some() {
+                dynamic += crate::slo::aggregate::MAX_TIERS as u64;
+            }
+            for good in [true, false] {
+                let mut v = crate::check::Verdicts {
+                    schema_valid: any_schema.then_some(good),
+                    fallback: ep.fallback.as_ref().map(|_| !good),
+                    escalated: (!early
+                        && (ep.escalation.is_some() || ep.escalation_phrases.is_some()))
+                    .then_some(!good),
+                    cache_hit: ep.cache.as_ref().map(|_| good),
+                    tier_primary: ep
+                        .tier
+                        .as_ref()
+                        .filter(|t| !t.primary.is_empty())
+                        .map(|_| good),
+                    answer_chars: Some(10),
+                    ..Default::default()
+                };
+                if good {
+                    v.checks = names
+                        .iter()
+                        .filter(|n| **n != "answer")
+                        .map(|n| crate::check::CheckResult::new(n, true, ""))
+                        .collect();
+                }
+                let chat = ep.protocol.is_chat();
+                runs.push(Observation {
+                    endpoint: ep.name.clone(),
+                    probe: p.name.clone(),
+                    case_id: String::new(),
+                    slice: slice.to_string(),
+                    run: 1,
+                    started_at: SystemTime::UNIX_EPOCH,
+                    outcome: if good {
+                        crate::observation::Outcome::Ok
+                    } else {
+                        crate::observation::Outcome::CheckFailed
+                    },
+                    error: None,
+                    status: Some(200),
+                    latency: latencies.iter().map(|s| (*s, 0.1)).collect(),
+                    verdicts: v,
+                    judged: true,
+                    connect_seconds: None,
+                    stream: chat.then(|| StreamStats {
+                        chunks: 1,
+                        tokens_per_chunk: vec![1],
+                        gaps: if early { vec![] } else { vec![0.1] },
+                        ..Default::default()
+                    }),
+                    audio: ep.voice.as_ref().map(|_| crate::measure::audio::Playout {
+                        format: "opus",
+                        prebuffer: 0.08,
+                        underruns: u32::from(!good),
+                        stalled_seconds: 0.0,
+                        longest_stall: 0.0,
+                        prebuffer_needed: 0.0,
+                        audio_seconds: 1.0,
+                        chunks: 1,
+                        first_audio_heard: None,
+                        leading_silence: None,
+                    }),
+                    job: None,
+                    freshness: p
+                        .freshness
+                        .as_ref()
+                        .map(|_| crate::check::freshness::Freshness {
+                            fact: String::new(),
+                            fresh: good,
+                            current: String::new(),
+                            staleness_seconds: 0.0,
+                            lower_bound: false,
+                            stale_value: None,
+                        }),
+                    fact: None,
+                    quality_errors: Vec::new(),
+                    answer_chars: Some(10),
+                    // Answers a protocol driver assembles (chat, voice) are counted in tokens.
+                    answer_tokens: (ep.protocol.is_chat() || ep.protocol.is_voice()).then_some(3),
+                    tokens: llm.then(crate::observation::Tokens::default),
+                    cost_dollars: ep.price.map(|_| 0.0),
+                    stopped_early: false,
+                    usage: None,
+                    answer: None,
+                });
+            }
+        }
+    }
+    let m = MetricsModel::from_run(suite, "plan", &runs, SystemTime::UNIX_EPOCH);
+    if std::env::var_os("CANARY_DEBUG_SERIES").is_some() {
+        let mut by: BTreeMap<String, usize> = BTreeMap::new();
+        for x in m.samples() {
+            *by.entry(x.name).or_default() += 1;
+        }
+        eprintln!("{by:#?}");
+    }
+    SeriesCount {
+        fixed: m.samples().len() as u64,
+        dynamic_max: dynamic,
+    }
+}

@@ -60,6 +60,9 @@ pub struct SliceReport {
     /// Escalations and refusals by the phrase that marked them.
     #[serde(skip_serializing_if = "BTreeMap::is_empty")]
     pub escalation_phrases: BTreeMap<String, u64>,
+    /// Tokens and cost of the slice's runs.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<crate::slo::aggregate::TokenTotals>,
 }
 
 /// Distributions of stream cadence over a slice.
@@ -117,6 +120,14 @@ pub struct CaseReport {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub escalation_phrase: Option<String>,
     pub answer_chars: Option<u64>,
+    /// Tokens of the run (server's usage, else estimated) and their cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tokens: Option<crate::observation::Tokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub cost_dollars: Option<f64>,
+    /// The stream was left at its first visible token (`stop_after: first_visible`).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub stopped_early: bool,
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
@@ -175,6 +186,7 @@ impl Report {
                 answer_chars: (s.answer_chars.count() > 0).then(|| s.answer_chars.summary_raw()),
                 answer_tokens: (s.answer_tokens.count() > 0).then(|| s.answer_tokens.summary_raw()),
                 escalation_phrases: s.escalation_phrases.clone(),
+                tokens: (s.tokens.runs > 0).then_some(s.tokens),
                 stream: s
                     .stream
                     .as_ref()
@@ -218,6 +230,9 @@ impl Report {
                 quality_errors: o.quality_errors.clone(),
                 escalation_phrase: o.verdicts.escalation_phrase.clone(),
                 answer_chars: o.answer_chars,
+                tokens: o.tokens,
+                cost_dollars: o.cost_dollars,
+                stopped_early: o.stopped_early,
                 usage: o.usage,
                 answer: o.answer.clone(),
             })

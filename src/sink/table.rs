@@ -225,6 +225,31 @@ fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
     }
 }
 
+/// One line per probe that used tokens: totals, how many runs were estimated, and cost.
+pub fn token_lines(stats: &BTreeMap<SliceKey, SliceStats>) -> String {
+    let mut out = String::new();
+    for (k, s) in stats
+        .iter()
+        .filter(|(k, s)| k.slice == ALL_SLICES && s.tokens.runs > 0)
+    {
+        let t = &s.tokens;
+        let est = if t.estimated_runs > 0 {
+            format!(" ({} of {} runs estimated)", t.estimated_runs, t.runs)
+        } else {
+            String::new()
+        };
+        let cost = t
+            .cost_dollars
+            .map(|c| format!(", ${c:.4}"))
+            .unwrap_or_default();
+        out += &format!(
+            "\ntokens {} / {}: {} in, {} out ({} reasoning){est}{cost}\n",
+            k.endpoint, k.probe, t.input, t.output, t.reasoning
+        );
+    }
+    out
+}
+
 /// One line per job probe: status requests per run and the bound of the completion
 /// measurement (the window in which each job may have finished before it was seen done).
 pub fn job_lines(observations: &[crate::observation::Observation]) -> String {

@@ -131,6 +131,20 @@ pub struct SliceStats {
     pub answer_tokens: Latency,
     /// Answers that escalated or refused, by the phrase that said so (capped like tiers).
     pub escalation_phrases: BTreeMap<String, u64>,
+    /// Tokens and cost over the slice's runs.
+    pub tokens: TokenTotals,
+}
+
+/// Token and cost totals.
+#[derive(Debug, Clone, Copy, Default, PartialEq, serde::Serialize)]
+pub struct TokenTotals {
+    pub input: u64,
+    pub output: u64,
+    pub reasoning: u64,
+    /// Runs whose figures were estimated (no usage from the server).
+    pub estimated_runs: u64,
+    pub runs: u64,
+    pub cost_dollars: Option<f64>,
 }
 
 /// Stream cadence distributions over a slice (tokens per chunk, output rate, reasoning time).
@@ -187,6 +201,17 @@ impl SliceStats {
             if let Some(t) = obs.answer_tokens {
                 self.answer_tokens.record_raw(t as f64);
             }
+        }
+        if let Some(t) = &obs.tokens {
+            let tt = &mut self.tokens;
+            tt.input += t.input;
+            tt.output += t.output;
+            tt.reasoning += t.reasoning;
+            tt.estimated_runs += u64::from(t.estimated);
+            tt.runs += 1;
+        }
+        if let Some(c) = obs.cost_dollars {
+            *self.tokens.cost_dollars.get_or_insert(0.0) += c;
         }
         if let Some(p) = &obs.verdicts.escalation_phrase {
             let key = if self.escalation_phrases.contains_key(p)

@@ -42,6 +42,12 @@ pub fn judge(slo: &Slo, obs: &Observation) -> Option<bool> {
     match slo.sli.kind() {
         SliKind::Latency => {
             let threshold = slo.threshold?.as_secs_f64();
+            // Staleness applies to runs judged against a truth, lag to canary-fact runs.
+            match slo.sli {
+                Sli::AnswerStaleness if obs.freshness.is_none() => return None,
+                Sli::FreshnessLag if obs.fact.is_none() => return None,
+                _ => {}
+            }
             // A run that failed or never produced the value did not meet the latency target.
             Some(obs.latency_of(slo.sli).is_some_and(|v| v <= threshold))
         }
@@ -130,6 +136,7 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
         }
         for slice in slices {
             let (mut good, mut total) = (0u64, 0u64);
+            let is_aggregate = slice == ALL_SLICES;
             for o in of_probe
                 .iter()
                 .filter(|o| slice == ALL_SLICES || o.slice == slice)
@@ -139,6 +146,11 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
                 let (g, t) = judge_counts(slo, o);
                 good += g;
                 total += t;
+            }
+            // A slice the SLI does not apply to (or that did not run this time, under a
+            // rotation) has no verdict; an aggregate without data is a miss.
+            if total == 0 && !is_aggregate {
+                continue;
             }
             out.push(SloVerdict {
                 name: slo.name.clone(),
@@ -212,6 +224,9 @@ mod tests {
             quality_errors: Vec::new(),
             answer_chars: None,
             answer_tokens: None,
+            tokens: None,
+            cost_dollars: None,
+            stopped_early: false,
             usage: None,
             answer: None,
         }
@@ -249,6 +264,7 @@ mod tests {
             slos,
             gate: Default::default(),
             buckets: Default::default(),
+            cardinality: Default::default(),
         }
     }
 

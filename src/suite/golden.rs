@@ -294,7 +294,10 @@ pub fn compile_case(
                 );
             }
         }
-        if expect.not_escalated.is_some() && ep.escalation.is_none() {
+        if expect.not_escalated.is_some()
+            && ep.escalation.is_none()
+            && ep.escalation_phrases.is_none()
+        {
             err(
                 "not_escalated",
                 "case.expect.not_escalated",

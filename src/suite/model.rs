@@ -82,6 +82,7 @@ pub struct Suite {
     /// Histogram buckets per latency SLI (seconds) replacing the defaults; SLO thresholds are
     /// always added.
     pub buckets: BTreeMap<Sli, Vec<f64>>,
+    pub cardinality: Cardinality,
 }
 
 /// How `canary gate` compares a candidate with the baseline.
@@ -161,6 +162,56 @@ pub struct Endpoint {
     pub labels: BTreeMap<String, String>,
     /// Phrases that mark an escalation or refusal in the answer text (`None`: not looked for).
     pub escalation_phrases: Option<EscalationPhrases>,
+    /// Dollars per million input and output tokens.
+    pub price: Option<Price>,
+    /// Chat protocols: the most output tokens a probe asks for.
+    pub max_tokens: Option<u32>,
+}
+
+/// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Price {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+impl Price {
+    pub fn cost(&self, input: u64, output: u64) -> f64 {
+        (input as f64 * self.input_per_mtok + output as f64 * self.output_per_mtok) / 1e6
+    }
+}
+
+/// How many cases of a probe run each tick.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Rotation {
+    /// A fixed number of cases per tick.
+    PerTick(u32),
+    /// As many cases per tick as a daily budget allows.
+    TokensPerDay(f64),
+    DollarsPerDay(f64),
+}
+
+/// Rotation of a probe's cases over the ticks of its schedule.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sampling {
+    pub rotation: Rotation,
+    /// Every case must run within this period.
+    pub coverage: Option<Duration>,
+}
+
+/// Which latency SLIs get per-slice histograms and the series budget of a suite.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Cardinality {
+    /// `None`: every SLI per slice.
+    pub per_slice: Option<Vec<Sli>>,
+    pub max_series: Option<u64>,
+}
+
+impl Cardinality {
+    /// Whether `sli`'s histogram is kept per slice.
+    pub fn per_slice(&self, sli: Sli) -> bool {
+        self.per_slice.as_ref().is_none_or(|l| l.contains(&sli))
+    }
 }
 
 /// An asynchronous job API: submit, then poll (or follow a stream) until done.
@@ -374,7 +425,16 @@ pub struct Probe {
     pub freshness: Option<FreshnessSpec>,
     /// Write a unique fact, then ask until the answer reflects it.
     pub canary_fact: Option<CanaryFactSpec>,
+    /// Rotation of the cases over ticks (all cases every tick when absent).
+    pub sampling: Option<Sampling>,
+    /// Output tokens expected per answer (budgets and `canary plan`).
+    pub expected_output_tokens: u32,
+    /// Stop reading a stream at the first visible token.
+    pub stop_after_first_visible: bool,
 }
+
+/// Output tokens assumed per answer when neither the probe nor `max_tokens` says.
+pub const DEFAULT_EXPECTED_OUTPUT_TOKENS: u32 = 256;
 
 /// Where the truth of a case's fact is read (`{field}` in the URL: the case's input field).
 #[derive(Debug, Clone)]

@@ -26,6 +26,8 @@ pub struct RawSuite {
     pub gate: Option<RawGate>,
     /// Escalation and refusal phrases added to every endpoint's.
     pub escalation_phrases: Option<OneOrMany>,
+    /// Which SLIs get per-slice histograms, and the series the suite may create.
+    pub cardinality: Option<RawCardinality>,
 }
 
 /// The `gate:` section: how `canary gate` compares a candidate with the baseline.
@@ -103,6 +105,41 @@ pub struct RawEndpoint {
     pub metrics_compare: Option<BTreeMap<String, RawCompare>>,
     /// Constant labels on this endpoint's series (e.g. `model`, `route`).
     pub labels: Option<BTreeMap<String, String>>,
+    /// Prices for cost accounting.
+    pub price: Option<RawPrice>,
+    /// Chat protocols: the most output tokens a probe asks for.
+    pub max_tokens: Option<u32>,
+}
+
+/// `price: { input_per_mtok, output_per_mtok }` in dollars per million tokens.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawPrice {
+    pub input_per_mtok: f64,
+    pub output_per_mtok: f64,
+}
+
+/// `sample: { per_tick: N }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSample {
+    pub per_tick: u32,
+}
+
+/// `budget: { tokens_per_day | dollars_per_day }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBudget {
+    pub tokens_per_day: Option<f64>,
+    pub dollars_per_day: Option<f64>,
+}
+
+/// `cardinality: { per_slice: [SLI...], max_series: N }`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCardinality {
+    pub per_slice: Option<OneOrMany>,
+    pub max_series: Option<u64>,
 }
 
 /// `escalation:` a matcher (`{json | header, equals | regex}`), and/or phrases looked for in
@@ -217,6 +254,16 @@ pub struct RawProbe {
     pub stall: Option<Dur>,
     pub freshness: Option<RawFreshness>,
     pub canary_fact: Option<RawCanaryFact>,
+    /// Rotation: run this many cases per tick instead of all of them.
+    pub sample: Option<RawSample>,
+    /// Rotation sized by a daily budget.
+    pub budget: Option<RawBudget>,
+    /// Every case runs at least once within this period (rotation).
+    pub coverage: Option<Dur>,
+    /// Output tokens expected per answer, for budgets (default: max_tokens, else 256).
+    pub expected_output_tokens: Option<u32>,
+    /// `first_visible`: stop reading a stream at the first visible token (latency only).
+    pub stop_after: Option<String>,
     pub timeout: Option<Dur>,
     pub runs: Option<u32>,
     pub schedule: Option<String>,

@@ -123,7 +123,7 @@ fn lookup(name: &str, vars: &Vars) -> Result<Value, String> {
         _ => {
             let Some(path) = name.strip_prefix("input.") else {
                 return Err(format!(
-                    "`{{{{{name}}}}}` is not a known placeholder (use input.FIELD, case.id, case.slice, run or seed)"
+                    "`{{{{{name}}}}}` is not a known placeholder (use input.FIELD, case.id, case.slice, run, seed or region)"
                 ));
             };
             let mut v = &vars.case.input;

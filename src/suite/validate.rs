@@ -35,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "gate",
     "buckets",
     "escalation_phrases",
+    "cardinality",
 ];
 
 /// Loading context: the file, its tree and the errors found so far.
@@ -414,6 +415,7 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
 
     let gate = build_gate(top.get("gate"), ctx);
     let buckets = build_buckets(top.get("buckets"), ctx);
+    let cardinality = build_cardinality(top.get("cardinality"), ctx);
 
     Some(Suite {
         name: name?,
@@ -425,7 +427,90 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
         slos,
         gate,
         buckets,
+        cardinality,
     })
+    .and_then(|s| check_series_budget(s, ctx))
+}
+
+/// `cardinality: { per_slice: [SLI...], max_series: N }`.
+fn build_cardinality(v: Option<&Value>, ctx: &mut Ctx) -> Cardinality {
+    let mut c = Cardinality::default();
+    let Some(raw) = v.and_then(|v| collect::<RawCardinality>(v.clone(), &[k("cardinality")], ctx))
+    else {
+        return c;
+    };
+    if let Some(list) = raw.per_slice {
+        let mut slis = Vec::new();
+        for (i, name) in list.0.iter().enumerate() {
+            match Sli::parse(name).filter(|s| s.kind() == SliKind::Latency) {
+                Some(s) => slis.push(s),
+                None => {
+                    let names: Vec<&str> = Sli::ALL
+                        .iter()
+                        .filter(|s| s.kind() == SliKind::Latency)
+                        .map(|s| s.name())
+                        .collect();
+                    ctx.err(
+                        &[k("cardinality"), k("per_slice"), Seg::Index(i)],
+                        format!("`{name}` is not a latency SLI (only histograms are kept per slice or not)"),
+                    )
+                    .hint = Some(suggest(name, &names));
+                }
+            }
+        }
+        c.per_slice = Some(slis);
+    }
+    c.max_series = raw.max_series;
+    c
+}
+
+/// Checks the suite's series against `cardinality.max_series`, and that every rotation
+/// covers its cases within its `coverage`.
+fn check_series_budget(s: Suite, ctx: &mut Ctx) -> Option<Suite> {
+    if s.probes
+        .iter()
+        .any(|p| p.sampling.as_ref().is_some_and(|x| x.coverage.is_some()))
+    {
+        let plan = crate::schedule::plan::plan(&s);
+        for (i, pp) in plan
+            .probes
+            .iter()
+            .enumerate()
+            .filter(|(_, pp)| !pp.coverage_ok)
+        {
+            let need = pp
+                .coverage_seconds
+                .map(|c| format!("{:.0}s", c))
+                .unwrap_or_else(|| "never (the budget runs no case)".into());
+            ctx.err(
+                &[k("probes"), Seg::Index(i), k("coverage")],
+                format!(
+                    "probe `{}` runs {:.2} of its {} cases per tick: every case runs only every {need}, longer than its coverage of {:.0}s",
+                    pp.probe,
+                    pp.cases_per_tick,
+                    pp.cases,
+                    pp.coverage_required.unwrap_or(0.0)
+                ),
+            )
+            .hint = Some("raise the budget or `per_tick`, lengthen `coverage`, or run the schedule more often; `canary plan` shows the numbers".into());
+        }
+    }
+    if let Some(max) = s.cardinality.max_series {
+        let count = crate::sink::metrics::series_count(&s);
+        if count.max() > max {
+            ctx.err(
+                &[k("cardinality"), k("max_series")],
+                format!(
+                    "the suite can create {} series ({} always, up to {} more from response values), over max_series {max}",
+                    count.max(),
+                    count.fixed,
+                    count.dynamic_max
+                ),
+            )
+            .hint = Some("keep fewer SLIs per slice (`cardinality.per_slice`), fewer slices, or raise max_series; `canary plan` shows where the series come from".into());
+        }
+    }
+    Some(s)
 }
 
 /// `buckets: { SLI: [upper bounds in seconds] }` for latency SLIs.
@@ -693,6 +778,30 @@ fn build_endpoint(
         let d = ctx.err(&p(path, &[k(pr.key)]), pr.message);
         d.hint = pr.hint;
     }
+    let price = raw.price.take().and_then(|pr| {
+        let ok = |x: f64| x.is_finite() && x >= 0.0;
+        if !ok(pr.input_per_mtok) || !ok(pr.output_per_mtok) {
+            ctx.err(
+                &p(path, &[k("price")]),
+                "prices must be zero or more dollars per million tokens",
+            )
+            .hint = Some("e.g. `price: { input_per_mtok: 0.15, output_per_mtok: 0.60 }`".into());
+            return None;
+        }
+        Some(Price {
+            input_per_mtok: pr.input_per_mtok,
+            output_per_mtok: pr.output_per_mtok,
+        })
+    });
+    if raw.max_tokens.is_some() && !proto.is_chat() {
+        ctx.err(
+            &p(path, &[k("max_tokens")]),
+            format!(
+                "`max_tokens` applies to chat protocols, not `{}`",
+                proto.as_str()
+            ),
+        );
+    }
     let job = super::job::build(&mut raw, path, ctx);
     let metrics = super::job::target_metrics(&mut raw, path, ctx);
     let labels = super::job::labels(&mut raw, path, ctx);
@@ -816,6 +925,8 @@ fn build_endpoint(
         cache,
         escalation,
         escalation_phrases,
+        price,
+        max_tokens: raw.max_tokens,
         schema,
         answer,
         timeout,
@@ -1020,6 +1131,13 @@ fn build_probe(
             },
         })
     });
+    if freshness.is_some() && raw.canary_fact.is_some() {
+        ctx.err(
+            &p(path, &[k("canary_fact")]),
+            "a probe checks `freshness` or runs a `canary_fact`, not both",
+        )
+        .hint = Some("make two probes over the same endpoint".into());
+    }
     let canary_fact = raw.canary_fact.and_then(|c| {
         let cpath = p(path, &[k("canary_fact")]);
         if let Err(e) = check_url(&c.write.url.replace(['{', '}'], ""), &["http", "https"]) {
@@ -1076,6 +1194,94 @@ fn build_probe(
             give_up_after,
         })
     });
+    let schedule = raw.schedule.clone().or_else(|| defaults.schedule.clone());
+    let stop_after_first_visible = match raw.stop_after.as_deref() {
+        None => false,
+        Some("first_visible") => {
+            if endpoint.as_ref().is_some_and(|e| !e.protocol.is_chat()) {
+                ctx.err(
+                    &p(path, &[k("stop_after")]),
+                    "`stop_after: first_visible` applies to chat protocols",
+                );
+            }
+            true
+        }
+        Some(other) => {
+            ctx.err(
+                &p(path, &[k("stop_after")]),
+                format!("unknown stop_after `{other}`"),
+            )
+            .hint = Some("valid: first_visible".into());
+            false
+        }
+    };
+    let expected_output_tokens = raw
+        .expected_output_tokens
+        .or(endpoint.as_ref().and_then(|e| e.max_tokens))
+        .unwrap_or(DEFAULT_EXPECTED_OUTPUT_TOKENS);
+    let rotation = match (raw.sample, raw.budget) {
+        (Some(_), Some(_)) => {
+            ctx.err(path, "give either `sample` or `budget`, not both");
+            None
+        }
+        (Some(s), None) => {
+            if s.per_tick == 0 {
+                ctx.err(
+                    &p(path, &[k("sample"), k("per_tick")]),
+                    "per_tick must be at least 1",
+                );
+            }
+            Some(Rotation::PerTick(s.per_tick.max(1)))
+        }
+        (None, Some(b)) => match (b.tokens_per_day, b.dollars_per_day) {
+            (Some(t), None) if t > 0.0 => Some(Rotation::TokensPerDay(t)),
+            (None, Some(d)) if d > 0.0 => {
+                if endpoint.as_ref().is_some_and(|e| e.price.is_none()) {
+                    ctx.err(
+                        &p(path, &[k("budget"), k("dollars_per_day")]),
+                        "a dollar budget needs `price` on the endpoint",
+                    )
+                    .hint = Some(
+                        "e.g. `price: { input_per_mtok: 0.15, output_per_mtok: 0.60 }`".into(),
+                    );
+                }
+                Some(Rotation::DollarsPerDay(d))
+            }
+            _ => {
+                ctx.err(
+                    &p(path, &[k("budget")]),
+                    "give one positive `tokens_per_day` or `dollars_per_day`",
+                );
+                None
+            }
+        },
+        (None, None) => None,
+    };
+    if raw.coverage.is_some() && rotation.is_none() {
+        ctx.err(
+            &p(path, &[k("coverage")]),
+            "`coverage` applies to a rotation (`sample` or `budget`)",
+        );
+    }
+    if rotation.is_some() {
+        match schedule
+            .as_deref()
+            .map(crate::schedule::cron::ticks_per_day)
+        {
+            None => {
+                ctx.err(path, "a rotation (`sample` / `budget`) needs a `schedule`: ticks are what it rotates over")
+                    .hint = Some("e.g. `schedule: \"*/5 * * * *\"` on the probe or in `defaults`".into());
+            }
+            Some(Err(e)) => {
+                ctx.err(&p(path, &[k("schedule")]), e);
+            }
+            Some(Ok(_)) => {}
+        }
+    }
+    let sampling = rotation.map(|rotation| Sampling {
+        rotation,
+        coverage: raw.coverage.map(|d| d.0),
+    });
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
         Ok((raws, line_diags)) => {
@@ -1127,9 +1333,12 @@ fn build_probe(
         stall,
         timeout,
         runs,
-        schedule: raw.schedule.clone().or_else(|| defaults.schedule.clone()),
+        schedule: schedule.clone(),
         freshness,
         canary_fact,
+        sampling,
+        expected_output_tokens,
+        stop_after_first_visible,
     })
 }
 

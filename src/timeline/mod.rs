@@ -227,6 +227,8 @@ pub struct Timeline {
     pub audio: Option<AudioSummary>,
     /// `job`: how the job was followed.
     pub job: Option<JobSummary>,
+    /// The driver stopped reading at the first visible token, as the probe asked.
+    pub stopped_early: bool,
 }
 
 /// How a job was followed to completion.
@@ -347,6 +349,7 @@ impl Recorder {
                 usage: None,
                 audio: None,
                 job: None,
+                stopped_early: false,
             },
         }
     }
@@ -399,6 +402,11 @@ impl Recorder {
         }
         let at = at.saturating_duration_since(self.t0);
         self.timeline.events.push(Stamped { at, event });
+    }
+
+    /// Notes that the driver stopped reading early on purpose.
+    pub fn stop_early(&mut self) {
+        self.timeline.stopped_early = true;
     }
 
     /// Records how the job has been followed so far.

@@ -45,6 +45,9 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         quality_errors: Vec::new(),
         answer_chars: None,
         answer_tokens: None,
+        tokens: None,
+        cost_dollars: None,
+        stopped_early: false,
         usage: None,
         answer: None,
     }
