@@ -871,10 +871,9 @@ fn stream_truth_line(
 ) -> String {
     let mut worst: f64 = 0.0;
     let mut compared = 0usize;
-    for p in &s.probes {
-        let Some(ep) = s.endpoints.get(&p.endpoint) else {
-            continue;
-        };
+    // Per endpoint: the streams the simulator served for it (whichever model answered) and
+    // the runs of every probe on it.
+    for ep in s.endpoints.values() {
         let path = ep
             .url
             .parse::<http::Uri>()
@@ -884,12 +883,12 @@ fn stream_truth_line(
         // server cannot see) does not count as measurement error.
         let mut truth: Vec<f64> = streams
             .iter()
-            .filter(|t| t.path == path && Some(&t.model) == ep.model.as_ref())
+            .filter(|t| t.path == path && Some(&t.requested_model) == ep.model.as_ref())
             .filter_map(|t| t.first_visible.map(|v| v - t.headers))
             .collect();
         let mut measured: Vec<f64> = observations
             .iter()
-            .filter(|o| o.probe == p.name)
+            .filter(|o| o.endpoint == ep.name)
             .filter_map(|o| {
                 let l = |s| o.latency.get(&s).copied();
                 Some(l(Sli::TimeToFirstVisibleToken)? - l(Sli::TimeToFirstByte)?)

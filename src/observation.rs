@@ -132,10 +132,11 @@ impl Observation {
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let verdicts_answer = verdicts.answer.clone();
         let answer_chars = verdicts.answer_chars;
-        let judged = timeline
-            .response
-            .as_ref()
-            .is_some_and(|r| check::answered(r.status))
+        let judged = !timeline.stopped_early
+            && timeline
+                .response
+                .as_ref()
+                .is_some_and(|r| check::answered(r.status))
             && timeline
                 .error
                 .as_ref()

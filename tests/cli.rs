@@ -228,5 +228,21 @@ fn demo_runs_the_examples_against_the_simulator() {
         .unwrap()
         .parse()
         .unwrap();
-    assert_eq!(runs, 72, "every stream of the demo was compared: {streams}");
+    let served: u64 = streams
+        .split("(streams): ")
+        .nth(1)
+        .unwrap()
+        .split(' ')
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(runs >= 90, "every chat run of the demo: {streams}");
+    assert_eq!(
+        runs, served,
+        "every stream of the demo was compared: {streams}"
+    );
+    for line in ["ground truth (voice):", "ground truth (jobs):"] {
+        assert!(stdout.contains(line), "{line} missing");
+    }
 }

@@ -132,8 +132,8 @@ fn an_identical_candidate_passes_and_a_one_slice_regression_fails_naming_it() {
     assert_eq!(r["verdict"], "fail");
     assert_eq!(r["candidate"]["suite"], "gate-chat");
     assert!(
-        r["baseline"]["cases"].as_array().unwrap().len() == 48
-            && r["candidate"]["cases"].as_array().unwrap().len() == 48
+        r["baseline"]["cases"].as_array().unwrap().len() == 60
+            && r["candidate"]["cases"].as_array().unwrap().len() == 60
     );
 
     // JUnit: the shape CI systems read (testsuites > testsuite > testcase [failure|skipped]),

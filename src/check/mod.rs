@@ -146,6 +146,11 @@ pub fn answered(status: u16) -> bool {
 /// status (an invalid-JSON body is judged too: its schema and JSON checks fail).
 pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Verdicts {
     let mut v = Verdicts::default();
+    // A stream left at its first visible token (a latency-only probe) has no whole answer
+    // to judge: no schema, no checks, no answer shape.
+    if timeline.stopped_early {
+        return v;
+    }
     let Some(resp) = &timeline.response else {
         return v;
     };
@@ -205,11 +210,6 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
     v.answer = answer_text
         .as_ref()
         .map(|a| truncate(&crate::secret::redact(a), 500));
-    // A stream left at its first visible token (a latency-only probe) has no whole answer
-    // to judge.
-    if timeline.stopped_early {
-        return v;
-    }
     // Phrases in the answer: a hand-off or refusal that no signal field reported.
     if let (Some(ph), Some(text)) = (&endpoint.escalation_phrases, &answer_text) {
         let found = escalation::detect(text, ph.builtin, &ph.extra);

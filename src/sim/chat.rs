@@ -84,6 +84,9 @@ pub struct StreamTruth {
     pub seq: u64,
     pub path: String,
     pub model: String,
+    /// The model the request asked for (`model` is the one that answered).
+    #[serde(default)]
+    pub requested_model: String,
     pub stream: bool,
     pub write_mode: String,
     /// When the handler produced the response head (hyper writes it at once).
@@ -753,6 +756,7 @@ async fn handle(
     let mut truth = StreamTruth {
         path: path.to_string(),
         model: model.clone(),
+        requested_model: requested.to_string(),
         stream,
         write_mode: format!("{mode:?}").to_ascii_lowercase(),
         answer: answer.clone(),

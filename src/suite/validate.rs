@@ -1234,7 +1234,18 @@ fn build_probe(
             Some(Rotation::PerTick(s.per_tick.max(1)))
         }
         (None, Some(b)) => match (b.tokens_per_day, b.dollars_per_day) {
-            (Some(t), None) if t > 0.0 => Some(Rotation::TokensPerDay(t)),
+            (Some(t), None) if t > 0.0 => {
+                if endpoint.as_ref().is_some_and(|e| {
+                    !(e.protocol.is_chat() || e.protocol.is_voice() || e.price.is_some())
+                }) {
+                    ctx.err(
+                        &p(path, &[k("budget"), k("tokens_per_day")]),
+                        "this endpoint's runs use no tokens canary can count (not a chat or voice protocol, no `price`)",
+                    )
+                    .hint = Some("use `sample: { per_tick: N }`, or declare `price` on the endpoint".into());
+                }
+                Some(Rotation::TokensPerDay(t))
+            }
             (None, Some(d)) if d > 0.0 => {
                 if endpoint.as_ref().is_some_and(|e| e.price.is_none()) {
                     ctx.err(
