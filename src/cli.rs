@@ -43,6 +43,10 @@ pub enum Command {
     Validate {
         #[arg(required = true)]
         suites: Vec<PathBuf>,
+        /// Print each suite as it resolves (environment and files interpolated), with
+        /// secrets redacted.
+        #[arg(long)]
+        dump_config: bool,
     },
     /// Run every case of the suites once (or --runs times), print the SLI table, judge the SLOs.
     Run {
@@ -270,7 +274,29 @@ fn init_tracing() {
 
 async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
     match cmd {
-        Command::Validate { suites } => Ok(validate(&suites)),
+        Command::Validate {
+            suites,
+            dump_config,
+        } => {
+            let code = validate(&suites);
+            if dump_config && code == EXIT_OK {
+                for f in &suites {
+                    match suite::validate::resolved(f, &ProcessEnv::default()) {
+                        Ok(v) => {
+                            println!("# {} (resolved; secrets redacted)", f.display());
+                            print!("{}", crate::sink::yaml_out::to_yaml(&v));
+                        }
+                        Err(d) => {
+                            for x in d {
+                                eprintln!("{}", crate::secret::redact(&x.to_string()));
+                            }
+                            return Ok(EXIT_USAGE);
+                        }
+                    }
+                }
+            }
+            Ok(code)
+        }
         Command::Run {
             suites,
             region,
@@ -298,6 +324,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 eprintln!("error: {e}");
                 return Ok(EXIT_USAGE);
             }
+            // SIGTERM (a CronJob's pod being stopped) or Ctrl-C: stop starting cases, keep
+            // what was measured, and deliver it like any run.
+            let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                shutdown_signal().await;
+                eprintln!("stopping: delivering what was measured so far");
+                let _ = stop_tx.send(true);
+            });
             let opts = RunOptions {
                 runs,
                 concurrency,
@@ -306,6 +340,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 warmup,
                 artifacts,
                 tick,
+                stop: Some(stop_rx),
             };
             let outputs = Outputs {
                 report,
@@ -596,6 +631,7 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     let mut report = report;
     report.seed = opts.seed;
     report.warmup = opts.warmup;
+    report.resources = crate::sink::report::Resources::now();
     report.target_metrics = target_reports(s, &snaps, &observations, opts.artifacts.as_deref());
     let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     table.push_str(&crate::sink::table::job_lines(&observations));
@@ -678,6 +714,29 @@ fn target_reports(
         });
     }
     out
+}
+
+/// SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn report_path(base: &Path, suite: &str, many: bool) -> PathBuf {

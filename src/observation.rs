@@ -103,6 +103,9 @@ pub struct Observation {
     pub cost_dollars: Option<f64>,
     /// The stream was left at its first visible token (`stop_after: first_visible`).
     pub stopped_early: bool,
+    /// From the start of the case run to its last event (seconds): how long the case took,
+    /// deadline included.
+    pub elapsed_seconds: f64,
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
@@ -181,6 +184,11 @@ impl Observation {
             tokens: None,
             cost_dollars: None,
             stopped_early: timeline.stopped_early,
+            elapsed_seconds: timeline
+                .events
+                .last()
+                .map(|e| e.at.as_secs_f64())
+                .unwrap_or(0.0),
             usage: timeline.usage,
             answer: verdicts_answer.or_else(|| {
                 timeline

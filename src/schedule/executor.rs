@@ -30,6 +30,25 @@ pub struct RunOptions {
     pub artifacts: Option<std::path::PathBuf>,
     /// The tick of the probes' schedules whose rotation subset runs (default: now's).
     pub tick: Option<u64>,
+    /// Set to `true` to stop: no new case starts, runs in flight are abandoned, and what was
+    /// measured so far is returned (SIGTERM during `canary run`).
+    pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+}
+
+/// Resolves once `stop` says stop (never, when there is no `stop`).
+async fn stopped(stop: &Option<tokio::sync::watch::Receiver<bool>>) {
+    let Some(rx) = stop else {
+        return std::future::pending().await;
+    };
+    let mut rx = rx.clone();
+    loop {
+        if *rx.borrow_and_update() {
+            return;
+        }
+        if rx.changed().await.is_err() {
+            return std::future::pending().await;
+        }
+    }
 }
 
 /// One unit of work: a case of a probe, the n-th time.
@@ -139,7 +158,10 @@ pub async fn execute_probes(
         let timeout = opts.timeout;
         // The slot is taken here, in order, so runs start in the (seeded) order of the list.
         // The semaphore is never closed; if it were, run without a permit rather than lose the case.
-        let permit = Arc::clone(&permits).acquire_owned().await.ok();
+        let permit = tokio::select! {
+            p = Arc::clone(&permits).acquire_owned() => p.ok(),
+            _ = stopped(&opts.stop) => break,
+        };
         set.spawn(async move {
             let _permit = permit;
             let probe = &suite.probes[job.probe_index];
@@ -164,10 +186,21 @@ pub async fn execute_probes(
         });
     }
     let mut results = Vec::new();
-    while let Some(joined) = set.join_next().await {
+    loop {
+        let joined = tokio::select! {
+            j = set.join_next() => j,
+            _ = stopped(&opts.stop) => {
+                // Runs still in flight are abandoned; what finished is kept.
+                set.abort_all();
+                tracing::warn!(finished = results.len(), "stopping: runs in flight abandoned");
+                break;
+            }
+        };
+        let Some(joined) = joined else { break };
         match joined {
             Ok(Some(r)) => results.push(r),
             Ok(None) => tracing::error!("a probe names an endpoint that does not exist"),
+            Err(e) if e.is_cancelled() => {}
             Err(e) => tracing::error!("a case run task failed: {e}"),
         }
     }

@@ -10,6 +10,7 @@
 //! | `slow-headers` | response headers only after 600 ms |
 //! | `error` | an error event halfway through a 200 stream |
 //! | `no-done` | the stream ends cleanly but without its terminator |
+//! | `bad-utf8` | bytes that are not UTF-8 inside an event halfway through |
 //! | anything else | one word every 20 ms (50 words/s), after a whitespace-only first delta |
 //!
 //! Every stream starts with the traps peers fall into: a role-only chunk at once
@@ -192,6 +193,7 @@ struct Scenario {
     stall_at_half: Option<Duration>,
     drop_at_half: bool,
     error_at_half: bool,
+    bad_utf8_at_half: bool,
     terminator: bool,
 }
 
@@ -220,6 +222,7 @@ fn scenario_base(model: &str) -> Scenario {
         stall_at_half: None,
         drop_at_half: false,
         error_at_half: false,
+        bad_utf8_at_half: false,
         terminator: true,
     };
     if m.contains("reasoning") {
@@ -243,6 +246,9 @@ fn scenario_base(model: &str) -> Scenario {
     }
     if m.contains("no-done") {
         s.terminator = false;
+    }
+    if m.contains("bad-utf8") {
+        s.bad_utf8_at_half = true;
     }
     s
 }
@@ -472,6 +478,14 @@ pub fn script_with(
             if sc.error_at_half {
                 push(at, Sem::Error, 0, render(api, Sem::Error, "", model, 0, 0));
                 return (sc.headers_delay, items, false);
+            }
+            if sc.bad_utf8_at_half {
+                // Bytes that are not UTF-8 inside an event of a 200 stream.
+                let bytes = Bytes::from_static(
+                    b"data: {\"choices\": [{\"delta\": {\"content\": \"\xff\xfe\xfd\"}}]}\n\n",
+                );
+                push(at, Sem::Visible, 0, bytes);
+                at += sc.chunk_every;
             }
             if sc.drop_at_half {
                 broken = true;

@@ -1108,6 +1108,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     tokens: llm.then(crate::observation::Tokens::default),
                     cost_dollars: ep.price.map(|_| 0.0),
                     stopped_early: false,
+                    elapsed_seconds: 0.0,
                     usage: None,
                     answer: None,
                 });

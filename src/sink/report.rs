@@ -33,6 +33,39 @@ pub struct Report {
     /// The targets' own metrics around the run, next to canary's view.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub target_metrics: Vec<super::target::TargetReport>,
+    /// What the canary process itself used by the time the report was written.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub resources: Option<Resources>,
+}
+
+/// The canary process's own CPU time and peak memory (Linux `/proc`; absent elsewhere).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+pub struct Resources {
+    /// User + system CPU seconds of the process so far.
+    pub cpu_seconds: f64,
+    /// Peak resident memory (VmHWM).
+    pub peak_rss_bytes: u64,
+}
+
+impl Resources {
+    pub fn now() -> Option<Resources> {
+        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+        let rest = stat.rsplit_once(')')?.1;
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
+        let status = std::fs::read_to_string("/proc/self/status").ok()?;
+        let kb: u64 = status
+            .lines()
+            .find(|l| l.starts_with("VmHWM:"))?
+            .split_whitespace()
+            .nth(1)?
+            .parse()
+            .ok()?;
+        Some(Resources {
+            cpu_seconds: ticks / 100.0,
+            peak_rss_bytes: kb * 1024,
+        })
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -128,6 +161,8 @@ pub struct CaseReport {
     /// The stream was left at its first visible token (`stop_after: first_visible`).
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub stopped_early: bool,
+    /// How long the case run took, from its start to its last event (seconds).
+    pub elapsed_seconds: f64,
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
@@ -233,6 +268,7 @@ impl Report {
                 tokens: o.tokens,
                 cost_dollars: o.cost_dollars,
                 stopped_early: o.stopped_early,
+                elapsed_seconds: o.elapsed_seconds,
                 usage: o.usage,
                 answer: o.answer.clone(),
             })
@@ -250,6 +286,7 @@ impl Report {
             seed: None,
             warmup: 0,
             target_metrics: Vec::new(),
+            resources: None,
         }
     }
 

@@ -227,6 +227,7 @@ mod tests {
             tokens: None,
             cost_dollars: None,
             stopped_early: false,
+            elapsed_seconds: 0.0,
             usage: None,
             answer: None,
         }

@@ -109,6 +109,8 @@ pub struct RawEndpoint {
     pub price: Option<RawPrice>,
     /// Chat protocols: the most output tokens a probe asks for.
     pub max_tokens: Option<u32>,
+    /// Allows credentials over plain http/ws to a host that is not loopback.
+    pub allow_insecure: Option<bool>,
 }
 
 /// `price: { input_per_mtok, output_per_mtok }` in dollars per million tokens.

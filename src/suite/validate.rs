@@ -86,6 +86,55 @@ pub(crate) fn k(s: &str) -> Seg {
     Seg::Key(s.to_string())
 }
 
+/// The configuration a suite resolves to (environment and files interpolated), with every
+/// secret redacted and every credential-bearing header value replaced: what
+/// `canary validate --dump-config` prints.
+pub fn resolved(file: &Path, env: &dyn Env) -> Result<Value, Vec<Diagnostic>> {
+    // Loading registers every secret the suite uses (headers, `${file:...}`, credential
+    // variables) before anything is printed.
+    load_suite(file, env)?;
+    let src = std::fs::read_to_string(file).map_err(|e| {
+        vec![Diagnostic::new(
+            file,
+            None,
+            "(file)",
+            format!("cannot read suite: {e}"),
+        )]
+    })?;
+    let mut tree = yaml::parse(&src).map_err(|e| {
+        vec![Diagnostic::new(
+            file,
+            Some(e.pos),
+            "(syntax)",
+            format!("invalid YAML: {}", e.message),
+        )]
+    })?;
+    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
+    let _ = interpolate_tree(&mut tree, env, &base);
+    let mut v = tree.to_json();
+    redact_value(&mut v, false);
+    Ok(v)
+}
+
+fn redact_value(v: &mut Value, sensitive: bool) {
+    match v {
+        Value::String(s) => {
+            *s = if sensitive {
+                "***".to_string()
+            } else {
+                crate::secret::redact(s)
+            };
+        }
+        Value::Array(a) => a.iter_mut().for_each(|x| redact_value(x, sensitive)),
+        Value::Object(o) => {
+            for (k, x) in o.iter_mut() {
+                redact_value(x, sensitive || crate::secret::is_sensitive_header(k));
+            }
+        }
+        _ => {}
+    }
+}
+
 /// Loads and validates one suite file.
 pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> {
     let src = std::fs::read_to_string(file).map_err(|e| {
@@ -751,6 +800,36 @@ fn build_endpoint(
             }
         }
     };
+    // Credentials over plain text to a host that is not this machine need an explicit opt-in.
+    let sends_secret = raw
+        .headers
+        .keys()
+        .any(|h| crate::secret::is_sensitive_header(h));
+    if sends_secret && !raw.allow_insecure.unwrap_or(false) {
+        let target = match &raw.submit {
+            Some(s) => s.url.clone(),
+            None => raw.url.clone().unwrap_or_default(),
+        };
+        if let Ok(uri) = target.replace("{id}", "x").parse::<http::Uri>() {
+            let plain = matches!(uri.scheme_str(), Some("http") | Some("ws"));
+            let host = uri
+                .host()
+                .unwrap_or("")
+                .trim_start_matches('[')
+                .trim_end_matches(']');
+            let loopback = host.eq_ignore_ascii_case("localhost")
+                || host
+                    .parse::<std::net::IpAddr>()
+                    .is_ok_and(|ip| ip.is_loopback());
+            if plain && !loopback {
+                ctx.err(
+                    &url_path,
+                    format!("credentials (`headers`) would travel in clear text to `{host}`"),
+                )
+                .hint = Some("use https:// (or wss://), or set `allow_insecure: true` on the endpoint if the network is trusted".into());
+            }
+        }
+    }
     let mut headers = Vec::new();
     for (hname, hval) in &raw.headers {
         let hpath = p(path, &[k("headers"), k(hname)]);

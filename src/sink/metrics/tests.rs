@@ -48,6 +48,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         tokens: None,
         cost_dollars: None,
         stopped_early: false,
+        elapsed_seconds: 0.0,
         usage: None,
         answer: None,
     }
