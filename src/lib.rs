@@ -27,6 +27,7 @@ pub mod audio;
 pub mod check;
 pub mod cli;
 pub mod drivers;
+pub mod fuzzing;
 pub mod gate;
 pub mod measure;
 pub mod observation;

@@ -1,0 +1,118 @@
+//! The fuzzing entry points: every parser that reads bytes a target or a user controls,
+//! fed arbitrary input. `fuzz/` runs them under libFuzzer (`cargo +nightly fuzz run NAME`);
+//! `tests/fuzz_regressions.rs` replays the kept inputs on every test run. Each must return
+//! (an error is fine) and never panic or hang.
+
+use std::time::Instant;
+
+/// The SSE parser, with the input split into pieces at positions the input itself picks.
+pub fn sse(data: &[u8]) {
+    let (cuts, body) = split_control(data);
+    let mut p = crate::drivers::sse::SseParser::new(1 << 16);
+    let mut out = Vec::new();
+    for piece in pieces(body, cuts) {
+        if p.feed(Instant::now(), piece, &mut out).is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+/// OpenAI-Realtime server events as the `realtime` driver reads them: JSON, the event type,
+/// base64 audio deltas decoded as PCM16 and G.711.
+pub fn realtime_events(data: &[u8]) {
+    use base64::Engine as _;
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    let mut pcm = crate::audio::pcm::Pcm16::default();
+    let mut samples = Vec::new();
+    let mut track = crate::audio::Track::new(24_000, -40.0);
+    for line in text.lines() {
+        let Ok(v) = crate::drivers::voice::parse_event(line) else {
+            continue;
+        };
+        let _ = crate::drivers::voice::error_event(&v);
+        let kind = v
+            .get("type")
+            .and_then(serde_json::Value::as_str)
+            .unwrap_or("");
+        if kind.ends_with("audio.delta") {
+            let b64 = v
+                .get("delta")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or("");
+            if let Ok(bytes) = base64::engine::general_purpose::STANDARD.decode(b64.trim()) {
+                pcm.decode(&bytes, &mut samples);
+                track.push(&samples);
+                crate::audio::g711::decode(&bytes, bytes.len() % 2 == 0, &mut samples);
+                track.push(&samples);
+            }
+        }
+    }
+}
+
+/// An Ogg Opus stream split at arbitrary bytes, each audio packet decoded by libopus.
+pub fn ogg_opus(data: &[u8]) {
+    let (cuts, body) = split_control(data);
+    let mut demux = crate::audio::ogg::OggOpusDemuxer::new();
+    let Ok(mut dec) = crate::audio::opus::OpusStream::new(48_000) else {
+        return;
+    };
+    let mut track = crate::audio::Track::new(48_000, -40.0);
+    for piece in pieces(body, cuts) {
+        match demux.push(piece) {
+            Ok(packets) => {
+                if let Some(h) = demux.head() {
+                    dec.set_pre_skip(h.pre_skip);
+                }
+                for p in packets {
+                    if let Ok(pcm) = dec.decode(&p) {
+                        track.push(pcm);
+                    }
+                }
+            }
+            Err(_) => return,
+        }
+    }
+    // Raw packets too: the whole input as one Opus packet.
+    let _ = dec.decode(body);
+}
+
+fn with_file(name: &str, data: &[u8], f: impl FnOnce(&std::path::Path)) {
+    let dir = std::env::temp_dir().join(format!("canary-fuzz-{}", std::process::id()));
+    if std::fs::create_dir_all(&dir).is_err() {
+        return;
+    }
+    let path = dir.join(name);
+    if std::fs::write(&path, data).is_ok() {
+        f(&path);
+    }
+}
+
+/// The suite loader (YAML, interpolation, validation) on an arbitrary file.
+pub fn suite_loader(data: &[u8]) {
+    with_file("suite.yaml", data, |p| {
+        let env = crate::suite::ProcessEnv::default();
+        let _ = crate::suite::load_suite(p, &env);
+    });
+}
+
+/// The golden JSONL loader on an arbitrary file.
+pub fn golden_loader(data: &[u8]) {
+    with_file("golden.jsonl", data, |p| {
+        let _ = crate::suite::golden::load(p);
+    });
+}
+
+/// The first byte of the input picks how to split the rest (1 to 256 byte pieces).
+fn split_control(data: &[u8]) -> (usize, &[u8]) {
+    match data.split_first() {
+        Some((c, rest)) => (usize::from(*c) + 1, rest),
+        None => (1, data),
+    }
+}
+
+fn pieces(data: &[u8], size: usize) -> impl Iterator<Item = &[u8]> {
+    data.chunks(size.max(1))
+}
