@@ -34,6 +34,7 @@ fn endpoint() -> Endpoint {
         escalation_phrases: None,
         price: None,
         max_tokens: None,
+        tls: None,
     }
 }
 

@@ -166,6 +166,7 @@ async fn exchange(
         } else {
             "application/json"
         },
+        tls: endpoint.tls.as_ref(),
     };
     let streaming = http::send(req, rec).await?;
     let status = streaming.status;

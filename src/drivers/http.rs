@@ -28,6 +28,8 @@ pub struct HttpRequest<'a> {
     pub body: Option<Bytes>,
     pub content_type: Option<&'static str>,
     pub accept: &'static str,
+    /// The endpoint's own TLS settings (custom CA, client certificate); the default otherwise.
+    pub tls: Option<&'a Arc<rustls::ClientConfig>>,
 }
 
 /// A response whose head has arrived; the body is read by the caller.
@@ -44,24 +46,63 @@ pub struct Streaming {
 
 type ConnFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
+/// The roots every TLS connection trusts: the system's bundle (`SSL_CERT_FILE`, or Debian's
+/// and Red Hat's usual files) when one is readable, otherwise the Mozilla roots compiled in.
+pub fn system_roots() -> rustls::RootCertStore {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    let files = std::env::var("SSL_CERT_FILE").ok().into_iter().chain(
+        [
+            "/etc/ssl/certs/ca-certificates.crt",
+            "/etc/pki/tls/certs/ca-bundle.crt",
+            "/etc/ssl/cert.pem",
+        ]
+        .map(String::from),
+    );
+    for f in files {
+        if let Ok(iter) = CertificateDer::pem_file_iter(&f) {
+            let certs: Vec<CertificateDer<'static>> = iter.filter_map(Result::ok).collect();
+            let (added, _) = roots.add_parsable_certificates(certs);
+            if added > 0 {
+                return roots;
+            }
+        }
+    }
+    roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned());
+    roots
+}
+
+/// A client configuration over `roots`, with a client certificate when given (mTLS).
+pub fn client_config(
+    roots: rustls::RootCertStore,
+    client: Option<(
+        Vec<rustls::pki_types::CertificateDer<'static>>,
+        rustls::pki_types::PrivateKeyDer<'static>,
+    )>,
+) -> Result<Arc<rustls::ClientConfig>, String> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| e.to_string())?
+        .with_root_certificates(roots);
+    let mut cfg = match client {
+        Some((chain, key)) => builder
+            .with_client_auth_cert(chain, key)
+            .map_err(|e| format!("client certificate: {e}"))?,
+        None => builder.with_no_client_auth(),
+    };
+    cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(cfg))
+}
+
 fn tls_config() -> Arc<rustls::ClientConfig> {
     static CONFIG: OnceLock<Arc<rustls::ClientConfig>> = OnceLock::new();
     CONFIG
         .get_or_init(|| {
-            let roots = rustls::RootCertStore {
-                roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-            };
-            let provider = Arc::new(rustls::crypto::ring::default_provider());
             // The ring provider supports the safe default versions (TLS 1.2 and 1.3); this
             // depends on the build, never on a target or a user.
             #[allow(clippy::expect_used)]
-            let mut cfg = rustls::ClientConfig::builder_with_provider(provider)
-                .with_safe_default_protocol_versions()
-                .expect("ring supports TLS 1.2 and 1.3")
-                .with_root_certificates(roots)
-                .with_no_client_auth();
-            cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
-            Arc::new(cfg)
+            client_config(system_roots(), None).expect("ring supports TLS 1.2 and 1.3")
         })
         .clone()
 }
@@ -117,7 +158,11 @@ pub struct Opened {
 
 /// Resolves, connects and (for `https` / `wss`) completes the TLS handshake, stamping each
 /// phase on the timeline.
-pub async fn open(uri: &Uri, rec: &mut Recorder) -> Result<Opened, ProbeError> {
+pub async fn open(
+    uri: &Uri,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    rec: &mut Recorder,
+) -> Result<Opened, ProbeError> {
     let https = match uri.scheme_str() {
         Some("https") | Some("wss") => true,
         Some("http") | Some("ws") => false,
@@ -191,7 +236,8 @@ pub async fn open(uri: &Uri, rec: &mut Recorder) -> Result<Opened, ProbeError> {
                 format!("invalid TLS server name {host}: {e}"),
             )
         })?;
-    let tls = tokio_rustls::TlsConnector::from(tls_config())
+    let config = tls.cloned().unwrap_or_else(tls_config);
+    let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await
         .map_err(|e| {
@@ -219,7 +265,7 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
             ),
         ));
     }
-    let Opened { io, authority } = open(uri, rec).await?;
+    let Opened { io, authority } = open(uri, req.tls, rec).await?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut builder = Request::builder()
         .method(req.method)

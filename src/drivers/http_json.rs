@@ -43,6 +43,7 @@ async fn exchange(
         content_type: body.as_ref().map(|_| "application/json"),
         body,
         accept: "application/json",
+        tls: endpoint.tls.as_ref(),
     };
     let streaming = http::send(req, rec).await?;
     let response = match streaming.read_all(endpoint.max_body, rec).await {

@@ -114,6 +114,7 @@ async fn get(
             body: None,
             content_type: None,
             accept,
+            tls: endpoint.tls.as_ref(),
         },
         &mut scratch,
     )
@@ -200,6 +201,7 @@ async fn exchange(
             content_type: body.as_ref().map(|_| "application/json"),
             body,
             accept: "application/json",
+            tls: endpoint.tls.as_ref(),
         },
         rec,
     )
@@ -418,6 +420,7 @@ async fn stream(
             body: None,
             content_type: None,
             accept: "text/event-stream",
+            tls: endpoint.tls.as_ref(),
         },
         &mut scratch,
     )

@@ -79,7 +79,7 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
             "a voice endpoint's URL must be ws:// or wss://",
         ));
     }
-    let Opened { io, authority } = http::open(&uri, rec).await?;
+    let Opened { io, authority } = http::open(&uri, endpoint.tls.as_ref(), rec).await?;
     let mut builder = ::http::Request::builder()
         .method(::http::Method::GET)
         .uri(uri.clone())

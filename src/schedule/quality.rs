@@ -291,6 +291,7 @@ async fn write_fact(
             content_type: body.as_ref().map(|_| "application/json"),
             body,
             accept: "application/json",
+            tls: None,
         },
         &mut scratch,
     )

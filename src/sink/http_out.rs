@@ -39,6 +39,7 @@ pub async fn request(
             body,
             content_type,
             accept: "*/*",
+            tls: None,
         };
         let s = dh::send(req, &mut rec).await.map_err(|e| e.to_string())?;
         let r = s

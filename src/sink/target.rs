@@ -35,6 +35,7 @@ pub async fn fetch(url: &str, accept: &'static str) -> Result<String, String> {
                 body: None,
                 content_type: None,
                 accept,
+                tls: None,
             },
             &mut rec,
         )

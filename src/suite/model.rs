@@ -166,6 +166,8 @@ pub struct Endpoint {
     pub price: Option<Price>,
     /// Chat protocols: the most output tokens a probe asks for.
     pub max_tokens: Option<u32>,
+    /// The endpoint's own TLS client settings (custom CA, client certificate for mTLS).
+    pub tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).

@@ -111,6 +111,17 @@ pub struct RawEndpoint {
     pub max_tokens: Option<u32>,
     /// Allows credentials over plain http/ws to a host that is not loopback.
     pub allow_insecure: Option<bool>,
+    /// TLS: a custom CA (added to the system roots) and a client certificate and key (mTLS).
+    pub tls: Option<RawTls>,
+}
+
+/// `tls: { ca, cert, key }`: PEM files, relative to the suite.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTls {
+    pub ca: Option<String>,
+    pub cert: Option<String>,
+    pub key: Option<String>,
 }
 
 /// `price: { input_per_mtok, output_per_mtok }` in dollars per million tokens.

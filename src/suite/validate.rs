@@ -711,6 +711,82 @@ fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
     d
 }
 
+/// Builds an endpoint's TLS client configuration from PEM files (paths relative to the
+/// suite): a CA added to the system roots, and a client certificate chain with its key.
+fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::ClientConfig>> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
+    let dir = ctx.dir();
+    let mut roots = crate::drivers::http::system_roots();
+    let mut ok = true;
+    if let Some(ca) = &t.ca {
+        let file = dir.join(ca);
+        match CertificateDer::pem_file_iter(&file).map(|i| i.collect::<Result<Vec<_>, _>>()) {
+            Ok(Ok(certs)) if !certs.is_empty() => {
+                let (added, _) = roots.add_parsable_certificates(certs);
+                if added == 0 {
+                    ctx.err(
+                        &p(path, &[k("ca")]),
+                        format!("{}: no usable CA certificate", file.display()),
+                    );
+                    ok = false;
+                }
+            }
+            _ => {
+                ctx.err(
+                    &p(path, &[k("ca")]),
+                    format!("{}: not a readable PEM certificate file", file.display()),
+                )
+                .hint = Some("a PEM file with one or more `BEGIN CERTIFICATE` blocks".into());
+                ok = false;
+            }
+        }
+    }
+    let client = match (&t.cert, &t.key) {
+        (None, None) => None,
+        (Some(c), Some(kf)) => {
+            let cfile = dir.join(c);
+            let kfile = dir.join(kf);
+            let chain =
+                CertificateDer::pem_file_iter(&cfile).map(|i| i.collect::<Result<Vec<_>, _>>());
+            let key = PrivateKeyDer::from_pem_file(&kfile);
+            match (chain, key) {
+                (Ok(Ok(chain)), Ok(key)) if !chain.is_empty() => Some((chain, key)),
+                (chain, key) => {
+                    if !matches!(chain, Ok(Ok(ref c)) if !c.is_empty()) {
+                        ctx.err(
+                            &p(path, &[k("cert")]),
+                            format!("{}: not a readable PEM certificate chain", cfile.display()),
+                        );
+                    }
+                    if key.is_err() {
+                        ctx.err(
+                            &p(path, &[k("key")]),
+                            format!("{}: not a readable PEM private key", kfile.display()),
+                        );
+                    }
+                    ok = false;
+                    None
+                }
+            }
+        }
+        _ => {
+            ctx.err(path, "a client certificate needs both `cert` and `key`");
+            ok = false;
+            None
+        }
+    };
+    if !ok {
+        return None;
+    }
+    match crate::drivers::http::client_config(roots, client) {
+        Ok(c) => Some(c),
+        Err(e) => {
+            ctx.err(path, e);
+            None
+        }
+    }
+}
+
 /// The suite's `escalation_phrases` (a string or a list).
 fn suite_escalation_phrases(v: Option<&Value>, ctx: &mut Ctx) -> Vec<String> {
     let Some(v) = v else { return Vec::new() };
@@ -881,6 +957,10 @@ fn build_endpoint(
             ),
         );
     }
+    let tls = raw
+        .tls
+        .take()
+        .and_then(|t| tls_config(t, &p(path, &[k("tls")]), ctx));
     let job = super::job::build(&mut raw, path, ctx);
     let metrics = super::job::target_metrics(&mut raw, path, ctx);
     let labels = super::job::labels(&mut raw, path, ctx);
@@ -1006,6 +1086,7 @@ fn build_endpoint(
         escalation_phrases,
         price,
         max_tokens: raw.max_tokens,
+        tls,
         schema,
         answer,
         timeout,
