@@ -373,3 +373,37 @@ fn voice_playout_becomes_underrun_and_stall_counters() {
     let stalled = value(&x, "canary_audio_stalled_seconds_total", &p).unwrap();
     assert!((stalled - 0.5).abs() < 1e-9, "{stalled}");
 }
+
+#[test]
+fn tier_values_from_responses_are_capped_per_slice_with_an_other_bucket() {
+    let s = suite("llama-mapper.yaml");
+    let runs: Vec<Observation> = (0..40)
+        .map(|i| {
+            let mut o = obs("detector=presidio", 0.1, Outcome::Ok, true, false);
+            o.verdicts.tier = Some(format!("model-{i}"));
+            o
+        })
+        .collect();
+    let m = MetricsModel::from_run(&s, "eu", &runs, SystemTime::UNIX_EPOCH);
+    let tiers: Vec<Sample> = m
+        .samples()
+        .into_iter()
+        .filter(|x| x.name == "canary_tier_total")
+        .collect();
+    let cap = crate::slo::aggregate::MAX_TIERS;
+    assert_eq!(tiers.len(), cap + 1, "{cap} values and `other`");
+    let other = tiers
+        .iter()
+        .find(|x| x.labels.iter().any(|(k, v)| k == "tier" && v == "other"))
+        .unwrap();
+    assert_eq!(other.value, (40 - cap) as f64);
+    // The report's per-slice tiers keep the same cap.
+    let stats = crate::slo::aggregate::aggregate(&runs);
+    let slice = stats
+        .iter()
+        .find(|(k, _)| k.slice == "detector=presidio")
+        .unwrap()
+        .1;
+    assert_eq!(slice.tiers.len(), cap + 1);
+    assert_eq!(slice.tiers["other"], (40 - cap) as u64);
+}
