@@ -34,11 +34,7 @@ const TEXT_DELTA: &[&str] = &[
 ];
 
 pub async fn run(endpoint: &Endpoint, case: &Case, run: RunVars, rec: &mut Recorder) {
-    let Some(spec) = &endpoint.voice else {
-        rec.fail(ProbeError::new(
-            ErrorClass::Request,
-            "the endpoint has no voice settings",
-        ));
+    let Some(spec) = voice::spec_of(endpoint, rec) else {
         return;
     };
     if let Err(e) = exchange(endpoint, spec, case, run, rec).await {

@@ -144,6 +144,32 @@ pub struct VoiceTruth {
     pub transcript: String,
 }
 
+impl VoiceTruth {
+    /// The record of an answer about to be sent, before any chunk went out.
+    fn new(path: &str, format: &str, s: &Scenario, offset_s: f64, transcript: &str) -> Self {
+        VoiceTruth {
+            seq: 0,
+            path: path.into(),
+            id: s.id.clone(),
+            format: format.into(),
+            first_chunk_s: None,
+            first_audible_chunk_s: None,
+            first_audible_offset_s: offset_s,
+            lead_in_s: s.lead_in_ms as f64 / 1000.0,
+            speech_s: s.speech_ms as f64 / 1000.0,
+            gap_s: if s.gap_at_ms.is_some() {
+                s.gap_ms as f64 / 1000.0
+            } else {
+                0.0
+            },
+            chunks: 0,
+            done_s: None,
+            fault: s.fault,
+            transcript: transcript.into(),
+        }
+    }
+}
+
 const SPEECH_AMPLITUDE: f32 = 0.3;
 
 /// Speech-like sound: a 110-150 Hz voice with six harmonics in 200 ms syllables (160 ms
@@ -338,26 +364,13 @@ async fn voice_session(
     // not the packet it lands in).
     let shifted = lead_samples + usize::from(lookahead);
     let first_audible = shifted / per_frame;
-    let mut truth = VoiceTruth {
-        seq: 0,
-        path: "/v1/voice".into(),
-        id: s.id.clone(),
-        format: if ogg { "ogg-opus" } else { "opus" }.into(),
-        first_chunk_s: None,
-        first_audible_chunk_s: None,
-        first_audible_offset_s: (shifted % per_frame) as f64 / 48_000.0,
-        lead_in_s: s.lead_in_ms as f64 / 1000.0,
-        speech_s: s.speech_ms as f64 / 1000.0,
-        gap_s: if s.gap_at_ms.is_some() {
-            s.gap_ms as f64 / 1000.0
-        } else {
-            0.0
-        },
-        chunks: 0,
-        done_s: None,
-        fault: s.fault,
-        transcript: text.clone(),
-    };
+    let mut truth = VoiceTruth::new(
+        "/v1/voice",
+        if ogg { "ogg-opus" } else { "opus" },
+        &s,
+        (shifted % per_frame) as f64 / 48_000.0,
+        &text,
+    );
     let mut writer = ogg::writing::PacketWriter::new(Vec::new());
     if ogg {
         let mut head = b"OpusHead".to_vec();
@@ -623,31 +636,18 @@ async fn realtime_session(
     let frame = Duration::from_millis(frame_ms);
     let times = schedule(&s, frames, frame, &mut rng);
     let first_audible = lead_samples / per_frame;
-    let mut truth = VoiceTruth {
-        seq: 0,
-        path: "/v1/realtime".into(),
-        id: s.id.clone(),
-        format: match fmt {
-            Fmt::Pcm16 => "pcm16",
-            Fmt::Pcmu => "pcmu",
-            Fmt::Pcma => "pcma",
-        }
-        .into(),
-        first_chunk_s: None,
-        first_audible_chunk_s: None,
-        first_audible_offset_s: (lead_samples % per_frame) as f64 / f64::from(rate),
-        lead_in_s: s.lead_in_ms as f64 / 1000.0,
-        speech_s: s.speech_ms as f64 / 1000.0,
-        gap_s: if s.gap_at_ms.is_some() {
-            s.gap_ms as f64 / 1000.0
-        } else {
-            0.0
-        },
-        chunks: 0,
-        done_s: None,
-        fault: s.fault,
-        transcript: reply.clone(),
+    let format = match fmt {
+        Fmt::Pcm16 => "pcm16",
+        Fmt::Pcmu => "pcmu",
+        Fmt::Pcma => "pcma",
     };
+    let mut truth = VoiceTruth::new(
+        "/v1/realtime",
+        format,
+        &s,
+        (lead_samples % per_frame) as f64 / f64::from(rate),
+        &reply,
+    );
     let begin = t0 + Duration::from_millis(s.first_ms);
     let audio_delta = name("response.output_audio.delta", "response.audio.delta");
     let text_delta = name(

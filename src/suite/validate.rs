@@ -93,24 +93,7 @@ pub fn resolved(file: &Path, env: &dyn Env) -> Result<Value, Vec<Diagnostic>> {
     // Loading registers every secret the suite uses (headers, `${file:...}`, credential
     // variables) before anything is printed.
     load_suite(file, env)?;
-    let src = std::fs::read_to_string(file).map_err(|e| {
-        vec![Diagnostic::new(
-            file,
-            None,
-            "(file)",
-            format!("cannot read suite: {e}"),
-        )]
-    })?;
-    let mut tree = yaml::parse(&src).map_err(|e| {
-        vec![Diagnostic::new(
-            file,
-            Some(e.pos),
-            "(syntax)",
-            format!("invalid YAML: {}", e.message),
-        )]
-    })?;
-    let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let _ = interpolate_tree(&mut tree, env, &base);
+    let (tree, _) = read_tree(file, env)?;
     let mut v = tree.to_json();
     redact_value(&mut v, false);
     Ok(v)
@@ -135,8 +118,11 @@ fn redact_value(v: &mut Value, sensitive: bool) {
     }
 }
 
-/// Loads and validates one suite file.
-pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> {
+/// Reads and parses a suite file and interpolates `${...}` (relative to the file's folder).
+fn read_tree(
+    file: &Path,
+    env: &dyn Env,
+) -> Result<(Node, Vec<super::interp::InterpError>), Vec<Diagnostic>> {
     let src = std::fs::read_to_string(file).map_err(|e| {
         vec![Diagnostic::new(
             file,
@@ -154,7 +140,13 @@ pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> 
         )]
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
-    let interp_errors = interpolate_tree(&mut tree, env, &base);
+    let errors = interpolate_tree(&mut tree, env, &base);
+    Ok((tree, errors))
+}
+
+/// Loads and validates one suite file.
+pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> {
+    let (tree, interp_errors) = read_tree(file, env)?;
     let mut ctx = Ctx {
         file,
         tree: &tree,
