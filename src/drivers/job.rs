@@ -273,6 +273,23 @@ async fn exchange(
                 )
             })?;
             let url = resolve(&submit_uri, loc)?;
+            // The endpoint's credentials go only where the suite sent them.
+            let same_origin = url.parse::<::http::Uri>().is_ok_and(|u| {
+                u.scheme_str() == submit_uri.scheme_str() && u.authority() == submit_uri.authority()
+            });
+            let has_credentials = endpoint
+                .headers
+                .iter()
+                .any(|(n, _)| crate::secret::is_sensitive_header(n.as_str()));
+            if !same_origin && has_credentials {
+                return Err(ProbeError::new(
+                    ErrorClass::Protocol,
+                    format!(
+                        "the submit's `Location` points at another origin ({}); canary does not send the endpoint's credentials there (set `poll.url`)",
+                        crate::secret::redact(&url)
+                    ),
+                ));
+            }
             // The status URL names the job in reports.
             summary.id = Some(loc.to_string());
             rec.set_job(summary.clone());

@@ -84,24 +84,36 @@ fn standard_weekdays(field: &str) -> Result<String, String> {
     Ok(parts.join(","))
 }
 
-/// How many times a schedule fires in a day (counted over the first day of 2026, UTC).
+/// How many times a schedule fires in a day. A rotation numbers its ticks by time, so the
+/// firings must be evenly spaced over a week of days (`*/5 * * * *`, `0 * * * *`), not
+/// bunched (`*/5 9-17 * * *`) or skipping days.
 pub fn ticks_per_day(expr: &str) -> Result<u32, String> {
     let c = parse(expr)?;
     let start = chrono::DateTime::<Utc>::from_timestamp(1_767_225_600, 0)
         .ok_or_else(|| "bad reference time".to_string())?;
-    let end = start + chrono::Duration::days(1);
-    let n = c
+    let end = start + chrono::Duration::days(7);
+    let times: Vec<_> = c
         .inner
         .after(&(start - chrono::Duration::seconds(1)))
         .take_while(|t| *t < end)
-        .take(86_400)
-        .count();
-    if n == 0 {
+        .take(7 * 86_400)
+        .collect();
+    let n = times.len() as i64;
+    let week = 7 * 86_400;
+    if n == 0 || n % 7 != 0 || week % n != 0 {
         return Err(format!(
-            "`{expr}` does not fire every day; a rotation needs daily ticks"
+            "`{expr}` does not fire evenly every day; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)"
         ));
     }
-    Ok(n as u32)
+    let gap = week / n;
+    let first = times[0].timestamp();
+    let even = times.iter().all(|t| (t.timestamp() - first) % gap == 0);
+    if !even {
+        return Err(format!(
+            "`{expr}` fires at uneven intervals; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)"
+        ));
+    }
+    Ok((n / 7) as u32)
 }
 
 impl CronSchedule {
@@ -138,6 +150,9 @@ mod tests {
         assert_eq!(ticks_per_day("0 * * * *").unwrap(), 24);
         assert_eq!(ticks_per_day("30 2 * * *").unwrap(), 1);
         assert!(ticks_per_day("nonsense").is_err());
+        assert!(ticks_per_day("*/5 9-17 * * *").is_err(), "bunched");
+        assert!(ticks_per_day("0 9,10 * * *").is_err(), "uneven");
+        assert!(ticks_per_day("0 0 1 * *").is_err(), "monthly");
     }
 
     #[test]

@@ -81,7 +81,10 @@ pub async fn warm_up(suite: &Suite, opts: &RunOptions) {
     for round in 1..=opts.warmup {
         let mut set = JoinSet::new();
         for pi in 0..suite.probes.len() {
-            for ci in 0..suite.probes[pi].cases.len() {
+            // A probe with a rotation warms up only this tick's subset.
+            let cases = tick_subset(&suite, &suite.probes[pi], opts)
+                .unwrap_or_else(|| (0..suite.probes[pi].cases.len()).collect());
+            for ci in cases {
                 let suite = Arc::clone(&suite);
                 let permits = Arc::clone(&permits);
                 let (timeout, seed) = (opts.timeout, opts.seed);
@@ -103,7 +106,16 @@ pub async fn warm_up(suite: &Suite, opts: &RunOptions) {
                 });
             }
         }
-        while set.join_next().await.is_some() {}
+        loop {
+            tokio::select! {
+                biased;
+                _ = stopped(&opts.stop) => {
+                    set.abort_all();
+                    return;
+                }
+                j = set.join_next() => if j.is_none() { break },
+            }
+        }
     }
 }
 
@@ -159,8 +171,9 @@ pub async fn execute_probes(
         // The slot is taken here, in order, so runs start in the (seeded) order of the list.
         // The semaphore is never closed; if it were, run without a permit rather than lose the case.
         let permit = tokio::select! {
-            p = Arc::clone(&permits).acquire_owned() => p.ok(),
+            biased;
             _ = stopped(&opts.stop) => break,
+            p = Arc::clone(&permits).acquire_owned() => p.ok(),
         };
         set.spawn(async move {
             let _permit = permit;
@@ -188,13 +201,20 @@ pub async fn execute_probes(
     let mut results = Vec::new();
     loop {
         let joined = tokio::select! {
-            j = set.join_next() => j,
+            biased;
             _ = stopped(&opts.stop) => {
-                // Runs still in flight are abandoned; what finished is kept.
+                // Runs still in flight are abandoned; every run that finished is kept
+                // (an aborted task that had already finished still yields its result).
                 set.abort_all();
+                while let Some(j) = set.join_next().await {
+                    if let Ok(Some(r)) = j {
+                        results.push(r);
+                    }
+                }
                 tracing::warn!(finished = results.len(), "stopping: runs in flight abandoned");
                 break;
             }
+            j = set.join_next() => j,
         };
         let Some(joined) = joined else { break };
         match joined {

@@ -267,6 +267,7 @@ fn failed(e: ProbeError) -> Timeline {
 }
 
 async fn write_fact(
+    endpoint: &Endpoint,
     fact: &crate::suite::CanaryFactSpec,
     case: &Case,
     nonce: &str,
@@ -291,7 +292,8 @@ async fn write_fact(
             content_type: body.as_ref().map(|_| "application/json"),
             body,
             accept: "application/json",
-            tls: None,
+            // The knowledge source usually sits behind the same private CA as the endpoint.
+            tls: endpoint.tls.as_ref(),
         },
         &mut scratch,
     )
@@ -326,7 +328,7 @@ async fn canary_fact(
         gave_up: false,
         read_every: fact.read_every.as_secs_f64(),
     };
-    let write = tokio::time::timeout(deadline, write_fact(fact, case, &nonce)).await;
+    let write = tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce)).await;
     match write {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return (failed(e), lag),

@@ -111,7 +111,7 @@ pub fn select(order: &[usize], rate: f64, tick: u64) -> Vec<usize> {
         return order.to_vec();
     }
     let start = (tick as f64 * rate).floor() as u64;
-    let end = ((tick + 1) as f64 * rate).floor() as u64;
+    let end = (tick.saturating_add(1) as f64 * rate).floor() as u64;
     (start..end).map(|p| order[(p % n) as usize]).collect()
 }
 

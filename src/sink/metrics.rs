@@ -1022,11 +1022,13 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
             let names = if early { Default::default() } else { names };
             // A failed check adds its `passed="false"` series.
             dynamic += names.len() as u64;
+            // Capped values: MAX_TIERS of them, then `other`.
+            let capped = crate::slo::aggregate::MAX_TIERS as u64 + 1;
             if ep.tier.is_some() {
-                dynamic += crate::slo::aggregate::MAX_TIERS as u64;
+                dynamic += capped;
             }
             if ep.escalation_phrases.is_some() {
-                dynamic += crate::slo::aggregate::MAX_TIERS as u64;
+                dynamic += capped;
             }
             for good in [true, false] {
                 let mut v = crate::check::Verdicts {

@@ -1420,6 +1420,13 @@ fn build_probe(
         },
         (None, None) => None,
     };
+    if rotation.is_some() && canary_fact.is_some() {
+        ctx.err(
+            path,
+            "a canary-fact probe asks until its fact shows (up to give_up_after / read_every questions a run); it cannot be budgeted per case",
+        )
+        .hint = Some("bound it with `read_every` and `give_up_after`, and its schedule".into());
+    }
     if raw.coverage.is_some() && rotation.is_none() {
         ctx.err(
             &p(path, &[k("coverage")]),
