@@ -241,13 +241,7 @@ fn cache_hits_are_counted_exactly_and_the_targets_view_is_set_beside_them() {
         let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
         assert!(text.contains("montage_proxy_cache_request_total"), "{text}");
     }
-    let schema = read_json(&repo().join("docs/report.schema.json"));
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&r.report)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_report_valid(&r.report);
     assert_eq!(r.report["seed"], 5);
     assert_eq!(r.report["warmup"], 1);
 }

@@ -289,11 +289,5 @@ slos:
         agg["answer_chars"]["count"].as_u64().unwrap() == 16,
         "{agg}"
     );
-    let schema = read_json(&repo().join("docs/report.schema.json"));
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&r)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_report_valid(&r);
 }

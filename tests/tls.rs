@@ -111,19 +111,8 @@ probes:
 "#
         ),
     );
-    let report = dir.path().join("r.json");
-    let out = canary(
-        &[
-            "run",
-            s.to_str().unwrap(),
-            "-q",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (out, r) = run_with_report(&s, &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let r = read_json(&report);
     let outcome = |e: &str| {
         r["cases"]
             .as_array()

@@ -174,13 +174,7 @@ fn time_to_first_audio_is_the_first_audible_chunk_not_the_first_byte() {
     ];
     let r = run(eps);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
-    let schema = read_json(&repo().join("docs/report.schema.json"));
-    let validator = jsonschema::validator_for(&schema).unwrap();
-    let errors: Vec<String> = validator
-        .iter_errors(&r.report)
-        .map(|e| format!("{e} at {}", e.instance_path))
-        .collect();
-    assert!(errors.is_empty(), "{errors:?}");
+    assert_report_valid(&r.report);
     for (name, ..) in eps {
         let c = r.case(name);
         let t = r.truth(name);
@@ -378,19 +372,8 @@ fn realtime_sends_a_wav_file_as_input_audio() {
         "s.yaml",
         &format!("suite: wav\nendpoints:\n  rt: {{ protocol: realtime, url: \"{ws}/v1/realtime?speech_ms=300\" }}\nprobes:\n  - {{ name: rt, endpoint: rt, golden: g.jsonl }}\n"),
     );
-    let report = dir.path().join("r.json");
-    let out = canary(
-        &[
-            "run",
-            s.to_str().unwrap(),
-            "-q",
-            "--report",
-            report.to_str().unwrap(),
-        ],
-        &[],
-    );
+    let (out, r) = run_with_report(&s, &[], &[]);
     assert_eq!(out.status.code(), Some(0), "{:?}", text(&out));
-    let r = read_json(&report);
     assert_eq!(r["cases"][0]["outcome"], "ok", "{}", r["cases"][0]);
 
     // A WAV at the wrong rate is a load error naming the golden line.

@@ -18,7 +18,7 @@ use super::http::{self, HttpRequest};
 use super::sse::{SseEvent, SseParser};
 use super::RunVars;
 use crate::check::extract::{value_text, Source};
-use crate::suite::template::{render_lenient, Vars};
+use crate::suite::template::render_lenient;
 use crate::suite::{Case, Endpoint, JobFollow, JobSpec};
 use crate::timeline::{ErrorClass, Event, JobSummary, ProbeError, Recorder, Response};
 
@@ -41,11 +41,7 @@ fn request_err(m: impl AsRef<str>) -> ProbeError {
 
 /// The submit body: the `submit.body` template, else the case's `input.body`, else `input`.
 pub fn submit_body(spec: &JobSpec, case: &Case, vars: RunVars) -> Result<Option<Value>, String> {
-    let v = Vars {
-        case,
-        run: Some(vars.run),
-        seed: vars.seed,
-    };
+    let v = vars.template(case);
     let raw = match (&spec.submit_body, case.input.get("body")) {
         (Some(t), _) => t.clone(),
         (None, Some(b)) => b.clone(),

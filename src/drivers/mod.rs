@@ -29,6 +29,15 @@ pub struct RunVars {
 }
 
 impl RunVars {
+    /// What `{{...}}` placeholders can name for this run of `case`.
+    pub fn template<'a>(&self, case: &'a Case) -> crate::suite::template::Vars<'a> {
+        crate::suite::template::Vars {
+            case,
+            run: Some(self.run),
+            seed: self.seed,
+        }
+    }
+
     /// Renders `{{run}}`, `{{seed}}`, `{{case.*}}` and `{{input.*}}` in a request body a
     /// golden case holds (other `{{...}}` text is left as written).
     pub fn render(
@@ -36,15 +45,8 @@ impl RunVars {
         body: &serde_json::Value,
         case: &Case,
     ) -> Result<serde_json::Value, ProbeError> {
-        crate::suite::template::render_lenient(
-            body,
-            &crate::suite::template::Vars {
-                case,
-                run: Some(self.run),
-                seed: self.seed,
-            },
-        )
-        .map_err(|m| ProbeError::new(ErrorClass::Request, m))
+        crate::suite::template::render_lenient(body, &self.template(case))
+            .map_err(|m| ProbeError::new(ErrorClass::Request, m))
     }
 }
 

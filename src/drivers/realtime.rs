@@ -15,7 +15,7 @@ use super::voice::{self, Listener};
 use super::ws::{self, Ws};
 use super::RunVars;
 use crate::audio::{g711, pcm::Pcm16, wav, AudioError};
-use crate::suite::template::{render, Vars};
+use crate::suite::template::render;
 use crate::suite::{AudioFormat, Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Usage};
 
@@ -53,11 +53,7 @@ async fn exchange(
     run: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
-    let vars = Vars {
-        case,
-        run: Some(run.run),
-        seed: run.seed,
-    };
+    let vars = run.template(case);
     let session = match &spec.session {
         Some(s) => Some(render(s, &vars).map_err(request_err)?),
         None => None,

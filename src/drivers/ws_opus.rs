@@ -12,7 +12,7 @@ use super::voice::{self, Listener};
 use super::{ws, RunVars};
 use crate::audio::ogg::OggOpusDemuxer;
 use crate::audio::opus::OpusStream;
-use crate::suite::template::{render, Vars};
+use crate::suite::template::render;
 use crate::suite::{Case, Container, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder};
 
@@ -32,11 +32,7 @@ async fn exchange(
     run: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
-    let vars = Vars {
-        case,
-        run: Some(run.run),
-        seed: run.seed,
-    };
+    let vars = run.template(case);
     let start = render(&spec.start, &vars).map_err(|m| ProbeError::new(ErrorClass::Request, m))?;
     let mut opus =
         OpusStream::new(spec.sample_rate).map_err(|e| voice::decode_error(e, "decoder"))?;

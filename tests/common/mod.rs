@@ -118,3 +118,34 @@ pub fn nearest_rank(sorted: &[f64], q: f64) -> f64 {
 pub fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
 }
+
+/// Asserts that a JSON report conforms to the committed `docs/report.schema.json`.
+pub fn assert_report_valid(report: &serde_json::Value) {
+    let schema = read_json(&repo().join("docs/report.schema.json"));
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    let errors: Vec<String> = validator
+        .iter_errors(report)
+        .map(|e| format!("{e} at {}", e.instance_path))
+        .collect();
+    assert!(errors.is_empty(), "{errors:?}");
+}
+
+/// `canary run SUITE -q --report DIR/r.json` (plus `extra`): the process output and the report.
+pub fn run_with_report(
+    suite: &Path,
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (Output, serde_json::Value) {
+    let report = suite.with_file_name("r.json");
+    let mut args = vec![
+        "run",
+        suite.to_str().unwrap(),
+        "-q",
+        "--report",
+        report.to_str().unwrap(),
+    ];
+    args.extend_from_slice(extra);
+    let out = canary(&args, env);
+    let r = read_json(&report);
+    (out, r)
+}
