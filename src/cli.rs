@@ -213,6 +213,25 @@ pub enum Command {
         #[arg(long, value_enum)]
         profile: Option<crate::sim::Profile>,
     },
+    /// Benchmark measurement fidelity and cost against the simulator's ground truth (and the
+    /// peer `aiperf`); writes bench.json and bench.md.
+    Bench {
+        /// Where the report, the generated suites and the tools' outputs go.
+        #[arg(long, default_value = "target/bench")]
+        out: PathBuf,
+        /// Streams in flight for the fidelity measurements (comma-separated).
+        #[arg(long, default_value = "1,100,500,1000")]
+        levels: String,
+        /// Fewer runs everywhere: a smoke run, not reference figures.
+        #[arg(long)]
+        quick: bool,
+        /// `aiperf`: run NVIDIA's aiperf side by side (installed into OUT/aiperf-venv from
+        /// PyPI when absent); `none`: skip it.
+        #[arg(long, default_value = "aiperf", value_parser = ["aiperf", "none"])]
+        peer: String,
+        #[arg(long, default_value_t = 42)]
+        seed: u64,
+    },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
         /// Folder with the example suites.
@@ -508,6 +527,30 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             profile,
         } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+        Command::Bench {
+            out,
+            levels,
+            quick,
+            peer,
+            seed,
+        } => {
+            let opts = crate::bench::Options {
+                out,
+                levels: crate::bench::parse_levels(&levels).map_err(anyhow::Error::msg)?,
+                quick,
+                peer: peer == "aiperf",
+                exe: std::env::current_exe().context("cannot find the canary binary")?,
+                seed,
+            };
+            let report = crate::bench::run(&opts).await?;
+            print_out(&crate::bench::markdown(&report))?;
+            println!(
+                "report: {} and {}",
+                opts.out.join("bench.json").display(),
+                opts.out.join("bench.md").display()
+            );
+            Ok(EXIT_OK)
+        }
     }
 }
 
@@ -1021,7 +1064,10 @@ fn voice_truth_line(
         let truth = voices.iter().find(|v| {
             v.format == audio.format && v.id.as_deref().is_some_and(|id| id.ends_with(&key))
         });
-        if let Some(t) = truth.and_then(|t| t.first_audible_chunk_s) {
+        if let Some(t) = truth.and_then(|t| {
+            t.first_audible_chunk_s
+                .map(|c| c + t.first_audible_offset_s)
+        }) {
             worst = worst.max((ttfa - t).abs());
             compared += 1;
         }

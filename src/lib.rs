@@ -17,6 +17,7 @@
 //! - [`gate`]: the pre-release gate (candidate vs baseline, per slice, with statistics).
 //! - [`serve`]: the long-running monitor (schedules, SQLite history, SLO state API, status page).
 //! - [`sim`]: the reference simulator with ground truth.
+//! - [`bench`]: fidelity and cost benchmarks against the simulator's truth and a peer.
 //! - [`cli`]: the command line and exit codes.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
 
@@ -24,6 +25,7 @@
 #![cfg_attr(test, allow(clippy::unwrap_used))]
 
 pub mod audio;
+pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod drivers;

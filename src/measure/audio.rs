@@ -67,11 +67,12 @@ pub fn time_to_first_audio(t: &Timeline) -> Option<f64> {
     let onset = audio.onset?;
     let cs = chunks(t);
     let a0 = cs.first()?.arrival;
-    // The chunk that holds the first audible sample (the onset window may begin in the
-    // silent chunk before it); the offset counts from the window's start.
-    let (c, _) = holding(&cs, audio.first_audible.unwrap_or(onset))?;
-    let offset = onset.saturating_sub(c.position);
-    let due = a0 + onset;
+    // The first audible sample, not the start of its 10 ms window: the chunk that holds it
+    // (the onset window may begin in the silent chunk before it), and its place in it.
+    let heard = audio.first_audible.unwrap_or(onset);
+    let (c, _) = holding(&cs, heard)?;
+    let offset = heard.saturating_sub(c.position);
+    let due = a0 + heard;
     let early = due.saturating_sub(c.arrival).min(offset);
     Some((c.arrival + early).saturating_sub(origin(t)).as_secs_f64())
 }

@@ -105,6 +105,13 @@ pub struct StreamTruth {
     pub reasoning_words: u32,
     pub completed: bool,
     pub answer: String,
+    /// Wall-clock time of the request's arrival (seconds since the Unix epoch): every time
+    /// above is relative to it; benchmarks align it with the client's own stamps.
+    #[serde(default)]
+    pub received_unix: f64,
+    /// The request's `x-request-id` header, if any (benchmarks match runs by it).
+    #[serde(default)]
+    pub request_id: Option<String>,
 }
 
 /// The model that answers when the fallback tier is forced (`x-sim-tier: fallback` or
@@ -668,6 +675,44 @@ impl http_body::Body for ScriptBody {
 
 use std::future::Future;
 
+/// Most words a fixed-length answer has.
+const MAX_FIXED_WORDS: u64 = 10_000;
+
+/// A fixed answer length asked for: the `x-sim-words` header, or the request's output-token
+/// limit when it also says `ignore_eos: true` (as load generators ask vLLM for exact lengths).
+fn fixed_words(headers: &HeaderMap, req: &Value) -> Option<usize> {
+    let from_header = headers
+        .get("x-sim-words")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    let from_body = || {
+        if req.get("ignore_eos").and_then(Value::as_bool) != Some(true) {
+            return None;
+        }
+        ["max_tokens", "max_completion_tokens", "max_output_tokens"]
+            .iter()
+            .find_map(|k| req.get(*k).and_then(Value::as_u64))
+    };
+    from_header
+        .or_else(from_body)
+        .filter(|n| *n > 0)
+        .map(|n| n.min(MAX_FIXED_WORDS) as usize)
+}
+
+/// `answer` cut or padded (with filler words) to exactly `n` words.
+fn exactly_words(answer: &str, n: usize) -> String {
+    const FILLER: &[&str] = &[
+        "and", "so", "the", "answer", "goes", "on", "with", "more", "words", "to", "read",
+    ];
+    let mut words: Vec<&str> = answer.split_whitespace().take(n).collect();
+    let mut k = 0;
+    while words.len() < n {
+        words.push(FILLER[k % FILLER.len()]);
+        k += 1;
+    }
+    words.join(" ")
+}
+
 fn prompt_of(api: Api, body: &Value) -> String {
     let msgs = match api {
         Api::OpenaiResponses => body.get("input"),
@@ -764,7 +809,10 @@ async fn handle(
         _ => WriteMode::Events,
     };
     let profile = state.config().profile;
-    let answer = answer_with(&prompt_of(api, &req), profile.wrong_multi_step());
+    let mut answer = answer_with(&prompt_of(api, &req), profile.wrong_multi_step());
+    if let Some(n) = fixed_words(&headers, &req) {
+        answer = exactly_words(&answer, n);
+    }
     let (headers_delay, items, broken) =
         script_with(api, &model, &answer, profile.latency_factor());
     let mut truth = StreamTruth {
@@ -774,6 +822,11 @@ async fn handle(
         stream,
         write_mode: format!("{mode:?}").to_ascii_lowercase(),
         answer: answer.clone(),
+        received_unix: super::unix_seconds(received),
+        request_id: headers
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(|s| s.chars().take(128).collect()),
         ..Default::default()
     };
     tokio::time::sleep(headers_delay).await;
@@ -869,6 +922,28 @@ pub fn route(api: Api) -> axum::routing::MethodRouter<Arc<SimState>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn fixed_lengths_come_from_the_header_or_ignore_eos_with_a_token_limit() {
+        let mut h = HeaderMap::new();
+        assert_eq!(fixed_words(&h, &json!({"max_tokens": 7})), None);
+        assert_eq!(
+            fixed_words(&h, &json!({"max_tokens": 7, "ignore_eos": true})),
+            Some(7)
+        );
+        assert_eq!(
+            fixed_words(&h, &json!({"max_completion_tokens": 9, "ignore_eos": true})),
+            Some(9)
+        );
+        h.insert("x-sim-words", "12".parse().unwrap());
+        assert_eq!(fixed_words(&h, &json!({"max_tokens": 7})), Some(12));
+        h.insert("x-sim-words", "99999999".parse().unwrap());
+        assert_eq!(fixed_words(&h, &json!({})), Some(10_000));
+        assert_eq!(exactly_words("one two three", 2), "one two");
+        let long = exactly_words("one two", 100);
+        assert_eq!(long.split(' ').count(), 100);
+        assert!(long.starts_with("one two and so"));
+    }
 
     #[test]
     fn golden_prompts_get_right_answers_padded_to_forty_words() {

@@ -296,6 +296,15 @@ async fn stamp_arrival(
     next.run(req).await
 }
 
+/// Wall-clock time (seconds since the Unix epoch) of a monotonic instant of this process, so
+/// that ground truth can be compared with another process's stamps on the same machine.
+pub fn unix_seconds(t: std::time::Instant) -> f64 {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    now.as_secs_f64() - t.elapsed().as_secs_f64()
+}
+
 /// The arrival stamp of a request (now, if the middleware did not run).
 pub fn received(r: Option<axum::Extension<Received>>) -> std::time::Instant {
     r.map(|axum::Extension(Received(t))| t)

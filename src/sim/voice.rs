@@ -137,6 +137,10 @@ pub struct VoiceTruth {
     pub speech_s: f64,
     /// The pause in the middle of the speech.
     pub gap_s: f64,
+    /// Wall-clock time of the request message's arrival (seconds since the Unix epoch), the
+    /// base of every time here; benchmarks align it with the client's own stamps.
+    #[serde(default)]
+    pub received_unix: f64,
     pub chunks: u64,
     /// The final event was written (absent when the answer was cut or failed).
     pub done_s: Option<f64>,
@@ -162,6 +166,7 @@ impl VoiceTruth {
             } else {
                 0.0
             },
+            received_unix: 0.0,
             chunks: 0,
             done_s: None,
             fault: s.fault,
@@ -371,6 +376,7 @@ async fn voice_session(
         (shifted % per_frame) as f64 / 48_000.0,
         &text,
     );
+    truth.received_unix = super::unix_seconds(t0);
     let mut writer = ogg::writing::PacketWriter::new(Vec::new());
     if ogg {
         let mut head = b"OpusHead".to_vec();
@@ -648,6 +654,7 @@ async fn realtime_session(
         (lead_samples % per_frame) as f64 / f64::from(rate),
         &reply,
     );
+    truth.received_unix = super::unix_seconds(t0);
     let begin = t0 + Duration::from_millis(s.first_ms);
     let audio_delta = name("response.output_audio.delta", "response.audio.delta");
     let text_delta = name(

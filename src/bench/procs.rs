@@ -1,0 +1,260 @@
+//! Child processes of the benchmark: the simulator (`canary sim`, a process of its own so its
+//! work is not counted as canary's), and measured commands (`canary run`, a peer tool) with
+//! the CPU time and peak memory of their whole process tree.
+
+use std::collections::{BTreeMap, HashMap};
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::BenchError;
+
+/// The simulator in a child process; killed when dropped.
+pub struct SimProcess {
+    child: Child,
+    /// `http://127.0.0.1:PORT`
+    pub base: String,
+}
+
+impl SimProcess {
+    /// Starts `exe sim --listen 127.0.0.1:0 --seed SEED` and waits for its address.
+    pub fn start(exe: &Path, seed: u64) -> Result<SimProcess, BenchError> {
+        let mut child = Command::new(exe)
+            .args(["sim", "--listen", "127.0.0.1:0", "--seed", &seed.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| BenchError::Spawn(format!("{} sim: {e}", exe.display())))?;
+        let Some(stdout) = child.stdout.take() else {
+            let _ = child.kill();
+            return Err(BenchError::Spawn("the simulator has no stdout".into()));
+        };
+        let mut lines = BufReader::new(stdout);
+        let mut first = String::new();
+        let read = lines.read_line(&mut first);
+        let base = first
+            .trim()
+            .strip_prefix("canary sim listening on ")
+            .map(str::to_string);
+        let Some(base) = base.filter(|_| read.is_ok()) else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BenchError::Spawn(format!(
+                "the simulator did not say where it listens (said {first:?})"
+            )));
+        };
+        // Anything else it prints is drained so that a full pipe never blocks it.
+        std::thread::spawn(move || {
+            let mut sink = Vec::new();
+            let _ = lines.read_to_end(&mut sink);
+        });
+        Ok(SimProcess { child, base })
+    }
+
+    /// The process id (for its CPU time).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for SimProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// What a measured command cost.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Cost {
+    pub wall_seconds: f64,
+    /// User + system CPU of the command and every descendant it waited for.
+    pub cpu_seconds: f64,
+    /// Sum over the process tree of each process's peak resident set (an upper bound of the
+    /// tree's peak; for a single process, its peak).
+    pub peak_rss_bytes: u64,
+    /// Processes seen in the tree.
+    pub processes: usize,
+    pub exit_code: Option<i32>,
+    /// Wall-clock time of the spawn (seconds since the Unix epoch).
+    pub spawned_unix: f64,
+}
+
+/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
+const CLK_TCK: f64 = 100.0;
+
+/// CPU seconds of the waited-for children of this process (`cutime + cstime`).
+fn children_cpu() -> Option<f64> {
+    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    let f = stat_fields(&stat)?;
+    Some((f.get(13)?.parse::<f64>().ok()? + f.get(14)?.parse::<f64>().ok()?) / CLK_TCK)
+}
+
+/// CPU seconds a process has spent so far (`utime + stime`).
+pub fn process_cpu(pid: u32) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let f = stat_fields(&stat)?;
+    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / CLK_TCK)
+}
+
+/// The fields of a `/proc/PID/stat` line after the command name (field 3 on), so that index
+/// `k` is field `k + 3` of proc(5).
+fn stat_fields(stat: &str) -> Option<Vec<&str>> {
+    Some(stat.rsplit_once(')')?.1.split_whitespace().collect())
+}
+
+/// Parent of every process now running.
+fn parents() -> HashMap<u32, u32> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return out;
+    };
+    for e in dir.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        if let Some(ppid) = stat_fields(&stat)
+            .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+        {
+            out.insert(pid, ppid);
+        }
+    }
+    out
+}
+
+/// `root` and its descendants now running.
+fn tree(root: u32) -> Vec<u32> {
+    let parents = parents();
+    let mut children: HashMap<u32, Vec<u32>> = HashMap::new();
+    for (pid, ppid) in &parents {
+        children.entry(*ppid).or_default().push(*pid);
+    }
+    let mut out = vec![root];
+    let mut k = 0;
+    while k < out.len() {
+        if let Some(c) = children.get(&out[k]) {
+            out.extend(c);
+        }
+        k += 1;
+    }
+    out
+}
+
+/// Peak resident set of a process so far (`VmHWM`), in bytes.
+pub fn peak_rss(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let kb: u64 = status
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))?
+        .split_whitespace()
+        .nth(1)?
+        .parse()
+        .ok()?;
+    Some(kb * 1024)
+}
+
+/// Runs `cmd` to its end (killing it after `limit`), sampling its process tree every 5 ms
+/// for peak memory; CPU comes from the kernel's accounting of waited-for children, so it is
+/// exact whatever the sampling missed. Blocking: call from a blocking thread.
+pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchError> {
+    let cpu0 = children_cpu();
+    let spawned_unix = super::fidelity::unix(std::time::SystemTime::now());
+    let started = Instant::now();
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .spawn()
+        .map_err(|e| BenchError::Spawn(format!("{cmd:?}: {e}")))?;
+    let root = child.id();
+    let stop = Arc::new(AtomicBool::new(false));
+    let sampler = {
+        let stop = Arc::clone(&stop);
+        std::thread::spawn(move || {
+            let mut peaks: BTreeMap<u32, u64> = BTreeMap::new();
+            while !stop.load(Ordering::Relaxed) {
+                for pid in tree(root) {
+                    if let Some(hwm) = peak_rss(pid) {
+                        let e = peaks.entry(pid).or_default();
+                        *e = (*e).max(hwm);
+                    }
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            peaks
+        })
+    };
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(s)) => break Some(s),
+            Ok(None) if started.elapsed() > limit => {
+                let _ = child.kill();
+                break child.wait().ok();
+            }
+            Ok(None) => std::thread::sleep(Duration::from_millis(2)),
+            Err(_) => break None,
+        }
+    };
+    let wall = started.elapsed().as_secs_f64();
+    stop.store(true, Ordering::Relaxed);
+    let peaks = sampler.join().unwrap_or_default();
+    let cpu = match (cpu0, children_cpu()) {
+        (Some(a), Some(b)) => b - a,
+        _ => 0.0,
+    };
+    if started.elapsed() > limit {
+        return Err(BenchError::Spawn(format!(
+            "{cmd:?} did not finish within {}s",
+            limit.as_secs()
+        )));
+    }
+    Ok(Cost {
+        wall_seconds: wall,
+        cpu_seconds: cpu,
+        peak_rss_bytes: peaks.values().sum(),
+        processes: peaks.len(),
+        exit_code: status.and_then(|s| s.code()),
+        spawned_unix,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_measured_command_reports_its_cpu_and_memory() {
+        // A shell that burns CPU in a child for a while.
+        let mut cmd = Command::new("sh");
+        cmd.args(["-c", "i=0; while [ $i -lt 200000 ]; do i=$((i+1)); done"]);
+        let c = run_measured(&mut cmd, Duration::from_secs(60)).unwrap();
+        assert_eq!(c.exit_code, Some(0));
+        assert!(c.cpu_seconds > 0.0, "{c:?}");
+        assert!(c.cpu_seconds <= c.wall_seconds + 0.05, "{c:?}");
+        assert!(c.peak_rss_bytes > 0 && c.processes >= 1, "{c:?}");
+    }
+
+    #[test]
+    fn a_command_past_its_limit_is_killed_and_reported() {
+        let mut cmd = Command::new("sleep");
+        cmd.arg("30");
+        let t = Instant::now();
+        let e = run_measured(&mut cmd, Duration::from_millis(200));
+        assert!(e.is_err());
+        assert!(t.elapsed() < Duration::from_secs(5));
+    }
+
+    #[test]
+    fn stat_fields_survive_spaces_and_parens_in_the_name() {
+        let f = stat_fields("42 (a (b) c) S 7 42 42 0 -1").unwrap();
+        assert_eq!(f[0], "S");
+        assert_eq!(f[1], "7");
+    }
+}
