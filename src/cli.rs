@@ -1064,10 +1064,7 @@ fn voice_truth_line(
         let truth = voices.iter().find(|v| {
             v.format == audio.format && v.id.as_deref().is_some_and(|id| id.ends_with(&key))
         });
-        if let Some(t) = truth.and_then(|t| {
-            t.first_audible_chunk_s
-                .map(|c| c + t.first_audible_offset_s)
-        }) {
+        if let Some(t) = truth.and_then(|t| t.first_audible_chunk_s) {
             worst = worst.max((ttfa - t).abs());
             compared += 1;
         }

@@ -21,7 +21,7 @@ pub mod fidelity;
 pub mod load;
 pub mod peer;
 pub mod procs;
-mod scenario;
+pub mod scenario;
 pub mod stats;
 
 use std::path::PathBuf;
@@ -226,7 +226,7 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         .map_err(|e| BenchError::Audio(e.to_string()))??;
     let peer = if opts.peer {
         eprintln!("peer: aiperf");
-        peer::run(&opts.out, &sim.base, &sc, &opts.exe, opts.quick).await
+        peer::run(&opts.out, &sim, &sc, &opts.exe, opts.quick).await
     } else {
         peer::PeerSection::skipped("not asked for (--peer none)")
     };

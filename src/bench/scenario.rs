@@ -203,21 +203,21 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
 }
 
 /// Clears the simulator's ground truth.
-async fn reset(sim: &SimProcess) -> Result<(), BenchError> {
+pub async fn reset(sim: &SimProcess) -> Result<(), BenchError> {
     sim_call(http::Method::DELETE, &format!("{}/truth", sim.base))
         .await
         .map(|_| ())
 }
 
 #[derive(serde::Deserialize)]
-struct TruthPage {
+pub struct TruthPage {
     #[serde(default)]
-    streams: Vec<StreamTruth>,
+    pub streams: Vec<StreamTruth>,
     #[serde(default)]
-    voices: Vec<VoiceTruth>,
+    pub voices: Vec<VoiceTruth>,
 }
 
-async fn truth(sim: &SimProcess) -> Result<TruthPage, BenchError> {
+pub async fn truth(sim: &SimProcess) -> Result<TruthPage, BenchError> {
     let text = sim_call(http::Method::GET, &format!("{}/truth", sim.base)).await?;
     serde_json::from_str(&text).map_err(|e| BenchError::Truth(e.to_string()))
 }
@@ -255,23 +255,45 @@ fn bias(v: &[f64]) -> Option<f64> {
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64 * 1e3)
 }
 
-/// Time to first visible token and inter-chunk gaps of `model` with `n` streams in flight.
-pub async fn chat_level(
+/// Streamed chat runs made in this process, each matched with its truth record.
+pub struct ChatRuns {
+    pub ok: usize,
+    /// Successful runs with their truth: (observation's run, truth, errors).
+    pub matched: Vec<(Done, StreamTruth, super::fidelity::ChatErrors)>,
+    pub unpaired: usize,
+    pub wall: f64,
+    pub cpu: f64,
+    pub sim_cpu: f64,
+}
+
+impl ChatRuns {
+    pub fn first_visible_errors(&self) -> Vec<f64> {
+        self.matched
+            .iter()
+            .filter_map(|(_, _, e)| e.first_visible)
+            .collect()
+    }
+
+    pub fn gap_errors(&self) -> Vec<f64> {
+        self.matched
+            .iter()
+            .flat_map(|(_, _, e)| e.gaps.iter().copied())
+            .collect()
+    }
+}
+
+/// `runs` streams of `model` with `n` in flight, matched with the simulator's truth.
+pub async fn chat_runs(
     sc: &Scenarios,
     sim: &SimProcess,
     model: &str,
+    runs: usize,
     n: usize,
-    quick: bool,
-) -> Result<Vec<Fidelity>, BenchError> {
-    let reasoning = model.contains("reasoning");
-    let t = if reasoning { &sc.reasoning } else { &sc.plain };
-    let runs = match (quick, n, reasoning) {
-        (true, 1, _) => 3,
-        (true, ..) => n,
-        (false, 1, false) => 30,
-        (false, 1, true) => 10,
-        (false, _, false) => 2 * n,
-        (false, _, true) => n,
+) -> Result<ChatRuns, BenchError> {
+    let t = if model.contains("reasoning") {
+        &sc.reasoning
+    } else {
+        &sc.plain
     };
     reset(sim).await?;
     let keys: Vec<String> = (0..runs).map(|k| format!("{model}-{n}-{k}")).collect();
@@ -286,23 +308,28 @@ pub async fn chat_level(
         })
         .collect();
     let (done, wall, cpu, sim_cpu) = measured_load(sim, jobs, n).await;
-    let page = truth(sim).await?;
-    let by_id: HashMap<&str, &StreamTruth> = page
+    let mut page = truth(sim).await?;
+    let mut by_id: HashMap<String, StreamTruth> = page
         .streams
-        .iter()
-        .filter_map(|s| s.request_id.as_deref().map(|id| (id, s)))
+        .drain(..)
+        .filter_map(|s| s.request_id.clone().map(|id| (id, s)))
         .collect();
-    let (mut first, mut gaps, mut ok, mut matched, mut unpaired) =
-        (Vec::new(), Vec::new(), 0, 0, 0);
-    for d in &done {
+    let mut out = ChatRuns {
+        ok: 0,
+        matched: Vec::new(),
+        unpaired: 0,
+        wall,
+        cpu,
+        sim_cpu,
+    };
+    for d in done {
         if d.observation.outcome != Outcome::Ok {
             continue;
         }
-        ok += 1;
-        let Some(truth) = keys.get(d.index).and_then(|k| by_id.get(k.as_str())) else {
+        out.ok += 1;
+        let Some(truth) = keys.get(d.index).and_then(|k| by_id.remove(k)) else {
             continue;
         };
-        matched += 1;
         let measured_gaps = d
             .observation
             .stream
@@ -313,12 +340,35 @@ pub async fn chat_level(
             sent_unix(&d.timeline),
             d.observation.latency_of(Sli::TimeToFirstVisibleToken),
             &measured_gaps,
-            truth,
+            &truth,
         );
-        first.extend(e.first_visible);
-        gaps.extend(e.gaps);
-        unpaired += usize::from(e.gaps_unpaired);
+        out.unpaired += usize::from(e.gaps_unpaired);
+        out.matched.push((d, truth, e));
     }
+    Ok(out)
+}
+
+/// Time to first visible token and inter-chunk gaps of `model` with `n` streams in flight.
+pub async fn chat_level(
+    sc: &Scenarios,
+    sim: &SimProcess,
+    model: &str,
+    n: usize,
+    quick: bool,
+) -> Result<Vec<Fidelity>, BenchError> {
+    let reasoning = model.contains("reasoning");
+    let runs = match (quick, n, reasoning) {
+        (true, 1, _) => 3,
+        (true, ..) => n,
+        (false, 1, false) => 30,
+        (false, 1, true) => 10,
+        (false, _, false) => 2 * n,
+        (false, _, true) => n,
+    };
+    let r = chat_runs(sc, sim, model, runs, n).await?;
+    let (first, gaps) = (r.first_visible_errors(), r.gap_errors());
+    let (ok, matched, unpaired, wall, cpu, sim_cpu) =
+        (r.ok, r.matched.len(), r.unpaired, r.wall, r.cpu, r.sim_cpu);
     let row = |sli: Sli, v: &[f64], unpaired: usize| Fidelity {
         sli: sli.name(),
         scenario: model.to_string(),
@@ -517,7 +567,7 @@ fn report_figures(path: &Path) -> (usize, u64) {
     (ok, v["resources"]["peak_rss_bytes"].as_u64().unwrap_or(0))
 }
 
-async fn measured_run(
+pub async fn measured_run(
     sc: &Scenarios,
     exe: &Path,
     name: &str,

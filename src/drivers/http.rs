@@ -42,6 +42,9 @@ pub struct Streaming {
     /// Dropping it (end of exchange, deadline) closes the connection.
     conn: ConnFuture,
     conn_done: bool,
+    /// Arrival of the latest bytes read: a piece is stamped with the arrival of the read
+    /// that completed it (hyper reads no further until the piece is taken).
+    stamps: super::rxstamp::RxStamps,
 }
 
 type ConnFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
@@ -154,6 +157,8 @@ impl<T: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send> Io for T {}
 pub struct Opened {
     pub io: Box<dyn Io>,
     pub authority: String,
+    /// When the data of the latest read arrived (kernel receive timestamps).
+    pub stamps: super::rxstamp::RxStamps,
 }
 
 /// Resolves, connects and (for `https` / `wss`) completes the TLS handshake, stamping each
@@ -211,6 +216,7 @@ pub async fn open(
     })?;
     rec.mark(Event::Connected);
     let _ = tcp.set_nodelay(true);
+    let (tcp, stamps) = super::rxstamp::StampedTcp::new(tcp);
 
     // The Host header never carries userinfo (`user:pass@`), whatever the URL held.
     let authority = uri
@@ -227,6 +233,7 @@ pub async fn open(
         return Ok(Opened {
             io: Box::new(tcp),
             authority,
+            stamps,
         });
     }
     let server_name =
@@ -250,6 +257,7 @@ pub async fn open(
     Ok(Opened {
         io: Box::new(tls),
         authority,
+        stamps,
     })
 }
 
@@ -265,7 +273,11 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
             ),
         ));
     }
-    let Opened { io, authority } = open(uri, req.tls, rec).await?;
+    let Opened {
+        io,
+        authority,
+        stamps,
+    } = open(uri, req.tls, rec).await?;
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
     let mut builder = Request::builder()
         .method(req.method)
@@ -306,7 +318,7 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
     }
     .map_err(|e| ProbeError::new(hyper_class(&e), format!("no response: {}", describe(&e))))?;
     let status = resp.status().as_u16();
-    rec.mark(Event::Headers { status });
+    rec.mark_at(stamps.last(), Event::Headers { status });
     let headers = resp
         .headers()
         .iter()
@@ -323,6 +335,7 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         body: resp.into_body(),
         conn,
         conn_done,
+        stamps,
     })
 }
 
@@ -337,7 +350,7 @@ impl Streaming {
                     _ = &mut self.conn, if !self.conn_done => self.conn_done = true,
                 }
             };
-            let at = Instant::now();
+            let at = self.stamps.last();
             match frame {
                 Ok(f) => {
                     if let Ok(data) = f.into_data() {

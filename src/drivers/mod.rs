@@ -8,6 +8,7 @@ pub mod http;
 pub mod http_json;
 pub mod job;
 pub mod realtime;
+pub mod rxstamp;
 pub mod sse;
 pub mod voice;
 pub mod ws;

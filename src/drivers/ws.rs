@@ -1,70 +1,27 @@
 //! The WebSocket client of the voice drivers.
 //!
 //! canary opens the connection itself (resolve, TCP, TLS stamped on the timeline, as for
-//! HTTP), then performs the upgrade with tokio-tungstenite. Reads go through a stamping
-//! wrapper: every message is stamped with the instant of the socket read that completed
-//! it, before the message is parsed or its audio decoded.
+//! HTTP), then performs the upgrade with tokio-tungstenite. Every message is stamped with
+//! the arrival of the socket read that completed it (the kernel's receive timestamp, see
+//! [`super::rxstamp`]), before the message is parsed or its audio decoded.
 
-use std::pin::Pin;
-use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use futures_util::{SinkExt, StreamExt};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio_tungstenite::tungstenite::{
     self, error::ProtocolError, handshake::client::generate_key, protocol::WebSocketConfig, Message,
 };
 use tokio_tungstenite::WebSocketStream;
 
 use super::http::{self, Io, Opened};
+use super::rxstamp::RxStamps;
 use crate::suite::Endpoint;
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
 
-/// A byte stream that remembers when its last read returned data.
-struct Stamping {
-    inner: Box<dyn Io>,
-    last: Arc<Mutex<Instant>>,
-}
-
-impl AsyncRead for Stamping {
-    fn poll_read(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
-        let before = buf.filled().len();
-        let r = Pin::new(&mut self.inner).poll_read(cx, buf);
-        if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
-            let now = Instant::now();
-            if let Ok(mut l) = self.last.lock() {
-                *l = now;
-            }
-        }
-        r
-    }
-}
-
-impl AsyncWrite for Stamping {
-    fn poll_write(
-        mut self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
-    }
-    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_flush(cx)
-    }
-    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.inner).poll_shutdown(cx)
-    }
-}
-
 /// An open WebSocket session.
 pub struct Ws {
-    stream: WebSocketStream<Stamping>,
-    last: Arc<Mutex<Instant>>,
+    stream: WebSocketStream<Box<dyn Io>>,
+    stamps: RxStamps,
 }
 
 /// Connects and upgrades; records the upgrade response (status 101) on the timeline.
@@ -79,7 +36,11 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
             "a voice endpoint's URL must be ws:// or wss://",
         ));
     }
-    let Opened { io, authority } = http::open(&uri, endpoint.tls.as_ref(), rec).await?;
+    let Opened {
+        io,
+        authority,
+        stamps,
+    } = http::open(&uri, endpoint.tls.as_ref(), rec).await?;
     let mut builder = ::http::Request::builder()
         .method(::http::Method::GET)
         .uri(uri.clone())
@@ -102,13 +63,7 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
     let config = WebSocketConfig::default()
         .max_message_size(Some(cap))
         .max_frame_size(Some(cap));
-    let last = Arc::new(Mutex::new(Instant::now()));
-    let stamping = Stamping {
-        inner: io,
-        last: last.clone(),
-    };
-    let (stream, resp) =
-        tokio_tungstenite::client_async_with_config(request, stamping, Some(config))
+    let (stream, resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
             .await
             .map_err(|e| classify(e, "upgrade"))?;
     rec.mark(Event::Upgraded);
@@ -126,7 +81,7 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
             .collect(),
         body: bytes::Bytes::new(),
     });
-    Ok(Ws { stream, last })
+    Ok(Ws { stream, stamps })
 }
 
 impl Ws {
@@ -141,11 +96,7 @@ impl Ws {
                 }
                 Err(e) => return Some(Err(classify(e, "receive"))),
             };
-            let at = self
-                .last
-                .lock()
-                .map(|l| *l)
-                .unwrap_or_else(|_| Instant::now());
+            let at = self.stamps.last();
             match msg {
                 Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => continue,
                 m => return Some(Ok((at, m))),

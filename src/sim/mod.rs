@@ -233,6 +233,13 @@ impl SimState {
         t.push(r);
     }
 
+    /// Forgets every ground-truth record (requests, streams and voice answers).
+    pub fn clear_truth(&self) {
+        self.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.voices.lock().unwrap_or_else(|e| e.into_inner()).clear();
+    }
+
     pub fn voices(&self) -> Vec<voice::VoiceTruth> {
         self.voices
             .lock()
@@ -274,11 +281,7 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
 }
 
 async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
-    state
-        .truth
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .clear();
+    state.clear_truth();
     "cleared\n"
 }
 
