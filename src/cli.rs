@@ -231,6 +231,9 @@ pub enum Command {
         peer: String,
         #[arg(long, default_value_t = 42)]
         seed: u64,
+        /// Only these sections (comma-separated): fidelity, omission, cost, audio, peer.
+        #[arg(long)]
+        only: Option<String>,
     },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
@@ -533,8 +536,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             quick,
             peer,
             seed,
+            only,
         } => {
+            let only = match only {
+                Some(s) => crate::bench::parse_sections(&s).map_err(anyhow::Error::msg)?,
+                None => Vec::new(),
+            };
             let opts = crate::bench::Options {
+                only,
                 out,
                 levels: crate::bench::parse_levels(&levels).map_err(anyhow::Error::msg)?,
                 quick,

@@ -65,6 +65,29 @@ pub struct Options {
     /// The canary binary (the simulator and the `canary run` cost measurements).
     pub exe: PathBuf,
     pub seed: u64,
+    /// Only these sections (all when empty): see [`SECTIONS`].
+    pub only: Vec<String>,
+}
+
+/// The report's sections, for `--only`.
+pub const SECTIONS: &[&str] = &["fidelity", "omission", "cost", "audio", "peer"];
+
+impl Options {
+    fn wants(&self, section: &str) -> bool {
+        self.only.is_empty() || self.only.iter().any(|s| s == section)
+    }
+}
+
+/// Sections of `--only`.
+pub fn parse_sections(s: &str) -> Result<Vec<String>, String> {
+    let v: Vec<String> = s.split(',').map(|x| x.trim().to_string()).collect();
+    match v.iter().find(|x| !SECTIONS.contains(&x.as_str())) {
+        Some(bad) => Err(format!(
+            "--only: unknown section {bad:?}; valid: {}",
+            SECTIONS.join(", ")
+        )),
+        None => Ok(v),
+    }
 }
 
 /// The benchmark's report (`bench.json`).
@@ -204,7 +227,12 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     let sim = Arc::new(sim);
 
     let mut fidelity = Vec::new();
-    for &n in &opts.levels {
+    let levels: &[usize] = if opts.wants("fidelity") {
+        &opts.levels
+    } else {
+        &[]
+    };
+    for &n in levels {
         eprintln!("fidelity: {n} streams in flight");
         fidelity.extend(scenario::chat_level(&sc, &sim, "sim-plain", n, opts.quick).await?);
         if n <= 100 {
@@ -215,16 +243,30 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
             fidelity.push(scenario::voice_level(&sc, &sim, scenario::Voice::Opus, n, opts.quick).await?);
         }
     }
-    eprintln!("coordinated omission");
-    let omission = scenario::omission(&sc, opts.quick).await?;
-    eprintln!("cost of canary run");
-    let cost = scenario::cost(&sc, &sim, &opts.exe, opts.quick).await?;
-    eprintln!("audio decoding throughput");
-    let (secs, cpu) = if opts.quick { (5, 0.2) } else { (60, 3.0) };
-    let audio = tokio::task::spawn_blocking(move || audio::throughput(secs, cpu))
-        .await
-        .map_err(|e| BenchError::Audio(e.to_string()))??;
-    let peer = if opts.peer {
+    let omission = if opts.wants("omission") {
+        eprintln!("coordinated omission");
+        scenario::omission(&sc, opts.quick).await?
+    } else {
+        Vec::new()
+    };
+    let cost = if opts.wants("cost") {
+        eprintln!("cost of canary run");
+        scenario::cost(&sc, &sim, &opts.exe, opts.quick).await?
+    } else {
+        CostReport::default()
+    };
+    let audio = if opts.wants("audio") {
+        eprintln!("audio decoding throughput");
+        let (secs, cpu) = if opts.quick { (5, 0.2) } else { (60, 3.0) };
+        tokio::task::spawn_blocking(move || audio::throughput(secs, cpu))
+            .await
+            .map_err(|e| BenchError::Audio(e.to_string()))??
+    } else {
+        Vec::new()
+    };
+    let peer = if !opts.wants("peer") {
+        peer::PeerSection::skipped("not selected (--only)")
+    } else if opts.peer {
         eprintln!("peer: aiperf");
         peer::run(&opts.out, &sim, &sc, &opts.exe, opts.quick).await
     } else {
@@ -447,6 +489,12 @@ pub const DEADLINE: Duration = Duration::from_secs(60);
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sections_parse_and_reject_nonsense() {
+        assert_eq!(parse_sections("cost,peer").unwrap(), vec!["cost", "peer"]);
+        assert!(parse_sections("cost,speed").unwrap_err().contains("fidelity"));
+    }
 
     #[test]
     fn levels_parse_and_reject_nonsense() {

@@ -418,19 +418,30 @@ impl Streaming {
     }
 }
 
-/// A body read by its own task, so that each piece is stamped the moment it arrives even
-/// while the probe's task is busy parsing earlier pieces (JSON parsing never delays a stamp).
+/// A body whose pieces carry their arrival instants. When the kernel stamps the connection's
+/// data, the probe's own task reads and parses in turn (a stamp does not depend on when the
+/// read happens). Otherwise a reader task of its own takes each piece the moment it arrives,
+/// so that parsing earlier pieces never delays a stamp.
 pub struct StampedBody {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    rx: tokio::sync::mpsc::Receiver<Result<(Instant, Bytes), ProbeError>>,
-    reader: tokio::task::JoinHandle<()>,
+    source: Source,
+}
+
+enum Source {
+    Inline(Box<Streaming>),
+    Task {
+        rx: tokio::sync::mpsc::Receiver<Result<(Instant, Bytes), ProbeError>>,
+        reader: tokio::task::JoinHandle<()>,
+    },
 }
 
 impl Drop for StampedBody {
     fn drop(&mut self) {
         // Dropping the reader drops the connection guard, which closes the connection.
-        self.reader.abort();
+        if let Source::Task { reader, .. } = &self.source {
+            reader.abort();
+        }
     }
 }
 
@@ -438,10 +449,17 @@ impl Drop for StampedBody {
 const STAMPED_QUEUE: usize = 1024;
 
 impl Streaming {
-    /// Hands the body to a reader task that stamps pieces as they arrive.
+    /// The body, read inline when the kernel stamps arrivals, else by a reader task.
     pub fn stamped(mut self) -> StampedBody {
         let status = self.status;
         let headers = std::mem::take(&mut self.headers);
+        if self.stamps.by_kernel() {
+            return StampedBody {
+                status,
+                headers,
+                source: Source::Inline(Box::new(self)),
+            };
+        }
         let (tx, rx) = tokio::sync::mpsc::channel(STAMPED_QUEUE);
         let reader = tokio::spawn(async move {
             while let Some(piece) = self.next_chunk().await {
@@ -454,8 +472,7 @@ impl Streaming {
         StampedBody {
             status,
             headers,
-            rx,
-            reader,
+            source: Source::Task { rx, reader },
         }
     }
 }
@@ -463,7 +480,10 @@ impl Streaming {
 impl StampedBody {
     /// The next piece and its arrival instant, or `None` at the end of the body.
     pub async fn next_chunk(&mut self) -> Option<Result<(Instant, Bytes), ProbeError>> {
-        self.rx.recv().await
+        match &mut self.source {
+            Source::Inline(s) => s.next_chunk().await,
+            Source::Task { rx, .. } => rx.recv().await,
+        }
     }
 }
 

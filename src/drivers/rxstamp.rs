@@ -27,16 +27,25 @@ pub struct RxStamps {
     /// Reads stamped by the kernel, and all reads that returned data.
     kernel: Arc<AtomicU64>,
     reads: Arc<AtomicU64>,
+    /// The kernel agreed to stamp this connection's data.
+    by_kernel: bool,
 }
 
 impl RxStamps {
-    fn new() -> RxStamps {
+    fn new(by_kernel: bool) -> RxStamps {
         RxStamps {
             base: Instant::now(),
             last: Arc::new(AtomicU64::new(u64::MAX)),
             kernel: Arc::new(AtomicU64::new(0)),
             reads: Arc::new(AtomicU64::new(0)),
+            by_kernel,
         }
+    }
+
+    /// Whether the kernel stamps this connection's data (then a reader may parse between
+    /// reads without delaying any stamp).
+    pub fn by_kernel(&self) -> bool {
+        self.by_kernel
     }
 
     fn record(&self, at: Instant, by_kernel: bool) {
@@ -90,7 +99,7 @@ impl StampedTcp {
     /// Wraps `tcp`, asking the kernel for receive timestamps.
     pub fn new(tcp: TcpStream) -> (StampedTcp, RxStamps) {
         let kernel = sys::enable(&tcp);
-        let stamps = RxStamps::new();
+        let stamps = RxStamps::new(kernel);
         (
             StampedTcp {
                 tcp,
@@ -121,7 +130,10 @@ impl AsyncRead for StampedTcp {
                 return Poll::Ready(Err(e));
             }
             let this = &mut *self;
-            let unfilled = buf.initialize_unfilled();
+            // Into the unfilled part as it is (no zeroing a large buffer on every read).
+            // SAFETY: the kernel only writes into it; nothing de-initializes bytes.
+            #[allow(unsafe_code)]
+            let unfilled = unsafe { buf.unfilled_mut() };
             let got = this.tcp.try_io(tokio::io::Interest::READABLE, || {
                 sys::recv(&this.tcp, unfilled)
             });
@@ -132,6 +144,11 @@ impl AsyncRead for StampedTcp {
                         let kernel =
                             stamp.and_then(|s| instant_of(s, now, SystemTime::now()));
                         this.stamps.record(kernel.unwrap_or(now), kernel.is_some());
+                    }
+                    // SAFETY: recvmsg wrote `n` bytes at the start of the unfilled part.
+                    #[allow(unsafe_code)]
+                    unsafe {
+                        buf.assume_init(n);
                     }
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
@@ -186,7 +203,10 @@ mod sys {
 
     /// One non-blocking `recvmsg` into `buf`: bytes read and the kernel's stamp of the last
     /// segment consumed (wall clock, since the Unix epoch), when it gave one.
-    pub fn recv(tcp: &TcpStream, buf: &mut [u8]) -> std::io::Result<(usize, Option<Duration>)> {
+    pub fn recv(
+        tcp: &TcpStream,
+        buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> std::io::Result<(usize, Option<Duration>)> {
         // Room for a timespec control message, 8-byte aligned.
         let mut control = [0u64; 8];
         let mut iov = libc::iovec {
@@ -234,7 +254,10 @@ mod sys {
         false
     }
 
-    pub fn recv(_tcp: &TcpStream, _buf: &mut [u8]) -> std::io::Result<(usize, Option<Duration>)> {
+    pub fn recv(
+        _tcp: &TcpStream,
+        _buf: &mut [std::mem::MaybeUninit<u8>],
+    ) -> std::io::Result<(usize, Option<Duration>)> {
         Err(std::io::ErrorKind::Unsupported.into())
     }
 }
