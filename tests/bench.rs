@@ -97,7 +97,10 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
     let streamed = &r["cost"]["streamed"];
     assert_eq!(streamed["ok"], streamed["requests"], "{streamed}");
     assert!(f(&streamed["cpu_seconds"]) > 0.0, "{streamed}");
-    assert!(streamed["peak_rss_bytes"].as_u64().unwrap() > 1_000_000, "{streamed}");
+    assert!(
+        streamed["peak_rss_bytes"].as_u64().unwrap() > 1_000_000,
+        "{streamed}"
+    );
     assert_eq!(r["cost"]["hundred_cases"]["ok"], 100);
     assert_eq!(r["cost"]["start_to_first_request_ms"]["n"], 5);
     assert!(f(&r["cost"]["start_to_first_request_ms"]["p50"]) > 0.0);

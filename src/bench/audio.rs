@@ -104,28 +104,38 @@ pub fn throughput(seconds: usize, min_cpu: f64) -> Result<Vec<Throughput>, Bench
         .collect();
     let secs = seconds as f64;
     Ok(vec![
-        measure("opus raw packets (48 kHz) + loudness", secs, min_cpu, || {
-            let mut d = OpusStream::new(48_000).map_err(|e| bad("decoder", e))?;
-            let mut t = Track::new(48_000, -40.0);
-            for p in &packets {
-                t.push(d.decode(p).map_err(|e| bad("decode", e))?);
-            }
-            std::hint::black_box(t.total());
-            Ok(())
-        })?,
-        measure("ogg opus (1 KiB messages) + loudness", secs, min_cpu, || {
-            let mut dm = OggOpusDemuxer::new();
-            let mut d = OpusStream::new(48_000).map_err(|e| bad("decoder", e))?;
-            d.set_pre_skip(312);
-            let mut t = Track::new(48_000, -40.0);
-            for piece in ogg_bytes.chunks(1024) {
-                for p in dm.push(piece).map_err(|e| bad("demux", e))? {
-                    t.push(d.decode(&p).map_err(|e| bad("decode", e))?);
+        measure(
+            "opus raw packets (48 kHz) + loudness",
+            secs,
+            min_cpu,
+            || {
+                let mut d = OpusStream::new(48_000).map_err(|e| bad("decoder", e))?;
+                let mut t = Track::new(48_000, -40.0);
+                for p in &packets {
+                    t.push(d.decode(p).map_err(|e| bad("decode", e))?);
                 }
-            }
-            std::hint::black_box(t.total());
-            Ok(())
-        })?,
+                std::hint::black_box(t.total());
+                Ok(())
+            },
+        )?,
+        measure(
+            "ogg opus (1 KiB messages) + loudness",
+            secs,
+            min_cpu,
+            || {
+                let mut dm = OggOpusDemuxer::new();
+                let mut d = OpusStream::new(48_000).map_err(|e| bad("decoder", e))?;
+                d.set_pre_skip(312);
+                let mut t = Track::new(48_000, -40.0);
+                for piece in ogg_bytes.chunks(1024) {
+                    for p in dm.push(piece).map_err(|e| bad("demux", e))? {
+                        t.push(d.decode(&p).map_err(|e| bad("decode", e))?);
+                    }
+                }
+                std::hint::black_box(t.total());
+                Ok(())
+            },
+        )?,
         measure(
             "realtime base64 pcm16 (24 kHz) + loudness",
             secs,

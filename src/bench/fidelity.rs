@@ -154,7 +154,9 @@ mod tests {
         let e = chat_errors(
             sent_unix(&late),
             measure::time_to_first_visible_token(&late),
-            &measure::stream_stats(&late, Duration::from_secs(1)).unwrap().gaps,
+            &measure::stream_stats(&late, Duration::from_secs(1))
+                .unwrap()
+                .gaps,
             &truth(2),
         );
         assert!((e.first_visible.unwrap() - 0.007).abs() < 1e-9);
@@ -164,7 +166,9 @@ mod tests {
     #[test]
     fn unpaired_gaps_and_missing_values_are_not_errors_of_zero() {
         let t = timeline(&[0, 0, 0]);
-        let gaps = measure::stream_stats(&t, Duration::from_secs(1)).unwrap().gaps;
+        let gaps = measure::stream_stats(&t, Duration::from_secs(1))
+            .unwrap()
+            .gaps;
         let e = chat_errors(sent_unix(&t), None, &gaps, &truth(5));
         assert_eq!(e.first_visible, None);
         assert!(e.gaps.is_empty());

@@ -238,9 +238,13 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         if n <= 100 {
             fidelity.extend(scenario::chat_level(&sc, &sim, "sim-reasoning", n, opts.quick).await?);
         }
-        fidelity.push(scenario::voice_level(&sc, &sim, scenario::Voice::Realtime, n, opts.quick).await?);
+        fidelity.push(
+            scenario::voice_level(&sc, &sim, scenario::Voice::Realtime, n, opts.quick).await?,
+        );
         if n <= scenario::OPUS_MAX_STREAMS {
-            fidelity.push(scenario::voice_level(&sc, &sim, scenario::Voice::Opus, n, opts.quick).await?);
+            fidelity.push(
+                scenario::voice_level(&sc, &sim, scenario::Voice::Opus, n, opts.quick).await?,
+            );
         }
     }
     let omission = if opts.wants("omission") {
@@ -315,7 +319,10 @@ fn targets(fidelity: &[Fidelity], cost: &CostReport) -> Vec<Target> {
             continue;
         }
         out.push(target(
-            format!("p99 error of {} ({}) at {} stream(s)", f.sli, f.scenario, f.streams),
+            format!(
+                "p99 error of {} ({}) at {} stream(s)",
+                f.sli, f.scenario, f.streams
+            ),
             f.error_ms.map(|d| d.p99),
             limit,
             "ms",
@@ -358,7 +365,11 @@ pub fn markdown(r: &Report) -> String {
         r.command,
         r.canary_version,
         r.started_at,
-        if r.quick { ", quick: not reference figures" } else { "" },
+        if r.quick {
+            ", quick: not reference figures"
+        } else {
+            ""
+        },
         r.machine.cores,
         r.machine.cpu,
         r.machine.kernel
@@ -493,7 +504,9 @@ mod tests {
     #[test]
     fn sections_parse_and_reject_nonsense() {
         assert_eq!(parse_sections("cost,peer").unwrap(), vec!["cost", "peer"]);
-        assert!(parse_sections("cost,speed").unwrap_err().contains("fidelity"));
+        assert!(parse_sections("cost,speed")
+            .unwrap_err()
+            .contains("fidelity"));
     }
 
     #[test]
@@ -526,7 +539,10 @@ mod tests {
             canary_cpu_seconds: 0.0,
             sim_cpu_seconds: 0.0,
         };
-        let t = targets(&[f(1, 0.9), f(1000, 6.0), f(100, 50.0)], &CostReport::default());
+        let t = targets(
+            &[f(1, 0.9), f(1000, 6.0), f(100, 50.0)],
+            &CostReport::default(),
+        );
         assert_eq!(t.len(), 5);
         assert!(t[0].met);
         assert!(!t[1].met);

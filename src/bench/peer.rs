@@ -160,7 +160,10 @@ pub async fn run(
     let mut scenarios = Vec::new();
     let mut canary_cache: HashMap<(&str, usize, usize), ToolFigures> = HashMap::new();
     for plan in plans(quick) {
-        eprintln!("peer: {} ({} requests, {} in flight)", plan.name, plan.requests, plan.concurrency);
+        eprintln!(
+            "peer: {} ({} requests, {} in flight)",
+            plan.name, plan.requests, plan.concurrency
+        );
         let key = (plan.model, plan.requests, plan.concurrency);
         let canary = match canary_cache.get(&key) {
             Some(c) => Ok(c.clone()),
@@ -168,9 +171,11 @@ pub async fn run(
         };
         let canary = match canary {
             Ok(c) => c,
-            Err(e) => return PeerSection::Skipped {
-                reason: format!("canary's side failed: {e}"),
-            },
+            Err(e) => {
+                return PeerSection::Skipped {
+                    reason: format!("canary's side failed: {e}"),
+                }
+            }
         };
         canary_cache.insert(key, canary.clone());
         let peer = match aiperf_figures(&aiperf, out, sim, &plan).await {
@@ -246,7 +251,10 @@ fn install(out: &Path) -> Result<Aiperf, String> {
     let bin = venv.join("bin/aiperf");
     let python = venv.join("bin/python");
     if !bin.exists() {
-        eprintln!("peer: installing aiperf {AIPERF_VERSION} into {}", venv.display());
+        eprintln!(
+            "peer: installing aiperf {AIPERF_VERSION} into {}",
+            venv.display()
+        );
         sh(
             Command::new("python3").arg("-m").arg("venv").arg(&venv),
             &out.join("aiperf-venv.log"),
@@ -306,7 +314,10 @@ fn truth_figures(truths: &[&StreamTruth]) -> TruthFigures {
 }
 
 fn written_gaps(t: &StreamTruth) -> Vec<f64> {
-    t.visible_chunks.windows(2).map(|w| w[1].0 - w[0].0).collect()
+    t.visible_chunks
+        .windows(2)
+        .map(|w| w[1].0 - w[0].0)
+        .collect()
 }
 
 fn ms_abs(v: &[f64]) -> Option<Dist> {
@@ -326,7 +337,8 @@ async fn canary_figures(
     plan: &Plan,
 ) -> Result<ToolFigures, super::BenchError> {
     let runs = scenario::chat_runs(sc, sim, plan.model, plan.requests, plan.concurrency).await?;
-    let (mut ttft, mut ttfvt, mut tok_err, mut gaps_ms) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ttft, mut ttfvt, mut tok_err, mut gaps_ms) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (d, truth, _) in &runs.matched {
         let o = &d.observation;
         let sent = super::fidelity::sent_unix(&d.timeline);
@@ -419,8 +431,22 @@ async fn aiperf_figures(
         .arg(&a.tokenizer)
         .args(["--request-count", &plan.requests.to_string()])
         .args(["--concurrency", &plan.concurrency.to_string()])
-        .args(["--osl", "40", "--extra-inputs", "ignore_eos:true", "--isl", "100"])
-        .args(["--random-seed", "1", "--ui-type", "none", "--log-level", "warning"])
+        .args([
+            "--osl",
+            "40",
+            "--extra-inputs",
+            "ignore_eos:true",
+            "--isl",
+            "100",
+        ])
+        .args([
+            "--random-seed",
+            "1",
+            "--ui-type",
+            "none",
+            "--log-level",
+            "warning",
+        ])
         .args(["--no-server-metrics", "--no-gpu-telemetry"])
         .args(&plan.extra)
         .arg("--artifact-dir")
@@ -466,8 +492,14 @@ async fn aiperf_figures(
         wall_seconds: cost.wall_seconds,
         ..Default::default()
     };
-    let (mut ttft, mut ttfo, mut out_err, mut tok_err, mut gap_err, mut itl) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let (mut ttft, mut ttfo, mut out_err, mut tok_err, mut gap_err, mut itl) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
     let mut truths = Vec::new();
     for r in &records {
         let Some(first) = metric(r, "time_to_first_token") else {
@@ -478,8 +510,10 @@ async fn aiperf_figures(
         ttft.push(first / 1e3);
         ttfo.push(first_out / 1e3);
         itl.extend(metric(r, "inter_token_latency").map(|v| v / 1e3));
-        let (Some(id), Some(start)) = (r.metadata.x_request_id.as_deref(), r.metadata.request_start_ns)
-        else {
+        let (Some(id), Some(start)) = (
+            r.metadata.x_request_id.as_deref(),
+            r.metadata.request_start_ns,
+        ) else {
             continue;
         };
         let Some(t) = by_id.get(id) else {
@@ -500,7 +534,12 @@ async fn aiperf_figures(
             .get("inter_chunk_latency")
             .and_then(|m| m.get("value"))
             .and_then(|v| v.as_array())
-            .map(|a| a.iter().filter_map(|x| x.as_f64()).map(|x| x / 1e3).collect())
+            .map(|a| {
+                a.iter()
+                    .filter_map(|x| x.as_f64())
+                    .map(|x| x / 1e3)
+                    .collect()
+            })
             .unwrap_or_default();
         let written = written_gaps(t);
         if chunks.len() >= written.len() {

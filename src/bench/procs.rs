@@ -25,7 +25,13 @@ impl SimProcess {
     /// Starts `exe sim --listen 127.0.0.1:0 --seed SEED` and waits for its address.
     pub fn start(exe: &Path, seed: u64) -> Result<SimProcess, BenchError> {
         let mut child = Command::new(exe)
-            .args(["sim", "--listen", "127.0.0.1:0", "--seed", &seed.to_string()])
+            .args([
+                "sim",
+                "--listen",
+                "127.0.0.1:0",
+                "--seed",
+                &seed.to_string(),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -122,8 +128,8 @@ fn parents() -> HashMap<u32, u32> {
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
             continue;
         };
-        if let Some(ppid) = stat_fields(&stat)
-            .and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
+        if let Some(ppid) =
+            stat_fields(&stat).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
         {
             out.insert(pid, ppid);
         }

@@ -223,22 +223,13 @@ pub async fn truth(sim: &SimProcess) -> Result<TruthPage, BenchError> {
 }
 
 /// Runs `jobs` with `n` in flight and returns them with the CPU both processes spent.
-async fn measured_load(
-    sim: &SimProcess,
-    jobs: Vec<Job>,
-    n: usize,
-) -> (Vec<Done>, f64, f64, f64) {
+async fn measured_load(sim: &SimProcess, jobs: Vec<Job>, n: usize) -> (Vec<Done>, f64, f64, f64) {
     let me0 = own_cpu();
     let sim0 = super::cpu_of(sim.pid());
     let t0 = Instant::now();
     let done = load::run(jobs, n, DEADLINE).await;
     let wall = t0.elapsed().as_secs_f64();
-    (
-        done,
-        wall,
-        own_cpu() - me0,
-        super::cpu_of(sim.pid()) - sim0,
-    )
+    (done, wall, own_cpu() - me0, super::cpu_of(sim.pid()) - sim0)
 }
 
 fn own_cpu() -> f64 {
@@ -542,7 +533,10 @@ async fn canary_run(
             .map_err(|source| BenchError::Write { path: p, source })
     };
     let mut cmd = Command::new(exe);
-    cmd.arg("run").args(args).stdout(log("out")?).stderr(log("err")?);
+    cmd.arg("run")
+        .args(args)
+        .stdout(log("out")?)
+        .stderr(log("err")?);
     cmd.env_remove("BENCH_REQUEST_ID");
     if let Some((k, v)) = env {
         cmd.env(k, v);

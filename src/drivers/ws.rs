@@ -64,8 +64,8 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
         .max_message_size(Some(cap))
         .max_frame_size(Some(cap));
     let (stream, resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
-            .await
-            .map_err(|e| classify(e, "upgrade"))?;
+        .await
+        .map_err(|e| classify(e, "upgrade"))?;
     rec.mark(Event::Upgraded);
     rec.set_response(Response {
         status: resp.status().as_u16(),

@@ -236,8 +236,14 @@ impl SimState {
     /// Forgets every ground-truth record (requests, streams and voice answers).
     pub fn clear_truth(&self) {
         self.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.streams.lock().unwrap_or_else(|e| e.into_inner()).clear();
-        self.voices.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.streams
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.voices
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
     }
 
     pub fn voices(&self) -> Vec<voice::VoiceTruth> {
