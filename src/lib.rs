@@ -33,6 +33,7 @@ pub mod fuzzing;
 pub mod gate;
 pub mod measure;
 pub mod observation;
+pub mod procfs;
 pub mod rng;
 pub mod schedule;
 pub mod secret;

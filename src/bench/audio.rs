@@ -17,12 +17,9 @@ pub struct Throughput {
     pub x_real_time_per_core: f64,
 }
 
-/// CPU time of the calling thread (user + system), from /proc.
+/// CPU time of the calling thread (user + system).
 fn thread_cpu() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/thread-self/stat").ok()?;
-    let rest = stat.rsplit_once(')')?.1;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / 100.0)
+    crate::procfs::cpu_seconds("/proc/thread-self/stat")
 }
 
 fn bad(what: &str, e: impl std::fmt::Display) -> BenchError {

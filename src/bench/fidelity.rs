@@ -111,16 +111,8 @@ mod tests {
             events.push(token(3 + 10 + 20 * k as u64 + lag, true));
         }
         Timeline {
-            started_at: UNIX_EPOCH + Duration::from_secs(1000),
             events,
-            response: None,
-            error: None,
-            answer_text: None,
-            doc: None,
-            usage: None,
-            audio: None,
-            job: None,
-            stopped_early: false,
+            ..Timeline::empty(UNIX_EPOCH + Duration::from_secs(1000))
         }
     }
 

@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 
 use super::BenchError;
+use crate::procfs;
 
 /// The simulator in a child process; killed when dropped.
 pub struct SimProcess {
@@ -92,27 +93,9 @@ pub struct Cost {
     pub spawned_unix: f64,
 }
 
-/// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
-const CLK_TCK: f64 = 100.0;
-
-/// CPU seconds of the waited-for children of this process (`cutime + cstime`).
-fn children_cpu() -> Option<f64> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-    let f = stat_fields(&stat)?;
-    Some((f.get(13)?.parse::<f64>().ok()? + f.get(14)?.parse::<f64>().ok()?) / CLK_TCK)
-}
-
 /// CPU seconds a process has spent so far (`utime + stime`).
 pub fn process_cpu(pid: u32) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let f = stat_fields(&stat)?;
-    Some((f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?) / CLK_TCK)
-}
-
-/// The fields of a `/proc/PID/stat` line after the command name (field 3 on), so that index
-/// `k` is field `k + 3` of proc(5).
-fn stat_fields(stat: &str) -> Option<Vec<&str>> {
-    Some(stat.rsplit_once(')')?.1.split_whitespace().collect())
+    procfs::cpu_seconds(&format!("/proc/{pid}/stat"))
 }
 
 /// Parent of every process now running.
@@ -125,12 +108,7 @@ fn parents() -> HashMap<u32, u32> {
         let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else {
             continue;
         };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        if let Some(ppid) =
-            stat_fields(&stat).and_then(|f| f.get(1).and_then(|p| p.parse::<u32>().ok()))
-        {
+        if let Some(ppid) = procfs::parent(pid) {
             out.insert(pid, ppid);
         }
     }
@@ -157,22 +135,14 @@ fn tree(root: u32) -> Vec<u32> {
 
 /// Peak resident set of a process so far (`VmHWM`), in bytes.
 pub fn peak_rss(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmHWM:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    procfs::peak_rss(&format!("/proc/{pid}/status"))
 }
 
 /// Runs `cmd` to its end (killing it after `limit`), sampling its process tree every 5 ms
 /// for peak memory; CPU comes from the kernel's accounting of waited-for children, so it is
 /// exact whatever the sampling missed. Blocking: call from a blocking thread.
 pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchError> {
-    let cpu0 = children_cpu();
+    let cpu0 = procfs::children_cpu_seconds();
     let spawned_unix = super::fidelity::unix(std::time::SystemTime::now());
     let started = Instant::now();
     let mut child = cmd
@@ -211,7 +181,7 @@ pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchErr
     let wall = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let peaks = sampler.join().unwrap_or_default();
-    let cpu = match (cpu0, children_cpu()) {
+    let cpu = match (cpu0, procfs::children_cpu_seconds()) {
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
@@ -255,12 +225,5 @@ mod tests {
         let e = run_measured(&mut cmd, Duration::from_millis(200));
         assert!(e.is_err());
         assert!(t.elapsed() < Duration::from_secs(5));
-    }
-
-    #[test]
-    fn stat_fields_survive_spaces_and_parens_in_the_name() {
-        let f = stat_fields("42 (a (b) c) S 7 42 42 0 -1").unwrap();
-        assert_eq!(f[0], "S");
-        assert_eq!(f[1], "7");
     }
 }

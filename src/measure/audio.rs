@@ -187,15 +187,7 @@ mod tests {
             pos += dur;
         }
         Timeline {
-            started_at: SystemTime::UNIX_EPOCH,
             events,
-            response: None,
-            error: None,
-            answer_text: None,
-            doc: None,
-            usage: None,
-            job: None,
-            stopped_early: false,
             audio: Some(AudioSummary {
                 format: "opus",
                 sample_rate: 48_000,
@@ -205,6 +197,7 @@ mod tests {
                 chunks: chunks.len() as u64,
                 threshold_dbfs: -40.0,
             }),
+            ..Timeline::empty(SystemTime::UNIX_EPOCH)
         }
     }
 

@@ -49,21 +49,9 @@ pub struct Resources {
 
 impl Resources {
     pub fn now() -> Option<Resources> {
-        let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let rest = stat.rsplit_once(')')?.1;
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        let ticks = f.get(11)?.parse::<f64>().ok()? + f.get(12)?.parse::<f64>().ok()?;
-        let status = std::fs::read_to_string("/proc/self/status").ok()?;
-        let kb: u64 = status
-            .lines()
-            .find(|l| l.starts_with("VmHWM:"))?
-            .split_whitespace()
-            .nth(1)?
-            .parse()
-            .ok()?;
         Some(Resources {
-            cpu_seconds: ticks / 100.0,
-            peak_rss_bytes: kb * 1024,
+            cpu_seconds: crate::procfs::cpu_seconds("/proc/self/stat")?,
+            peak_rss_bytes: crate::procfs::peak_rss("/proc/self/status")?,
         })
     }
 }

@@ -231,6 +231,24 @@ pub struct Timeline {
     pub stopped_early: bool,
 }
 
+impl Timeline {
+    /// A timeline started at `started_at` with nothing recorded yet.
+    pub fn empty(started_at: SystemTime) -> Timeline {
+        Timeline {
+            started_at,
+            events: Vec::with_capacity(16),
+            response: None,
+            error: None,
+            answer_text: None,
+            doc: None,
+            usage: None,
+            audio: None,
+            job: None,
+            stopped_early: false,
+        }
+    }
+}
+
 /// How a job was followed to completion.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct JobSummary {
@@ -339,18 +357,7 @@ impl Recorder {
             audio_events: 0,
             token_events: 0,
             last_audio: None,
-            timeline: Timeline {
-                started_at: SystemTime::now(),
-                events: Vec::with_capacity(16),
-                response: None,
-                error: None,
-                answer_text: None,
-                doc: None,
-                usage: None,
-                audio: None,
-                job: None,
-                stopped_early: false,
-            },
+            timeline: Timeline::empty(SystemTime::now()),
         }
     }
 
