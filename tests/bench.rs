@@ -73,11 +73,13 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
             .find(|x| x["sli"] == sli && x["scenario"] == scenario && x["streams"] == 1)
             .unwrap();
         assert!(f(&row["error_ms"]["p50"]) < 2.0, "{row}");
+        assert_eq!(row["unpaired"], 0, "{row}");
     }
 
-    // Coordinated omission: at 200/s against 100 slots of ~0.85 s streams, requests wait for
-    // a slot, so latency from the scheduled time exceeds latency from the actual send by the
-    // wait; at 50/s there is (almost) no wait.
+    // Coordinated omission: at 200/s for 1 s against 100 slots of ~0.9 s streams, the second
+    // hundred requests wait some 0.4 s for a slot, so latency from the scheduled time exceeds
+    // latency from the actual send by the wait (on average half the requests wait); at 50/s
+    // there is (almost) no wait.
     let co = r["coordinated_omission"].as_array().unwrap();
     let at = |rate: f64| {
         co.iter()
@@ -85,13 +87,11 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
             .unwrap()
     };
     let over = at(200.0);
-    let lag = f(&over["send_lag_ms"]["max"]);
-    assert!(lag > 300.0, "{over}");
-    assert!(
-        f(&over["from_scheduled_ms"]["p99"]) > f(&over["from_actual_ms"]["p99"]) + 300.0,
-        "{over}"
-    );
-    assert!(f(&at(50.0)["send_lag_ms"]["max"]) < lag / 2.0, "{co:?}");
+    let lag = f(&over["send_lag_ms"]["mean"]);
+    assert!(lag > 100.0, "{over}");
+    let diverged = f(&over["from_scheduled_ms"]["mean"]) - f(&over["from_actual_ms"]["mean"]);
+    assert!((diverged - lag).abs() < 1.0, "{over}");
+    assert!(f(&at(50.0)["send_lag_ms"]["mean"]) < lag / 4.0, "{co:?}");
 
     // Cost: canary run as a child process, every probe ok, CPU and memory measured.
     let streamed = &r["cost"]["streamed"];
@@ -103,12 +103,22 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
     );
     assert_eq!(r["cost"]["hundred_cases"]["ok"], 100);
     assert_eq!(r["cost"]["start_to_first_request_ms"]["n"], 5);
-    assert!(f(&r["cost"]["start_to_first_request_ms"]["p50"]) > 0.0);
+    let start = f(&r["cost"]["start_to_first_request_ms"]["p50"]);
+    assert!(start > 0.0 && start < 1000.0, "{start}");
 
     // Audio: every decoding path measured, faster than real time.
     let audio = r["audio"].as_array().unwrap();
     assert_eq!(audio.len(), 4);
-    assert!(audio.iter().all(|a| f(&a["x_real_time_per_core"]) > 1.0));
+    assert!(
+        audio.iter().all(|a| f(&a["x_real_time_per_core"]) > 10.0),
+        "{audio:?}"
+    );
     assert_eq!(r["peer"]["status"], "skipped");
-    assert!(r["targets"].as_array().unwrap().len() >= 6);
+    // Levels 1 and 20: the 1-stream targets and the three cost targets.
+    let targets = r["targets"].as_array().unwrap();
+    assert_eq!(targets.len(), 6, "{targets:?}");
+    assert!(
+        targets.iter().all(|t| t["value"].is_number()),
+        "{targets:?}"
+    );
 }

@@ -49,6 +49,8 @@ pub enum BenchError {
     Truth(String),
     #[error("audio: {0}")]
     Audio(String),
+    #[error("the report could not be serialised: {0}")]
+    Report(String),
 }
 
 /// How the benchmark runs.
@@ -290,7 +292,8 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         peer,
         targets,
     };
-    let json = serde_json::to_string_pretty(&report).unwrap_or_default();
+    let json =
+        serde_json::to_string_pretty(&report).map_err(|e| BenchError::Report(e.to_string()))?;
     write(opts.out.join("bench.json"), &json)?;
     write(opts.out.join("bench.md"), &markdown(&report))?;
     Ok(report)

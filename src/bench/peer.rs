@@ -405,8 +405,22 @@ struct RecordMeta {
     request_start_ns: Option<u64>,
 }
 
+/// A metric of a record in milliseconds (aiperf writes `{value, unit}`; other units are
+/// converted, unknown ones ignored).
 fn metric(r: &Record, name: &str) -> Option<f64> {
-    r.metrics.get(name)?.get("value")?.as_f64()
+    let m = r.metrics.get(name)?;
+    let scale = unit_to_ms(m.get("unit").and_then(|u| u.as_str()).unwrap_or("ms"))?;
+    Some(m.get("value")?.as_f64()? * scale)
+}
+
+fn unit_to_ms(unit: &str) -> Option<f64> {
+    match unit {
+        "ms" => Some(1.0),
+        "s" | "sec" => Some(1e3),
+        "us" => Some(1e-3),
+        "ns" => Some(1e-6),
+        _ => None,
+    }
 }
 
 /// Runs aiperf on `plan` and reads its records; its figures and the truth's.
@@ -417,6 +431,9 @@ async fn aiperf_figures(
     plan: &Plan,
 ) -> Result<(ToolFigures, TruthFigures), String> {
     scenario::reset(sim).await.map_err(|e| e.to_string())?;
+    // What an earlier (failed) run left in aiperf's temporary folder goes first.
+    let _ = std::fs::remove_dir_all(&a.tmp);
+    std::fs::create_dir_all(&a.tmp).map_err(|e| format!("{}: {e}", a.tmp.display()))?;
     let slug: String = plan
         .name
         .chars()
@@ -477,6 +494,13 @@ async fn aiperf_figures(
         .lines()
         .filter_map(|l| serde_json::from_str(l).ok())
         .collect();
+    if records.is_empty() {
+        return Err(format!(
+            "none of aiperf's records could be read ({} lines in {})",
+            text.lines().count(),
+            dir.join("profile_export.jsonl").display()
+        ));
+    }
     let page = scenario::truth(sim).await.map_err(|e| e.to_string())?;
     let by_id: HashMap<&str, &StreamTruth> = page
         .streams
@@ -529,15 +553,20 @@ async fn aiperf_figures(
             tok_err.push((sent + first / 1e3) - (t.received_unix + w));
         }
         // aiperf's chunk gaps start at the blank delta; the last ones pair with the words'.
-        let chunks: Vec<f64> = r
-            .metrics
-            .get("inter_chunk_latency")
+        let icl = r.metrics.get("inter_chunk_latency");
+        let ms_per_unit = icl
+            .and_then(|m| m.get("unit"))
+            .and_then(|u| u.as_str())
+            .and_then(unit_to_ms)
+            .unwrap_or(f64::NAN);
+        let chunks: Vec<f64> = icl
             .and_then(|m| m.get("value"))
             .and_then(|v| v.as_array())
             .map(|a| {
                 a.iter()
                     .filter_map(|x| x.as_f64())
-                    .map(|x| x / 1e3)
+                    .map(|x| x * ms_per_unit / 1e3)
+                    .filter(|x| x.is_finite())
                     .collect()
             })
             .unwrap_or_default();
@@ -555,8 +584,6 @@ async fn aiperf_figures(
     f.first_token_error_ms = ms_abs(&tok_err);
     f.gap_error_ms = ms_abs(&gap_err);
     f.inter_token_ms = mean_ms(&itl);
-    let _ = std::fs::remove_dir_all(&a.tmp);
-    let _ = std::fs::create_dir_all(&a.tmp);
     Ok((f, truth_figures(&truths)))
 }
 

@@ -25,7 +25,9 @@ pub struct SimProcess {
 impl SimProcess {
     /// Starts `exe sim --listen 127.0.0.1:0 --seed SEED` and waits for its address.
     pub fn start(exe: &Path, seed: u64) -> Result<SimProcess, BenchError> {
-        let mut child = Command::new(exe)
+        let mut cmd = Command::new(exe);
+        die_with_parent(&mut cmd);
+        let mut child = cmd
             .args([
                 "sim",
                 "--listen",
@@ -42,25 +44,34 @@ impl SimProcess {
             let _ = child.kill();
             return Err(BenchError::Spawn("the simulator has no stdout".into()));
         };
-        let mut lines = BufReader::new(stdout);
-        let mut first = String::new();
-        let read = lines.read_line(&mut first);
-        let base = first
-            .trim()
-            .strip_prefix("canary sim listening on ")
-            .map(str::to_string);
-        let Some(base) = base.filter(|_| read.is_ok()) else {
-            let _ = child.kill();
-            let _ = child.wait();
-            return Err(BenchError::Spawn(format!(
-                "the simulator did not say where it listens (said {first:?})"
-            )));
-        };
-        // Anything else it prints is drained so that a full pipe never blocks it.
+        // The first line, read on a thread of its own so that a simulator that never says
+        // where it listens cannot hang the benchmark; the rest is drained so that a full pipe
+        // never blocks it.
+        let (tx, rx) = std::sync::mpsc::channel();
         std::thread::spawn(move || {
+            let mut lines = BufReader::new(stdout);
+            let mut first = String::new();
+            let read = lines.read_line(&mut first);
+            let _ = tx.send(read.map(|_| first));
             let mut sink = Vec::new();
             let _ = lines.read_to_end(&mut sink);
         });
+        let first = rx
+            .recv_timeout(Duration::from_secs(10))
+            .ok()
+            .and_then(Result::ok)
+            .unwrap_or_default();
+        let Some(base) = first
+            .trim()
+            .strip_prefix("canary sim listening on ")
+            .map(str::to_string)
+        else {
+            let _ = child.kill();
+            let _ = child.wait();
+            return Err(BenchError::Spawn(format!(
+                "the simulator did not say where it listens within 10 s (said {first:?})"
+            )));
+        };
         Ok(SimProcess { child, base })
     }
 
@@ -83,8 +94,9 @@ pub struct Cost {
     pub wall_seconds: f64,
     /// User + system CPU of the command and every descendant it waited for.
     pub cpu_seconds: f64,
-    /// Sum over the process tree of each process's peak resident set (an upper bound of the
-    /// tree's peak; for a single process, its peak).
+    /// Sum over the process tree of each process's peak resident set: for a single process
+    /// its peak; for several, an upper bound (peaks at different times, and pages shared
+    /// between processes, are added up).
     pub peak_rss_bytes: u64,
     /// Processes seen in the tree.
     pub processes: usize,
@@ -138,15 +150,47 @@ pub fn peak_rss(pid: u32) -> Option<u64> {
     procfs::peak_rss(&format!("/proc/{pid}/status"))
 }
 
-/// Runs `cmd` to its end (killing it after `limit`), sampling its process tree every 5 ms
-/// for peak memory; CPU comes from the kernel's accounting of waited-for children, so it is
-/// exact whatever the sampling missed. Blocking: call from a blocking thread.
+/// A child that the kernel kills when this process ends (Ctrl-C, a crash), so that no
+/// simulator is left listening.
+fn die_with_parent(cmd: &mut Command) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: prctl is async-signal-safe; nothing else runs between fork and exec.
+        #[allow(unsafe_code)]
+        unsafe {
+            cmd.pre_exec(|| {
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+                Ok(())
+            });
+        }
+    }
+}
+
+/// Kills every process of the group `pgid` (a measured command and what it started).
+fn kill_group(pgid: u32) {
+    if let Ok(pgid) = i32::try_from(pgid) {
+        // SAFETY: a plain syscall; a negative pid names the process group.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(-pgid, libc::SIGKILL);
+        }
+    }
+}
+
+/// Runs `cmd` to its end in a process group of its own (the whole group is killed after
+/// `limit`, and whatever it leaves behind when it ends), sampling its process tree every
+/// 20 ms for peak memory; CPU comes from the kernel's accounting of waited-for children, so
+/// it is exact whatever the sampling missed. Blocking: call from a blocking thread.
 pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchError> {
+    use std::os::unix::process::CommandExt;
     let cpu0 = procfs::children_cpu_seconds();
     let spawned_unix = super::fidelity::unix(std::time::SystemTime::now());
     let started = Instant::now();
+    die_with_parent(cmd);
     let mut child = cmd
         .stdin(Stdio::null())
+        .process_group(0)
         .spawn()
         .map_err(|e| BenchError::Spawn(format!("{cmd:?}: {e}")))?;
     let root = child.id();
@@ -162,22 +206,25 @@ pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchErr
                         *e = (*e).max(hwm);
                     }
                 }
-                std::thread::sleep(Duration::from_millis(5));
+                std::thread::sleep(Duration::from_millis(20));
             }
             peaks
         })
     };
+    let mut killed = false;
     let status = loop {
         match child.try_wait() {
             Ok(Some(s)) => break Some(s),
             Ok(None) if started.elapsed() > limit => {
-                let _ = child.kill();
+                killed = true;
+                kill_group(root);
                 break child.wait().ok();
             }
             Ok(None) => std::thread::sleep(Duration::from_millis(2)),
             Err(_) => break None,
         }
     };
+    kill_group(root);
     let wall = started.elapsed().as_secs_f64();
     stop.store(true, Ordering::Relaxed);
     let peaks = sampler.join().unwrap_or_default();
@@ -185,7 +232,7 @@ pub fn run_measured(cmd: &mut Command, limit: Duration) -> Result<Cost, BenchErr
         (Some(a), Some(b)) => b - a,
         _ => 0.0,
     };
-    if started.elapsed() > limit {
+    if killed {
         return Err(BenchError::Spawn(format!(
             "{cmd:?} did not finish within {}s",
             limit.as_secs()

@@ -49,10 +49,16 @@ impl RxStamps {
         self.by_kernel && self.kernel.load(Ordering::Relaxed) > 0
     }
 
+    /// Records a read's arrival. Arrivals never go backwards (a segment that arrived out of
+    /// order, before a retransmission filled the gap ahead of it, keeps its earlier stamp).
     fn record(&self, at: Instant, by_kernel: bool) {
         let ns = at.saturating_duration_since(self.base).as_nanos();
-        self.last
-            .store(u64::try_from(ns).unwrap_or(u64::MAX - 1), Ordering::Release);
+        let ns = u64::try_from(ns).unwrap_or(u64::MAX - 1);
+        let _ = self
+            .last
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |old| {
+                (old == u64::MAX || ns > old).then_some(ns)
+            });
         self.reads.fetch_add(1, Ordering::Relaxed);
         if by_kernel {
             self.kernel.fetch_add(1, Ordering::Relaxed);
@@ -142,7 +148,10 @@ impl AsyncRead for StampedTcp {
                 Ok((n, stamp)) => {
                     let now = Instant::now();
                     if n > 0 {
-                        let kernel = stamp.and_then(|s| instant_of(s, now, SystemTime::now()));
+                        // A stamp from before the connection existed is a clock step.
+                        let kernel = stamp
+                            .and_then(|s| instant_of(s, now, SystemTime::now()))
+                            .filter(|at| *at >= this.stamps.base);
                         this.stamps.record(kernel.unwrap_or(now), kernel.is_some());
                     }
                     // SAFETY: recvmsg wrote `n` bytes at the start of the unfilled part.
@@ -153,7 +162,14 @@ impl AsyncRead for StampedTcp {
                     buf.advance(n);
                     return Poll::Ready(Ok(()));
                 }
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::Interrupted
+                    ) =>
+                {
+                    continue
+                }
                 Err(e) => return Poll::Ready(Err(e)),
             }
         }
@@ -167,6 +183,16 @@ impl AsyncWrite for StampedTcp {
         buf: &[u8],
     ) -> Poll<std::io::Result<usize>> {
         Pin::new(&mut self.tcp).poll_write(cx, buf)
+    }
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.tcp).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.tcp.is_write_vectored()
     }
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         Pin::new(&mut self.tcp).poll_flush(cx)
@@ -187,11 +213,28 @@ mod sys {
 
     /// Turns on software receive timestamps; false when the kernel refuses.
     pub fn enable(tcp: &TcpStream) -> bool {
+        keep_stamping();
+        set_timestamps(tcp.as_raw_fd())
+    }
+
+    /// The kernel stamps incoming packets only while some socket asks for it, and turns
+    /// stamping on and off (deferred) as that count leaves and returns to zero. One socket
+    /// that asks for the life of the process keeps it on between one probe's connection and
+    /// the next, so the first segments of a new connection are stamped too.
+    fn keep_stamping() {
+        static KEEP: std::sync::OnceLock<Option<std::net::UdpSocket>> = std::sync::OnceLock::new();
+        KEEP.get_or_init(|| {
+            let s = std::net::UdpSocket::bind("127.0.0.1:0").ok()?;
+            set_timestamps(s.as_raw_fd()).then_some(s)
+        });
+    }
+
+    fn set_timestamps(fd: std::os::fd::RawFd) -> bool {
         let one: libc::c_int = 1;
         // SAFETY: a valid socket descriptor and a pointer to a c_int of the given size.
         let r = unsafe {
             libc::setsockopt(
-                tcp.as_raw_fd(),
+                fd,
                 libc::SOL_SOCKET,
                 libc::SO_TIMESTAMPNS,
                 (&one as *const libc::c_int).cast(),
@@ -311,18 +354,23 @@ mod tests {
         if stamps.by_kernel {
             assert!(stamps.by_kernel());
             assert_eq!(by_kernel, reads, "the kernel stamped every read");
-            let lag = first.saturating_duration_since(written);
+            // The kernel stamps inside the write; the read came some 80 ms later.
+            let lag = if first > written {
+                first - written
+            } else {
+                written - first
+            };
             assert!(
                 lag < Duration::from_millis(20),
-                "stamped {lag:?} after the write"
+                "stamped {lag:?} from the write"
             );
-            assert!(read_at - first >= Duration::from_millis(80));
+            assert!(read_at - written >= Duration::from_millis(50));
+            // The second write came about 200 ms after the first.
+            let apart = second - first;
+            assert!(
+                apart >= Duration::from_millis(150) && apart <= Duration::from_millis(400),
+                "{apart:?}"
+            );
         }
-        // The second write came about 200 ms after the first.
-        let apart = second - first;
-        assert!(
-            apart >= Duration::from_millis(150) && apart <= Duration::from_millis(400),
-            "{apart:?}"
-        );
     }
 }

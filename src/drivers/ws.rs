@@ -66,7 +66,7 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
     let (stream, resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
         .await
         .map_err(|e| classify(e, "upgrade"))?;
-    rec.mark(Event::Upgraded);
+    rec.mark_at(stamps.last(), Event::Upgraded);
     rec.set_response(Response {
         status: resp.status().as_u16(),
         headers: resp
