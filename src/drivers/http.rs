@@ -3,7 +3,8 @@
 //!
 //! canary opens its own connection (tokio + rustls + hyper's client connection) instead of
 //! using a pooled client so that the phases are known exactly and no probe reuses another's
-//! warm connection. Body pieces are stamped the moment hyper hands them over, before parsing.
+//! warm connection. Body pieces are stamped with the arrival of the read that completed them
+//! (the kernel's receive timestamp, [`super::rxstamp`]), before parsing.
 
 use std::sync::{Arc, OnceLock};
 use std::time::Instant;
@@ -419,8 +420,8 @@ impl Streaming {
 }
 
 /// A body whose pieces carry their arrival instants. When the kernel stamps the connection's
-/// data, the probe's own task reads and parses in turn (a stamp does not depend on when the
-/// read happens). Otherwise a reader task of its own takes each piece the moment it arrives,
+/// data, the probe's own task reads and parses in turn (a stamp depends on when the read
+/// happens only if it finds several pieces waiting, see [`super::rxstamp`]). Otherwise a reader task of its own takes each piece the moment it arrives,
 /// so that parsing earlier pieces never delays a stamp.
 pub struct StampedBody {
     pub status: u16,

@@ -8,6 +8,10 @@
 //! stamp of the latest read that returned data, converted to this process's monotonic
 //! clock. Where the kernel gives no stamp (another OS, a socket option refused), the stamp
 //! is the instant the read returned, as before.
+//!
+//! A read that finds several pieces waiting (the reader was late by more than the gap
+//! between them) stamps them all with the arrival of the last: the stamp is an upper bound,
+//! late by at most how late the read was, and exact whenever each read finds one piece.
 
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
