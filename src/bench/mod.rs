@@ -30,7 +30,6 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::measure::sli::Sli;
 use stats::Dist;
 
 /// What can stop the benchmark.
@@ -489,13 +488,6 @@ pub fn parse_levels(s: &str) -> Result<Vec<usize>, String> {
         )),
     }
 }
-
-/// The latency SLIs the fidelity section covers.
-pub const SLIS: [Sli; 3] = [
-    Sli::TimeToFirstVisibleToken,
-    Sli::InterChunkGap,
-    Sli::TimeToFirstAudio,
-];
 
 /// A deadline that no healthy benchmark run reaches.
 pub const DEADLINE: Duration = Duration::from_secs(60);

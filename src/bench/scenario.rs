@@ -31,7 +31,7 @@ pub const WORDS: usize = 40;
 
 /// An endpoint and the one case the benchmark sends it.
 #[derive(Clone)]
-pub struct Target {
+pub struct Subject {
     pub endpoint: Arc<Endpoint>,
     pub case: Arc<Case>,
 }
@@ -39,10 +39,10 @@ pub struct Target {
 /// The written suites and what they load to.
 pub struct Scenarios {
     pub dir: PathBuf,
-    pub plain: Target,
-    pub reasoning: Target,
-    pub realtime: Target,
-    pub opus: Target,
+    pub plain: Subject,
+    pub reasoning: Subject,
+    pub realtime: Subject,
+    pub opus: Subject,
     pub plain_suite: PathBuf,
     pub reasoning_suite: PathBuf,
     pub hundred_suite: PathBuf,
@@ -137,7 +137,7 @@ impl Scenarios {
 }
 
 /// Loads `file` and returns the endpoint and first case of its `probe`-th probe.
-fn target(file: &Path, probe: usize) -> Result<Target, BenchError> {
+fn target(file: &Path, probe: usize) -> Result<Subject, BenchError> {
     let suite = crate::suite::validate::load_suite(file, &ProcessEnv::default()).map_err(|d| {
         BenchError::Suite(
             d.iter()
@@ -158,7 +158,7 @@ fn target(file: &Path, probe: usize) -> Result<Target, BenchError> {
         .cases
         .first()
         .ok_or_else(|| BenchError::Suite(format!("{}: no case", file.display())))?;
-    Ok(Target {
+    Ok(Subject {
         endpoint: Arc::clone(endpoint),
         case: Arc::new(case.clone()),
     })

@@ -90,19 +90,19 @@ fn resolve(base: &::http::Uri, location: &str) -> Result<String, ProbeError> {
     Ok(format!("{scheme}://{authority}{dir}{location}"))
 }
 
-/// One GET on its own connection, stamped on `rec`'s clock only as a `Poll` event.
-async fn get(
+/// A GET of `url` (the job's `what`: status or stream URL) with the endpoint's headers, on a
+/// connection of its own whose phases go to `scratch`, not to the probe's timeline.
+async fn open_get(
     endpoint: &Endpoint,
     url: &str,
+    what: &str,
     accept: &'static str,
-    rec: &mut Recorder,
-) -> Result<(Instant, Instant, Response), ProbeError> {
+    scratch: &mut Recorder,
+) -> Result<http::Streaming, ProbeError> {
     let uri: ::http::Uri = url
         .parse()
-        .map_err(|e| request_err(format!("invalid status URL: {e}")))?;
-    let mut scratch = Recorder::start();
-    let sent = Instant::now();
-    let streaming = http::send(
+        .map_err(|e| request_err(format!("invalid {what} URL: {e}")))?;
+    http::send(
         HttpRequest {
             method: ::http::Method::GET,
             uri: &uri,
@@ -112,9 +112,21 @@ async fn get(
             accept,
             tls: endpoint.tls.as_ref(),
         },
-        &mut scratch,
+        scratch,
     )
-    .await?;
+    .await
+}
+
+/// One GET on its own connection, stamped on `rec`'s clock only as a `Poll` event.
+async fn get(
+    endpoint: &Endpoint,
+    url: &str,
+    accept: &'static str,
+    rec: &mut Recorder,
+) -> Result<(Instant, Instant, Response), ProbeError> {
+    let mut scratch = Recorder::start();
+    let sent = Instant::now();
+    let streaming = open_get(endpoint, url, "status", accept, &mut scratch).await?;
     let resp = streaming
         .read_all(endpoint.max_body, &mut scratch)
         .await
@@ -421,23 +433,8 @@ async fn stream(
     summary: &mut JobSummary,
     rec: &mut Recorder,
 ) -> Result<(Response, Value), ProbeError> {
-    let uri: ::http::Uri = url
-        .parse()
-        .map_err(|e| request_err(format!("invalid stream URL: {e}")))?;
     let mut scratch = Recorder::start();
-    let streaming = http::send(
-        HttpRequest {
-            method: ::http::Method::GET,
-            uri: &uri,
-            headers: &endpoint.headers,
-            body: None,
-            content_type: None,
-            accept: "text/event-stream",
-            tls: endpoint.tls.as_ref(),
-        },
-        &mut scratch,
-    )
-    .await?;
+    let streaming = open_get(endpoint, url, "stream", "text/event-stream", &mut scratch).await?;
     let status = streaming.status;
     let headers = streaming.headers.clone();
     if !(200..300).contains(&status) {

@@ -80,7 +80,8 @@ impl RxStamps {
     }
 
     /// Reads that returned data, and how many of them the kernel stamped.
-    pub fn counts(&self) -> (u64, u64) {
+    #[cfg(test)]
+    fn counts(&self) -> (u64, u64) {
         (
             self.reads.load(Ordering::Relaxed),
             self.kernel.load(Ordering::Relaxed),
@@ -103,19 +104,16 @@ fn instant_of(stamp: Duration, now: Instant, wall_now: SystemTime) -> Option<Ins
 pub struct StampedTcp {
     tcp: TcpStream,
     stamps: RxStamps,
-    kernel: bool,
 }
 
 impl StampedTcp {
     /// Wraps `tcp`, asking the kernel for receive timestamps.
     pub fn new(tcp: TcpStream) -> (StampedTcp, RxStamps) {
-        let kernel = sys::enable(&tcp);
-        let stamps = RxStamps::new(kernel);
+        let stamps = RxStamps::new(sys::enable(&tcp));
         (
             StampedTcp {
                 tcp,
                 stamps: stamps.clone(),
-                kernel,
             },
             stamps,
         )
@@ -128,7 +126,7 @@ impl AsyncRead for StampedTcp {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        if !self.kernel {
+        if !self.stamps.by_kernel {
             let before = buf.filled().len();
             let r = Pin::new(&mut self.tcp).poll_read(cx, buf);
             if matches!(r, Poll::Ready(Ok(()))) && buf.filled().len() > before {
