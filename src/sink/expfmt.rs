@@ -1,8 +1,39 @@
-//! A reader for the Prometheus text exposition format (0.0.4 and OpenMetrics sample lines),
-//! enough to read back canary's own series from a Pushgateway or a textfile so counters can
-//! be carried forward. Comments, HELP/TYPE lines and malformed lines are skipped.
+//! The Prometheus text exposition format, both ways. Writing: [`escape_label_value`] and
+//! [`escape_help`], the one escaping path every exposition canary writes goes through (the
+//! text format 0.0.4 of the textfile and the Pushgateway body, and the OpenMetrics of
+//! `serve`'s `/metrics`, whose `prometheus-client` encoder writes label values verbatim).
+//! Reading: a parser for sample lines (0.0.4 and OpenMetrics), enough to read back canary's
+//! own series from a Pushgateway or a textfile so counters can be carried forward. Comments,
+//! HELP/TYPE lines and malformed lines are skipped.
+
+use std::borrow::Cow;
 
 use super::metrics::{parse_float, Labels, Sample};
+
+/// A label value as both formats write it between double quotes: `\` -> `\\`, `"` -> `\"`,
+/// line feed -> `\n`; everything else (any UTF-8, `<script>`, `}`) is literal. Values are
+/// Rust strings, so always valid UTF-8: bytes from a target (headers) are converted lossily
+/// where they are read.
+pub fn escape_label_value(v: &str) -> Cow<'_, str> {
+    if !v.contains(['\\', '"', '\n']) {
+        return Cow::Borrowed(v);
+    }
+    let mut out = String::with_capacity(v.len() + 8);
+    for c in v.chars() {
+        match c {
+            '\\' => out.push_str("\\\\"),
+            '"' => out.push_str("\\\""),
+            '\n' => out.push_str("\\n"),
+            c => out.push(c),
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// HELP text: `\` and line feed escaped (a quote is literal there).
+pub fn escape_help(s: &str) -> String {
+    s.replace('\\', "\\\\").replace('\n', "\\n")
+}
 
 /// Parses every sample line of `text`.
 pub fn parse(text: &str) -> Vec<Sample> {

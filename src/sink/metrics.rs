@@ -13,12 +13,16 @@ use std::collections::BTreeMap;
 use std::fmt::Write;
 use std::time::SystemTime;
 
-use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::encoding::{
+    DescriptorEncoder, EncodeLabel, EncodeLabelSet, EncodeLabelValue, EncodeMetric,
+    LabelSetEncoder, LabelValueEncoder,
+};
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Unit;
 
 use crate::measure::sli::{Sli, SliKind};
 use crate::observation::{Observation, Outcome};
+use crate::sink::expfmt::{escape_help, escape_label_value};
 use crate::slo;
 use crate::suite::Suite;
 use crate::timeline::ErrorClass;
@@ -858,27 +862,37 @@ fn fmt_value(v: f64) -> String {
     }
 }
 
-fn escape_help(s: &str) -> String {
-    s.replace('\\', "\\\\").replace('\n', "\\n")
-}
-
-/// `{a="x",b="y"}` with label values escaped.
+/// `{a="x",b="y"}` with label values escaped (`expfmt::escape_label_value`).
 pub fn render_labels(labels: &Labels) -> String {
     if labels.is_empty() {
         return String::new();
     }
     let inner: Vec<String> = labels
         .iter()
-        .map(|(k, v)| {
-            format!(
-                "{k}=\"{}\"",
-                v.replace('\\', "\\\\")
-                    .replace('"', "\\\"")
-                    .replace('\n', "\\n")
-            )
-        })
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
         .collect();
     format!("{{{}}}", inner.join(","))
+}
+
+/// A series' labels as `prometheus-client` encodes them. Its encoder writes a label value
+/// verbatim, so each value goes through the same `escape_label_value` as the text format.
+struct EscapedLabels<'a>(&'a Labels);
+
+impl EncodeLabelSet for EscapedLabels<'_> {
+    fn encode(&self, mut encoder: LabelSetEncoder) -> Result<(), std::fmt::Error> {
+        for (k, v) in self.0 {
+            (k.as_str(), EscapedValue(v)).encode(encoder.encode_label())?;
+        }
+        Ok(())
+    }
+}
+
+struct EscapedValue<'a>(&'a str);
+
+impl EncodeLabelValue for EscapedValue<'_> {
+    fn encode(&self, encoder: &mut LabelValueEncoder) -> Result<(), std::fmt::Error> {
+        encoder.write_str(&escape_label_value(self.0))
+    }
 }
 
 #[derive(Debug)]
@@ -908,9 +922,10 @@ impl prometheus_client::collector::Collector for Collector {
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Histogram => MetricType::Histogram,
             };
-            let mut me = encoder.encode_descriptor(&base, &f.help, unit.as_ref(), ty)?;
+            let mut me = encoder.encode_descriptor(&base, &escape_help(&f.help), unit.as_ref(), ty)?;
             for (labels, v) in &f.series {
-                let fam = me.encode_family(labels)?;
+                let escaped = EscapedLabels(labels);
+                let fam = me.encode_family(&escaped)?;
                 SeriesMetric {
                     value: v,
                     buckets: &f.buckets,

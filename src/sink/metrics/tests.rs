@@ -407,3 +407,43 @@ fn tier_values_from_responses_are_capped_per_slice_with_an_other_bucket() {
     assert_eq!(slice.tiers.len(), cap + 1);
     assert_eq!(slice.tiers["other"], (40 - cap) as u64);
 }
+
+/// Label values a target or a golden file can set: quotes, backslashes, a line feed, markup,
+/// an attempt to close the label set, the replacement character of invalid UTF-8.
+const HOSTILE: &str = "<script>alert(1)</script>\"}{\"x\":\"\\ \n\u{FFFD}end";
+
+#[test]
+fn hostile_label_values_round_trip_through_both_encodings() {
+    let s = suite("llama-mapper.yaml");
+    let mut o = obs(HOSTILE, 0.1, Outcome::Ok, true, false);
+    o.verdicts.tier = Some(HOSTILE.into());
+    let m = MetricsModel::from_run(&s, HOSTILE, &[o], SystemTime::UNIX_EPOCH);
+    let escaped = crate::sink::expfmt::escape_label_value(HOSTILE).into_owned();
+    assert_eq!(
+        escaped,
+        "<script>alert(1)</script>\\\"}{\\\"x\\\":\\\"\\\\ \\n\u{FFFD}end"
+    );
+    for text in [m.encode_text(), m.encode_openmetrics()] {
+        // No raw quote or line feed of the value survives: every line is one whole sample.
+        assert!(!text.contains(HOSTILE));
+        assert!(text.contains(&format!("tier=\"{escaped}\"")), "{text}");
+        let samples = crate::sink::expfmt::parse(&text);
+        let tier = samples
+            .iter()
+            .find(|x| x.name == "canary_tier_total")
+            .unwrap();
+        for key in ["tier", "slice", "region"] {
+            assert!(
+                tier.labels.iter().any(|(k, v)| k == key && v == HOSTILE),
+                "{key}: {:?}",
+                tier.labels
+            );
+        }
+        for line in text.lines().filter(|l| !l.starts_with('#')) {
+            assert!(
+                crate::sink::expfmt::parse(line).len() == 1,
+                "a line that is not one sample: {line}"
+            );
+        }
+    }
+}
