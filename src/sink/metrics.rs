@@ -922,7 +922,8 @@ impl prometheus_client::collector::Collector for Collector {
                 Kind::Gauge => MetricType::Gauge,
                 Kind::Histogram => MetricType::Histogram,
             };
-            let mut me = encoder.encode_descriptor(&base, &escape_help(&f.help), unit.as_ref(), ty)?;
+            let mut me =
+                encoder.encode_descriptor(&base, &escape_help(&f.help), unit.as_ref(), ty)?;
             for (labels, v) in &f.series {
                 let escaped = EscapedLabels(labels);
                 let fam = me.encode_family(&escaped)?;

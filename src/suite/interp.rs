@@ -2,9 +2,13 @@
 //!
 //! Runs on the marked YAML tree before typed deserialization, so every failure has a position.
 //! `$${` writes a literal `${`. Values that are credentials are registered with
-//! [`crate::secret`] so they never reach a log, a label or a report.
+//! [`crate::secret`] so they never reach a log, a label or a report. A `${file:...}` is read as
+//! text (never parsed as YAML or JSON), at most [`MAX_FILE_VALUE`] bytes, once per tree; what
+//! interpolation adds to a whole tree is capped at [`MAX_INTERPOLATED`] (the tree is already
+//! capped in nodes by the YAML loader, so a value used by many aliases cannot multiply).
 
-use std::path::Path;
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
 
 use super::yaml::{path_string, Node, Pos, Seg};
 
@@ -37,18 +41,48 @@ pub struct InterpError {
     pub hint: Option<String>,
 }
 
+/// Largest file a `${file:PATH}` reads (a key, a token, a certificate bundle).
+pub const MAX_FILE_VALUE: u64 = 1 << 20;
+/// Most bytes interpolation may add to one suite's strings, all of them together.
+pub const MAX_INTERPOLATED: usize = 16 << 20;
+
+/// Files read by `${file:...}` in one tree, by full path.
+pub type FileCache = HashMap<PathBuf, String>;
+
 /// Interpolates every string in the tree. `base` resolves `${file:...}` paths.
 pub fn interpolate_tree(root: &mut Node, env: &dyn Env, base: &Path) -> Vec<InterpError> {
     let mut errors = Vec::new();
+    let mut files = FileCache::new();
+    let mut added = 0usize;
+    let mut over = false;
     root.for_each_string_mut(&mut Vec::new(), &mut |path, pos, s| {
-        if !s.contains('$') {
+        if over || !s.contains('$') {
             return;
         }
         let in_headers = path
             .iter()
             .any(|seg| matches!(seg, Seg::Key(k) if k == "headers"));
-        match interpolate(s, env, base, in_headers) {
-            Ok(v) => *s = v,
+        match interpolate_with(s, env, base, in_headers, &mut files) {
+            Ok(v) => {
+                added += v.len().saturating_sub(s.len());
+                if added > MAX_INTERPOLATED {
+                    over = true;
+                    errors.push(InterpError {
+                        pos,
+                        field: path_string(path),
+                        message: format!(
+                            "interpolation adds more than {} MiB to the suite",
+                            MAX_INTERPOLATED >> 20
+                        ),
+                        hint: Some(
+                            "a value used in many places is copied into each; keep ${...} values small"
+                                .into(),
+                        ),
+                    });
+                    return;
+                }
+                *s = v;
+            }
             Err((message, hint)) => errors.push(InterpError {
                 pos,
                 field: path_string(path),
@@ -66,6 +100,17 @@ pub fn interpolate(
     env: &dyn Env,
     base: &Path,
     secret_context: bool,
+) -> Result<String, (String, Option<String>)> {
+    interpolate_with(s, env, base, secret_context, &mut FileCache::new())
+}
+
+/// [`interpolate`] with the files already read for this tree.
+fn interpolate_with(
+    s: &str,
+    env: &dyn Env,
+    base: &Path,
+    secret_context: bool,
+    files: &mut FileCache,
 ) -> Result<String, (String, Option<String>)> {
     let mut out = String::with_capacity(s.len());
     let mut rest = s;
@@ -94,15 +139,23 @@ pub fn interpolate(
         rest = &body_start[end + 1..];
         if let Some(path) = expr.strip_prefix("file:") {
             let full = base.join(path.trim());
-            let content = std::fs::read_to_string(&full).map_err(|e| {
-                (
-                    format!("cannot read `${{file:{path}}}` ({}): {e}", full.display()),
-                    Some("paths are relative to the suite file".to_string()),
-                )
-            })?;
-            let value = content.trim_end_matches(['\n', '\r']).to_string();
-            crate::secret::register(&value);
-            out.push_str(&value);
+            if !files.contains_key(&full) {
+                let content = super::yaml::read_capped(&full, MAX_FILE_VALUE).map_err(|e| {
+                    (
+                        format!("cannot read `${{file:{path}}}` ({}): {e}", full.display()),
+                        Some(format!(
+                            "paths are relative to the suite file; a file value is text of at most {} KiB",
+                            MAX_FILE_VALUE >> 10
+                        )),
+                    )
+                })?;
+                let value = content.trim_end_matches(['\n', '\r']).to_string();
+                crate::secret::register(&value);
+                files.insert(full.clone(), value);
+            }
+            if let Some(value) = files.get(&full) {
+                out.push_str(value);
+            }
             continue;
         }
         let (name, default) = match expr.split_once(":-") {
@@ -183,6 +236,32 @@ mod tests {
         assert_eq!(v, "Bearer file-secret-value-42");
         assert_eq!(crate::secret::redact("x file-secret-value-42 y"), "x *** y");
         assert!(interpolate("${file:absent}", &env(), dir.path(), false).is_err());
+    }
+
+    #[test]
+    fn file_values_are_capped_and_never_read_without_end() {
+        let (msg, _) = interpolate("${file:/dev/zero}", &env(), Path::new("."), false).unwrap_err();
+        assert!(msg.contains("larger than"), "{msg}");
+        let dir = tempfile::tempdir().unwrap();
+        let big = vec![b'a'; MAX_FILE_VALUE as usize + 1];
+        std::fs::write(dir.path().join("big"), big).unwrap();
+        assert!(interpolate("${file:big}", &env(), dir.path(), false).is_err());
+    }
+
+    #[test]
+    fn what_interpolation_adds_to_a_tree_is_capped() {
+        // 200 aliases of a string holding a 100 KiB file: 20 MB once interpolated.
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("v"), vec![b'v'; 100 << 10]).unwrap();
+        let mut yaml = String::from("a: &a \"${file:v}\"\nb:\n");
+        for _ in 0..200 {
+            yaml.push_str("  - *a\n");
+        }
+        let mut root = super::super::yaml::parse(&yaml).unwrap();
+        let errs = interpolate_tree(&mut root, &env(), dir.path());
+        assert_eq!(errs.len(), 1, "{errs:?}");
+        assert!(errs[0].message.contains("MiB"), "{errs:?}");
+        assert!(errs[0].field.starts_with("b["), "{errs:?}");
     }
 
     #[test]

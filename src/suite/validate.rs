@@ -123,7 +123,7 @@ fn read_tree(
     file: &Path,
     env: &dyn Env,
 ) -> Result<(Node, Vec<super::interp::InterpError>), Vec<Diagnostic>> {
-    let src = std::fs::read_to_string(file).map_err(|e| {
+    let src = yaml::read_capped(file, yaml::MAX_FILE_BYTES).map_err(|e| {
         vec![Diagnostic::new(
             file,
             None,
@@ -137,7 +137,8 @@ fn read_tree(
             Some(e.pos),
             "(syntax)",
             format!("invalid YAML: {}", e.message),
-        )]
+        )
+        .maybe_hint(e.hint)]
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let errors = interpolate_tree(&mut tree, env, &base);

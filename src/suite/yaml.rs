@@ -6,7 +6,7 @@
 
 use std::collections::HashMap;
 
-use yaml_rust2::parser::{Event, MarkedEventReceiver, Parser};
+use yaml_rust2::parser::{Event, Parser};
 use yaml_rust2::scanner::{Marker, TScalarStyle};
 
 /// A 1-based line and column in a source file.
@@ -85,12 +85,24 @@ pub fn path_string(path: &[Seg]) -> String {
     }
 }
 
-/// A YAML syntax error with its position.
+/// A YAML syntax error, or a document over the loader's limits, with its position.
 #[derive(Debug, Clone)]
 pub struct SyntaxError {
     pub pos: Pos,
     pub message: String,
+    pub hint: Option<String>,
 }
+
+/// Most nodes a document may have once its aliases are expanded. An alias copies its anchored
+/// node wherever it is used, so nine nested aliases of nine make 9^9 nodes from a few hundred
+/// bytes (the "billion laughs"); the example suites have under 300 nodes.
+pub const MAX_NODES: usize = 100_000;
+/// Most scalar text (bytes, keys included) that aliases may copy into a document.
+pub const MAX_ALIAS_BYTES: usize = 4 << 20;
+/// Deepest nesting of sequences and maps (the example suites nest 7 deep).
+pub const MAX_DEPTH: usize = 64;
+/// Largest suite file read.
+pub const MAX_FILE_BYTES: u64 = 16 << 20;
 
 fn pos_of(m: &Marker) -> Pos {
     // yaml-rust2 lines are 1-based, columns 0-based.
@@ -100,23 +112,48 @@ fn pos_of(m: &Marker) -> Pos {
     }
 }
 
+/// The nodes and the scalar bytes of a subtree.
+#[derive(Debug, Clone, Copy, Default)]
+struct Size {
+    nodes: usize,
+    bytes: usize,
+}
+
+impl Size {
+    fn add(&mut self, other: Size) {
+        self.nodes += other.nodes;
+        self.bytes += other.bytes;
+    }
+}
+
 enum Frame {
-    Seq(Pos, Vec<Node>, usize),
-    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize),
+    Seq(Pos, Vec<Node>, usize, Size),
+    Map(Pos, Vec<(Node, Node)>, Option<Node>, usize, Size),
 }
 
 #[derive(Default)]
 struct Builder {
     stack: Vec<Frame>,
     root: Option<Node>,
-    anchors: HashMap<usize, Node>,
-    error: Option<SyntaxError>,
+    anchors: HashMap<usize, (Node, Size)>,
+    /// Nodes in the document so far, aliases expanded.
+    nodes: usize,
+    /// Scalar bytes copied by aliases so far.
+    alias_bytes: usize,
+}
+
+fn limit_error(pos: Pos, message: String, hint: &str) -> SyntaxError {
+    SyntaxError {
+        pos,
+        message,
+        hint: Some(hint.to_string()),
+    }
 }
 
 impl Builder {
-    fn push_value(&mut self, node: Node, anchor: usize) {
+    fn push_value(&mut self, node: Node, size: Size, anchor: usize) {
         if anchor > 0 {
-            self.anchors.insert(anchor, node.clone());
+            self.anchors.insert(anchor, (node.clone(), size));
         }
         match self.stack.last_mut() {
             None => {
@@ -124,67 +161,136 @@ impl Builder {
                     self.root = Some(node);
                 }
             }
-            Some(Frame::Seq(_, items, _)) => items.push(node),
-            Some(Frame::Map(_, entries, key, _)) => match key.take() {
-                None => *key = Some(node),
-                Some(k) => entries.push((k, node)),
-            },
+            Some(Frame::Seq(_, items, _, total)) => {
+                total.add(size);
+                items.push(node);
+            }
+            Some(Frame::Map(_, entries, key, _, total)) => {
+                total.add(size);
+                match key.take() {
+                    None => *key = Some(node),
+                    Some(k) => entries.push((k, node)),
+                }
+            }
         }
     }
-}
 
-impl MarkedEventReceiver for Builder {
-    fn on_event(&mut self, ev: Event, mark: Marker) {
+    /// Counts `size` more nodes at `pos`; `alias` when an alias copies them.
+    fn count(&mut self, pos: Pos, size: Size, alias: bool) -> Result<(), SyntaxError> {
+        self.nodes += size.nodes;
+        if alias {
+            self.alias_bytes += size.bytes;
+        }
+        if self.nodes > MAX_NODES {
+            return Err(if alias {
+                limit_error(
+                    pos,
+                    format!(
+                        "aliases expand the document past {MAX_NODES} nodes (this alias copies {}: an alias copies its anchored node, so nested aliases multiply)",
+                        size.nodes
+                    ),
+                    "a suite needs far fewer nodes; use fewer or smaller aliases",
+                )
+            } else {
+                limit_error(
+                    pos,
+                    format!("the document has more than {MAX_NODES} nodes"),
+                    "a suite needs far fewer; golden cases belong in JSONL files (`golden:`)",
+                )
+            });
+        }
+        if self.alias_bytes > MAX_ALIAS_BYTES {
+            return Err(limit_error(
+                pos,
+                format!(
+                    "aliases copy more than {} MiB of text into the document",
+                    MAX_ALIAS_BYTES >> 20
+                ),
+                "anchor smaller values, or put long text in a file and read it with ${file:PATH}",
+            ));
+        }
+        Ok(())
+    }
+
+    fn open(&mut self, pos: Pos) -> Result<(), SyntaxError> {
+        if self.stack.len() >= MAX_DEPTH {
+            return Err(limit_error(
+                pos,
+                format!("nesting deeper than {MAX_DEPTH} levels"),
+                "a suite nests a few levels deep; check for unclosed brackets",
+            ));
+        }
+        self.count(pos, Size { nodes: 1, bytes: 0 }, false)
+    }
+
+    fn on_event(&mut self, ev: Event, mark: Marker) -> Result<(), SyntaxError> {
         let pos = pos_of(&mark);
         match ev {
             Event::Scalar(value, style, anchor, tag) => {
+                let size = Size {
+                    nodes: 1,
+                    bytes: value.len(),
+                };
+                self.count(pos, size, false)?;
                 let kind = if style == TScalarStyle::Plain && tag.is_none() {
                     resolve_plain(&value)
                 } else {
                     Kind::Str(value)
                 };
-                self.push_value(Node { pos, kind }, anchor);
+                self.push_value(Node { pos, kind }, size, anchor);
             }
-            Event::SequenceStart(anchor, _) => self.stack.push(Frame::Seq(pos, Vec::new(), anchor)),
+            Event::SequenceStart(anchor, _) => {
+                self.open(pos)?;
+                let one = Size { nodes: 1, bytes: 0 };
+                self.stack.push(Frame::Seq(pos, Vec::new(), anchor, one));
+            }
             Event::MappingStart(anchor, _) => {
-                self.stack.push(Frame::Map(pos, Vec::new(), None, anchor))
+                self.open(pos)?;
+                let one = Size { nodes: 1, bytes: 0 };
+                self.stack
+                    .push(Frame::Map(pos, Vec::new(), None, anchor, one));
             }
             Event::SequenceEnd => {
-                if let Some(Frame::Seq(p, items, anchor)) = self.stack.pop() {
-                    self.push_value(
-                        Node {
-                            pos: p,
-                            kind: Kind::Seq(items),
-                        },
-                        anchor,
-                    );
+                if let Some(Frame::Seq(p, items, anchor, size)) = self.stack.pop() {
+                    let node = Node {
+                        pos: p,
+                        kind: Kind::Seq(items),
+                    };
+                    self.push_value(node, size, anchor);
                 }
             }
             Event::MappingEnd => {
-                if let Some(Frame::Map(p, entries, _, anchor)) = self.stack.pop() {
-                    self.push_value(
-                        Node {
-                            pos: p,
-                            kind: Kind::Map(entries),
-                        },
-                        anchor,
-                    );
+                if let Some(Frame::Map(p, entries, _, anchor, size)) = self.stack.pop() {
+                    let node = Node {
+                        pos: p,
+                        kind: Kind::Map(entries),
+                    };
+                    self.push_value(node, size, anchor);
                 }
             }
-            Event::Alias(id) => match self.anchors.get(&id).cloned() {
-                Some(mut node) => {
-                    node.pos = pos;
-                    self.push_value(node, 0);
-                }
-                None => {
-                    self.error.get_or_insert(SyntaxError {
+            Event::Alias(id) => {
+                // An anchor is known once its node is complete, so an alias inside its own
+                // anchored node (a cycle) is unknown here.
+                let Some(size) = self.anchors.get(&id).map(|(_, size)| *size) else {
+                    return Err(SyntaxError {
                         pos,
                         message: "alias refers to an unknown anchor".into(),
+                        hint: Some(
+                            "define `&name` before `*name`, outside the node that uses it".into(),
+                        ),
                     });
-                }
-            },
+                };
+                // Counted before the copy is made.
+                self.count(pos, size, true)?;
+                let Some(mut node) = self.anchors.get(&id).map(|(n, _)| n.clone()) else {
+                    return Ok(());
+                };
+                node.pos = pos;
+                self.push_value(node, size, 0);
+            }
             _ => {}
         }
+        Ok(())
     }
 }
 
@@ -211,21 +317,44 @@ fn resolve_plain(v: &str) -> Kind {
     Kind::Str(v.to_string())
 }
 
-/// Parses one YAML document. An empty document is an empty map.
+/// Parses one YAML document (the first of a stream). An empty document is an empty map.
+/// Events are read one at a time and the document is refused as soon as it passes
+/// [`MAX_NODES`], [`MAX_ALIAS_BYTES`] or [`MAX_DEPTH`], before anything larger is built.
 pub fn parse(src: &str) -> Result<Node, SyntaxError> {
     let mut builder = Builder::default();
     let mut parser = Parser::new_from_str(src);
-    parser.load(&mut builder, false).map_err(|e| SyntaxError {
-        pos: pos_of(e.marker()),
-        message: e.info().to_string(),
-    })?;
-    if let Some(err) = builder.error {
-        return Err(err);
+    loop {
+        let (ev, mark) = parser.next_token().map_err(|e| SyntaxError {
+            pos: pos_of(e.marker()),
+            message: e.info().to_string(),
+            hint: None,
+        })?;
+        match ev {
+            Event::StreamEnd | Event::DocumentEnd => break,
+            ev => builder.on_event(ev, mark)?,
+        }
     }
     Ok(builder.root.unwrap_or(Node {
         pos: Pos { line: 1, col: 1 },
         kind: Kind::Map(Vec::new()),
     }))
+}
+
+/// Reads a text file of at most `limit` bytes (a suite: [`MAX_FILE_BYTES`]); a larger one,
+/// or a device that never ends, is an error, not an unbounded read.
+pub fn read_capped(path: &std::path::Path, limit: u64) -> std::io::Result<String> {
+    use std::io::Read;
+    let mut text = String::new();
+    let n = std::fs::File::open(path)?
+        .take(limit + 1)
+        .read_to_string(&mut text)?;
+    if n as u64 > limit {
+        return Err(std::io::Error::other(format!(
+            "larger than {} bytes",
+            limit
+        )));
+    }
+    Ok(text)
 }
 
 impl Node {
@@ -406,6 +535,67 @@ mod tests {
     fn aliases_copy_the_anchored_node() {
         let doc = parse("base: &h {x: 1}\nother: *h\n").unwrap();
         assert_eq!(doc.to_json()["other"]["x"], serde_json::json!(1));
+    }
+
+    /// Nine levels of nine aliases each: 9^9 (387 million) scalars from 354 bytes.
+    fn laughs(levels: usize) -> String {
+        let mut doc = String::from("a: &a [lol,lol,lol,lol,lol,lol,lol,lol,lol]\n");
+        for i in 1..levels {
+            let (name, prev) = ((b'a' + i as u8) as char, (b'a' + i as u8 - 1) as char);
+            let refs = vec![format!("*{prev}"); 9].join(",");
+            doc.push_str(&format!("{name}: &{name} [{refs}]\n"));
+        }
+        doc
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_at_the_alias_that_passes_the_cap() {
+        let t = std::time::Instant::now();
+        let err = parse(&laughs(9)).unwrap_err();
+        assert!(t.elapsed() < std::time::Duration::from_secs(2));
+        assert!(err.message.contains("aliases expand"), "{err:?}");
+        assert!(err.hint.is_some());
+        // Line 6 (`f`) copies 9 x 7381 nodes of `e` (9^4 scalars and 820 sequences).
+        assert_eq!(err.pos.line, 6, "{err:?}");
+        // Five levels (66,430 nodes) are within the cap and load whole.
+        let doc = parse(&laughs(5)).unwrap();
+        assert_eq!(doc.to_json()["e"][8][8][8][8][8], serde_json::json!("lol"));
+    }
+
+    #[test]
+    fn aliases_copying_too_much_text_are_refused() {
+        let big = "x".repeat(64 << 10);
+        let mut doc = format!("a: &a \"{big}\"\nb:\n");
+        for _ in 0..100 {
+            doc.push_str("  - *a\n");
+        }
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("MiB of text"), "{err:?}");
+    }
+
+    #[test]
+    fn deep_nesting_and_self_reference_are_errors_not_crashes() {
+        let deep = format!("a: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let err = parse(&deep).unwrap_err();
+        assert!(err.message.contains("nesting deeper"), "{err:?}");
+        let mut block = String::new();
+        for i in 0..200 {
+            block.push_str(&format!("{}k{i}:\n", "  ".repeat(i)));
+        }
+        assert!(parse(&block)
+            .unwrap_err()
+            .message
+            .contains("nesting deeper"));
+        let err = parse("a: &a [1, *a]\n").unwrap_err();
+        assert!(err.message.contains("unknown anchor"), "{err:?}");
+    }
+
+    #[test]
+    fn a_large_plain_document_is_refused_past_the_node_cap() {
+        let doc = "- x\n".repeat(MAX_NODES + 1);
+        let err = parse(&doc).unwrap_err();
+        assert!(err.message.contains("more than"), "{err:?}");
+        assert!(parse(&"- x\n".repeat(1000)).is_ok());
     }
 
     #[test]
