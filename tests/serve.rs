@@ -526,7 +526,7 @@ fn the_gate_endpoint_answers_flagger_with_200_or_409() {
     let s = write(
         dir.path(),
         "chat.yaml",
-        &format!("suite: chat-gate\ndefaults: {{ schedule: \"0 0 * * * *\", timeout: 10s }}\nendpoints:\n  chat:\n    protocol: openai-chat\n    url: \"{}/v1/chat/completions\"\n    model: sim-plain\nprobes:\n  - {{ name: answers, endpoint: chat, golden: chat.jsonl }}\ngate: {{ slis: [checks_passed], min_runs: 2 }}\n", base.url),
+        &format!("suite: chat-gate\ndefaults: {{ schedule: \"0 0 * * * *\", timeout: 10s }}\nendpoints:\n  chat:\n    protocol: openai-chat\n    url: \"{}/v1/chat/completions\"\n    model: sim-plain\nprobes:\n  - {{ name: answers, endpoint: chat, golden: chat.jsonl }}\ngate: {{ slis: [checks_passed], min_runs: 2, allowed_hosts: [127.0.0.1] }}\n", base.url),
     );
     let db = dir.path().join("c.db");
     // Off unless asked for: the endpoint sends requests to URLs its callers choose.

@@ -79,6 +79,65 @@ impl Targets {
     }
 }
 
+/// Who asks for a gate, which decides the hosts it may send the suite's requests (and the
+/// credentials in its headers) to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HostPolicy {
+    /// `canary gate`, run by the operator: the suite's `gate.allowed_hosts` when it lists
+    /// them, else any host.
+    Operator,
+    /// serve's `POST /api/v1/gate`, asked over the network: `gate.allowed_hosts`, else only
+    /// the hosts and ports of the suite's own endpoints.
+    Remote,
+}
+
+/// Refuses any candidate or baseline URL whose host the policy does not allow, before a
+/// request is sent. The message names the host and port, never the rest of the URL.
+pub fn check_hosts(suite: &Suite, targets: &[&Targets], policy: HostPolicy) -> Result<(), String> {
+    use crate::suite::hosts::{authority, url_host_port};
+    let listed = suite.gate.allowed_hosts.as_ref();
+    if listed.is_none() && policy == HostPolicy::Operator {
+        return Ok(());
+    }
+    let own: Vec<(String, u16)> = suite
+        .endpoints
+        .values()
+        .flat_map(|e| {
+            std::iter::once(e.url.as_str()).chain(e.job.as_ref().map(|j| j.submit_url.as_str()))
+        })
+        .filter_map(|u| url_host_port(u).ok())
+        .collect();
+    for base in targets
+        .iter()
+        .flat_map(|t| t.all.iter().chain(t.per_endpoint.values()))
+    {
+        let (host, port) = url_host_port(base)?;
+        match listed {
+            Some(list) if list.iter().any(|p| p.matches(&host, port)) => {}
+            Some(list) => {
+                let names: Vec<String> = list.iter().map(|p| p.to_string()).collect();
+                return Err(format!(
+                    "`{}` is not in the suite's gate.allowed_hosts ({}); nothing was sent to it",
+                    authority(&host, port),
+                    names.join(", ")
+                ));
+            }
+            None if own.iter().any(|(h, p)| *h == host && *p == port) => {}
+            None => {
+                let mut names: Vec<String> = own.iter().map(|(h, p)| authority(h, *p)).collect();
+                names.sort();
+                names.dedup();
+                return Err(format!(
+                    "`{}` is not one of the suite's own endpoints ({}); nothing was sent to it. A gate asked over the API may only target the hosts the suite lists in `gate.allowed_hosts` (host, host:port or *.domain), or without that key the suite's own endpoints",
+                    authority(&host, port),
+                    names.join(", ")
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Replaces the scheme and authority of `url` with those of `base`; a path on `base` is put
 /// in front of the URL's path.
 pub fn rebase(url: &str, base: &str) -> Result<String, String> {
@@ -181,6 +240,13 @@ pub struct GateOutcome {
 
 /// Runs the gate for one suite.
 pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, String> {
+    // The suite's allowed hosts hold for the operator too; serve's API checks its own,
+    // stricter policy before it gets here.
+    check_hosts(
+        suite,
+        &[&opts.candidate, &opts.baseline],
+        HostPolicy::Operator,
+    )?;
     let cand = Arc::new(retarget(suite, &opts.candidate)?);
     let base = Arc::new(retarget(suite, &opts.baseline)?);
     let mut plan = Vec::new();

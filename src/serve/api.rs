@@ -1,13 +1,14 @@
 //! The HTTP API of `serve` (axum): `/metrics` (OpenMetrics), `/api/v1/slo`, `/api/v1/probes`,
-//! `/api/v1/runs/{id}`, `/healthz`, `/readyz`, and the status page at `/`. Response shapes
-//! are described by `docs/api.schema.json`.
+//! `/api/v1/runs/{id}`, `/healthz`, `/readyz`, the status page at `/`, and `POST /api/v1/gate`
+//! (JSON only, no foreign `Origin`, candidate hosts checked before anything is sent).
+//! Response shapes are described by `docs/api.schema.json`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use axum::extract::{Path, State};
-use axum::http::{header, StatusCode};
+use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -199,19 +200,32 @@ async fn run(State(state): State<Arc<ServeState>>, Path(id): Path<String>) -> Re
     }
 }
 
-async fn metrics(State(state): State<Arc<ServeState>>) -> Response {
-    let text = match state.metrics.lock() {
-        Ok(m) => m.encode_openmetrics(),
-        Err(e) => e.into_inner().encode_openmetrics(),
+/// OpenMetrics (what Prometheus asks for, and the default); the text format 0.0.4 for a client
+/// that asks for `text/plain` only (`promtool check metrics` lints that one). Both escape label
+/// values through `sink::expfmt`.
+async fn metrics(State(state): State<Arc<ServeState>>, headers: HeaderMap) -> Response {
+    let accept = headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .unwrap_or("");
+    let plain = accept.contains("text/plain") && !accept.contains("application/openmetrics-text");
+    let encode = |m: &crate::sink::metrics::MetricsModel| {
+        if plain {
+            m.encode_text()
+        } else {
+            m.encode_openmetrics()
+        }
     };
-    (
-        [(
-            header::CONTENT_TYPE,
-            "application/openmetrics-text; version=1.0.0; charset=utf-8",
-        )],
-        text,
-    )
-        .into_response()
+    let text = match state.metrics.lock() {
+        Ok(m) => encode(&m),
+        Err(e) => encode(&e.into_inner()),
+    };
+    let content_type = if plain {
+        "text/plain; version=0.0.4; charset=utf-8"
+    } else {
+        "application/openmetrics-text; version=1.0.0; charset=utf-8"
+    };
+    ([(header::CONTENT_TYPE, content_type)], text).into_response()
 }
 
 async fn ready(State(state): State<Arc<ServeState>>) -> Response {
@@ -229,16 +243,86 @@ async fn page(State(state): State<Arc<ServeState>>) -> Response {
     }
 }
 
+/// A gate request must say it is JSON: `text/plain` (and form types) are what a web page may
+/// send to another site without asking first (no CORS preflight); `application/json` is not.
+fn json_content_type(headers: &HeaderMap) -> Result<(), String> {
+    let ct = headers
+        .get(header::CONTENT_TYPE)
+        .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned());
+    let media = ct
+        .as_deref()
+        .and_then(|c| c.split(';').next())
+        .map(str::trim)
+        .unwrap_or("");
+    if media.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(format!(
+            "send the gate request as `Content-Type: application/json` (got {})",
+            ct.map(|c| format!("`{}`", c.chars().take(80).collect::<String>()))
+                .unwrap_or_else(|| "none".into())
+        ))
+    }
+}
+
+/// A request from a browser carries `Origin`. Only canary's own origin passes (`http://` or
+/// `https://` and the request's `Host`), and only when that host is an IP address or
+/// `localhost`: under a DNS name, a page could rebind the name to this server and look
+/// same-origin to the browser. Canary's own page sends no requests, so a real client of the
+/// gate (Flagger, CI, curl) sends no `Origin` at all.
+fn own_origin(headers: &HeaderMap) -> Result<(), String> {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = String::from_utf8_lossy(origin.as_bytes()).into_owned();
+    let shown: String = origin.chars().take(80).collect();
+    let refused = || {
+        Err(format!(
+            "a gate request from a web page (Origin `{shown}`) is refused: call the API from a client (Flagger, CI, curl), which sends no Origin"
+        ))
+    };
+    let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) else {
+        return refused();
+    };
+    let name = match host.strip_prefix('[') {
+        Some(rest) => rest.split(']').next().unwrap_or(""),
+        None => host.split(':').next().unwrap_or(""),
+    };
+    let by_address =
+        name.parse::<std::net::IpAddr>().is_ok() || name.eq_ignore_ascii_case("localhost");
+    let same = ["http://", "https://"]
+        .iter()
+        .any(|scheme| origin.eq_ignore_ascii_case(&format!("{scheme}{host}")));
+    if by_address && same {
+        Ok(())
+    } else {
+        refused()
+    }
+}
+
 /// `POST /api/v1/gate`: runs `canary gate` on one of the served suites. The body is either
 /// `{"suite", "candidate", "baseline"?, "runs"?, "seed"?}` or a Flagger webhook payload with
 /// those keys under `metadata` (as strings). 200 when the gate passes, 409 when it fails or
 /// cannot decide; the body carries the verdict, the reasons and the Markdown summary.
-async fn gate(State(state): State<Arc<ServeState>>, body: axum::body::Bytes) -> Response {
+/// Refused before anything is sent: 403 when the endpoint is off (`--allow-gate`), for a
+/// foreign `Origin`, and for a candidate or baseline host the suite does not allow
+/// (`gate.allowed_hosts`, else its own endpoints); 415 when the body is not declared JSON.
+async fn gate(
+    State(state): State<Arc<ServeState>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Response {
     if !state.allow_gate {
         return error(
             StatusCode::FORBIDDEN,
             "the gate endpoint is off: start serve with --allow-gate (it sends the suite's requests, credentials included, to the URLs given)",
         );
+    }
+    if let Err(e) = own_origin(&headers) {
+        return error(StatusCode::FORBIDDEN, &e);
+    }
+    if let Err(e) = json_content_type(&headers) {
+        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e);
     }
     let v: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -296,6 +380,11 @@ async fn gate(State(state): State<Arc<ServeState>>, body: axum::body::Bytes) -> 
             "`candidate`/`baseline`: one base URL, or NAME=URL per endpoint",
         );
     };
+    if let Err(e) =
+        crate::gate::check_hosts(&suite, &[&cand, &base], crate::gate::HostPolicy::Remote)
+    {
+        return error(StatusCode::FORBIDDEN, &e);
+    }
     let opts = crate::gate::GateOptions {
         candidate: cand,
         baseline: base,
@@ -339,4 +428,57 @@ pub fn router(state: Arc<ServeState>) -> Router {
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for (k, v) in pairs {
+            h.insert(
+                header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+                v.parse().unwrap(),
+            );
+        }
+        h
+    }
+
+    #[test]
+    fn only_a_json_content_type_is_a_gate_request() {
+        assert!(json_content_type(&headers(&[("content-type", "application/json")])).is_ok());
+        assert!(json_content_type(&headers(&[(
+            "content-type",
+            "Application/JSON; charset=utf-8"
+        )]))
+        .is_ok());
+        for refused in [
+            "text/plain",
+            "text/plain; x=application/json",
+            "application/x-www-form-urlencoded",
+            "multipart/form-data; boundary=x",
+            "application/jsonp",
+        ] {
+            let e = json_content_type(&headers(&[("content-type", refused)])).unwrap_err();
+            assert!(e.contains("application/json"), "{refused}: {e}");
+        }
+        assert!(json_content_type(&headers(&[])).is_err());
+    }
+
+    #[test]
+    fn a_foreign_or_rebindable_origin_is_refused() {
+        let h =
+            |origin: &str, host: &str| own_origin(&headers(&[("origin", origin), ("host", host)]));
+        assert!(own_origin(&headers(&[("host", "canary.example.com")])).is_ok());
+        assert!(h("http://127.0.0.1:9464", "127.0.0.1:9464").is_ok());
+        assert!(h("http://localhost:9464", "localhost:9464").is_ok());
+        assert!(h("http://[::1]:9464", "[::1]:9464").is_ok());
+        assert!(h("http://evil.example", "127.0.0.1:9464").is_err());
+        assert!(h("null", "127.0.0.1:9464").is_err());
+        assert!(h("http://127.0.0.1:9465", "127.0.0.1:9464").is_err());
+        // Same origin under a DNS name: possibly a rebinding page.
+        assert!(h("http://canary.example.com", "canary.example.com").is_err());
+        assert!(own_origin(&headers(&[("origin", "http://127.0.0.1:9464")])).is_err());
+    }
 }

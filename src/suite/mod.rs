@@ -6,6 +6,7 @@
 
 pub mod diag;
 pub mod golden;
+pub mod hosts;
 pub mod interp;
 pub mod job;
 pub mod model;

@@ -100,6 +100,10 @@ pub struct GateSettings {
     pub min_runs: u32,
     /// Only these SLIs are compared (all measured ones when empty).
     pub slis: Vec<Sli>,
+    /// `gate.allowed_hosts`: the hosts a candidate or baseline URL may point at, for
+    /// `canary gate` and serve's gate API. `None` (absent): the CLI may target any host, the
+    /// API only the suite's own endpoint hosts and ports (`crate::gate::check_hosts`).
+    pub allowed_hosts: Option<Vec<super::hosts::HostPattern>>,
 }
 
 impl Default for GateSettings {
@@ -111,6 +115,7 @@ impl Default for GateSettings {
             quantile: 0.95,
             min_runs: 5,
             slis: Vec::new(),
+            allowed_hosts: None,
         }
     }
 }

@@ -40,6 +40,9 @@ pub struct RawGate {
     pub quantile: Option<Percent>,
     pub min_runs: Option<u32>,
     pub slis: Option<OneOrMany>,
+    /// Hosts a gate's candidate and baseline URLs may point at (`host`, `host:port`,
+    /// `*.domain`).
+    pub allowed_hosts: Option<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]

@@ -630,6 +630,9 @@ fn build_gate(v: Option<&Value>, ctx: &mut Ctx) -> GateSettings {
         }
         g.min_runs = m;
     }
+    if let Some(list) = raw.allowed_hosts.map(|l| l.0) {
+        g.allowed_hosts = Some(allowed_hosts(&list, ctx));
+    }
     for (i, name) in raw
         .slis
         .map(|s| s.0)
@@ -650,6 +653,31 @@ fn build_gate(v: Option<&Value>, ctx: &mut Ctx) -> GateSettings {
         }
     }
     g
+}
+
+/// `gate.allowed_hosts`: every entry a host pattern, at least one.
+fn allowed_hosts(list: &[String], ctx: &mut Ctx) -> Vec<super::hosts::HostPattern> {
+    if list.is_empty() {
+        ctx.err(
+            &[k("gate"), k("allowed_hosts")],
+            "allowed_hosts is empty: no gate could target anything",
+        )
+        .hint = Some(
+            "list the hosts candidates run on, e.g. [canary.example.com, \"*.staging.example.com:8443\"], or remove the key".into(),
+        );
+    }
+    let mut out = Vec::new();
+    for (i, entry) in list.iter().enumerate() {
+        match super::hosts::HostPattern::parse(entry) {
+            Ok(p) => out.push(p),
+            Err(e) => {
+                ctx.err(&[k("gate"), k("allowed_hosts"), Seg::Index(i)], e)
+                    .hint =
+                    Some("host, host:port, *.domain or [IPv6]:port; no scheme or path".into());
+            }
+        }
+    }
+    out
 }
 
 fn is_label_name(s: &str) -> bool {
