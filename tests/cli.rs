@@ -183,10 +183,17 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
 
 #[test]
 fn demo_runs_the_examples_against_the_simulator() {
+    // From a folder that is not the checkout: the examples travel inside the binary.
     let dir = tempfile::tempdir().unwrap();
-    let out = canary(&["demo", "--out", dir.path().to_str().unwrap()], &[]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["demo", "--out", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(dir.path().join("out/examples/probes/chat.yaml").is_file());
+    assert!(dir.path().join("out/chat.json").is_file(), "{stdout}");
     assert!(stdout.contains("mapper / map"), "{stdout}");
     assert!(stdout.contains("mapper-latency-p95"), "{stdout}");
     // The demo prints its own comparison with the simulator's ground truth.
@@ -242,4 +249,24 @@ fn demo_runs_the_examples_against_the_simulator() {
     for line in ["ground truth (voice):", "ground truth (jobs):"] {
         assert!(stdout.contains(line), "{line} missing");
     }
+}
+
+#[test]
+fn demo_names_a_missing_probes_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = canary(
+        &[
+            "demo",
+            "--probes",
+            missing.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("--probes"), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
 }

@@ -397,7 +397,7 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
     assert!(
         until(Duration::from_secs(10), || srv
             .stderr()
-            .contains("reloaded 1 suites")),
+            .contains("SIGHUP: reloaded 1 suite")),
         "{}",
         srv.stderr()
     );
