@@ -330,10 +330,7 @@ fn openai_content_parts_thinking_is_reasoning_and_text_is_visible() {
                 "",
                 r#"{"choices":[{"index":0,"delta":{"content":" cross"}}]}"#,
             ),
-            (
-                "",
-                r#"{"choices":[{"index":0,"delta":{"content":[]}}]}"#,
-            ),
+            ("", r#"{"choices":[{"index":0,"delta":{"content":[]}}]}"#),
             (
                 "",
                 r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":""}]},{"type":"text","text":""}]}}]}"#,
