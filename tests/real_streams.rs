@@ -9,10 +9,11 @@
 //!   events are cut anywhere;
 //! - **coalesce**: the whole body in one write (chunked) after 60 ms.
 //!
-//! The server records when the write holding each event's last byte returned. canary runs
+//! The server records when the write holding each event's last byte was called and returned
+//! (the bytes reached canary's kernel in between). canary runs
 //! each recording through the library's `run_case` (the driver a suite would use) and must
 //! agree with a hand-written table of what each recording holds: the event carrying the
-//! first token and the first visible token (ttft / ttfvt within 2 ms of that event's write),
+//! first token and the first visible token (ttft / ttfvt within that write, 2 ms either side),
 //! the terminator (ttc), the assembled answer exactly, the reasoning read, the usage the
 //! stream reports and the outcome. Rows whose protocol this build cannot parse yet
 //! (`requires_protocol`, the stream-protocols issue) are skipped with a message on stderr
@@ -597,11 +598,19 @@ impl Mode {
     }
 }
 
-/// What the server wrote for one replay: when the write holding each unit's last byte
-/// returned (`None`: not written, e.g. the client left after the terminator).
+/// When one write was made: called at `start`, returned at `end`. The bytes reached the
+/// reader's kernel in between (on loopback, during the call).
+#[derive(Debug, Clone, Copy)]
+struct Wrote {
+    start: Instant,
+    end: Instant,
+}
+
+/// What the server wrote for one replay: the write holding each unit's last byte (`None`:
+/// not written, e.g. the client left after the terminator).
 #[derive(Default, Clone)]
 struct Replayed {
-    done: Vec<Option<Instant>>,
+    done: Vec<Option<Wrote>>,
     /// The server is through with the replay (written all, or the client left).
     finished: bool,
 }
@@ -620,7 +629,7 @@ impl Drop for Finish {
     }
 }
 
-fn note(written: &Written, key: &str, units: Range<usize>, at: Instant) {
+fn note(written: &Written, key: &str, units: Range<usize>, at: Wrote) {
     if let Ok(mut w) = written.lock() {
         let r = w.entry(key.to_string()).or_default();
         for k in units {
@@ -701,8 +710,9 @@ async fn replay(mut sock: TcpStream, written: Written) -> std::io::Result<()> {
         rec.content_type
     );
     sock.write_all(head.as_bytes()).await?;
-    // One write of `bytes` (one chunk when chunked); returns when the write returned.
-    async fn put(sock: &mut TcpStream, bytes: &[u8], chunked: bool) -> std::io::Result<Instant> {
+    // One write of `bytes` (one chunk when chunked).
+    async fn put(sock: &mut TcpStream, bytes: &[u8], chunked: bool) -> std::io::Result<Wrote> {
+        let start = Instant::now();
         if chunked {
             let mut framed = format!("{:x}\r\n", bytes.len()).into_bytes();
             framed.extend_from_slice(bytes);
@@ -711,7 +721,10 @@ async fn replay(mut sock: TcpStream, written: Written) -> std::io::Result<()> {
         } else {
             sock.write_all(bytes).await?;
         }
-        Ok(Instant::now())
+        Ok(Wrote {
+            start,
+            end: Instant::now(),
+        })
     }
     match mode {
         Mode::Paced => {
@@ -853,7 +866,7 @@ struct Times<'a> {
     before: Instant,
     /// When `run_case` returned.
     returned: Instant,
-    done: &'a [Option<Instant>],
+    done: &'a [Option<Wrote>],
     flow_limited: &'a [bool],
 }
 
@@ -924,14 +937,16 @@ fn check(e: &Expect, mode: Mode, t: &Timeline, times: &Times, c: &mut Checked) {
         f.push("no RequestSent on the timeline".into());
         return;
     };
-    let truth = |unit: Option<usize>| -> Result<Option<f64>, String> {
+    let secs = |i: Instant| i.saturating_duration_since(sent).as_secs_f64();
+    // The write holding the unit's last byte, as (called, returned) after the request.
+    let truth = |unit: Option<usize>| -> Result<Option<(f64, f64)>, String> {
         match unit {
             None => Ok(None),
             Some(k) => done
                 .get(k)
                 .copied()
                 .flatten()
-                .map(|w| Some(w.saturating_duration_since(sent).as_secs_f64()))
+                .map(|w| Some((secs(w.start), secs(w.end))))
                 .ok_or_else(|| format!("event {k} was never written")),
         }
     };
@@ -946,21 +961,20 @@ fn check(e: &Expect, mode: Mode, t: &Timeline, times: &Times, c: &mut Checked) {
         };
         match (measured, truth) {
             (None, None) => line += &format!(" {what} -"),
-            (Some(m), Some(w)) => {
-                line += &format!(" {what} {:.1}ms ({:+.2})", m * 1e3, (m - w) * 1e3);
+            (Some(m), Some((w0, w1))) => {
+                line += &format!(" {what} {:.1}ms ({:+.2})", m * 1e3, (m - w1) * 1e3);
                 let k = unit.unwrap_or(0);
-                let wrong = if times.flow_limited.get(k).copied().unwrap_or(false) {
-                    let end = times.returned.saturating_duration_since(sent).as_secs_f64();
-                    m < w - TOLERANCE || m > end
+                let latest = if times.flow_limited.get(k).copied().unwrap_or(false) {
+                    secs(times.returned)
                 } else {
-                    (m - w).abs() > TOLERANCE
+                    w1 + TOLERANCE
                 };
-                if wrong {
+                if m < w0 - TOLERANCE || m > latest {
                     f.push(format!(
-                        "{what}: measured {:.2} ms, event {} written at {:.2} ms",
+                        "{what}: measured {:.2} ms, event {k} written from {:.2} to {:.2} ms",
                         m * 1e3,
-                        unit.unwrap_or(0),
-                        w * 1e3
+                        w0 * 1e3,
+                        w1 * 1e3
                     ));
                 }
             }
