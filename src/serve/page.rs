@@ -405,6 +405,79 @@ mod tests {
         assert_eq!(failure_reason(None, "not json"), "");
     }
 
+    fn slo(
+        name: &str,
+        objective: f64,
+        status: Status,
+        sli: f64,
+        budget: f64,
+        burn: f64,
+    ) -> SloState {
+        let state = crate::slo::burn::BurnState {
+            sli: Some(sli),
+            good: 13,
+            total: 25,
+            budget_remaining: Some(budget),
+            burn_rates: Vec::new(),
+            firing: Vec::new(),
+            breached: status == Status::Breached,
+            budget_exhausted: budget < 0.0,
+            current_burn: Some(burn),
+            status,
+        };
+        SloState {
+            suite: "s".into(),
+            name: name.into(),
+            probe: "p".into(),
+            endpoint: "e".into(),
+            sli: "success".into(),
+            objective,
+            threshold: None,
+            window: "30d".into(),
+            per_slice: false,
+            period_seconds: 60.0,
+            breached: status == Status::Breached,
+            status,
+            burn_window: "1h".into(),
+            slices: vec![super::super::api::SliceState {
+                slice: "*".into(),
+                state,
+            }],
+        }
+    }
+
+    /// The reported case: 52% good against 90%, budget -379%, burning 4.8x, no page firing.
+    #[test]
+    fn a_spent_budget_is_not_all_slos_hold() {
+        let holding = slo("fine", 0.99, Status::Ok, 0.999, 0.9, 0.1);
+        assert_eq!(banner(std::slice::from_ref(&holding)).1, "ALL SLOS HOLD");
+        assert!(not_holding(std::slice::from_ref(&holding)).is_empty());
+        let spent = slo(
+            "mapper-fallback",
+            0.9,
+            Status::BudgetExhausted,
+            0.52,
+            -3.79,
+            4.8,
+        );
+        let all = [holding.clone(), spent];
+        assert_eq!(banner(&all), ("breached", "ERROR BUDGET SPENT"));
+        assert_eq!(
+            not_holding(&all),
+            vec![
+                "mapper-fallback: 52.0% good against 90%, error budget -379%, burning 4.8× over 1h"
+            ]
+        );
+        let burning = slo("slow", 0.99, Status::Burning, 0.97, 0.2, 3.5);
+        assert_eq!(
+            banner(&[holding.clone(), burning]).1,
+            "BURNING ERROR BUDGET"
+        );
+        let paged = slo("down", 0.99, Status::Breached, 0.5, -10.0, 50.0);
+        assert_eq!(banner(&[paged, holding]).1, "SLO BREACHED");
+        assert_eq!(banner(&[]).1, "NO DATA YET");
+    }
+
     #[test]
     fn the_chart_has_a_time_axis() {
         let mut pts = BTreeMap::new();
