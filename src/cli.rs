@@ -237,7 +237,8 @@ pub enum Command {
     },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
-        /// Folder with the example suites.
+        /// Run the suites of this folder instead of the built-in examples (which the demo
+        /// writes to OUT/examples).
         #[arg(long)]
         probes: Option<PathBuf>,
         /// Where the JSON reports go.
@@ -290,6 +291,8 @@ fn init_tracing() {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        // Colour only on a terminal: a log file or a collector gets plain text.
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .with_writer(std::io::stderr)
         .try_init();
 }
@@ -302,7 +305,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         } => {
             let code = validate(&suites);
             if dump_config && code == EXIT_OK {
-                for f in &suites {
+                let files = suite::suite_files(&suites).unwrap_or_default();
+                for f in &files {
                     match suite::validate::resolved(f, &ProcessEnv::default()) {
                         Ok(v) => {
                             println!("# {} (resolved; secrets redacted)", f.display());
@@ -338,6 +342,17 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             state,
             tick,
         } => {
+            if let Some(t) = textfile
+                .as_deref()
+                .filter(|t| t.extension().is_some_and(|x| x != "prom"))
+            {
+                eprintln!(
+                    "error: --textfile {}: node_exporter's textfile collector reads only *.prom files; name it e.g. {}",
+                    t.display(),
+                    t.with_extension("prom").display()
+                );
+                return Ok(EXIT_USAGE);
+            }
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
@@ -397,7 +412,12 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let Some(s) = loaded.first() else {
+            let [s] = loaded.as_slice() else {
+                eprintln!(
+                    "error: {}: the gate judges one suite, and this holds {}; name the suite file",
+                    suite.display(),
+                    plural(loaded.len(), "suite")
+                );
                 return Ok(EXIT_USAGE);
             };
             let blocked = unrunnable(s);
@@ -463,9 +483,21 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 namespace,
                 ..Default::default()
             };
-            if let Some(u) = runbook_url {
-                opts.runbook = u;
+            match runbook_url {
+                Some(u) if u.starts_with("https://") || u.starts_with("http://") => {
+                    opts.runbook = Some(u)
+                }
+                Some(u) => {
+                    eprintln!(
+                        "error: --runbook-url {u}: an alert links it from wherever it is shown, so it must be an absolute http(s) URL, e.g. https://git.example.com/platform/canary/blob/main/docs/slo.md"
+                    );
+                    return Ok(EXIT_USAGE);
+                }
+                None => eprintln!(
+                    "note: the alerts carry no runbook_url; pass --runbook-url URL (where your runbook page is served) to link one"
+                ),
             }
+            loaded.iter().for_each(print_warnings);
             let text = crate::slo::rules::generate(&loaded, format, &opts);
             match out {
                 Some(p) => std::fs::write(&p, text)
@@ -601,14 +633,15 @@ fn validate(paths: &[PathBuf]) -> u8 {
             for s in &suites {
                 let cases: usize = s.probes.iter().map(|p| p.cases.len()).sum();
                 println!(
-                    "ok: {} (suite {}: {} endpoints, {} probes, {} cases, {} SLOs)",
+                    "ok: {} (suite {}: {}, {}, {}, {})",
                     s.file.display(),
                     s.name,
-                    s.endpoints.len(),
-                    s.probes.len(),
-                    cases,
-                    s.slos.len()
+                    plural(s.endpoints.len(), "endpoint"),
+                    plural(s.probes.len(), "probe"),
+                    plural(cases, "case"),
+                    plural(s.slos.len(), "SLO")
                 );
+                print_warnings(s);
                 for e in s.endpoints.values() {
                     if !e.protocol.implemented() {
                         println!(
@@ -625,6 +658,19 @@ fn validate(paths: &[PathBuf]) -> u8 {
             print_diags(&d);
             EXIT_USAGE
         }
+    }
+}
+
+/// `1 endpoint`, `2 endpoints`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
+/// A suite's warnings (things that load but probably do not do what was meant), on stderr.
+fn print_warnings(s: &Suite) {
+    let mut err = std::io::stderr().lock();
+    for w in &s.warnings {
+        let _ = writeln!(err, "warning: {}", crate::secret::redact(&w.to_string()));
     }
 }
 
@@ -832,6 +878,11 @@ async fn run_suites(
         let r = run_suite(s, region, opts).await;
         if !quiet {
             println!("{}", crate::secret::redact(&r.table));
+        } else {
+            // Quiet still says why the exit code is 1.
+            for l in table::missed_lines(&r.suite, &r.verdicts) {
+                eprintln!("{}", crate::secret::redact(&l));
+            }
         }
         if outputs.wants_metrics() {
             // One textfile per suite when there are several (node_exporter reads them all).
@@ -1098,16 +1149,28 @@ pub const SIM_URL_VARS: &[&str] = &[
 pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];
 
 async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<u8> {
-    let dir = probes.unwrap_or_else(|| {
-        let local = PathBuf::from("probes");
-        if local.is_dir() {
-            local
-        } else {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("probes")
+    // The examples travel inside the binary: the demo runs from any folder. `--probes` runs
+    // a folder of the user's instead.
+    let dir = match probes {
+        Some(d) => d,
+        None => {
+            let root = out.join("examples");
+            crate::examples::write_to(&root)
+                .with_context(|| format!("cannot write the example suites to {}", root.display()))?
         }
-    });
-    let mut files: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .with_context(|| format!("cannot read the example suites in {}", dir.display()))?
+    };
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!(
+                "error: --probes {}: cannot read the folder of suites ({e}); give a folder of \
+                 *.yaml suites, or leave --probes out to run the built-in examples",
+                dir.display()
+            );
+            return Ok(EXIT_USAGE);
+        }
+    };
+    let mut files: Vec<PathBuf> = entries
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| p.extension().is_some_and(|x| x == "yaml" || x == "yml"))
         .collect();

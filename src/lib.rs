@@ -19,6 +19,7 @@
 //! - [`sim`]: the reference simulator with ground truth.
 //! - [`bench`]: fidelity and cost benchmarks against the simulator's truth and a peer.
 //! - [`cli`]: the command line and exit codes.
+//! - [`examples`]: the example suites and golden sets the demo carries in the binary.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
 
 #![deny(clippy::unwrap_used)]
@@ -29,6 +30,7 @@ pub mod bench;
 pub mod check;
 pub mod cli;
 pub mod drivers;
+pub mod examples;
 pub mod fuzzing;
 pub mod gate;
 pub mod measure;

@@ -183,10 +183,17 @@ fn secrets_never_reach_stdout_stderr_or_the_report() {
 
 #[test]
 fn demo_runs_the_examples_against_the_simulator() {
+    // From a folder that is not the checkout: the examples travel inside the binary.
     let dir = tempfile::tempdir().unwrap();
-    let out = canary(&["demo", "--out", dir.path().to_str().unwrap()], &[]);
+    let out = std::process::Command::new(common::BIN)
+        .args(["demo", "--out", "out"])
+        .current_dir(dir.path())
+        .output()
+        .unwrap();
     let (stdout, stderr) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{stdout}{stderr}");
+    assert!(dir.path().join("out/examples/probes/chat.yaml").is_file());
+    assert!(dir.path().join("out/chat.json").is_file(), "{stdout}");
     assert!(stdout.contains("mapper / map"), "{stdout}");
     assert!(stdout.contains("mapper-latency-p95"), "{stdout}");
     // The demo prints its own comparison with the simulator's ground truth.
@@ -242,4 +249,142 @@ fn demo_runs_the_examples_against_the_simulator() {
     for line in ["ground truth (voice):", "ground truth (jobs):"] {
         assert!(stdout.contains(line), "{line} missing");
     }
+}
+
+#[test]
+fn demo_names_a_missing_probes_folder() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope");
+    let out = canary(
+        &[
+            "demo",
+            "--probes",
+            missing.to_str().unwrap(),
+            "--out",
+            dir.path().to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stdout}{stderr}");
+    assert!(stderr.contains("--probes"), "{stderr}");
+    assert!(stderr.contains("nope"), "{stderr}");
+}
+
+/// A mapper suite whose `too-fast` SLO cannot be met (1 ms) and whose `fallback-90` objective
+/// caps the 14.4x page pair.
+fn missing_suite(dir: &std::path::Path, url: &str) -> std::path::PathBuf {
+    let golden = repo().join("golden/llama-mapper.jsonl");
+    write(
+        dir,
+        "miss.yaml",
+        &format!(
+            "suite: miss\ndefaults: {{ runs: 1, timeout: 5s }}\nendpoints:\n  mapper: {{ protocol: http-json, method: POST, url: \"{url}/map\", fallback: {{ json: \"$.provenance\", equals: fallback }} }}\nprobes:\n  - {{ name: map, endpoint: mapper, golden: {} }}\nslos:\n  - {{ name: too-fast, probe: map, sli: time_to_completion, threshold: 1ms, objective: 99% }}\n  - {{ name: fallback-90, probe: map, sli: not_fallback, objective: 90% }}\n",
+            golden.display()
+        ),
+    )
+}
+
+#[test]
+fn quiet_still_says_which_slo_was_missed_and_logs_carry_no_colour() {
+    let sim = Sim::start(5, None);
+    let dir = tempfile::tempdir().unwrap();
+    let s = missing_suite(dir.path(), &sim.url);
+    let out = canary(
+        &["run", s.to_str().unwrap(), "-q"],
+        &[("CANARY_LOG", "debug")],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(1), "{stdout}{stderr}");
+    assert!(stdout.is_empty(), "quiet prints no table: {stdout}");
+    assert!(
+        stderr.contains("MISSED miss / too-fast slice * (all): time_to_completion <= 1ms"),
+        "{stderr}"
+    );
+    // Debug logs went to a pipe: no ANSI colour codes in them.
+    assert!(
+        stderr.contains("DEBUG") || stderr.contains("debug"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains('\u{1b}'), "ANSI escapes in a piped log");
+}
+
+#[test]
+fn validate_and_rules_warn_about_an_unreachable_burn_rate_pair() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = missing_suite(dir.path(), "http://127.0.0.1:9");
+    for cmd in ["validate", "rules"] {
+        let out = canary(&[cmd, s.to_str().unwrap()], &[]);
+        let (stdout, stderr) = text(&out);
+        assert_eq!(out.status.code(), Some(0), "{cmd}: {stderr}");
+        assert!(
+            stderr.contains("warning: ") && stderr.contains("slos[1].objective: objective 90%"),
+            "{cmd}: {stderr}"
+        );
+        assert!(
+            stderr.contains("the 14.4x page pair (it needs an error ratio of 144%) is 9x"),
+            "{stderr}"
+        );
+        if cmd == "rules" {
+            // The generated rules use the capped factor: 9 x 10% = 0.9.
+            assert!(stdout.contains("> 0.9 and"), "{stdout}");
+            assert!(!stdout.contains("> 1.44"), "{stdout}");
+        }
+    }
+}
+
+#[test]
+fn every_command_that_loads_suites_takes_a_folder() {
+    let yaml = std::fs::read_dir(repo().join("probes"))
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .path()
+                .extension()
+                .is_some_and(|x| x == "yaml")
+        })
+        .count();
+    let out = canary(&["validate", "probes/"], &[]);
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert_eq!(
+        stdout.lines().filter(|l| l.starts_with("ok: ")).count(),
+        yaml,
+        "{stdout}"
+    );
+    for args in [
+        vec!["plan", "probes"],
+        vec!["rules", "probes", "--format", "sloth"],
+    ] {
+        let out = canary(&args, &[]);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {:?}", text(&out));
+    }
+    // A folder with no suite is an error naming it, for `run` as for the others.
+    let empty = tempfile::tempdir().unwrap();
+    let out = canary(&["run", empty.path().to_str().unwrap()], &[]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        text(&out).1.contains("the folder holds no suite"),
+        "{:?}",
+        text(&out)
+    );
+}
+
+#[test]
+fn a_textfile_that_node_exporter_would_ignore_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = canary(
+        &[
+            "run",
+            "probes/llama-mapper.yaml",
+            "--textfile",
+            dir.path().join("canary.txt").to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (_, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(stderr.contains("reads only *.prom"), "{stderr}");
+    assert!(stderr.contains("canary.prom"), "{stderr}");
 }

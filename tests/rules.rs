@@ -175,7 +175,14 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
     let rules_file = write(
         dir.path(),
         "rules.yaml",
-        &rules(&["tests/fixtures/rules/suite.yaml"], "prometheus"),
+        &rules(
+            &[
+                "tests/fixtures/rules/suite.yaml",
+                "--runbook-url",
+                "https://runbooks.example/canary/slo.md",
+            ],
+            "prometheus",
+        ),
     );
     // Runs every 5 minutes until minute 10, then nothing: stale after 2 periods (10 min).
     let doc = json!({
@@ -194,7 +201,7 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
                     "exp_annotations": {
                         "summary": "canary probe p of suite rules-test got no answer for 2 schedule periods (10m) in eu",
                         "description": "Either the endpoint fails every case or canary itself stopped running; its SLO metrics are stale.",
-                        "runbook_url": "docs/slo.md#stale-probes"
+                        "runbook_url": "https://runbooks.example/canary/slo.md#stale-probes"
                     }
                 }]},
                 {"eval_time": "9m", "alertname": "CanaryMetricsAbsent", "exp_alerts": []},
@@ -203,7 +210,7 @@ fn staleness_alerts_fire_after_two_schedule_periods() {
                     "exp_annotations": {
                         "summary": "no canary run of suite rules-test reported for 10m",
                         "description": "The CronJob, the Pushgateway or the scrape is broken: no SLO of this suite is being measured.",
-                        "runbook_url": "docs/slo.md#stale-probes"
+                        "runbook_url": "https://runbooks.example/canary/slo.md#stale-probes"
                     }
                 }]}
             ]
@@ -274,4 +281,32 @@ fn pyrra_sloth_and_openslo_documents_validate() {
             "{r}"
         );
     }
+}
+
+#[test]
+fn rules_without_a_runbook_url_carry_none_and_a_relative_one_is_refused() {
+    let out = canary(
+        &[
+            "rules",
+            "tests/fixtures/rules/suite.yaml",
+            "--format",
+            "prometheus",
+        ],
+        &[],
+    );
+    let (stdout, stderr) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(!stdout.contains("runbook_url"), "{stdout}");
+    assert!(stderr.contains("--runbook-url"), "{stderr}");
+    let out = canary(
+        &[
+            "rules",
+            "tests/fixtures/rules/suite.yaml",
+            "--runbook-url",
+            "docs/slo.md",
+        ],
+        &[],
+    );
+    assert_eq!(out.status.code(), Some(2));
+    assert!(text(&out).1.contains("absolute http(s) URL"));
 }

@@ -397,7 +397,14 @@ fn sighup_reloads_a_valid_config_and_keeps_the_old_one_otherwise() {
     assert!(
         until(Duration::from_secs(10), || srv
             .stderr()
-            .contains("reloaded 1 suites")),
+            .contains("SIGHUP: reloaded 1 suite")),
+        "{}",
+        srv.stderr()
+    );
+    // Once: not also as a WARN log line.
+    assert_eq!(
+        srv.stderr().matches("reloaded").count(),
+        1,
         "{}",
         srv.stderr()
     );
@@ -560,4 +567,22 @@ fn the_gate_endpoint_answers_flagger_with_200_or_409() {
         r#"{"suite":"nope","candidate":"http://x"}"#,
     );
     assert_eq!(code, 400);
+}
+
+#[test]
+fn a_splay_longer_than_the_schedule_is_capped_and_said() {
+    let sim = Sim::start(5, Some(&format!("mapper: {HEALTHY}")));
+    let dir = tempfile::tempdir().unwrap();
+    let s = suite(dir.path(), "*/2 * * * * *", "x-probe: splay");
+    let db = dir.path().join("c.db");
+    let srv = Serve::with_suite(&s, &db, &["--splay", "10m"], &[("MAPPER_URL", &sim.url)]);
+    assert!(
+        until(Duration::from_secs(10), || {
+            srv
+            .stderr()
+            .contains("warning: --splay 10m is more than half of probe `map`'s schedule period (2s): its start is spread over 1s instead")
+        }),
+        "{}",
+        srv.stderr()
+    );
 }

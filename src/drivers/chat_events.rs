@@ -2,16 +2,23 @@
 //! non-streamed body) becomes [`Piece`]s — reasoning, visible text, tool-call scaffolding,
 //! the model, usage, the terminator, or an error. One table per protocol:
 //!
-//! - `openai-chat`: `choices[].delta.content` is visible (a `refusal` too);
-//!   `delta.reasoning_content` and `delta.reasoning` (vLLM, DeepSeek, Together, OpenRouter) are
-//!   reasoning; `delta.tool_calls` is tool scaffolding; a role-only or empty delta is nothing;
-//!   `[DONE]` terminates; an `error` object in a data line is a stream error.
+//! - `openai-chat`: `choices[].delta.content` is visible (a `refusal` too); a `content` list
+//!   of parts has `thinking` parts (reasoning) and `text` parts (visible);
+//!   `delta.reasoning_content` / `delta.reasoning` (vLLM, DeepSeek, Together, OpenRouter) are
+//!   reasoning, else `delta.reasoning_details[]` (Snowflake; OpenRouter repeats its
+//!   `reasoning` there); `delta.tool_calls` is tool scaffolding; a role-only or empty delta
+//!   is nothing; `[DONE]` terminates; an `error` object in a data line is a stream error
+//!   (after the usage the same chunk carries).
 //! - `openai-responses`: `response.output_text.delta` / `response.refusal.delta` visible;
 //!   `response.reasoning*` deltas reasoning; `response.function_call_arguments.delta` tool;
 //!   `response.completed` / `response.incomplete` terminate; `response.failed` / `error` fail.
 //! - `anthropic-messages`: `content_block_start` declares each block's type (`text`,
-//!   `thinking`, `redacted_thinking`, `tool_use`); `content_block_delta` carries `text_delta`,
-//!   `thinking_delta`, `input_json_delta`; `message_stop` terminates; `error` fails.
+//!   `thinking`, `redacted_thinking` — itself a reasoning piece with no text — `tool_use`);
+//!   `content_block_delta` carries `text_delta`, `thinking_delta`, `input_json_delta`;
+//!   `message_stop` terminates; `error` fails.
+//!
+//! Tool pieces are kept apart here; that they are not tokens is the measures' decision
+//! (`measure::is_token`).
 
 use std::collections::HashMap;
 
@@ -63,8 +70,12 @@ impl Interpreter {
     /// Interprets one SSE event. Data that is not JSON is a protocol error.
     pub fn on_event(&mut self, ev: &SseEvent, out: &mut Vec<Piece>) -> Result<(), ProbeError> {
         let data = ev.data.trim();
-        if self.protocol == Protocol::OpenaiChat && data == "[DONE]" {
-            out.push(Piece::Terminator);
+        if data == "[DONE]" {
+            // The chat terminator; OpenRouter also ends its Responses streams with it, after
+            // `response.completed`: nothing there.
+            if self.protocol == Protocol::OpenaiChat {
+                out.push(Piece::Terminator);
+            }
             return Ok(());
         }
         if data.is_empty() {
@@ -88,6 +99,10 @@ impl Interpreter {
 
     fn openai_chat(&mut self, event: &str, j: &Value, out: &mut Vec<Piece>) {
         if event == "error" || j.get("error").is_some_and(|e| !e.is_null()) {
+            // OpenRouter reports the run's usage on the very chunk that carries the error.
+            if let Some(u) = j.get("usage").filter(|u| u.is_object()) {
+                out.push(chat_usage(u));
+            }
             out.push(Piece::Error(error_message(j)));
             return;
         }
@@ -109,13 +124,7 @@ impl Interpreter {
                 }
             }
             self.last_completion_tokens = completion.or(self.last_completion_tokens);
-            out.push(Piece::Usage {
-                input: u.get("prompt_tokens").and_then(Value::as_u64),
-                output: completion,
-                reasoning: u
-                    .pointer("/completion_tokens_details/reasoning_tokens")
-                    .and_then(Value::as_u64),
-            });
+            out.push(chat_usage(u));
         }
         for choice in j
             .get("choices")
@@ -129,30 +138,7 @@ impl Interpreter {
             }
             let delta = choice.get("delta").or_else(|| choice.get("message"));
             if let Some(d) = delta {
-                for key in ["reasoning_content", "reasoning"] {
-                    if let Some(t) = d.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                        out.push(text(TokenKind::Reasoning, t, chunk_tokens.take()));
-                    }
-                }
-                if let Some(calls) = d.get("tool_calls").and_then(Value::as_array) {
-                    let args: String = calls
-                        .iter()
-                        .filter_map(|c| {
-                            let f = c.get("function")?;
-                            let name = f.get("name").and_then(Value::as_str).unwrap_or("");
-                            let a = f.get("arguments").and_then(Value::as_str).unwrap_or("");
-                            Some(format!("{name}{a}"))
-                        })
-                        .collect();
-                    if !args.is_empty() {
-                        out.push(text(TokenKind::Tool, &args, chunk_tokens.take()));
-                    }
-                }
-                for key in ["content", "refusal"] {
-                    if let Some(t) = d.get(key).and_then(Value::as_str).filter(|t| !t.is_empty()) {
-                        out.push(text(TokenKind::Visible, t, chunk_tokens.take()));
-                    }
-                }
+                chat_delta(d, &mut chunk_tokens, out);
             }
             if let Some(f) = choice.get("finish_reason").and_then(Value::as_str) {
                 out.push(Piece::Finish(f.to_string()));
@@ -180,6 +166,13 @@ impl Interpreter {
                     _ => TokenKind::Tool,
                 };
                 self.blocks.insert(idx, kind);
+                if block.and_then(|b| b.get("type")).and_then(Value::as_str)
+                    == Some("redacted_thinking")
+                {
+                    // Encrypted thinking: no text and no deltas, but reasoning the model
+                    // produced, so it is a reasoning piece (with no text) when it starts.
+                    out.push(text(TokenKind::Reasoning, "", None));
+                }
                 let initial = block
                     .and_then(|b| b.get("text").or_else(|| b.get("thinking")))
                     .and_then(Value::as_str);
@@ -216,6 +209,131 @@ impl Interpreter {
             "error" => out.push(Piece::Error(error_message(j))),
             _ => {} // ping, content_block_stop
         }
+    }
+}
+
+/// The pieces of one `openai-chat` delta (or a non-streamed `message`), in the order
+/// reasoning, tool, visible. `chunk_tokens` (the server's count for the chunk) goes to the
+/// first text piece.
+fn chat_delta(d: &Value, chunk_tokens: &mut Option<u32>, out: &mut Vec<Piece>) {
+    let non_empty = |key: &str| d.get(key).and_then(Value::as_str).filter(|t| !t.is_empty());
+    // Servers that send the reasoning under both names send the same text twice: the first
+    // non-empty one is the delta's reasoning.
+    if let Some(t) = non_empty("reasoning_content").or_else(|| non_empty("reasoning")) {
+        out.push(text(TokenKind::Reasoning, t, chunk_tokens.take()));
+    } else if let Some(details) = d.get("reasoning_details").and_then(Value::as_array) {
+        // Snowflake Cortex carries reasoning only here; OpenRouter repeats its `reasoning`
+        // here too, which is why this is read only when no reasoning string came with it.
+        reasoning_details(details, chunk_tokens, out);
+    }
+    if let Some(calls) = d.get("tool_calls").and_then(Value::as_array) {
+        let args: String = calls
+            .iter()
+            .filter_map(|c| {
+                let f = c.get("function")?;
+                let name = f.get("name").and_then(Value::as_str).unwrap_or("");
+                let a = f.get("arguments").and_then(Value::as_str).unwrap_or("");
+                Some(format!("{name}{a}"))
+            })
+            .collect();
+        if !args.is_empty() {
+            out.push(text(TokenKind::Tool, &args, chunk_tokens.take()));
+        }
+    }
+    match d.get("content") {
+        Some(Value::String(t)) if !t.is_empty() => {
+            out.push(text(TokenKind::Visible, t, chunk_tokens.take()));
+        }
+        // Mistral (magistral) and others: a list of typed parts.
+        Some(Value::Array(parts)) => {
+            for part in parts {
+                content_part(part, chunk_tokens, out);
+            }
+        }
+        _ => {}
+    }
+    if let Some(t) = non_empty("refusal") {
+        out.push(text(TokenKind::Visible, t, chunk_tokens.take()));
+    }
+}
+
+/// One part of an `openai-chat` content list: `thinking` parts (their `thinking` as a string
+/// or a list of text parts) are reasoning, `text` and `refusal` parts visible; any other part
+/// (references, tool scaffolding, images) is not text.
+fn content_part(part: &Value, chunk_tokens: &mut Option<u32>, out: &mut Vec<Piece>) {
+    let str_at = |v: &Value, key: &str| {
+        v.get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+            .map(str::to_string)
+    };
+    match part.get("type").and_then(Value::as_str) {
+        Some("thinking") => match part.get("thinking") {
+            Some(Value::String(t)) if !t.is_empty() => {
+                out.push(text(TokenKind::Reasoning, t, chunk_tokens.take()));
+            }
+            Some(Value::Array(inner)) => {
+                for t in inner.iter().filter_map(|p| str_at(p, "text")) {
+                    out.push(text(TokenKind::Reasoning, &t, chunk_tokens.take()));
+                }
+            }
+            _ => {}
+        },
+        Some("text") => {
+            if let Some(t) = str_at(part, "text") {
+                out.push(text(TokenKind::Visible, &t, chunk_tokens.take()));
+            }
+        }
+        Some("refusal") => {
+            if let Some(t) = str_at(part, "refusal") {
+                out.push(text(TokenKind::Visible, &t, chunk_tokens.take()));
+            }
+        }
+        _ => {}
+    }
+}
+
+/// `delta.reasoning_details[]` (OpenRouter's and Snowflake's shape): `reasoning.text`
+/// entries' `text` and `reasoning.summary` entries' `summary` are reasoning. An encrypted
+/// entry (`reasoning.encrypted`, non-empty `data`) is reasoning the model produced without
+/// its text: a reasoning piece with no text, when the delta has no readable reasoning.
+fn reasoning_details(details: &[Value], chunk_tokens: &mut Option<u32>, out: &mut Vec<Piece>) {
+    let mut any = false;
+    let mut opaque = false;
+    for detail in details {
+        let ty = detail.get("type").and_then(Value::as_str).unwrap_or("");
+        let key = match ty {
+            "reasoning.summary" => "summary",
+            "reasoning.encrypted" => {
+                opaque |= detail
+                    .get("data")
+                    .and_then(Value::as_str)
+                    .is_some_and(|d| !d.is_empty());
+                continue;
+            }
+            _ => "text",
+        };
+        if let Some(t) = detail
+            .get(key)
+            .and_then(Value::as_str)
+            .filter(|t| !t.is_empty())
+        {
+            out.push(text(TokenKind::Reasoning, t, chunk_tokens.take()));
+            any = true;
+        }
+    }
+    if opaque && !any {
+        out.push(text(TokenKind::Reasoning, "", chunk_tokens.take()));
+    }
+}
+
+fn chat_usage(u: &Value) -> Piece {
+    Piece::Usage {
+        input: u.get("prompt_tokens").and_then(Value::as_u64),
+        output: u.get("completion_tokens").and_then(Value::as_u64),
+        reasoning: u
+            .pointer("/completion_tokens_details/reasoning_tokens")
+            .and_then(Value::as_u64),
     }
 }
 
@@ -282,7 +400,12 @@ fn responses(event: &str, j: &Value, out: &mut Vec<Piece>) {
             }
             out.push(Piece::Terminator);
         }
-        "response.failed" | "error" => out.push(Piece::Error(error_message(j))),
+        "response.failed" | "error" => {
+            if let Some(u) = j.pointer("/response/usage").filter(|u| u.is_object()) {
+                out.push(responses_usage(u));
+            }
+            out.push(Piece::Error(error_message(j)));
+        }
         _ => {}
     }
 }
@@ -400,6 +523,10 @@ pub fn full_body(protocol: Protocol, j: &Value) -> Vec<Piece> {
                 let (kind, t) = match block.get("type").and_then(Value::as_str) {
                     Some("text") => (TokenKind::Visible, block.get("text")),
                     Some("thinking") => (TokenKind::Reasoning, block.get("thinking")),
+                    Some("redacted_thinking") => {
+                        out.push(text(TokenKind::Reasoning, "", None));
+                        continue;
+                    }
                     Some("tool_use") => (TokenKind::Tool, block.get("input")),
                     _ => continue,
                 };

@@ -506,5 +506,60 @@ pub fn status_error(resp: &Response) -> ProbeError {
         .header("retry-after")
         .map(|r| format!(" (retry-after {r})"))
         .unwrap_or_default();
+    if (300..400).contains(&resp.status) {
+        // A redirect is an answer canary does not follow: say where it pointed, so the fix
+        // (the endpoint's final URL) is in the message.
+        let to = resp
+            .header("location")
+            .map(|l| {
+                let l: String = crate::secret::redact(l)
+                    .chars()
+                    .filter(|c| !c.is_control())
+                    .take(200)
+                    .collect();
+                format!(" to {l}")
+            })
+            .unwrap_or_else(|| " with no Location header".into());
+        return ProbeError::new(
+            class,
+            format!(
+                "HTTP {} redirect{to}; canary does not follow redirects: set the endpoint's url to the address it redirects to",
+                resp.status
+            ),
+        );
+    }
     ProbeError::new(class, format!("HTTP {}{retry}: {excerpt}", resp.status))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_redirect_names_its_location_and_that_it_is_not_followed() {
+        let resp = Response {
+            status: 301,
+            headers: vec![("location".into(), "https://api.example.com/v2/chat".into())],
+            body: Bytes::from_static(b"moved"),
+        };
+        let e = status_error(&resp);
+        assert_eq!(e.class, ErrorClass::HttpStatus);
+        assert!(
+            e.message
+                .contains("HTTP 301 redirect to https://api.example.com/v2/chat"),
+            "{}",
+            e.message
+        );
+        assert!(
+            e.message.contains("does not follow redirects"),
+            "{}",
+            e.message
+        );
+        let bare = Response {
+            status: 302,
+            headers: vec![],
+            body: Bytes::new(),
+        };
+        assert!(status_error(&bare).message.contains("no Location header"));
+    }
 }

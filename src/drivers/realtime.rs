@@ -145,7 +145,7 @@ async fn exchange(
                 AudioFormat::Pcma => g711::decode(&bytes, true, &mut samples),
             }
             listener.hear(at, &samples, rec)?;
-            if deltas % voice::YIELD_EVERY == 0 {
+            if deltas.is_multiple_of(voice::YIELD_EVERY) {
                 tokio::task::yield_now().await;
             }
         } else if TEXT_DELTA.contains(&kind) {

@@ -81,7 +81,7 @@ async fn exchange(
                         scaled.extend(pcm.iter().map(|x| x * gain));
                         listener.hear(at, &scaled, rec)?;
                     }
-                    if packets % voice::YIELD_EVERY == 0 {
+                    if packets.is_multiple_of(voice::YIELD_EVERY) {
                         tokio::task::yield_now().await;
                     }
                 }

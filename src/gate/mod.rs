@@ -261,7 +261,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         // A seeded shuffle (Fisher-Yates) per run, and a coin for who goes first per case.
         crate::rng::shuffle_with(&mut cases, &mut rng);
         for (pi, ci) in cases {
-            let sides = if rng.next_u64() % 2 == 0 {
+            let sides = if rng.next_u64().is_multiple_of(2) {
                 [0, 1]
             } else {
                 [1, 0]

@@ -119,7 +119,18 @@ fn xml(s: &str) -> String {
         .replace('\'', "&apos;")
 }
 
-/// JUnit XML: one test case per SLO and slice, one per comparison.
+/// Seconds the case runs of `probe` (in `slice`, or every slice for `*`) took in `r`.
+fn case_seconds(r: &crate::sink::report::Report, probe: &str, slice: &str) -> f64 {
+    r.cases
+        .iter()
+        .filter(|c| c.probe == probe && (slice == "*" || c.slice == slice))
+        .map(|c| c.elapsed_seconds)
+        .sum()
+}
+
+/// JUnit XML: one test case per SLO and slice, one per comparison. A test case's `time` is
+/// the seconds its case runs took (the candidate's for an SLO, both sides' for a
+/// comparison); the suite's is every case run's.
 pub fn junit(o: &GateOutcome) -> String {
     let mut cases = String::new();
     let (mut tests, mut failures, mut skipped) = (0, 0, 0);
@@ -128,9 +139,10 @@ pub fn junit(o: &GateOutcome) -> String {
         let name = format!("slo {} [{}]", v.name, v.slice);
         let _ = write!(
             cases,
-            "    <testcase classname=\"{}.slo\" name=\"{}\" time=\"0\">",
+            "    <testcase classname=\"{}.slo\" name=\"{}\" time=\"{:.3}\">",
             xml(&o.suite),
-            xml(&name)
+            xml(&name),
+            case_seconds(&o.candidate, &v.probe, &v.slice)
         );
         if !v.met {
             failures += 1;
@@ -153,9 +165,11 @@ pub fn junit(o: &GateOutcome) -> String {
         let name = format!("compare {} {} [{}]", c.probe, c.sli, c.slice);
         let _ = write!(
             cases,
-            "    <testcase classname=\"{}.compare\" name=\"{}\" time=\"0\">",
+            "    <testcase classname=\"{}.compare\" name=\"{}\" time=\"{:.3}\">",
             xml(&o.suite),
-            xml(&name)
+            xml(&name),
+            case_seconds(&o.candidate, &c.probe, &c.slice)
+                + case_seconds(&o.baseline, &c.probe, &c.slice)
         );
         match c.decision {
             Decision::Regression => {
@@ -178,8 +192,14 @@ pub fn junit(o: &GateOutcome) -> String {
     let _ = writeln!(x, "<testsuites name=\"canary gate\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\">");
     let _ = writeln!(
         x,
-        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"0\">",
-        xml(&o.suite)
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\" errors=\"0\" skipped=\"{skipped}\" time=\"{:.3}\">",
+        xml(&o.suite),
+        o.candidate
+            .cases
+            .iter()
+            .chain(&o.baseline.cases)
+            .map(|c| c.elapsed_seconds)
+            .sum::<f64>()
     );
     x.push_str(&cases);
     x.push_str("  </testsuite>\n</testsuites>\n");

@@ -37,10 +37,25 @@ pub fn time_to_first_byte(t: &Timeline) -> Option<f64> {
     )
 }
 
-/// Request written to the first token of any kind (reasoning counts; a role-only or empty
-/// delta is not a token and never reaches the timeline).
+/// Whether a token-bearing piece of this kind is a token for every measure here: reasoning
+/// and visible pieces are; tool-call scaffolding (function names, JSON arguments) is not, in
+/// every protocol. The one place this is decided: ttft, the cadence and
+/// `reasoning_seconds` read only the pieces it admits.
+pub fn is_token(kind: TokenKind) -> bool {
+    match kind {
+        TokenKind::Reasoning | TokenKind::Visible => true,
+        TokenKind::Tool => false,
+    }
+}
+
+/// Request written to the first token of any kind (reasoning counts; tool-call scaffolding
+/// does not, see [`is_token`]; a role-only or empty delta is not a token and never reaches
+/// the timeline).
 pub fn time_to_first_token(t: &Timeline) -> Option<f64> {
-    since_origin(t, t.first(|e| matches!(e, Event::Token { .. })))
+    since_origin(
+        t,
+        t.first(|e| matches!(e, Event::Token { kind, .. } if is_token(*kind))),
+    )
 }
 
 /// Request written to the first content a renderer would show: a visible piece with a
@@ -80,7 +95,7 @@ pub fn connect_time(t: &Timeline) -> Option<f64> {
 /// Cadence of a stream after the first visible token.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct StreamStats {
-    /// Token-bearing pieces of any kind.
+    /// Token pieces of any kind (reasoning and visible; tool scaffolding is not a token).
     pub chunks: u32,
     pub visible_tokens: u64,
     pub reasoning_tokens: u64,
@@ -97,7 +112,8 @@ pub struct StreamStats {
     pub reasoning_seconds: Option<f64>,
 }
 
-/// Stream cadence; `None` when the timeline holds no token at all.
+/// Stream cadence over the token pieces ([`is_token`]); `None` when the timeline holds no
+/// token at all (a tool-call-only answer has none).
 pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
     let tokens: Vec<(Duration, TokenKind, u32, bool)> = t
         .events
@@ -107,7 +123,7 @@ pub fn stream_stats(t: &Timeline, stall: Duration) -> Option<StreamStats> {
                 kind,
                 tokens,
                 shows,
-            } => Some((e.at, kind, tokens, shows)),
+            } if is_token(kind) => Some((e.at, kind, tokens, shows)),
             _ => None,
         })
         .collect();

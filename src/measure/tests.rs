@@ -35,6 +35,7 @@ fn tok(kind: TokenKind, tokens: u32, shows: bool) -> Event {
 
 const V: TokenKind = TokenKind::Visible;
 const R: TokenKind = TokenKind::Reasoning;
+const T: TokenKind = TokenKind::Tool;
 
 #[test]
 fn ttfb_and_ttc_are_measured_from_the_request_not_the_connect() {
@@ -164,4 +165,51 @@ fn a_stream_cut_by_the_deadline_counts_its_open_gap_as_a_stall() {
         (120, tok(V, 1, true)),
     ]);
     assert_eq!(stream_stats(&t, Duration::from_secs(1)).unwrap().stalls, 0);
+}
+
+#[test]
+fn tool_call_scaffolding_is_not_a_token() {
+    // A tool call's name and arguments stream first, then reasoning, then the answer.
+    let t = tl(&[
+        (0, Event::RequestSent),
+        (10, Event::Headers { status: 200 }),
+        (40, tok(T, 3, false)),
+        (60, tok(T, 5, false)),
+        (90, tok(R, 2, false)),
+        (150, tok(V, 1, true)),
+        (170, tok(T, 4, false)),
+        (400, tok(V, 1, true)),
+        (401, Event::Terminator),
+    ]);
+    assert_eq!(time_to_first_token(&t), Some(0.09));
+    assert_eq!(time_to_first_visible_token(&t), Some(0.15));
+    let s = stream_stats(&t, Duration::from_secs(1)).unwrap();
+    // Only the reasoning and visible pieces: the tool pieces are neither chunks nor gaps.
+    assert_eq!(s.chunks, 3);
+    assert_eq!(s.tokens_per_chunk, vec![1, 1]);
+    assert_eq!(s.gaps.len(), 1);
+    assert!((s.gaps[0] - 0.25).abs() < 1e-9);
+    assert!((s.reasoning_seconds.unwrap() - 0.06).abs() < 1e-9);
+    assert_eq!((s.visible_tokens, s.reasoning_tokens), (2, 2));
+    let l = latencies(&t, Some(&s));
+    assert!((l[&Sli::TimeToFirstToken] - 0.09).abs() < 1e-9);
+}
+
+#[test]
+fn a_tool_call_only_answer_has_no_token_measures() {
+    // Chat's function name, Responses' argument deltas, Anthropic's input_json_delta: all
+    // are tool pieces, so none of the three protocols gives such an answer a first token.
+    let t = tl(&[
+        (0, Event::RequestSent),
+        (10, Event::Headers { status: 200 }),
+        (40, tok(T, 2, false)),
+        (60, tok(T, 5, false)),
+        (61, Event::Terminator),
+        (62, Event::Done),
+    ]);
+    assert_eq!(time_to_first_token(&t), None);
+    assert_eq!(time_to_first_visible_token(&t), None);
+    assert!(stream_stats(&t, Duration::from_secs(1)).is_none());
+    assert_eq!(time_to_completion(&t), Some(0.061));
+    assert!(is_token(R) && is_token(V) && !is_token(T));
 }

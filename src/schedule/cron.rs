@@ -15,6 +15,26 @@ pub struct CronSchedule {
 
 /// Parses `*/5 * * * *` (5 fields) or `0 */5 * * * *` (6 fields, seconds first).
 pub fn parse(expr: &str) -> Result<CronSchedule, String> {
+    // The nicknames of Vixie cron and Kubernetes CronJobs.
+    let nickname = match expr.trim() {
+        "@yearly" | "@annually" => Some("0 0 1 1 *"),
+        "@monthly" => Some("0 0 1 * *"),
+        "@weekly" => Some("0 0 * * 0"),
+        "@daily" | "@midnight" => Some("0 0 * * *"),
+        "@hourly" => Some("0 * * * *"),
+        _ => None,
+    };
+    if let Some(n) = nickname {
+        let mut s = parse(n)?;
+        s.expr = expr.trim().to_string();
+        return Ok(s);
+    }
+    if expr.trim_start().starts_with('@') {
+        return Err(format!(
+            "unknown schedule nickname `{}`; known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly",
+            expr.trim()
+        ));
+    }
     let fields = expr.split_whitespace().count();
     let full = match fields {
         5 => {
@@ -153,6 +173,19 @@ mod tests {
         assert!(ticks_per_day("*/5 9-17 * * *").is_err(), "bunched");
         assert!(ticks_per_day("0 9,10 * * *").is_err(), "uneven");
         assert!(ticks_per_day("0 0 1 * *").is_err(), "monthly");
+    }
+
+    #[test]
+    fn nicknames_are_their_five_field_schedules() {
+        assert_eq!(ticks_per_day("@hourly").unwrap(), 24);
+        assert_eq!(ticks_per_day("@daily").unwrap(), 1);
+        assert_eq!(
+            parse("@hourly").unwrap().period(),
+            Duration::from_secs(3600)
+        );
+        assert_eq!(parse("@midnight").unwrap().expr, "@midnight");
+        let e = parse("@often").unwrap_err();
+        assert!(e.contains("@hourly"), "{e}");
     }
 
     #[test]

@@ -42,6 +42,11 @@ pub struct SloState {
     pub period_seconds: f64,
     /// Any slice (or the aggregate) breached.
     pub breached: bool,
+    /// The worst state of any slice (or the aggregate): `breached`, `budget_exhausted`,
+    /// `burning`, `ok`, `no_data`.
+    pub status: burn::Status,
+    /// The window of `current_burn` (the long window of the fastest page pair).
+    pub burn_window: String,
     pub slices: Vec<SliceState>,
 }
 
@@ -102,6 +107,16 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
                 per_slice: slo.per_slice,
                 period_seconds: period.as_secs_f64(),
                 breached: slices.iter().any(|s| s.state.breached),
+                status: slices
+                    .iter()
+                    .map(|s| s.state.status)
+                    .filter(|s| *s != burn::Status::NoData)
+                    .min()
+                    .unwrap_or(burn::Status::NoData),
+                burn_window: burn::windows(slo.window, period, slo.objective)
+                    .first()
+                    .map(|w| burn::prom_duration(w.long))
+                    .unwrap_or_default(),
                 slices,
             });
         }

@@ -173,18 +173,18 @@ impl History {
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }
 
-    /// `(ts, outcome, latency JSON)` of a probe's runs since `since`, oldest first: what the
+    /// `(ts, slice, outcome, latency JSON)` of a probe's runs since `since`, oldest first: what the
     /// status page charts (without reading the full case records).
     pub fn latencies_since(
         &self,
         suite: &str,
         probe: &str,
         since: f64,
-    ) -> Result<Vec<(f64, String, String)>, HistoryError> {
+    ) -> Result<Vec<(f64, String, String, String)>, HistoryError> {
         let conn = self.lock();
-        let mut st = conn.prepare_cached("SELECT ts, outcome, latency FROM runs WHERE suite = ?1 AND probe = ?2 AND ts > ?3 ORDER BY ts")?;
+        let mut st = conn.prepare_cached("SELECT ts, slice, outcome, latency FROM runs WHERE suite = ?1 AND probe = ?2 AND ts > ?3 ORDER BY ts")?;
         let rows = st.query_map(params![suite, probe, since], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
         })?;
         Ok(rows.collect::<Result<Vec<_>, _>>()?)
     }

@@ -91,28 +91,9 @@ impl ServeState {
     }
 }
 
-/// Expands folders into their `.yaml`/`.yml` files.
-pub fn suite_files(paths: &[PathBuf]) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for p in paths {
-        if p.is_dir() {
-            let mut files: Vec<PathBuf> = std::fs::read_dir(p)
-                .map(|rd| rd.filter_map(|e| e.ok().map(|e| e.path())).collect())
-                .unwrap_or_default();
-            files.retain(|f| f.extension().is_some_and(|x| x == "yaml" || x == "yml"));
-            files.sort();
-            out.extend(files);
-        } else {
-            out.push(p.clone());
-        }
-    }
-    out
-}
-
 /// Loads the suites `serve` can run (all probes need a driver in this build).
 pub fn load_suites(paths: &[PathBuf]) -> Result<Vec<Suite>, Vec<Diagnostic>> {
-    let files = suite_files(paths);
-    let suites = suite::load_all(&files, &ProcessEnv::default())?;
+    let suites = suite::load_all(paths, &ProcessEnv::default())?;
     let mut diags = Vec::new();
     for s in &suites {
         for p in &s.probes {
@@ -299,12 +280,18 @@ fn start_loops(
                 e.schedule = expr.clone();
             }
             // The splay never reaches the period, or the probe would skip firings.
-            let offset = scheduler::splay_offset(
-                &state.region,
-                &suite.name,
-                &p.name,
-                splay.min(schedule.period() / 2),
-            );
+            let cap = schedule.period() / 2;
+            if splay > cap {
+                eprintln!(
+                    "warning: --splay {} is more than half of probe `{}`'s schedule period ({}): its start is spread over {} instead",
+                    humantime::format_duration(splay),
+                    p.name,
+                    humantime::format_duration(schedule.period()),
+                    humantime::format_duration(cap)
+                );
+            }
+            let offset =
+                scheduler::splay_offset(&state.region, &suite.name, &p.name, splay.min(cap));
             let (st, su) = (state.clone(), suite.clone());
             let runner: scheduler::Runner =
                 Arc::new(move || Box::pin(run_probe(st.clone(), su.clone(), i)));
@@ -436,8 +423,8 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             _ = hup.recv() => {
                 match load_suites(&cfg.paths) {
                     Ok(new) => {
-                        tracing::warn!("SIGHUP: suites reloaded ({} suites)", new.len());
-                        eprintln!("reloaded {} suites", new.len());
+                        // Once, on stderr (it is an event the operator asked for, not a warning).
+                        eprintln!("SIGHUP: reloaded {}", crate::cli::plural(new.len(), "suite"));
                         if let Ok(mut m) = state.metrics.lock() {
                             *m = fresh_metrics(&new, &state.region);
                         }

@@ -201,7 +201,63 @@ fn trim_float(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
+/// The width of the terminal on stdout: `COLUMNS` when set, else the terminal's own size;
+/// `None` when stdout is not a terminal (a file or a pipe gets full rows).
+pub fn terminal_width() -> Option<usize> {
+    if let Some(c) = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.trim().parse::<usize>().ok())
+        .filter(|c| *c >= 20)
+    {
+        return Some(c);
+    }
+    // SAFETY: isatty and ioctl(TIOCGWINSZ) only read the descriptor's state into `ws`.
+    unsafe {
+        if libc::isatty(1) != 1 {
+            return None;
+        }
+        let mut ws: libc::winsize = std::mem::zeroed();
+        (libc::ioctl(1, libc::TIOCGWINSZ, &mut ws) == 0 && ws.ws_col >= 20)
+            .then_some(ws.ws_col as usize)
+    }
+}
+
+/// One line per missed SLO verdict: what `canary run -q` still prints, so that a CronJob's
+/// log says why it exited 1.
+pub fn missed_lines(suite: &str, slos: &[SloVerdict]) -> Vec<String> {
+    slos.iter()
+        .filter(|v| !v.met)
+        .map(|v| {
+            let target = match v.threshold {
+                Some(t) => format!("{} <= {}ms", v.sli, trim_float(t * 1000.0)),
+                None => v.sli.name().to_string(),
+            };
+            format!(
+                "MISSED{} {suite} / {} slice {}: {target} {} good, objective >= {}",
+                if v.hidden { "*" } else { "" },
+                v.name,
+                if v.slice == ALL_SLICES {
+                    "* (all)"
+                } else {
+                    &v.slice
+                },
+                match v.ratio {
+                    Some(r) => format!("{} ({}/{})", pct(r), v.good, v.total),
+                    None => "no data".to_string(),
+                },
+                pct(v.objective)
+            )
+        })
+        .collect()
+}
+
+/// Writes rows as aligned columns; rows wider than the terminal are wrapped into several
+/// blocks of columns, each repeating the first column (the row's name).
 fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
+    write_aligned_within(out, rows, terminal_width());
+}
+
+fn write_aligned_within(out: &mut String, rows: &[Vec<String>], width: Option<usize>) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let widths: Vec<usize> = (0..cols)
         .map(|c| {
@@ -212,6 +268,41 @@ fn write_aligned(out: &mut String, rows: &[Vec<String>]) {
                 .unwrap_or(0)
         })
         .collect();
+    let total: usize = 2 + widths.iter().map(|w| w + 2).sum::<usize>();
+    match width {
+        Some(max) if cols > 2 && total > max => {
+            // Blocks of columns 1.., each led by column 0, that fit in `max`.
+            let lead = 2 + widths[0] + 2;
+            let mut start = 1;
+            while start < cols {
+                let mut end = start;
+                let mut used = lead;
+                while end < cols && (end == start || used + widths[end] + 2 <= max) {
+                    used += widths[end] + 2;
+                    end += 1;
+                }
+                let block: Vec<Vec<String>> = rows
+                    .iter()
+                    .map(|r| {
+                        let mut b = vec![r.first().cloned().unwrap_or_default()];
+                        b.extend((start..end).map(|c| r.get(c).cloned().unwrap_or_default()));
+                        b
+                    })
+                    .collect();
+                if start > 1 {
+                    out.push('\n');
+                }
+                write_aligned_within(out, &block, None);
+                start = end;
+            }
+            return;
+        }
+        _ => {}
+    }
+    aligned_rows(out, rows, &widths);
+}
+
+fn aligned_rows(out: &mut String, rows: &[Vec<String>], widths: &[usize]) {
     for r in rows {
         let mut line = String::from("  ");
         for (i, cell) in r.iter().enumerate() {
@@ -363,5 +454,53 @@ mod tests {
             ],
         );
         assert_eq!(out, "  a    bb\n  ccc  d\n");
+    }
+
+    #[test]
+    fn wide_rows_wrap_into_blocks_that_repeat_the_name() {
+        let rows: Vec<Vec<String>> = vec![
+            (0..8).map(|i| format!("head{i}")).collect(),
+            (0..8).map(|i| format!("cell{i}")).collect(),
+        ];
+        let mut out = String::new();
+        write_aligned_within(&mut out, &rows, Some(40));
+        assert!(out.lines().all(|l| l.chars().count() <= 40), "{out}");
+        // Every block starts with the first column.
+        let heads = out.lines().filter(|l| l.starts_with("  head0")).count();
+        assert!(heads >= 2, "{out}");
+        for i in 1..8 {
+            assert!(out.contains(&format!("cell{i}")), "{out}");
+        }
+        // Without a terminal, one block.
+        let mut full = String::new();
+        write_aligned_within(&mut full, &rows, None);
+        assert_eq!(full.lines().count(), 2);
+    }
+
+    #[test]
+    fn missed_lines_name_the_slo_and_slice() {
+        let v = SloVerdict {
+            name: "lat".into(),
+            probe: "p".into(),
+            endpoint: "e".into(),
+            sli: Sli::TimeToFirstVisibleToken,
+            slice: "pricing".into(),
+            good: 13,
+            total: 25,
+            ratio: Some(0.52),
+            objective: 0.9,
+            threshold: Some(0.8),
+            met: false,
+            hidden: true,
+        };
+        let met = SloVerdict {
+            met: true,
+            ..v.clone()
+        };
+        let lines = missed_lines("chat", &[v, met]);
+        assert_eq!(
+            lines,
+            vec!["MISSED* chat / lat slice pricing: time_to_first_visible_token <= 800ms 52.0% (13/25) good, objective >= 90.0%"]
+        );
     }
 }

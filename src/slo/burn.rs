@@ -7,6 +7,12 @@
 //! 6x over 6h and 30m; ticket when it exceeds 3x over 1d and 2h, or 1x over 3d and 6h.
 //! For other SLO windows every alert window is scaled by window/30d; the factors stay (they
 //! mean "this share of the whole budget burns in this long").
+//!
+//! A low objective cannot reach every factor: with 90% the budget is 10%, so an error ratio of
+//! 100% is a burn of only 10x and the 14.4x pair could never fire. A factor above 90% of the
+//! largest reachable burn (`1 / (1 - objective)`) is capped there (an error ratio over 90%),
+//! so every pair can fire; [`unreachable`] names the pairs that were capped, for `validate`
+//! and `rules` to warn about.
 
 use std::time::Duration;
 
@@ -71,10 +77,15 @@ const TABLE: &[(Severity, u64, u64, f64)] = &[
     (Severity::Ticket, 3 * 86400, 6 * 3600, 1.0),
 ];
 
-/// The alert windows of an SLO window, scaled from the 30-day table (whole seconds). No window
+/// The largest share of the budget a factor may ask for: above it, the pair would need an
+/// error ratio over 90% (or over 100%: never), so it is capped to this.
+const REACHABLE: f64 = 0.9;
+
+/// The alert windows of an SLO window, scaled from the 30-day table (whole seconds), with each
+/// factor capped so that the objective can reach it (see the module doc). No window
 /// is shorter than 60 s or than two periods of the probe's schedule (`period`): a window that
 /// can hold no run would make the alert flicker between runs.
-pub fn windows(slo_window: Duration, period: Duration) -> Vec<BurnWindow> {
+pub fn windows(slo_window: Duration, period: Duration, objective: f64) -> Vec<BurnWindow> {
     let scale = slo_window.as_secs_f64() / BASE as f64;
     let floor = (period * 2).as_secs().max(60);
     let scaled = |s: u64| Duration::from_secs(((s as f64 * scale).round() as u64).max(floor));
@@ -84,14 +95,84 @@ pub fn windows(slo_window: Duration, period: Duration) -> Vec<BurnWindow> {
             severity: *sev,
             long: scaled(*long),
             short: scaled(*short),
-            factor: *factor,
+            factor: reachable_factor(*factor, objective),
         })
         .collect()
 }
 
+/// `factor`, or the largest factor the objective can reach when it is beyond that.
+fn reachable_factor(factor: f64, objective: f64) -> f64 {
+    let budget = 1.0 - objective;
+    if budget > 0.0 && factor * budget > REACHABLE {
+        // Rounded down to 0.1 so rules and reports show a readable number.
+        ((REACHABLE / budget) * 10.0).floor() / 10.0
+    } else {
+        factor
+    }
+}
+
+/// A burn-rate pair the objective could not reach as the table writes it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Unreachable {
+    pub severity: Severity,
+    /// The table's factor.
+    pub factor: f64,
+    /// The error ratio it would need (over 1 = never).
+    pub needs_error_ratio: f64,
+    /// The factor used instead.
+    pub capped: f64,
+}
+
+/// The pairs whose factor `objective` makes unreachable (or reachable only above a 90% error
+/// ratio), with the factor canary uses instead.
+pub fn unreachable(objective: f64) -> Vec<Unreachable> {
+    TABLE
+        .iter()
+        .filter_map(|(sev, _, _, factor)| {
+            let capped = reachable_factor(*factor, objective);
+            (capped != *factor).then_some(Unreachable {
+                severity: *sev,
+                factor: *factor,
+                needs_error_ratio: factor * (1.0 - objective),
+                capped,
+            })
+        })
+        .collect()
+}
+
+/// The warning `validate` and `rules` print for an SLO whose objective caps some pairs.
+pub fn unreachable_warning(objective: f64) -> Option<String> {
+    let u = unreachable(objective);
+    if u.is_empty() {
+        return None;
+    }
+    let pairs: Vec<String> = u
+        .iter()
+        .map(|u| {
+            format!(
+                "the {}x {} pair (it needs an error ratio of {:.0}%) is {}x",
+                u.factor,
+                u.severity.as_str(),
+                u.needs_error_ratio * 100.0,
+                u.capped
+            )
+        })
+        .collect();
+    Some(
+        format!(
+        "objective {:.4}% leaves a budget of {:.4}%, so a burn rate above {:.1}x cannot happen: {}",
+        objective * 100.0,
+        (1.0 - objective) * 100.0,
+        1.0 / (1.0 - objective),
+        pairs.join("; ")
+    )
+        .replace(".0000%", "%"),
+    )
+}
+
 /// Every distinct window the rules need (the alert windows and the SLO window), shortest first.
 pub fn all_windows(slo_window: Duration, period: Duration) -> Vec<Duration> {
-    let mut w: Vec<Duration> = windows(slo_window, period)
+    let mut w: Vec<Duration> = windows(slo_window, period, 0.0)
         .iter()
         .flat_map(|b| [b.long, b.short])
         .collect();
@@ -105,7 +186,7 @@ pub fn all_windows(slo_window: Duration, period: Duration) -> Vec<Duration> {
 pub fn prom_duration(d: Duration) -> String {
     let s = d.as_secs();
     for (unit, n) in [("d", 86400), ("h", 3600), ("m", 60)] {
-        if s >= n && s % n == 0 {
+        if s >= n && s.is_multiple_of(n) {
             return format!("{}{unit}", s / n);
         }
     }
@@ -199,6 +280,39 @@ pub struct BurnState {
     pub breached: bool,
     /// The budget over the whole SLO window is spent (a slower, longer-lasting signal).
     pub budget_exhausted: bool,
+    /// The burn rate now: over the long window of the fastest page pair (1h for 30 days).
+    pub current_burn: Option<f64>,
+    /// One word for the state, worst first: see [`Status`].
+    pub status: Status,
+}
+
+/// The state of an SLO in one word, as the status page and `/api/v1/slo` show it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// A page-severity alert fires.
+    Breached,
+    /// The error budget of the SLO window is spent (the SLI is below the objective) while no
+    /// page fires: the SLO is missed, even if slowly.
+    BudgetExhausted,
+    /// A ticket-severity alert fires.
+    Burning,
+    /// Meeting the objective with no alert firing.
+    Ok,
+    /// No events in the SLO window.
+    NoData,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Breached => "breached",
+            Status::BudgetExhausted => "budget_exhausted",
+            Status::Burning => "burning",
+            Status::Ok => "ok",
+            Status::NoData => "no_data",
+        }
+    }
 }
 
 /// The burn rate over one window.
@@ -235,7 +349,7 @@ pub fn evaluate(
         .collect();
     let mut firing = Vec::new();
     for sev in [Severity::Page, Severity::Ticket] {
-        let pairs: Vec<BurnWindow> = windows(slo_window, period)
+        let pairs: Vec<BurnWindow> = windows(slo_window, period, objective)
             .into_iter()
             .filter(|w| w.severity == sev)
             .collect();
@@ -247,14 +361,33 @@ pub fn evaluate(
             firing.push(sev);
         }
     }
+    let breached = firing.contains(&Severity::Page);
+    let budget_exhausted = budget_remaining.is_some_and(|b| b < 0.0);
+    let current_burn = windows(slo_window, period, objective)
+        .first()
+        .and_then(|w| series.error_ratio(now, w.long))
+        .map(|r| r / budget);
+    let status = if total == 0 {
+        Status::NoData
+    } else if breached {
+        Status::Breached
+    } else if budget_exhausted {
+        Status::BudgetExhausted
+    } else if !firing.is_empty() {
+        Status::Burning
+    } else {
+        Status::Ok
+    };
     BurnState {
         sli,
         good,
         total,
         budget_remaining,
         burn_rates,
-        breached: firing.contains(&Severity::Page),
-        budget_exhausted: budget_remaining.is_some_and(|b| b < 0.0),
+        breached,
+        budget_exhausted,
+        current_burn,
+        status,
         firing,
     }
 }

@@ -266,6 +266,7 @@ mod tests {
             gate: Default::default(),
             buckets: Default::default(),
             cardinality: Default::default(),
+            warnings: Vec::new(),
         }
     }
 

@@ -25,8 +25,9 @@ pub enum Format {
 /// Settings of the generated documents.
 #[derive(Debug, Clone)]
 pub struct RulesOptions {
-    /// Where the runbook lives; alerts link `<runbook>#<slo>`.
-    pub runbook: String,
+    /// Where the runbook lives; alerts link `<runbook>#<slo>`. None: alerts carry no
+    /// `runbook_url` (a relative path would resolve nowhere from an alert).
+    pub runbook: Option<String>,
     /// Namespace of Kubernetes objects (PrometheusRule, Pyrra).
     pub namespace: String,
 }
@@ -34,10 +35,29 @@ pub struct RulesOptions {
 impl Default for RulesOptions {
     fn default() -> Self {
         RulesOptions {
-            // Relative to the repository; set --runbook-url to where your docs are served.
-            runbook: "docs/slo.md".into(),
+            runbook: None,
             namespace: "monitoring".into(),
         }
+    }
+}
+
+/// `<runbook>#<anchor>`, or null without `--runbook-url` ([`drop_nulls`] removes it).
+fn runbook_url(opts: &RulesOptions, anchor: &str) -> Value {
+    match &opts.runbook {
+        Some(r) => Value::String(format!("{r}#{anchor}")),
+        None => Value::Null,
+    }
+}
+
+/// Removes `null` members everywhere (an absent runbook leaves no `runbook_url: null`).
+fn drop_nulls(v: &mut Value) {
+    match v {
+        Value::Object(m) => {
+            m.retain(|_, x| !x.is_null());
+            m.values_mut().for_each(drop_nulls);
+        }
+        Value::Array(a) => a.iter_mut().for_each(drop_nulls),
+        _ => {}
     }
 }
 
@@ -168,18 +188,19 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
     for &per_slice in &levels {
         let sel = format!("{{suite=\"{}\",slo=\"{}\"}}", q(&suite.name), q(&slo.name));
         for sev in [Severity::Page, Severity::Ticket] {
-            let conds: Vec<String> = burn::windows(slo.window, slo_period(suite, slo))
-                .into_iter()
-                .filter(|w| w.severity == sev)
-                .map(|w| {
-                    let limit = num(w.factor * budget);
-                    format!(
-                        "({long}{sel} > {limit} and {short}{sel} > {limit})",
-                        long = record_name(per_slice, w.long),
-                        short = record_name(per_slice, w.short)
-                    )
-                })
-                .collect();
+            let conds: Vec<String> =
+                burn::windows(slo.window, slo_period(suite, slo), slo.objective)
+                    .into_iter()
+                    .filter(|w| w.severity == sev)
+                    .map(|w| {
+                        let limit = num(w.factor * budget);
+                        format!(
+                            "({long}{sel} > {limit} and {short}{sel} > {limit})",
+                            long = record_name(per_slice, w.long),
+                            short = record_name(per_slice, w.short)
+                        )
+                    })
+                    .collect();
             let mut labels = json!({ "severity": sev.as_str(), "slo": slo.name });
             if !per_slice {
                 labels["slice"] = json!("*");
@@ -210,7 +231,7 @@ fn slo_group(suite: &Suite, slo: &Slo, opts: &RulesOptions) -> Value {
                         "{what}SLO {} ({} of {}, objective {}%) has an error ratio of {{{{ $value | humanizePercentage }}}} over the long window: at this rate the {} error budget does not last.",
                         slo.name, slo.sli, slo.probe, num(slo.objective * 100.0), prom_duration(slo.window)
                     ),
-                    "runbook_url": format!("{}#{}", opts.runbook, anchor(&slo.name)),
+                    "runbook_url": runbook_url(opts, &anchor(&slo.name)),
                 },
             }));
         }
@@ -232,7 +253,7 @@ fn staleness_group(suite: &Suite, opts: &RulesOptions) -> Value {
                 "annotations": {
                     "summary": format!("canary probe {{{{ $labels.probe }}}} of suite {} got no answer for 2 schedule periods ({twice}) in {{{{ $labels.region }}}}", suite.name),
                     "description": "Either the endpoint fails every case or canary itself stopped running; its SLO metrics are stale.",
-                    "runbook_url": format!("{}#stale-probes", opts.runbook),
+                    "runbook_url": runbook_url(opts, "stale-probes"),
                 },
             },
             {
@@ -246,7 +267,7 @@ fn staleness_group(suite: &Suite, opts: &RulesOptions) -> Value {
                 "annotations": {
                     "summary": format!("no canary run of suite {} reported for {twice}", suite.name),
                     "description": "The CronJob, the Pushgateway or the scrape is broken: no SLO of this suite is being measured.",
-                    "runbook_url": format!("{}#stale-probes", opts.runbook),
+                    "runbook_url": runbook_url(opts, "stale-probes"),
                 },
             }
         ]
@@ -364,7 +385,7 @@ fn sloth(suites: &[Suite], opts: &RulesOptions) -> Vec<Value> {
                     "alerting": {
                         "name": "CanarySLOErrorBudgetBurn",
                         "labels": { "slo": slo.name },
-                        "annotations": { "runbook_url": format!("{}#{}", opts.runbook, anchor(&slo.name)) },
+                        "annotations": { "runbook_url": runbook_url(opts, &anchor(&slo.name)) },
                         "page_alert": { "labels": { "severity": "page" } },
                         "ticket_alert": { "labels": { "severity": "ticket" } },
                     },
@@ -431,11 +452,16 @@ fn openslo(suites: &[Suite]) -> Vec<Value> {
 /// The generated text of a format.
 pub fn generate(suites: &[Suite], format: Format, opts: &RulesOptions) -> String {
     use crate::sink::yaml_out::{to_yaml, to_yaml_docs};
+    let clean = |mut v: Value| {
+        drop_nulls(&mut v);
+        v
+    };
+    let docs = |v: Vec<Value>| to_yaml_docs(&v.into_iter().map(clean).collect::<Vec<_>>());
     match format {
-        Format::Prometheus => to_yaml(&prometheus_rules(suites, opts)),
+        Format::Prometheus => to_yaml(&clean(prometheus_rules(suites, opts))),
         Format::PrometheusOperator => {
             let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
-            to_yaml(&json!({
+            to_yaml(&clean(json!({
                 "apiVersion": "monitoring.coreos.com/v1",
                 "kind": "PrometheusRule",
                 "metadata": {
@@ -444,11 +470,11 @@ pub fn generate(suites: &[Suite], format: Format, opts: &RulesOptions) -> String
                     "labels": { "app.kubernetes.io/part-of": "canary", "role": "alert-rules" },
                 },
                 "spec": prometheus_rules(suites, opts),
-            }))
+            })))
         }
-        Format::Pyrra => to_yaml_docs(&pyrra(suites, opts)),
-        Format::Sloth => to_yaml_docs(&sloth(suites, opts)),
-        Format::Openslo => to_yaml_docs(&openslo(suites)),
+        Format::Pyrra => docs(pyrra(suites, opts)),
+        Format::Sloth => docs(sloth(suites, opts)),
+        Format::Openslo => docs(openslo(suites)),
     }
 }
 

@@ -22,14 +22,54 @@ pub use interp::{Env, ProcessEnv};
 pub use model::*;
 pub use validate::load_suite;
 
-/// Loads several suites, collecting the errors of all of them.
-pub fn load_all(
-    paths: &[std::path::PathBuf],
-    env: &dyn Env,
-) -> Result<Vec<Suite>, Vec<Diagnostic>> {
-    let mut suites = Vec::new();
+use std::path::PathBuf;
+
+/// The suite files `paths` name: a file as given, a folder as its `*.yaml` / `*.yml` files
+/// (sorted, not recursive). A folder that cannot be read or holds no suite is an error.
+pub fn suite_files(paths: &[PathBuf]) -> Result<Vec<PathBuf>, Vec<Diagnostic>> {
+    let mut out = Vec::new();
     let mut diags = Vec::new();
     for p in paths {
+        if !p.is_dir() {
+            out.push(p.clone());
+            continue;
+        }
+        let mut files: Vec<PathBuf> = match std::fs::read_dir(p) {
+            Ok(rd) => rd.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+            Err(e) => {
+                diags.push(Diagnostic::new(
+                    p,
+                    None,
+                    "folder",
+                    format!("cannot read the folder: {e}"),
+                ));
+                continue;
+            }
+        };
+        files.retain(|f| f.is_file() && f.extension().is_some_and(|x| x == "yaml" || x == "yml"));
+        files.sort();
+        if files.is_empty() {
+            diags.push(
+                Diagnostic::new(p, None, "folder", "the folder holds no suite")
+                    .hint("a folder of suites holds `*.yaml` or `*.yml` files"),
+            );
+        }
+        out.extend(files);
+    }
+    if diags.is_empty() {
+        Ok(out)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Loads several suites (files, or folders of `*.yaml` suites), collecting the errors of all
+/// of them.
+pub fn load_all(paths: &[PathBuf], env: &dyn Env) -> Result<Vec<Suite>, Vec<Diagnostic>> {
+    let paths = suite_files(paths)?;
+    let mut suites = Vec::new();
+    let mut diags = Vec::new();
+    for p in &paths {
         match load_suite(p, env) {
             Ok(s) => suites.push(s),
             Err(d) => diags.extend(d),

@@ -83,6 +83,8 @@ pub struct Suite {
     /// always added.
     pub buckets: BTreeMap<Sli, Vec<f64>>,
     pub cardinality: Cardinality,
+    /// What loaded but probably does not do what the user meant, with its location.
+    pub warnings: Vec<super::Diagnostic>,
 }
 
 /// How `canary gate` compares a candidate with the baseline.

@@ -81,8 +81,15 @@ fn check_fraction(v: f64, shown: &str) -> Result<f64, String> {
     // 99.9% / 100 is 0.9990000000000001 in binary: keep the decimal the user wrote.
     let v = (v * 1e12).round() / 1e12;
     if !(v > 0.0 && v <= 1.0) {
+        // `objective: 80` is almost always 80% written without its sign.
+        let bare = shown.trim();
+        let meant = if v > 1.0 && v <= 100.0 && !bare.ends_with('%') {
+            format!("; did you mean `{bare}%`?")
+        } else {
+            String::new()
+        };
         return Err(format!(
-            "percentage `{shown}` is out of range; expected more than 0% and at most 100% (e.g. 99.5% or 0.995)"
+            "percentage `{shown}` is out of range; expected more than 0% and at most 100% (e.g. 99.5% or 0.995){meant}"
         ));
     }
     Ok(v)
@@ -265,6 +272,11 @@ mod tests {
         assert!((parse_percent_str("99.5%").unwrap() - 0.995).abs() < 1e-12);
         assert!((parse_percent_str("0.9").unwrap() - 0.9).abs() < 1e-12);
         assert!(parse_percent_str("150%").is_err());
+        let e = parse_percent_str("80").unwrap_err();
+        assert!(e.ends_with("did you mean `80%`?"), "{e}");
+        assert!(!parse_percent_str("150%")
+            .unwrap_err()
+            .contains("did you mean"));
         assert!(parse_percent_str("0%").is_err());
         assert!(parse_percent_str("abc").unwrap_err().contains("99.5%"));
     }

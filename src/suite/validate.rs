@@ -43,9 +43,23 @@ pub(crate) struct Ctx<'a> {
     pub file: &'a Path,
     pub tree: &'a Node,
     pub diags: Vec<Diagnostic>,
+    /// What loads but probably does not do what the user meant (printed by `validate` and
+    /// `rules`, never failing the load).
+    pub warnings: Vec<Diagnostic>,
 }
 
 impl Ctx<'_> {
+    pub(crate) fn warn(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
+        let pos = self.tree.pos_at(path);
+        self.warnings.push(Diagnostic::new(
+            self.file,
+            Some(pos),
+            path_string(path),
+            message,
+        ));
+        self.warnings.last_mut().expect("just pushed")
+    }
+
     pub(crate) fn err(&mut self, path: &[Seg], message: impl Into<String>) -> &mut Diagnostic {
         let pos = self.tree.pos_at(path);
         self.diags.push(Diagnostic::new(
@@ -138,11 +152,50 @@ fn read_tree(
             "(syntax)",
             format!("invalid YAML: {}", e.message),
         )
-        .maybe_hint(e.hint)]
+        .maybe_hint(e.hint.or_else(|| indent_hint(&src, e.pos.line)))]
     })?;
     let base = file.parent().map(Path::to_path_buf).unwrap_or_default();
     let errors = interpolate_tree(&mut tree, env, &base);
     Ok((tree, errors))
+}
+
+/// For a YAML syntax error at `line` (1-based): when that line, or the one before it, is
+/// indented by a tab or to a column no line above it uses, say so (the usual cause of
+/// "did not find expected key" and "mapping values are not allowed here").
+fn indent_hint(src: &str, line: usize) -> Option<String> {
+    let lines: Vec<&str> = src.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches(' ').len();
+    let meaningful = |l: &str| !l.trim().is_empty() && !l.trim_start().starts_with('#');
+    for n in [line, line.saturating_sub(1)] {
+        let Some(text) = n.checked_sub(1).and_then(|i| lines.get(i)) else {
+            continue;
+        };
+        if text.trim_start_matches(' ').starts_with('\t') {
+            return Some(format!(
+                "line {n} is indented with a tab; YAML indents with spaces only"
+            ));
+        }
+        if !meaningful(text) {
+            continue;
+        }
+        let here = indent(text);
+        let mut above: Vec<usize> = lines[..n - 1]
+            .iter()
+            .filter(|l| meaningful(l))
+            .map(|l| indent(l))
+            .collect();
+        above.sort_unstable();
+        above.dedup();
+        if !above.is_empty() && !above.contains(&here) {
+            let levels: Vec<String> = above.iter().map(usize::to_string).collect();
+            return Some(format!(
+                "line {n} is indented {here} spaces, but the lines above use {}: YAML nests by indentation, so `{}` must line up with its siblings",
+                levels.join(", "),
+                text.trim().chars().take(40).collect::<String>()
+            ));
+        }
+    }
+    None
 }
 
 /// Loads and validates one suite file.
@@ -152,6 +205,7 @@ pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> 
         file,
         tree: &tree,
         diags: Vec::new(),
+        warnings: Vec::new(),
     };
     let mut dups = Vec::new();
     tree.duplicate_keys(&mut Vec::new(), &mut dups);
@@ -161,7 +215,10 @@ pub fn load_suite(file: &Path, env: &dyn Env) -> Result<Suite, Vec<Diagnostic>> 
                 .hint("each key may appear once; the later value would silently win"),
         );
     }
-    let suite = build(&mut ctx);
+    let suite = build(&mut ctx).map(|mut s| {
+        s.warnings = std::mem::take(&mut ctx.warnings);
+        s
+    });
     let mut diags = ctx.diags;
     // A value that failed to interpolate is reported once, not again as a bad URL or duration.
     let failed: HashSet<String> = interp_errors.iter().map(|e| e.field.clone()).collect();
@@ -470,6 +527,7 @@ fn build(ctx: &mut Ctx) -> Option<Suite> {
         gate,
         buckets,
         cardinality,
+        warnings: Vec::new(),
     })
     .and_then(|s| check_series_budget(s, ctx))
 }
@@ -1276,6 +1334,19 @@ fn build_probe(
         ctx.err(&p(path, &[k("stall")]), "stall must be more than zero")
             .hint = Some("e.g. 1s".into());
     }
+    if let Some(e) = endpoint
+        .as_ref()
+        .filter(|e| raw.stall.is_some() && e.protocol == Protocol::HttpJson)
+    {
+        ctx.err(
+            &p(path, &[k("stall")]),
+            format!(
+                "`stall` applies to streamed answers (chat, voice), not `{}`: one JSON body has no gaps between chunks",
+                e.protocol.as_str()
+            ),
+        )
+        .hint = Some("remove `stall`, or probe a streaming endpoint".into());
+    }
     let timeout = raw
         .timeout
         .map(|d| d.0)
@@ -1556,8 +1627,19 @@ fn build_slo(
     let sli = Sli::parse(&raw.sli);
     if sli.is_none() {
         let names = Sli::names();
+        // The table's short column names (`ttfvt`) are what users copy from `canary run`.
+        let by_short = Sli::ALL
+            .iter()
+            .find(|s| crate::sink::table::short(**s) == raw.sli.trim() && s.name() != raw.sli);
         ctx.err(&p(path, &[k("sli")]), format!("unknown SLI `{}`", raw.sli))
-            .hint = Some(suggest(&raw.sli, &names));
+            .hint = Some(match by_short {
+            Some(s) => format!(
+                "did you mean `{}`? `{}` is its column in the table; suites use the full name",
+                s.name(),
+                raw.sli.trim()
+            ),
+            None => suggest(&raw.sli, &names),
+        });
     }
     if !probe_names.contains(&raw.probe.as_str()) {
         ctx.err(
@@ -1572,6 +1654,11 @@ fn build_slo(
             "an objective of 100% leaves no error budget",
         )
         .hint = Some("every failure would page; use e.g. 99.9%".into());
+    } else if let Some(w) = crate::slo::burn::unreachable_warning(raw.objective.0) {
+        ctx.warn(&p(path, &[k("objective")]), w).hint = Some(
+            "canary's alerts and `canary rules` use the capped factors so that every pair can fire"
+                .into(),
+        );
     }
     let window = raw.window.map(|d| d.0).unwrap_or(DEFAULT_WINDOW);
     if window < std::time::Duration::from_secs(3600) {
@@ -1955,6 +2042,22 @@ mod tests {
             "{}",
             d[0]
         );
+        // A key indented one space short of its siblings: the hint names the line and the
+        // indentation the lines above use.
+        let p = write(
+            dir.path(),
+            "indent.yaml",
+            "suite: t\nendpoints:\n  chat:\n    protocol: openai-chat\n   url: http://x\n",
+        );
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text = d[0].to_string();
+        assert!(
+            text.contains("line 5 is indented 3 spaces, but the lines above use 0, 2, 4"),
+            "{text}"
+        );
+        let p = write(dir.path(), "tab.yaml", "suite: t\nendpoints:\n\tchat: {}\n");
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        assert!(d[0].to_string().contains("tab"), "{}", d[0]);
     }
 
     #[test]

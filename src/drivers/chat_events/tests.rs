@@ -306,3 +306,289 @@ fn token_estimates() {
     assert_eq!(estimate_tokens(""), 0);
     assert_eq!(estimate_tokens("The capital of France is Paris."), 8);
 }
+
+#[test]
+fn openai_content_parts_thinking_is_reasoning_and_text_is_visible() {
+    // Mistral magistral: thinking parts holding text parts, then plain string content.
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[
+            ("", r#"{"choices":[{"index":0,"delta":{"content":""}}]}"#),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":"Okay"}]}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":"plain"}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":[{"type":"text","text":"To"},{"type":"reference","reference_ids":[1]},{"type":"image_url","image_url":"x"}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":" cross"}}]}"#,
+            ),
+            ("", r#"{"choices":[{"index":0,"delta":{"content":[]}}]}"#),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"content":[{"type":"thinking","thinking":[{"type":"text","text":""}]},{"type":"text","text":""}]}}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Reasoning, "Okay".into()),
+            (TokenKind::Reasoning, "plain".into()),
+            (TokenKind::Visible, "To".into()),
+            (TokenKind::Visible, " cross".into()),
+        ]
+    );
+}
+
+#[test]
+fn openai_an_answer_sent_only_as_text_parts_is_visible_text() {
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[(
+            "",
+            r#"{"choices":[{"index":0,"delta":{"content":[{"type":"text","text":"Paris"},{"type":"text","text":"."}]}}]}"#,
+        )],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Visible, "Paris".into()),
+            (TokenKind::Visible, ".".into())
+        ]
+    );
+    // The same in a non-streamed message, with its reasoning as a thinking part.
+    let body = serde_json::json!({"choices":[{"index":0,"message":{"role":"assistant","content":[{"type":"thinking","thinking":[{"type":"text","text":"hm"}]},{"type":"text","text":"Paris."}]},"finish_reason":"stop"}]});
+    assert_eq!(
+        texts(&full_body(Protocol::OpenaiChat, &body)),
+        vec![
+            (TokenKind::Reasoning, "hm".into()),
+            (TokenKind::Visible, "Paris.".into())
+        ]
+    );
+}
+
+#[test]
+fn openai_reasoning_details_alone_are_reasoning() {
+    // Snowflake Cortex: reasoning only in reasoning_details, with "" content and refusal.
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[
+            (
+                "",
+                r#"{"choices":[{"delta":{"content":"","reasoning_details":[{"format":"anthropic-claude-v1","id":"r1","index":0,"text":"15","type":"reasoning.text"}],"refusal":"","role":"assistant","tool_calls":null},"index":0}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.summary","summary":"plan"}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.text","text":"","signature":"sig"}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"delta":{"content":"405","refusal":"","role":"assistant"},"index":0}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Reasoning, "15".into()),
+            (TokenKind::Reasoning, "plan".into()),
+            (TokenKind::Visible, "405".into())
+        ]
+    );
+}
+
+#[test]
+fn openai_reasoning_repeated_in_reasoning_details_counts_once() {
+    // OpenRouter sends the same text as `reasoning` and as a reasoning_details entry.
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":"This","reasoning_details":[{"type":"reasoning.text","text":"This","format":"anthropic-claude-v1","index":0}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_content":"same","reasoning":"same"}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"role":"assistant","content":"","reasoning":null,"reasoning_details":[]}}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Reasoning, "This".into()),
+            (TokenKind::Reasoning, "same".into())
+        ]
+    );
+}
+
+#[test]
+fn openai_encrypted_reasoning_is_a_reasoning_piece_without_text() {
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.encrypted","data":"gAAA..."}]}}]}"#,
+            ),
+            // With readable reasoning in the same delta, the encrypted entry adds nothing.
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.summary","summary":"s"},{"type":"reasoning.encrypted","data":"gAAA..."}]}}]}"#,
+            ),
+            (
+                "",
+                r#"{"choices":[{"index":0,"delta":{"reasoning_details":[{"type":"reasoning.encrypted","data":""}]}}]}"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Reasoning, String::new()),
+            (TokenKind::Reasoning, "s".into())
+        ]
+    );
+}
+
+#[test]
+fn openai_usage_on_the_error_chunk_is_kept_before_the_error() {
+    // OpenRouter: the error object and the run's usage on one chunk.
+    let p = pieces(
+        Protocol::OpenaiChat,
+        &[(
+            "",
+            r#"{"id":"gen-1","error":{"code":400,"message":"Token limit reached"},"choices":[{"index":0,"delta":{"role":"assistant","content":""},"finish_reason":null}],"usage":{"prompt_tokens":43,"completion_tokens":10,"total_tokens":53,"completion_tokens_details":{"reasoning_tokens":11}}}"#,
+        )],
+    );
+    assert_eq!(
+        p,
+        vec![
+            Piece::Usage {
+                input: Some(43),
+                output: Some(10),
+                reasoning: Some(11)
+            },
+            Piece::Error("Token limit reached".into())
+        ]
+    );
+}
+
+#[test]
+fn tool_scaffolding_is_a_tool_piece_in_every_protocol() {
+    // Tool pieces are recorded (they count towards an estimated output) but are never a
+    // token for the measures (`measure::is_token`).
+    let chat = pieces(
+        Protocol::OpenaiChat,
+        &[(
+            "",
+            r#"{"choices":[{"index":0,"delta":{"tool_calls":[{"index":0,"id":"c1","type":"function","function":{"name":"get_weather","arguments":""}}]}}]}"#,
+        )],
+    );
+    let resp = pieces(
+        Protocol::OpenaiResponses,
+        &[(
+            "response.function_call_arguments.delta",
+            r#"{"type":"response.function_call_arguments.delta","delta":"{\"city\""}"#,
+        )],
+    );
+    let anth = pieces(
+        Protocol::AnthropicMessages,
+        &[
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"server_tool_use","id":"s","name":"tool_search","input":{}}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":0,"delta":{"type":"input_json_delta","partial_json":"{\"q\""}}"#,
+            ),
+        ],
+    );
+    for p in [chat, resp, anth] {
+        let t = texts(&p);
+        assert_eq!(t.len(), 1, "{p:?}");
+        assert_eq!(t[0].0, TokenKind::Tool);
+    }
+}
+
+#[test]
+fn anthropic_redacted_thinking_is_a_reasoning_piece_without_text() {
+    let p = pieces(
+        Protocol::AnthropicMessages,
+        &[
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":0,"content_block":{"type":"redacted_thinking","data":"EqkECkYIBxgC"}  }"#,
+            ),
+            (
+                "content_block_stop",
+                r#"{"type":"content_block_stop","index":0  }"#,
+            ),
+            (
+                "content_block_start",
+                r#"{"type":"content_block_start","index":1,"content_block":{"type":"text","text":""}}"#,
+            ),
+            (
+                "content_block_delta",
+                r#"{"type":"content_block_delta","index":1,"delta":{"type":"text_delta","text":"I notice"}}"#,
+            ),
+        ],
+    );
+    assert_eq!(
+        texts(&p),
+        vec![
+            (TokenKind::Reasoning, String::new()),
+            (TokenKind::Visible, "I notice".into())
+        ]
+    );
+    let body = serde_json::json!({"content":[{"type":"redacted_thinking","data":"Eq"},{"type":"text","text":"Hi"}],"stop_reason":"end_turn"});
+    assert_eq!(
+        texts(&full_body(Protocol::AnthropicMessages, &body)),
+        vec![
+            (TokenKind::Reasoning, String::new()),
+            (TokenKind::Visible, "Hi".into())
+        ]
+    );
+}
+
+#[test]
+fn responses_failed_keeps_its_usage_and_done_is_nothing() {
+    let p = pieces(
+        Protocol::OpenaiResponses,
+        &[
+            (
+                "response.failed",
+                r#"{"type":"response.failed","response":{"error":{"code":"server_error","message":"x"},"usage":{"input_tokens":5,"output_tokens":2}}}"#,
+            ),
+            ("", "[DONE]"),
+        ],
+    );
+    assert_eq!(
+        p,
+        vec![
+            Piece::Usage {
+                input: Some(5),
+                output: Some(2),
+                reasoning: None
+            },
+            Piece::Error("server_error: x".into())
+        ]
+    );
+}
