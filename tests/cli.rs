@@ -207,8 +207,7 @@ fn demo_runs_the_examples_against_the_simulator() {
         .collect();
     assert_eq!(nums[1], nums[2], "schema-invalid measured vs true: {line}");
     assert_eq!(nums[3], nums[4], "fallback measured vs true: {line}");
-    assert!(dir.path().join("llama-mapper.json").exists());
-    assert!(dir.path().join("chat.json").exists());
+    assert!(dir.path().join("out/llama-mapper.json").exists());
     let streams = stdout
         .lines()
         .find(|l| l.starts_with("ground truth (streams):"))
@@ -317,6 +316,13 @@ fn validate_and_rules_warn_about_an_unreachable_burn_rate_pair() {
         let out = canary(&[cmd, s.to_str().unwrap()], &[]);
         let (stdout, stderr) = text(&out);
         assert_eq!(out.status.code(), Some(0), "{cmd}: {stderr}");
+        if cmd == "validate" {
+            assert!(
+                stdout.contains("(suite miss: 1 endpoint, 1 probe, ")
+                    && stdout.contains(" cases, 2 SLOs)"),
+                "{stdout}"
+            );
+        }
         assert!(
             stderr.contains("warning: ") && stderr.contains("slos[1].objective: objective 90%"),
             "{cmd}: {stderr}"

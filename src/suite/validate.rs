@@ -2115,6 +2115,23 @@ mod tests {
     }
 
     #[test]
+    fn stall_on_a_json_endpoint_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "g.jsonl", GOLDEN);
+        let p = write(
+            dir.path(),
+            "s.yaml",
+            "suite: x\nendpoints:\n  e: { protocol: http-json, url: \"http://127.0.0.1:1/x\" }\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl, stall: 2s }\n",
+        );
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        has(
+            &text,
+            "probes[0].stall: `stall` applies to streamed answers (chat, voice), not `http-json`",
+        );
+    }
+
+    #[test]
     fn normalize_is_lexical() {
         assert_eq!(
             normalize(Path::new("probes/../golden/x.jsonl")),
