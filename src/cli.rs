@@ -235,6 +235,13 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Probe one endpoint now, without a suite: the answer's timeline (connect, head, first
+    /// token, first visible token, stalls, completion, cadence; voice: first audible audio,
+    /// underruns), with -n the percentiles. Exit 0 every run answered, 1 some failed, 3 none.
+    Probe(crate::quickstart::probe::ProbeArgs),
+    /// Write a commented starter suite KIND.yaml and golden/KIND.jsonl into DIR that validate
+    /// and run against `canary sim` as written.
+    Init(crate::quickstart::init::InitArgs),
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
         /// Run the suites of this folder instead of the built-in examples (which the demo
@@ -378,6 +385,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 artifacts,
                 tick,
                 stop: Some(stop_rx),
+                progress: crate::quickstart::progress::Progress::for_terminal(quiet),
             };
             let outputs = Outputs {
                 report,
@@ -562,6 +570,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             profile,
         } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+        Command::Probe(a) => Ok(crate::quickstart::probe::run(a).await),
+        Command::Init(a) => Ok(crate::quickstart::init::run(&a)),
         Command::Bench {
             out,
             levels,
