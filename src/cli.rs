@@ -235,6 +235,20 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// Probe one endpoint now, without a suite: the answer's timeline (connect, head, first
+    /// token, first visible token, stalls, completion, cadence; voice: first audible audio,
+    /// underruns), with -n the percentiles. Exit 0 every run answered, 1 some failed, 3 none.
+    Probe(crate::quickstart::probe::ProbeArgs),
+    /// Write a commented starter suite KIND.yaml and golden/KIND.jsonl into DIR that validate
+    /// and run against `canary sim` as written.
+    Init(crate::quickstart::init::InitArgs),
+    /// Print a shell completion script, e.g. `canary completions bash > ~/.local/share/bash-completion/completions/canary`.
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff), e.g. `canary man > canary.1 && man ./canary.1`.
+    Man,
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
         /// Run the suites of this folder instead of the built-in examples (which the demo
@@ -378,6 +392,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 artifacts,
                 tick,
                 stop: Some(stop_rx),
+                progress: crate::quickstart::progress::Progress::for_terminal(quiet),
             };
             let outputs = Outputs {
                 report,
@@ -562,6 +577,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             profile,
         } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+        Command::Probe(a) => Ok(crate::quickstart::probe::run(a).await),
+        Command::Init(a) => Ok(crate::quickstart::init::run(&a)),
+        Command::Completions { shell } => Ok(crate::quickstart::shell::run_completions(shell)),
+        Command::Man => Ok(crate::quickstart::shell::run_man()),
         Command::Bench {
             out,
             levels,

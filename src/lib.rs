@@ -19,6 +19,7 @@
 //! - [`sim`]: the reference simulator with ground truth.
 //! - [`bench`]: fidelity and cost benchmarks against the simulator's truth and a peer.
 //! - [`cli`]: the command line and exit codes.
+//! - [`quickstart`]: `canary probe URL` and `canary init KIND`, the first ten minutes.
 //! - [`examples`]: the example suites and golden sets the demo carries in the binary.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
 
@@ -36,6 +37,7 @@ pub mod gate;
 pub mod measure;
 pub mod observation;
 pub mod procfs;
+pub mod quickstart;
 pub mod rng;
 pub mod schedule;
 pub mod secret;

@@ -33,6 +33,8 @@ pub struct RunOptions {
     /// Set to `true` to stop: no new case starts, runs in flight are abandoned, and what was
     /// measured so far is returned (SIGTERM during `canary run`).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
+    /// Counts finished case runs for the progress line of `canary run` on a terminal.
+    pub progress: Option<Arc<crate::quickstart::progress::Progress>>,
 }
 
 /// Resolves once `stop` says stop (never, when there is no `stop`).
@@ -164,10 +166,14 @@ pub async fn execute_probes(
         crate::rng::shuffle(&mut jobs, seed);
     }
     let seed = opts.seed;
+    if let Some(p) = &opts.progress {
+        p.begin(&suite.name, jobs.len());
+    }
     let mut set = JoinSet::new();
     for (order, job) in jobs.into_iter().enumerate() {
         let suite = Arc::clone(&suite);
         let timeout = opts.timeout;
+        let progress = opts.progress.clone();
         // The slot is taken here, in order, so runs start in the (seeded) order of the list.
         // The semaphore is never closed; if it were, run without a permit rather than lose the case.
         let permit = tokio::select! {
@@ -188,6 +194,9 @@ pub async fn execute_probes(
                 stop_early: probe.stop_after_first_visible,
             };
             let obs = run_one(endpoint, probe, case, vars, deadline).await;
+            if let Some(p) = &progress {
+                p.finished(obs.outcome.is_error());
+            }
             tracing::debug!(
                 probe = %probe.name,
                 case = %case.id,
@@ -223,6 +232,9 @@ pub async fn execute_probes(
             Err(e) if e.is_cancelled() => {}
             Err(e) => tracing::error!("a case run task failed: {e}"),
         }
+    }
+    if let Some(p) = &opts.progress {
+        p.end();
     }
     results.sort_by_key(|(p, c, r, order, _)| (*p, *c, *r, *order));
     results.into_iter().map(|(.., obs)| obs).collect()

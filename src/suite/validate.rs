@@ -25,7 +25,7 @@ pub const RESERVED_LABELS: &[&str] = &[
     "good", "le", "job", "instance", "sli", "kind", "passed", "phrase",
 ];
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "suite",
     "labels",
     "defaults",
