@@ -11,6 +11,7 @@ pub mod job;
 pub mod model;
 pub mod raw;
 pub mod template;
+pub mod stream;
 pub mod units;
 pub mod validate;
 pub mod voice;
