@@ -265,14 +265,18 @@ fn layer_of(v: Value, path: &[Seg], ctx: &mut Ctx, depth: usize) -> Option<Layer
     let _ = (&raw.description, before);
     let mut base = Layer::default();
     if raw.file.is_some() && raw.extends.is_some() {
-        ctx.err(path, "give either `file` or `extends`, not both").hint =
+        ctx.err(path, "give either `file` or `extends`, not both")
+            .hint =
             Some("`file` loads a description; `extends` starts from one and changes keys".into());
     }
     for (key, target) in [("extends", &raw.extends), ("file", &raw.file)] {
         let Some(target) = target else { continue };
         let kpath = p(path, &[k(key)]);
         if depth >= MAX_DEPTH {
-            ctx.err(&kpath, format!("descriptions nest more than {MAX_DEPTH} deep (a cycle?)"));
+            ctx.err(
+                &kpath,
+                format!("descriptions nest more than {MAX_DEPTH} deep (a cycle?)"),
+            );
             return None;
         }
         if let Some((file, text)) = builtin(target) {
@@ -370,8 +374,11 @@ fn cond(raw: RawCond, path: &[Seg], ctx: &mut Ctx) -> Option<Cond> {
         },
         None => {
             if tests > 0 {
-                ctx.err(path, "`equals`, `not_equals` and `exists` test a `json` path")
-                    .hint = Some("e.g. `{ json: $.done, equals: true }`".into());
+                ctx.err(
+                    path,
+                    "`equals`, `not_equals` and `exists` test a `json` path",
+                )
+                .hint = Some("e.g. `{ json: $.done, equals: true }`".into());
             }
         }
     }
@@ -413,7 +420,11 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
             Some(fr) => l.framing = Some(fr),
             None => {
                 ctx.err(&p(path, &[k("framing")]), format!("unknown framing `{f}`"))
-                    .hint = Some(format!("{} valid: {}", suggest(&f, FRAMINGS), list(FRAMINGS)));
+                    .hint = Some(format!(
+                    "{} valid: {}",
+                    suggest(&f, FRAMINGS),
+                    list(FRAMINGS)
+                ));
             }
         }
     }
@@ -425,8 +436,11 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
                     l.method = Some(meth)
                 }
                 _ => {
-                    ctx.err(&p(&rpath, &[k("method")]), format!("unknown or unsuitable method `{m}`"))
-                        .hint = Some("valid: GET, POST, PUT, PATCH".into());
+                    ctx.err(
+                        &p(&rpath, &[k("method")]),
+                        format!("unknown or unsuitable method `{m}`"),
+                    )
+                    .hint = Some("valid: GET, POST, PUT, PATCH".into());
                 }
             }
         }
@@ -451,8 +465,11 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
         }
         if let Some(b) = r.body {
             if !b.is_object() {
-                ctx.err(&p(&rpath, &[k("body")]), "`body` must be a JSON object template")
-                    .hint = Some("e.g. `body: { prompt: \"{{text}}\", stream: true }`".into());
+                ctx.err(
+                    &p(&rpath, &[k("body")]),
+                    "`body` must be a JSON object template",
+                )
+                .hint = Some("e.g. `body: { prompt: \"{{text}}\", stream: true }`".into());
             }
             l.body = Some(b);
         }
@@ -520,14 +537,17 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
 
 fn finish(l: Layer, origin: String, path: &[Seg], ctx: &mut Ctx) -> Option<StreamSpec> {
     let Some(framing) = l.framing else {
-        ctx.err(path, "the stream description has no `framing`").hint =
-            Some(format!("valid: {}", list(FRAMINGS)));
+        ctx.err(path, "the stream description has no `framing`")
+            .hint = Some(format!("valid: {}", list(FRAMINGS)));
         return None;
     };
     let rules = l.rules.unwrap_or_default();
     if !rules.iter().any(|r| !r.text.is_empty()) {
-        ctx.err(path, "no event rule has a `text` path: nothing would count as the answer")
-            .hint = Some("e.g. `events: [{ text: $.delta }]` (JSONPath, `$.` may be left out)".into());
+        ctx.err(
+            path,
+            "no event rule has a `text` path: nothing would count as the answer",
+        )
+        .hint = Some("e.g. `events: [{ text: $.delta }]` (JSONPath, `$.` may be left out)".into());
         return None;
     }
     let (terminator, terminator_text) = match l.terminator.flatten() {
@@ -558,7 +578,13 @@ mod tests {
     fn every_builtin_compiles() {
         for (name, _, _) in BUILTINS {
             let s = builtin_spec(name).unwrap().unwrap_or_else(|d| {
-                panic!("{name}: {}", d.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("\n"))
+                panic!(
+                    "{name}: {}",
+                    d.iter()
+                        .map(|d| d.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                )
             });
             assert_eq!(s.name, *name);
         }
@@ -566,15 +592,22 @@ mod tests {
 
     #[test]
     fn bad_descriptions_name_the_line_and_the_fix() {
-        let text = "name: x\nframing: ndjsn\nevents:\n  - text: \"$[?\"\n    usage: { inputs: a }\n";
+        let text =
+            "name: x\nframing: ndjsn\nevents:\n  - text: \"$[?\"\n    usage: { inputs: a }\n";
         let d = compile_text(FsPath::new("p.yaml"), text).unwrap_err();
         let all: Vec<String> = d.iter().map(|d| d.to_string()).collect();
         let has = |s: &str| assert!(all.iter().any(|d| d.contains(s)), "{s} not in {all:#?}");
         has("p.yaml:2:10: framing: unknown framing `ndjsn` (did you mean `ndjson`?");
         has("p.yaml:4:11: events[0].text: invalid JSONPath `$[?`");
         has("p.yaml:5:14: events[0].usage.inputs: unknown key `inputs` (did you mean `input`?");
-        let d = compile_text(FsPath::new("q.yaml"), "framing: sse\nevents: [{ model: $.m }]\n")
-            .unwrap_err();
-        assert!(d[0].to_string().contains("no event rule has a `text` path"), "{d:?}");
+        let d = compile_text(
+            FsPath::new("q.yaml"),
+            "framing: sse\nevents: [{ model: $.m }]\n",
+        )
+        .unwrap_err();
+        assert!(
+            d[0].to_string().contains("no event rule has a `text` path"),
+            "{d:?}"
+        );
     }
 }

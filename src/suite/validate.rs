@@ -1063,7 +1063,10 @@ fn build_endpoint(
                     proto.as_str()
                 ),
             )
-            .hint = Some("a stream description needs `protocol: stream` (or a built-in such as `gemini`)".into());
+            .hint = Some(
+                "a stream description needs `protocol: stream` (or a built-in such as `gemini`)"
+                    .into(),
+            );
         }
         None
     };
@@ -1104,11 +1107,7 @@ fn build_endpoint(
         answer,
         timeout,
         max_body,
-        stream: raw
-            .stream
-            .as_ref()
-            .and_then(Value::as_bool)
-            .unwrap_or(true),
+        stream: raw.stream.as_ref().and_then(Value::as_bool).unwrap_or(true),
         stream_spec,
         params: raw.params.unwrap_or_default(),
         voice,

@@ -183,7 +183,10 @@ async fn exchange(
     let body = request_body(&spec, endpoint, case, vars)?;
     let bytes = match &body {
         Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
-            ProbeError::new(ErrorClass::Request, format!("cannot encode the request: {e}"))
+            ProbeError::new(
+                ErrorClass::Request,
+                format!("cannot encode the request: {e}"),
+            )
         })?)),
         None => None,
     };
@@ -232,7 +235,10 @@ pub struct SpecSource {
 
 impl SpecSource {
     pub fn new(spec: Arc<StreamSpec>, max_body: u64) -> SpecSource {
-        let framer = Framer::new(spec.framing, usize::try_from(max_body).unwrap_or(usize::MAX));
+        let framer = Framer::new(
+            spec.framing,
+            usize::try_from(max_body).unwrap_or(usize::MAX),
+        );
         SpecSource {
             spec,
             framer,
@@ -288,7 +294,11 @@ impl PieceSource for SpecSource {
 
 /// Replays a whole recorded body through a description: the pieces in order (for tests and
 /// `canary protocols`' checks). Errors come back as the run would classify them.
-pub fn replay(spec: Arc<StreamSpec>, body: &[u8], cuts: &[usize]) -> (Vec<Piece>, Result<(), ProbeError>) {
+pub fn replay(
+    spec: Arc<StreamSpec>,
+    body: &[u8],
+    cuts: &[usize],
+) -> (Vec<Piece>, Result<(), ProbeError>) {
     let mut src = SpecSource::new(spec, 16 << 20);
     let mut out = Vec::new();
     let now = Instant::now();

@@ -20,7 +20,11 @@ const TABLE: [u32; 256] = {
         let mut c = i as u32;
         let mut k = 0;
         while k < 8 {
-            c = if c & 1 != 0 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            c = if c & 1 != 0 {
+                0xEDB8_8320 ^ (c >> 1)
+            } else {
+                c >> 1
+            };
             k += 1;
         }
         t[i] = c;
@@ -68,7 +72,12 @@ impl EventStreamParser {
         }
     }
 
-    pub fn feed(&mut self, at: Instant, bytes: &[u8], out: &mut Vec<Unit>) -> Result<(), ProbeError> {
+    pub fn feed(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        out: &mut Vec<Unit>,
+    ) -> Result<(), ProbeError> {
         self.buf.extend_from_slice(bytes);
         let mut start = 0;
         let result = loop {
@@ -116,7 +125,11 @@ impl EventStreamParser {
                     self.offset
                 )));
             }
-            let unit = match decode(at, &msg[12..12 + headers_len], &msg[12 + headers_len..total - 4]) {
+            let unit = match decode(
+                at,
+                &msg[12..12 + headers_len],
+                &msg[12 + headers_len..total - 4],
+            ) {
                 Ok(u) => u,
                 Err(e) => break Err(e),
             };
@@ -179,11 +192,7 @@ fn headers(mut h: &[u8]) -> Result<Vec<(String, Option<String>)>, ProbeError> {
 
 fn decode(at: Instant, h: &[u8], payload: &[u8]) -> Result<Unit, ProbeError> {
     let hs = headers(h)?;
-    let get = |k: &str| {
-        hs.iter()
-            .find(|(n, _)| n == k)
-            .and_then(|(_, v)| v.clone())
-    };
+    let get = |k: &str| hs.iter().find(|(n, _)| n == k).and_then(|(_, v)| v.clone());
     let data = String::from_utf8(payload.to_vec()).map_err(|e| {
         protocol(format!(
             "invalid UTF-8 in an event stream payload at byte {}",
@@ -260,7 +269,10 @@ mod tests {
 
     fn sample() -> Vec<u8> {
         let mut b = encode(
-            &[(":event-type", "contentBlockDelta"), (":message-type", "event")],
+            &[
+                (":event-type", "contentBlockDelta"),
+                (":message-type", "event"),
+            ],
             br#"{"delta":{"text":"Hi"}}"#,
         );
         b.extend(encode(
@@ -346,7 +358,12 @@ mod tests {
         bad_len[3] = 4; // total 4, with a matching prelude CRC
         let c = crc32(&bad_len[0..8]);
         bad_len[8..12].copy_from_slice(&c.to_be_bytes());
-        for body in [bad_prelude, bad_message, bad_len, b"data: {}\n\n garbage".to_vec()] {
+        for body in [
+            bad_prelude,
+            bad_message,
+            bad_len,
+            b"data: {}\n\n garbage".to_vec(),
+        ] {
             let e = units(&body, &[]).unwrap_err();
             assert_eq!(e.class, ErrorClass::Protocol, "{e:?}");
         }
@@ -368,7 +385,8 @@ mod tests {
         let body = sample();
         let mut p = EventStreamParser::new(1 << 16);
         let mut out = Vec::new();
-        p.feed(Instant::now(), &body[..body.len() - 3], &mut out).unwrap();
+        p.feed(Instant::now(), &body[..body.len() - 3], &mut out)
+            .unwrap();
         assert_eq!(out.len(), 1);
         assert!(p.has_partial());
     }

@@ -98,7 +98,12 @@ impl Framer {
 
     /// Feeds one read; complete units are appended to `out` (those completed before an
     /// error are kept).
-    pub fn feed(&mut self, at: Instant, bytes: &[u8], out: &mut Vec<Unit>) -> Result<(), ProbeError> {
+    pub fn feed(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        out: &mut Vec<Unit>,
+    ) -> Result<(), ProbeError> {
         match self {
             Framer::Sse(p, events) => {
                 let r = p.feed(at, bytes, events);

@@ -60,7 +60,12 @@ impl JsonSeqParser {
         )
     }
 
-    pub fn feed(&mut self, at: Instant, bytes: &[u8], out: &mut Vec<Unit>) -> Result<(), ProbeError> {
+    pub fn feed(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        out: &mut Vec<Unit>,
+    ) -> Result<(), ProbeError> {
         for &b in bytes {
             self.step(at, b, out)?;
             self.offset += 1;
@@ -211,9 +216,20 @@ mod tests {
 
     #[test]
     fn garbage_is_a_protocol_error() {
-        for bad in [&b"data: {}"[..], b"[{\"a\":1} {\"b\":2}]", b"[1, 2]", b"[{}]x", b"[,{}]"] {
+        for bad in [
+            &b"data: {}"[..],
+            b"[{\"a\":1} {\"b\":2}]",
+            b"[1, 2]",
+            b"[{}]x",
+            b"[,{}]",
+        ] {
             let e = units(bad, &[]).unwrap_err();
-            assert_eq!(e.class, ErrorClass::Protocol, "{:?}", String::from_utf8_lossy(bad));
+            assert_eq!(
+                e.class,
+                ErrorClass::Protocol,
+                "{:?}",
+                String::from_utf8_lossy(bad)
+            );
         }
     }
 

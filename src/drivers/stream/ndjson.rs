@@ -24,7 +24,12 @@ impl NdjsonParser {
         }
     }
 
-    pub fn feed(&mut self, at: Instant, bytes: &[u8], out: &mut Vec<Unit>) -> Result<(), ProbeError> {
+    pub fn feed(
+        &mut self,
+        at: Instant,
+        bytes: &[u8],
+        out: &mut Vec<Unit>,
+    ) -> Result<(), ProbeError> {
         if !bytes.is_empty() {
             self.last_at = Some(at);
         }
@@ -41,7 +46,10 @@ impl NdjsonParser {
         if self.line.len() + bytes.len() > self.max_line {
             return Err(ProbeError::new(
                 ErrorClass::BodyTooLarge,
-                format!("an NDJSON line exceeded {} bytes without ending", self.max_line),
+                format!(
+                    "an NDJSON line exceeded {} bytes without ending",
+                    self.max_line
+                ),
             ));
         }
         self.line.extend_from_slice(bytes);

@@ -195,17 +195,23 @@ impl StreamSpec {
             return Err(self.error(code, &message));
         }
         let data = unit.data.trim();
-        if let Some(t) = &self.terminator {
-            if t.raw_only() && t.holds(unit, None) {
-                out.push(Piece::Terminator);
-                return Ok(());
-            }
-        }
+        // A terminator named by its raw text (`[DONE]`) or its event name needs no JSON.
+        let raw_end = self
+            .terminator
+            .as_ref()
+            .is_some_and(|t| t.raw_only() && t.holds(unit, None));
         if data.is_empty() {
+            if raw_end {
+                out.push(Piece::Terminator);
+            }
             return Ok(());
         }
         let json: Value = match serde_json::from_str(data) {
             Ok(j) => j,
+            Err(_) if raw_end => {
+                out.push(Piece::Terminator);
+                return Ok(());
+            }
             Err(e) => {
                 let head: String = data.chars().take(80).collect();
                 return Err(ProbeError::new(
@@ -232,7 +238,11 @@ impl StreamSpec {
             }
         }
         for rule in &self.rules {
-            if rule.when.as_ref().is_some_and(|c| !c.holds(unit, Some(&json))) {
+            if rule
+                .when
+                .as_ref()
+                .is_some_and(|c| !c.holds(unit, Some(&json)))
+            {
                 continue;
             }
             if let Some(m) = first_string(&rule.model, &json) {
@@ -269,7 +279,7 @@ impl StreamSpec {
             }
         }
         if let Some(t) = &self.terminator {
-            if !t.raw_only() && t.holds(unit, Some(&json)) {
+            if t.holds(unit, Some(&json)) {
                 out.push(Piece::Terminator);
             }
         }
