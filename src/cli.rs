@@ -235,6 +235,15 @@ pub enum Command {
         #[arg(long)]
         only: Option<String>,
     },
+    /// List the protocols this build speaks (built-in stream descriptions with their
+    /// framing and file); `--show NAME` prints a description, FILES are checked as descriptions.
+    Protocols {
+        /// Print the description file of this built-in protocol.
+        #[arg(long)]
+        show: Option<String>,
+        /// Description files to check (each error with file:line and the fix).
+        files: Vec<PathBuf>,
+    },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
         /// Folder with the example suites.
@@ -530,6 +539,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             profile,
         } => sim(listen, seed, config.as_deref(), profile).await,
         Command::Demo { probes, out, seed } => demo(probes, &out, seed).await,
+        Command::Protocols { show, files } => crate::protocols_cmd::run(show.as_deref(), &files),
         Command::Bench {
             out,
             levels,
@@ -987,6 +997,7 @@ fn stream_truth_line(
     for ep in s.endpoints.values() {
         let path = ep
             .url
+            .replace("{model}", ep.model.as_deref().unwrap_or(""))
             .parse::<http::Uri>()
             .map(|u| u.path().to_string())
             .unwrap_or_default();

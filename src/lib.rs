@@ -34,6 +34,7 @@ pub mod gate;
 pub mod measure;
 pub mod observation;
 pub mod procfs;
+pub mod protocols_cmd;
 pub mod rng;
 pub mod schedule;
 pub mod secret;

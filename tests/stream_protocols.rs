@@ -56,7 +56,7 @@ const PROTOS: &[Proto] = &[
 const TOLERANCE: f64 = 0.002;
 
 fn endpoint(proto: &str, sim: &str, model: &str, mode: &str) -> (String, String) {
-    let inhouse = repo().join("probes/protocols/inhouse.yaml");
+    let inhouse = repo().join("protocols/examples/inhouse-ndjson.yaml");
     let (body, path) = match proto {
         "gemini" => (
             format!("protocol: gemini\n    url: \"{sim}/v1beta/models/{{model}}:streamGenerateContent?alt=sse\"\n    model: {model}\n"),
@@ -79,7 +79,7 @@ fn endpoint(proto: &str, sim: &str, model: &str, mode: &str) -> (String, String)
             format!("/model/{model}/converse-stream"),
         ),
         _ => (
-            format!("protocol: stream\n    stream: {{ file: \"{}\" }}\n    url: \"{sim}/inhouse/stream\"\n    headers: {{ x-sim-model: {model} }}\n", inhouse.display()),
+            format!("protocol: stream\n    stream: {{ file: \"{}\" }}\n    url: \"{sim}/inhouse/stream\"\n    model: {model}\n", inhouse.display()),
             "/inhouse/stream".to_string(),
         ),
     };

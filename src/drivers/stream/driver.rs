@@ -41,9 +41,9 @@ pub fn prompt_text(input: &Value) -> Option<String> {
         .rev()
         .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
         .and_then(|m| m.get("content"))
-        .and_then(|c| match c {
-            Value::String(s) => Some(s.clone()),
-            other => Some(other.to_string()),
+        .map(|c| match c {
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
         })
 }
 

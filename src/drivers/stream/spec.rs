@@ -49,7 +49,7 @@ fn same(a: &Value, b: &Value) -> bool {
     a == b
         || match (a, b) {
             (Value::String(s), other) | (other, Value::String(s)) if !other.is_string() => {
-                *s == other.to_string()
+                *s == *other.to_string()
             }
             _ => false,
         }
