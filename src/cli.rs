@@ -1101,6 +1101,7 @@ fn voice_truth_line(
 pub const SIM_URL_VARS: &[&str] = &[
     "MAPPER_URL",
     "CHAT_URL",
+    "STREAMS_URL",
     "ANTHROPIC_URL",
     "PREVIEW_URL",
     "RAG_URL",
