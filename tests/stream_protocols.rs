@@ -321,7 +321,7 @@ fn a_bad_description_is_a_config_error_at_its_line() {
     let s = write(
         dir.path(),
         "s.yaml",
-        "suite: x\nendpoints:\n  a:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { file: mine.yaml }\n  b:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { framing: sse, events: [{ model: $.m }] }\n  c:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { extends: gemeni }\nprobes:\n  - { name: p, endpoint: a, golden: g.jsonl }\n",
+        "suite: x\nendpoints:\n  a:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { file: mine.yaml }\n  b:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { framing: sse, events: [{ model: $.m }] }\n  c:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\n    stream: { extends: gemeni }\n  d:\n    protocol: openai-chat\n    url: \"http://127.0.0.1:1/x\"\n    stream: { framing: sse }\n  e:\n    protocol: stream\n    url: \"http://127.0.0.1:1/x\"\nprobes:\n  - { name: p, endpoint: a, golden: g.jsonl }\n",
     );
     let out = canary(&["validate", s.to_str().unwrap()], &[]);
     assert_ne!(out.status.code(), Some(0));
@@ -331,6 +331,8 @@ fn a_bad_description_is_a_config_error_at_its_line() {
         "mine.yaml:4:11: events[0].text: invalid JSONPath",
         "s.yaml:10:13: endpoints.b.stream: no event rule has a `text` path",
         "s.yaml:14:24: endpoints.c.stream.extends: unknown protocol `gemeni` to extend (did you mean `gemini`?",
+        "endpoints.d.stream: for protocol `openai-chat`, `stream` is `true` or `false`",
+        "endpoints.e: missing required key `stream` for protocol `stream`",
     ] {
         assert!(all.contains(want), "{want} not in {all}");
     }

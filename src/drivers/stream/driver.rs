@@ -47,30 +47,42 @@ pub fn prompt_text(input: &Value) -> Option<String> {
         })
 }
 
-/// Replaces the description's own placeholders (`{{text}}`, `{{model}}`, `{{max_tokens}}`),
-/// leaving the rest for the suite's template renderer.
+/// Replaces the description's own placeholders (`{{text}}`, `{{model}}`, `{{max_tokens}}`) in
+/// one pass, so that text put in (a prompt about `{{templates}}`) is never read again.
 fn fill(template: &Value, own: &[(&str, Option<Value>)]) -> Result<Value, ProbeError> {
+    let lookup = |name: &str| -> Option<Result<Value, ProbeError>> {
+        own.iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, v)| v.clone().ok_or_else(|| missing(n)))
+    };
     Ok(match template {
         Value::String(s) => {
-            let trimmed = s.trim();
-            for (name, val) in own {
-                let whole = format!("{{{{{name}}}}}");
-                if trimmed == whole {
-                    return val.clone().ok_or_else(|| missing(name));
+            let t = s.trim();
+            if let Some(name) = t.strip_prefix("{{").and_then(|r| r.strip_suffix("}}")) {
+                if !name.contains("{{") {
+                    if let Some(v) = lookup(name.trim()) {
+                        return v;
+                    }
                 }
             }
-            let mut out = s.clone();
-            for (name, val) in own {
-                let token = format!("{{{{{name}}}}}");
-                if out.contains(&token) {
-                    let v = val.as_ref().ok_or_else(|| missing(name))?;
-                    let text = match v {
-                        Value::String(t) => t.clone(),
-                        other => other.to_string(),
-                    };
-                    out = out.replace(&token, &text);
+            let mut out = String::with_capacity(s.len());
+            let mut rest = s.as_str();
+            while let Some(i) = rest.find("{{") {
+                let Some(j) = rest[i + 2..].find("}}") else {
+                    break;
+                };
+                let name = rest[i + 2..i + 2 + j].trim();
+                out.push_str(&rest[..i]);
+                match lookup(name) {
+                    Some(v) => match v? {
+                        Value::String(t) => out.push_str(&t),
+                        other => out.push_str(&other.to_string()),
+                    },
+                    None => out.push_str(&rest[i..i + 4 + j]),
                 }
+                rest = &rest[i + 4 + j..];
             }
+            out.push_str(rest);
             Value::String(out)
         }
         Value::Array(a) => Value::Array(a.iter().map(|v| fill(v, own)).collect::<Result<_, _>>()?),
@@ -130,9 +142,10 @@ pub fn request_body(
                 .map(Value::from),
         ),
     ];
-    let filled = fill(template, &own)?;
-    let mut body = crate::suite::template::render(&filled, &vars.template(case))
-        .map_err(|m| ProbeError::new(ErrorClass::Request, m))?;
+    // The suite's own names first (`{{input.*}}`, `{{run}}`, ...; ours are left as written),
+    // then ours, so that nothing put into the body is expanded again.
+    let rendered = vars.render(template, case)?;
+    let mut body = fill(&rendered, &own)?;
     if let Value::Object(b) = &mut body {
         for (k, v) in &endpoint.params {
             b.insert(k.clone(), v.clone());
@@ -323,4 +336,28 @@ pub fn replay(
         }
     });
     (out.into_iter().map(|p| p.1).collect(), r)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn own_placeholders_are_filled_once_and_keep_their_type() {
+        let own = [
+            ("text", Some(json!("say {{model}} and {{run}}"))),
+            ("model", Some(json!("m1"))),
+            ("max_tokens", Some(json!(64))),
+        ];
+        let t = json!({"p": "{{text}}", "m": "model={{model}}", "n": "{{max_tokens}}", "x": "{{other}}"});
+        let got = fill(&t, &own).unwrap();
+        assert_eq!(
+            got,
+            json!({"p": "say {{model}} and {{run}}", "m": "model=m1", "n": 64, "x": "{{other}}"})
+        );
+        let none = [("model", None)];
+        let e = fill(&json!({"m": "{{model}}"}), &none).unwrap_err();
+        assert_eq!(e.class, ErrorClass::Request);
+    }
 }
