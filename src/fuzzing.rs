@@ -111,12 +111,26 @@ pub fn golden_loader(data: &[u8]) {
 /// `spec`, as a run would. Every error must be a classified error.
 fn described(framing: crate::drivers::stream::Framing, spec: &str, data: &[u8]) {
     use crate::drivers::stream::driver::SpecSource;
-    let Some(Ok(mut s)) = crate::suite::stream::builtin_spec(spec) else {
+    use crate::drivers::stream::StreamSpec;
+    use std::sync::{Arc, OnceLock};
+    // Compiled once: the description is not what is being fuzzed.
+    static SPECS: OnceLock<Vec<(String, Arc<StreamSpec>)>> = OnceLock::new();
+    let specs = SPECS.get_or_init(|| {
+        crate::suite::stream::BUILTINS
+            .iter()
+            .filter_map(|(n, _, _)| {
+                let s = crate::suite::stream::builtin_spec(n)?.ok()?;
+                Some((n.to_string(), Arc::new(s)))
+            })
+            .collect()
+    });
+    let Some((_, s)) = specs.iter().find(|(n, _)| n == spec) else {
         return;
     };
+    let mut s = StreamSpec::clone(s);
     s.framing = framing;
     let (cuts, body) = split_control(data);
-    let mut src = SpecSource::new(std::sync::Arc::new(s), 1 << 16);
+    let mut src = SpecSource::new(Arc::new(s), 1 << 16);
     let mut out = Vec::new();
     for piece in pieces(body, cuts) {
         use crate::drivers::chat::PieceSource as _;

@@ -55,6 +55,8 @@ const MAX_DEPTH: usize = 8;
 #[serde(deny_unknown_fields)]
 struct RawDesc {
     name: Option<String>,
+    /// Free text for the reader (`canary protocols --show`); not interpreted.
+    #[allow(dead_code)]
     description: Option<String>,
     extends: Option<String>,
     file: Option<String>,
@@ -262,7 +264,6 @@ fn load_file(file: &FsPath, text: &str, ctx: &mut Ctx, depth: usize) -> Option<L
 fn layer_of(v: Value, path: &[Seg], ctx: &mut Ctx, depth: usize) -> Option<Layer> {
     let before = ctx.diags.len();
     let raw: RawDesc = collect(v, path, ctx)?;
-    let _ = (&raw.description, before);
     let mut base = Layer::default();
     if raw.file.is_some() && raw.extends.is_some() {
         ctx.err(path, "give either `file` or `extends`, not both")
@@ -293,7 +294,7 @@ fn layer_of(v: Value, path: &[Seg], ctx: &mut Ctx, depth: usize) -> Option<Layer
             return None;
         }
         let file: PathBuf = ctx.dir().join(target);
-        match std::fs::read_to_string(&file) {
+        match read_description(&file) {
             Ok(text) => base = load_file(&file, &text, ctx, depth)?,
             Err(e) => {
                 ctx.err(&kpath, format!("cannot read `{}`: {e}", file.display()))
@@ -307,6 +308,20 @@ fn layer_of(v: Value, path: &[Seg], ctx: &mut Ctx, depth: usize) -> Option<Layer
         return None;
     }
     Some(base.over(own))
+}
+
+/// The most a description file may hold.
+const MAX_FILE: u64 = 1 << 20;
+
+/// Reads a description file: a regular file of at most 1 MiB (not a device or a FIFO).
+fn read_description(file: &FsPath) -> std::io::Result<String> {
+    let meta = std::fs::metadata(file)?;
+    if !meta.is_file() || meta.len() > MAX_FILE {
+        return Err(std::io::Error::other(format!(
+            "not a regular file of at most {MAX_FILE} bytes"
+        )));
+    }
+    std::fs::read_to_string(file)
 }
 
 fn looks_like_file(s: &str) -> bool {
