@@ -5,7 +5,8 @@
 //! it arrived, through the SSE parser and the protocol's event table ([`chat_events`]);
 //! every content-bearing piece becomes a `Token` event on the timeline at the instant its
 //! bytes completed. A stream without its terminator is `truncated`; an error event inside a
-//! 200 stream is `stream_error`.
+//! 200 stream is `stream_error`. The streaming read loop ([`read_pieces`]) is shared with the
+//! described streams (`drivers::stream`) through [`PieceSource`].
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
