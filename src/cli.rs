@@ -249,6 +249,15 @@ pub enum Command {
     },
     /// Print the man page (roff), e.g. `canary man > canary.1 && man ./canary.1`.
     Man,
+    /// List the protocols this build speaks (built-in stream descriptions with their
+    /// framing and file); `--show NAME` prints a description, FILES are checked as descriptions.
+    Protocols {
+        /// Print the description file of this built-in protocol.
+        #[arg(long)]
+        show: Option<String>,
+        /// Description files to check (each error with file:line and the fix).
+        files: Vec<PathBuf>,
+    },
     /// Start the simulator, run the example suites against it, print the tables and verdicts.
     Demo {
         /// Run the suites of this folder instead of the built-in examples (which the demo
@@ -581,6 +590,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Init(a) => Ok(crate::quickstart::init::run(&a)),
         Command::Completions { shell } => Ok(crate::quickstart::shell::run_completions(shell)),
         Command::Man => Ok(crate::quickstart::shell::run_man()),
+        Command::Protocols { show, files } => crate::protocols_cmd::run(show.as_deref(), &files),
         Command::Bench {
             out,
             levels,
@@ -1057,6 +1067,7 @@ fn stream_truth_line(
     for ep in s.endpoints.values() {
         let path = ep
             .url
+            .replace("{model}", ep.model.as_deref().unwrap_or(""))
             .parse::<http::Uri>()
             .map(|u| u.path().to_string())
             .unwrap_or_default();
@@ -1160,6 +1171,7 @@ fn voice_truth_line(
 pub const SIM_URL_VARS: &[&str] = &[
     "MAPPER_URL",
     "CHAT_URL",
+    "STREAMS_URL",
     "ANTHROPIC_URL",
     "PREVIEW_URL",
     "RAG_URL",

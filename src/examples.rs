@@ -1,13 +1,17 @@
 //! The example suites and golden sets, carried inside the binary so that `canary demo` runs
 //! from any folder (a `cargo install`ed binary or the container image has no source tree).
-//! `canary demo` writes them out under its `--out` folder, keeping the `probes/` and `golden/`
-//! layout the suites' relative paths expect, and runs them from there.
+//! `canary demo` writes them out under its `--out` folder, keeping the `probes/`, `golden/` and
+//! `protocols/examples/` layout the suites' relative paths expect, and runs them from there.
 
 use std::path::{Path, PathBuf};
 
-/// Every file of `probes/` and `golden/`, by its path in the repository.
+/// Every file of `probes/`, `golden/` and `protocols/examples/`, by its path in the repository.
 /// A unit test checks this list against the folders, so a new example cannot be forgotten.
 pub const FILES: &[(&str, &str)] = &[
+    (
+        "probes/any-endpoint.yaml",
+        include_str!("../probes/any-endpoint.yaml"),
+    ),
     ("probes/chat.yaml", include_str!("../probes/chat.yaml")),
     (
         "probes/llama-mapper.yaml",
@@ -24,6 +28,10 @@ pub const FILES: &[(&str, &str)] = &[
     (
         "probes/voice-agent.yaml",
         include_str!("../probes/voice-agent.yaml"),
+    ),
+    (
+        "golden/any-endpoint.jsonl",
+        include_str!("../golden/any-endpoint.jsonl"),
     ),
     ("golden/chat.jsonl", include_str!("../golden/chat.jsonl")),
     (
@@ -60,6 +68,11 @@ pub const FILES: &[(&str, &str)] = &[
         include_str!("../golden/realtime.jsonl"),
     ),
     ("golden/voice.jsonl", include_str!("../golden/voice.jsonl")),
+    // The in-house stream description `probes/any-endpoint.yaml` reads as a file.
+    (
+        "protocols/examples/inhouse-ndjson.yaml",
+        include_str!("../protocols/examples/inhouse-ndjson.yaml"),
+    ),
 ];
 
 /// Writes every example under `root` (as `root/probes/...` and `root/golden/...`) and returns
@@ -79,12 +92,13 @@ pub fn write_to(root: &Path) -> std::io::Result<PathBuf> {
 mod tests {
     use super::*;
 
-    /// The embedded list is exactly the repository's `probes/` and `golden/` folders.
+    /// The embedded list is exactly the repository's `probes/`, `golden/` and
+    /// `protocols/examples/` folders.
     #[test]
     fn every_example_file_is_embedded() {
         let root = Path::new(env!("CARGO_MANIFEST_DIR"));
         let mut on_disk = Vec::new();
-        for dir in ["probes", "golden"] {
+        for dir in ["probes", "golden", "protocols/examples"] {
             for e in std::fs::read_dir(root.join(dir)).unwrap() {
                 let e = e.unwrap();
                 if e.file_type().unwrap().is_file() {
@@ -97,7 +111,7 @@ mod tests {
         embedded.sort();
         assert_eq!(
             embedded, on_disk,
-            "src/examples.rs FILES must list every file of probes/ and golden/"
+            "src/examples.rs FILES must list every file of probes/, golden/ and protocols/examples/"
         );
         for (rel, text) in FILES {
             assert_eq!(

@@ -106,6 +106,60 @@ pub fn golden_loader(data: &[u8]) {
 }
 
 /// The first byte of the input picks how to split the rest (1 to 256 byte pieces).
+/// A described stream's framer and interpretation: the input (after its first byte, which
+/// picks the read size) framed by `framing` and each unit read by the built-in description
+/// `spec`, as a run would. Every error must be a classified error.
+fn described(framing: crate::drivers::stream::Framing, spec: &str, data: &[u8]) {
+    use crate::drivers::stream::driver::SpecSource;
+    use crate::drivers::stream::StreamSpec;
+    use std::sync::{Arc, OnceLock};
+    // Compiled once: the description is not what is being fuzzed.
+    static SPECS: OnceLock<Vec<(String, Arc<StreamSpec>)>> = OnceLock::new();
+    let specs = SPECS.get_or_init(|| {
+        crate::suite::stream::BUILTINS
+            .iter()
+            .filter_map(|(n, _, _)| {
+                let s = crate::suite::stream::builtin_spec(n)?.ok()?;
+                Some((n.to_string(), Arc::new(s)))
+            })
+            .collect()
+    });
+    let Some((_, s)) = specs.iter().find(|(n, _)| n == spec) else {
+        return;
+    };
+    let mut s = StreamSpec::clone(s);
+    s.framing = framing;
+    let (cuts, body) = split_control(data);
+    let mut src = SpecSource::new(Arc::new(s), 1 << 16);
+    let mut out = Vec::new();
+    for piece in pieces(body, cuts) {
+        use crate::drivers::chat::PieceSource as _;
+        if src.feed(Instant::now(), piece, &mut out).is_err() {
+            return;
+        }
+        out.clear();
+    }
+}
+
+/// The NDJSON framer, read by the `ollama` description.
+pub fn ndjson(data: &[u8]) {
+    described(crate::drivers::stream::Framing::Ndjson, "ollama", data);
+}
+
+/// The streamed-JSON-array framer, read by the `gemini` description.
+pub fn json_seq(data: &[u8]) {
+    described(crate::drivers::stream::Framing::JsonSeq, "gemini", data);
+}
+
+/// The AWS event stream framer (CRCs, headers), read by the `bedrock-converse` description.
+pub fn eventstream(data: &[u8]) {
+    described(
+        crate::drivers::stream::Framing::AwsEventStream,
+        "bedrock-converse",
+        data,
+    );
+}
+
 fn split_control(data: &[u8]) -> (usize, &[u8]) {
     match data.split_first() {
         Some((c, rest)) => (usize::from(*c) + 1, rest),

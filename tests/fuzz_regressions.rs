@@ -13,6 +13,9 @@ const TARGETS: &[(&str, Entry)] = &[
     ("ogg_opus", canary::fuzzing::ogg_opus),
     ("suite_loader", canary::fuzzing::suite_loader),
     ("golden_loader", canary::fuzzing::golden_loader),
+    ("ndjson", canary::fuzzing::ndjson),
+    ("json_seq", canary::fuzzing::json_seq),
+    ("eventstream", canary::fuzzing::eventstream),
 ];
 
 fn replay(dir: &Path, f: Entry) -> usize {

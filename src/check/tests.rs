@@ -35,6 +35,7 @@ fn endpoint() -> Endpoint {
         price: None,
         max_tokens: None,
         tls: None,
+        stream_spec: None,
     }
 }
 

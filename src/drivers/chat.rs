@@ -5,7 +5,8 @@
 //! it arrived, through the SSE parser and the protocol's event table ([`chat_events`]);
 //! every content-bearing piece becomes a `Token` event on the timeline at the instant its
 //! bytes completed. A stream without its terminator is `truncated`; an error event inside a
-//! 200 stream is `stream_error`.
+//! 200 stream is `stream_error`. The streaming read loop ([`read_pieces`]) is shared with the
+//! described streams (`drivers::stream`) through [`PieceSource`].
 
 use bytes::Bytes;
 use serde_json::{json, Map, Value};
@@ -303,11 +304,99 @@ fn rec_answer(rec: &Recorder) -> String {
     rec.answer().unwrap_or_default().to_string()
 }
 
+/// A stream cut into units and read into pieces, one read at a time: the chat protocols'
+/// SSE event tables here, the described streams in `drivers::stream`. Every piece carries the
+/// arrival of the read that completed its unit.
+pub(crate) trait PieceSource: Send {
+    /// Feeds one read; pieces of units completed before an error are still appended.
+    fn feed(
+        &mut self,
+        at: std::time::Instant,
+        data: &[u8],
+        out: &mut Vec<(std::time::Instant, Piece)>,
+    ) -> Result<(), ProbeError>;
+    /// The body ended cleanly (a framing may hold a last unit without its delimiter).
+    fn finish(&mut self, _out: &mut Vec<(std::time::Instant, Piece)>) -> Result<(), ProbeError> {
+        Ok(())
+    }
+    /// Units seen so far.
+    fn units(&self) -> usize;
+    /// The body stopped inside a unit.
+    fn has_partial(&self) -> bool;
+    /// The terminator as the user knows it (for a truncated stream's message); `None`: a
+    /// clean end of the body completes the stream.
+    fn terminator(&self) -> Option<String>;
+}
+
+/// The chat protocols: SSE events read by the protocol's event table.
+struct ChatSource {
+    parser: SseParser,
+    interp: Interpreter,
+    events: Vec<super::sse::SseEvent>,
+    pieces: Vec<Piece>,
+    n_events: usize,
+    which: &'static str,
+}
+
+impl PieceSource for ChatSource {
+    fn feed(
+        &mut self,
+        at: std::time::Instant,
+        data: &[u8],
+        out: &mut Vec<(std::time::Instant, Piece)>,
+    ) -> Result<(), ProbeError> {
+        let framed = self.parser.feed(at, data, &mut self.events);
+        for ev in self.events.drain(..) {
+            self.n_events += 1;
+            self.interp.on_event(&ev, &mut self.pieces)?;
+            out.extend(self.pieces.drain(..).map(|p| (ev.at, p)));
+        }
+        framed
+    }
+
+    fn units(&self) -> usize {
+        self.n_events
+    }
+
+    fn has_partial(&self) -> bool {
+        self.parser.has_partial()
+    }
+
+    fn terminator(&self) -> Option<String> {
+        Some(self.which.to_string())
+    }
+}
+
 async fn stream(
     endpoint: &Endpoint,
     streaming: http::Streaming,
     stop_at_first_visible: bool,
     rec: &mut Recorder,
+) -> Result<(), ProbeError> {
+    let which = match endpoint.protocol {
+        Protocol::OpenaiChat => "data: [DONE]",
+        Protocol::OpenaiResponses => "response.completed",
+        _ => "message_stop",
+    };
+    let mut source = ChatSource {
+        parser: SseParser::new(usize::try_from(endpoint.max_body).unwrap_or(usize::MAX)),
+        interp: Interpreter::new(endpoint.protocol),
+        events: Vec::new(),
+        pieces: Vec::new(),
+        n_events: 0,
+        which,
+    };
+    read_pieces(endpoint, streaming, stop_at_first_visible, rec, &mut source).await
+}
+
+/// Reads a stream to its end (or its terminator) through `source`, recording every piece on
+/// the timeline at its unit's arrival, and sets the answer.
+pub(crate) async fn read_pieces(
+    endpoint: &Endpoint,
+    streaming: http::Streaming,
+    stop_at_first_visible: bool,
+    rec: &mut Recorder,
+    source: &mut dyn PieceSource,
 ) -> Result<(), ProbeError> {
     let mut streaming = streaming.stamped();
     // The status and headers are known now; keep them even if the deadline cuts the stream.
@@ -317,53 +406,44 @@ async fn stream(
         body: Bytes::new(),
     });
     let max = endpoint.max_body;
-    let mut parser = SseParser::new(usize::try_from(max).unwrap_or(usize::MAX));
-    let mut interp = Interpreter::new(endpoint.protocol);
     let mut summary = Summary::default();
-    let mut events = Vec::new();
     let mut pieces = Vec::new();
     let mut total: u64 = 0;
     let mut terminated = false;
     let mut stopped = false;
-    let mut n_events = 0usize;
+    let mut ended = false;
     let result = loop {
-        let Some(chunk) = streaming.next_chunk().await else {
-            break Ok(());
-        };
-        let (at, data) = match chunk {
-            Ok(c) => c,
-            Err(e) => break Err(e),
-        };
-        rec.mark_at(at, Event::Body { bytes: data.len() });
-        total += data.len() as u64;
-        if total > max {
-            break Err(ProbeError::new(
-                ErrorClass::BodyTooLarge,
-                format!("stream exceeded the {max}-byte cap"),
-            ));
-        }
-        if let Err(e) = parser.feed(at, &data, &mut events) {
-            break Err(e);
-        }
-        let mut failed = None;
-        for ev in events.drain(..) {
-            n_events += 1;
-            if let Err(e) = interp.on_event(&ev, &mut pieces) {
-                failed = Some(e);
-                break;
+        let chunk = streaming.next_chunk().await;
+        let fed = match chunk {
+            None => {
+                ended = true;
+                source.finish(&mut pieces)
             }
-            for piece in pieces.drain(..) {
-                match summary.apply(piece, ev.at, rec) {
-                    Ok(true) => terminated = true,
-                    Ok(false) => {}
-                    Err(e) => {
-                        failed = Some(e);
-                        break;
-                    }
+            Some(Err(e)) => break Err(e),
+            Some(Ok((at, data))) => {
+                rec.mark_at(at, Event::Body { bytes: data.len() });
+                total += data.len() as u64;
+                if total > max {
+                    break Err(ProbeError::new(
+                        ErrorClass::BodyTooLarge,
+                        format!("stream exceeded the {max}-byte cap"),
+                    ));
                 }
+                source.feed(at, &data, &mut pieces)
             }
-            if failed.is_some() || terminated {
-                break;
+        };
+        let mut failed = None;
+        for (at, piece) in pieces.drain(..) {
+            match summary.apply(piece, at, rec) {
+                Ok(true) => {
+                    terminated = true;
+                    break;
+                }
+                Ok(false) => {}
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
             }
         }
         if let Some(e) = failed {
@@ -372,6 +452,12 @@ async fn stream(
         if terminated {
             // The answer is complete: what the server does with the connection afterwards
             // (keep-alive comments, a reset, trailing bytes) is not the user's wait.
+            break Ok(());
+        }
+        if let Err(e) = fed {
+            break Err(e);
+        }
+        if ended {
             break Ok(());
         }
         if stop_at_first_visible
@@ -400,7 +486,13 @@ async fn stream(
         summary.finish(rec);
         return Ok(());
     }
-    if terminated {
+    let n_events = source.units();
+    let needs_terminator = source.terminator();
+    // Without a terminator event, a clean end of a body that stopped between units is the
+    // stream's completion.
+    let completed_by_end =
+        result.is_ok() && !terminated && needs_terminator.is_none() && !source.has_partial();
+    if terminated || completed_by_end {
         rec.mark(Event::Done);
     }
     drop(streaming);
@@ -408,27 +500,33 @@ async fn stream(
     if let Err(e) = result {
         // A connection that breaks mid-stream leaves the user a cut-off answer: truncated.
         if e.class == ErrorClass::Reset && n_events > 0 && !terminated {
+            let what = match &needs_terminator {
+                Some(t) => format!("before the stream's terminator `{t}`"),
+                None => "before the end of the stream".to_string(),
+            };
             return Err(ProbeError::new(
                 ErrorClass::Truncated,
-                format!("the connection broke after {n_events} events, before the stream's terminator ({})", e.message),
+                format!(
+                    "the connection broke after {n_events} events, {what} ({})",
+                    e.message
+                ),
             ));
         }
         return Err(e);
     }
-    if !terminated {
-        let partial = if parser.has_partial() {
+    if !terminated && !completed_by_end {
+        let partial = if source.has_partial() {
             " (it stopped inside an event)"
         } else {
             ""
         };
-        let which = match endpoint.protocol {
-            Protocol::OpenaiChat => "data: [DONE]",
-            Protocol::OpenaiResponses => "response.completed",
-            _ => "message_stop",
+        let what = match &needs_terminator {
+            Some(t) => format!("without `{t}`"),
+            None => "in the middle of a unit".to_string(),
         };
         return Err(ProbeError::new(
             ErrorClass::Truncated,
-            format!("the stream ended after {n_events} events without `{which}`{partial}"),
+            format!("the stream ended after {n_events} events {what}{partial}"),
         ));
     }
     Ok(())

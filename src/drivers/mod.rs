@@ -10,6 +10,7 @@ pub mod job;
 pub mod realtime;
 pub mod rxstamp;
 pub mod sse;
+pub mod stream;
 pub mod voice;
 pub mod ws;
 pub mod ws_opus;
@@ -83,5 +84,10 @@ async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Record
         Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
         Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,
         Protocol::Job => job::run(endpoint, case, vars, rec).await,
+        Protocol::Stream
+        | Protocol::Gemini
+        | Protocol::Ollama
+        | Protocol::Tgi
+        | Protocol::BedrockConverse => stream::driver::run(endpoint, case, vars, rec).await,
     }
 }

@@ -137,7 +137,14 @@ impl Sli {
                 CacheHit,
                 TierPrimary,
             ],
-            Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => &[
+            Protocol::OpenaiChat
+            | Protocol::OpenaiResponses
+            | Protocol::AnthropicMessages
+            | Protocol::Stream
+            | Protocol::Gemini
+            | Protocol::Ollama
+            | Protocol::Tgi
+            | Protocol::BedrockConverse => &[
                 TimeToFirstByte,
                 TimeToFirstToken,
                 TimeToFirstVisibleToken,

@@ -111,6 +111,10 @@ pub fn suite_schema() -> Value {
                 ("quantile", pct("The latency quantile compared.")),
                 ("min_runs", int("Fewest runs per side to decide.")),
                 ("slis", one_or_many("The SLIs compared.")),
+                (
+                    "allowed_hosts",
+                    json!({ "type": "array", "items": { "type": "string" }, "description": "Hosts a gate candidate or baseline may be: host, host:port, *.domain or an IP address; others are refused before any request." }),
+                ),
             ],
         ),
     );
@@ -291,7 +295,10 @@ pub fn suite_schema() -> Value {
                     "max_body",
                     json!({ "type": ["string", "integer"], "description": "Largest response body read." }),
                 ),
-                ("stream", boolean("Ask for a streamed answer.")),
+                (
+                    "stream",
+                    json!({ "description": "Chat protocols: ask for a streamed answer (boolean). `protocol: stream` and the built-in described protocols: the stream description (framing, request body, event rules), inline or `{ file: PATH }`, optionally `extends: NAME`.", "type": ["boolean", "string", "object"] }),
+                ),
                 (
                     "params",
                     json!({ "type": "object", "description": "Extra request fields (chat)." }),

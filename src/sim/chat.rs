@@ -46,6 +46,15 @@ pub enum Api {
     OpenaiChat,
     OpenaiResponses,
     AnthropicMessages,
+    /// The described-stream protocols ([`super::streams`]).
+    Gemini,
+    /// Gemini without `alt=sse`: one streamed JSON array.
+    GeminiArray,
+    Ollama,
+    Tgi,
+    BedrockConverse,
+    /// The in-house NDJSON example (`{"delta": ..., "phase": "thinking"|"answer"}`).
+    InHouse,
 }
 
 /// How the body bytes are written.
@@ -200,6 +209,8 @@ struct Scenario {
     stall_at_half: Option<Duration>,
     drop_at_half: bool,
     error_at_half: bool,
+    /// The error is the endpoint's rate limit (`throttle` in the model name).
+    throttle: bool,
     bad_utf8_at_half: bool,
     terminator: bool,
 }
@@ -229,6 +240,7 @@ fn scenario_base(model: &str) -> Scenario {
         stall_at_half: None,
         drop_at_half: false,
         error_at_half: false,
+        throttle: false,
         bad_utf8_at_half: false,
         terminator: true,
     };
@@ -250,6 +262,10 @@ fn scenario_base(model: &str) -> Scenario {
     }
     if m.contains("error") {
         s.error_at_half = true;
+    }
+    if m.contains("throttle") {
+        s.error_at_half = true;
+        s.throttle = true;
     }
     if m.contains("no-done") {
         s.terminator = false;
@@ -276,6 +292,12 @@ fn sse(event: Option<&str>, data: &Value) -> Bytes {
 /// Renders one semantic event in the API's wire format.
 fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning_words: u32) -> Bytes {
     match api {
+        Api::Gemini
+        | Api::GeminiArray
+        | Api::Ollama
+        | Api::Tgi
+        | Api::BedrockConverse
+        | Api::InHouse => super::streams::render(api, sem, text, model, words, reasoning_words),
         Api::OpenaiChat => {
             let chunk = |delta: Value, finish: Value| {
                 json!({"id": "chatcmpl-sim", "object": "chat.completion.chunk", "model": model,
@@ -483,7 +505,13 @@ pub fn script_with(
                 at += stall;
             }
             if sc.error_at_half {
-                push(at, Sem::Error, 0, render(api, Sem::Error, "", model, 0, 0));
+                let kind = if sc.throttle { "throttle" } else { "" };
+                push(
+                    at,
+                    Sem::Error,
+                    0,
+                    render(api, Sem::Error, kind, model, 0, 0),
+                );
                 return (sc.headers_delay, items, false);
             }
             if sc.bad_utf8_at_half {
@@ -715,8 +743,9 @@ fn exactly_words(answer: &str, n: usize) -> String {
 
 fn prompt_of(api: Api, body: &Value) -> String {
     let msgs = match api {
+        Api::OpenaiChat | Api::AnthropicMessages => body.get("messages"),
         Api::OpenaiResponses => body.get("input"),
-        _ => body.get("messages"),
+        _ => return super::streams::prompt_of(body),
     };
     match msgs {
         Some(Value::String(s)) => s.clone(),
@@ -769,16 +798,19 @@ fn full_response(api: Api, model: &str, answer: &str, reasoning: bool, words: u3
             json!({"id": "msg_sim", "type": "message", "role": "assistant", "model": model, "content": content,
                    "stop_reason": "end_turn", "usage": {"input_tokens": 12, "output_tokens": words}})
         }
+        // The described-stream routes always stream.
+        _ => json!({"model": model, "text": answer}),
     }
 }
 
-async fn handle(
+pub(crate) async fn handle(
     api: Api,
     path: &str,
     received: Instant,
     state: Arc<SimState>,
     headers: HeaderMap,
     body: Bytes,
+    model_in_path: Option<String>,
 ) -> Response {
     let req: Value = match serde_json::from_slice(&body) {
         Ok(v) => v,
@@ -787,9 +819,10 @@ async fn handle(
                 .into_response()
         }
     };
-    let requested = req
-        .get("model")
-        .and_then(Value::as_str)
+    let requested = model_in_path
+        .as_deref()
+        .or_else(|| req.get("model").and_then(Value::as_str))
+        .or_else(|| headers.get("x-sim-model").and_then(|v| v.to_str().ok()))
         .unwrap_or("sim-plain");
     // A forced fallback tier answers from a smaller model, whatever was asked for.
     let fallback = headers
@@ -802,7 +835,8 @@ async fn handle(
     } else {
         requested.to_string()
     };
-    let stream = req.get("stream").and_then(Value::as_bool).unwrap_or(false);
+    let stream =
+        api.always_streams() || req.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let mode = match headers.get("x-sim-write").and_then(|v| v.to_str().ok()) {
         Some("bytes") => WriteMode::Bytes,
         Some("coalesce") => WriteMode::Coalesce,
@@ -887,7 +921,7 @@ async fn handle(
     let mut resp = Response::new(Body::new(body));
     resp.headers_mut().insert(
         http::header::CONTENT_TYPE,
-        http::HeaderValue::from_static("text/event-stream"),
+        http::HeaderValue::from_static(api.content_type()),
     );
     resp.headers_mut().insert(
         http::header::CACHE_CONTROL,
@@ -903,6 +937,29 @@ impl Api {
             Api::OpenaiChat => "/v1/chat/completions",
             Api::OpenaiResponses => "/v1/responses",
             Api::AnthropicMessages => "/v1/messages",
+            Api::Gemini | Api::GeminiArray => "/v1beta/models/{call}",
+            Api::Ollama => "/api/chat",
+            Api::Tgi => "/generate_stream",
+            Api::BedrockConverse => "/model/{id}/converse-stream",
+            Api::InHouse => "/inhouse/stream",
+        }
+    }
+
+    /// The described-stream routes answer with a stream whatever the body says.
+    pub fn always_streams(self) -> bool {
+        !matches!(
+            self,
+            Api::OpenaiChat | Api::OpenaiResponses | Api::AnthropicMessages
+        )
+    }
+
+    /// The content type of a streamed answer.
+    pub fn content_type(self) -> &'static str {
+        match self {
+            Api::Ollama | Api::InHouse => "application/x-ndjson",
+            Api::GeminiArray => "application/json",
+            Api::BedrockConverse => "application/vnd.amazon.eventstream",
+            _ => "text/event-stream",
         }
     }
 }
@@ -914,7 +971,16 @@ pub fn route(api: Api) -> axum::routing::MethodRouter<Arc<SimState>> {
               r: Option<axum::Extension<super::Received>>,
               headers: HeaderMap,
               body: Bytes| async move {
-            handle(api, api.path(), super::received(r), state, headers, body).await
+            handle(
+                api,
+                api.path(),
+                super::received(r),
+                state,
+                headers,
+                body,
+                None,
+            )
+            .await
         },
     )
 }

@@ -10,6 +10,7 @@ pub mod fault;
 pub mod mapper;
 pub mod preview;
 pub mod rag;
+pub mod streams;
 pub mod voice;
 
 use std::collections::{BTreeMap, HashMap};
@@ -340,7 +341,7 @@ async fn put_mapper(
 
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
-    Router::new()
+    streams::routes(Router::new())
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
         .route(

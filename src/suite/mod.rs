@@ -11,6 +11,7 @@ pub mod interp;
 pub mod job;
 pub mod model;
 pub mod raw;
+pub mod stream;
 pub mod template;
 pub mod units;
 pub mod validate;

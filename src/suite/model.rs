@@ -24,6 +24,13 @@ pub enum Protocol {
     WsOpus,
     Realtime,
     Job,
+    /// A stream described in the suite (`stream:`).
+    Stream,
+    /// Built-in stream descriptions (`protocols/*.yaml`).
+    Gemini,
+    Ollama,
+    Tgi,
+    BedrockConverse,
 }
 
 impl Protocol {
@@ -35,6 +42,11 @@ impl Protocol {
         Protocol::WsOpus,
         Protocol::Realtime,
         Protocol::Job,
+        Protocol::Stream,
+        Protocol::Gemini,
+        Protocol::Ollama,
+        Protocol::Tgi,
+        Protocol::BedrockConverse,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -46,6 +58,11 @@ impl Protocol {
             Protocol::WsOpus => "ws-opus",
             Protocol::Realtime => "realtime",
             Protocol::Job => "job",
+            Protocol::Stream => "stream",
+            Protocol::Gemini => "gemini",
+            Protocol::Ollama => "ollama",
+            Protocol::Tgi => "tgi",
+            Protocol::BedrockConverse => "bedrock-converse",
         }
     }
 
@@ -59,11 +76,23 @@ impl Protocol {
         matches!(self, Protocol::WsOpus | Protocol::Realtime)
     }
 
-    /// Chat protocols: text answers, possibly streamed.
+    /// Chat protocols: text answers, possibly streamed (described streams included).
     pub fn is_chat(self) -> bool {
         matches!(
             self,
             Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
+        ) || self.is_described()
+    }
+
+    /// Streams read through a description (`stream`, and the built-in descriptions).
+    pub fn is_described(self) -> bool {
+        matches!(
+            self,
+            Protocol::Stream
+                | Protocol::Gemini
+                | Protocol::Ollama
+                | Protocol::Tgi
+                | Protocol::BedrockConverse
         )
     }
 }
@@ -175,6 +204,8 @@ pub struct Endpoint {
     pub max_tokens: Option<u32>,
     /// The endpoint's own TLS client settings (custom CA, client certificate for mTLS).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Described streams: what the stream's units mean.
+    pub stream_spec: Option<Arc<crate::drivers::stream::StreamSpec>>,
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).

@@ -72,8 +72,8 @@ pub struct RawEndpoint {
     pub answer: Option<RawExtractor>,
     pub timeout: Option<Dur>,
     pub max_body: Option<ByteSize>,
-    /// Chat protocols: request a stream (default true).
-    pub stream: Option<bool>,
+    /// Chat protocols: request a stream (default true); described streams: the description.
+    pub stream: Option<Value>,
     /// Chat protocols: extra request body fields (temperature, max_tokens, ...).
     pub params: Option<serde_json::Map<String, Value>>,
     // Keys of the streaming, voice and job protocols (their drivers validate them).

@@ -913,6 +913,11 @@ fn build_endpoint(
         | Protocol::OpenaiChat
         | Protocol::OpenaiResponses
         | Protocol::AnthropicMessages => (&["http", "https"], true),
+        Protocol::Stream
+        | Protocol::Gemini
+        | Protocol::Ollama
+        | Protocol::Tgi
+        | Protocol::BedrockConverse => (&["http", "https"], true),
         Protocol::WsOpus | Protocol::Realtime => (&["ws", "wss"], true),
         Protocol::Job => (&["http", "https"], false),
     };
@@ -933,7 +938,8 @@ fn build_endpoint(
                 ));
             }
             Some(u) => {
-                if let Err(e) = check_url(u, schemes) {
+                // `{model}` in a described stream's URL is filled per case.
+                if let Err(e) = check_url(&u.replace("{model}", "model"), schemes) {
                     ctx.err(&url_path, e).hint = Some(format!("scheme must be {}", list(schemes)));
                 }
             }
@@ -1133,6 +1139,24 @@ fn build_endpoint(
             "max_body must be more than zero",
         );
     }
+    let stream_spec = if proto.is_described() {
+        super::stream::build(proto, raw.stream.as_ref(), path, ctx)
+    } else {
+        if proto.is_chat() && raw.stream.as_ref().is_some_and(|v| !v.is_boolean()) {
+            ctx.err(
+                &p(path, &[k("stream")]),
+                format!(
+                    "for protocol `{}`, `stream` is `true` or `false`",
+                    proto.as_str()
+                ),
+            )
+            .hint = Some(
+                "a stream description needs `protocol: stream` (or a built-in such as `gemini`)"
+                    .into(),
+            );
+        }
+        None
+    };
     if !proto.is_chat() {
         for (key, present) in [
             ("stream", raw.stream.is_some()),
@@ -1170,7 +1194,8 @@ fn build_endpoint(
         answer,
         timeout,
         max_body,
-        stream: raw.stream.unwrap_or(true),
+        stream: raw.stream.as_ref().and_then(Value::as_bool).unwrap_or(true),
+        stream_spec,
         params: raw.params.unwrap_or_default(),
         voice,
         url: match &job {
