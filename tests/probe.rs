@@ -209,7 +209,8 @@ fn an_unreachable_url_is_one_line_and_a_nonzero_exit() {
     assert!(errors[0].starts_with("error: "), "{se}");
     assert!(errors[0].contains("connect"), "{se}");
     assert!(!se.contains("sk-unreachable-secret") && !so.contains("sk-unreachable-secret"));
-    // A protocol this build lacks is a usage error that says so.
+    // A Gemini path is guessed as `gemini` (a built-in described protocol): unreachable,
+    // it fails like any other protocol, with one line.
     let out = canary(
         &[
             "probe",
@@ -217,10 +218,11 @@ fn an_unreachable_url_is_one_line_and_a_nonzero_exit() {
         ],
         &[],
     );
-    assert_eq!(out.status.code(), Some(2));
-    assert!(
-        text(&out).1.contains("no protocol `gemini` yet"),
-        "{:?}",
-        text(&out)
+    let (so, se) = text(&out);
+    assert_eq!(out.status.code(), Some(3), "{so}\n{se}");
+    assert_eq!(
+        se.lines().filter(|l| !l.trim().is_empty()).count(),
+        1,
+        "{se}"
     );
 }

@@ -745,7 +745,9 @@ async fn replay(mut sock: TcpStream, written: Written) -> std::io::Result<()> {
                 }
                 let t = put(&mut sock, piece, chunked).await?;
                 let first = next_unit;
-                while next_unit < rec.units.len() && rec.units[next_unit].end <= at.end {
+                while next_unit < rec.units.len()
+                    && dispatch_end(&rec.body, &rec.units[next_unit]) <= at.end
+                {
                     next_unit += 1;
                 }
                 note(&written, &key, first..next_unit, t);
@@ -761,6 +763,17 @@ async fn replay(mut sock: TcpStream, written: Written) -> std::io::Result<()> {
         sock.write_all(b"0\r\n\r\n").await?;
     }
     sock.shutdown().await
+}
+
+/// Where a unit is complete for a reader: its end, except that an SSE event closed by
+/// `\r\n\r\n` is dispatched at its second `\r` (a CR alone ends a line; the LF after it only
+/// completes the CRLF pair), so the write that carries that CR completes the event.
+fn dispatch_end(body: &[u8], u: &std::ops::Range<usize>) -> usize {
+    if u.end >= 4 && body.get(u.end - 4..u.end) == Some(b"\r\n\r\n".as_slice()) {
+        u.end - 1
+    } else {
+        u.end
+    }
 }
 
 /// The outcome of one row in one mode: what failed (empty when all held).
