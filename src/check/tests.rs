@@ -35,6 +35,7 @@ fn endpoint() -> Endpoint {
         price: None,
         max_tokens: None,
         tls: None,
+        net: Default::default(),
     }
 }
 
@@ -57,6 +58,7 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         job: None,
         stopped_early: false,
         audio: None,
+        net: Default::default(),
     }
 }
 

@@ -10,6 +10,7 @@ pub mod job;
 pub mod realtime;
 pub mod rxstamp;
 pub mod sse;
+pub mod transport;
 pub mod voice;
 pub mod ws;
 pub mod ws_opus;

@@ -170,6 +170,8 @@ pub struct Endpoint {
     pub max_tokens: Option<u32>,
     /// The endpoint's own TLS client settings (custom CA, client certificate for mTLS).
     pub tls: Option<Arc<rustls::ClientConfig>>,
+    /// Network settings: the HTTP version spoken.
+    pub net: crate::drivers::transport::Net,
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).
