@@ -10,7 +10,7 @@ use crate::check::{self, Verdicts};
 use crate::measure::{self, audio::Playout, sli::Sli, StreamStats};
 use crate::schedule::quality::{FactLag, Quality};
 use crate::suite::{Case, Endpoint};
-use crate::timeline::{ErrorClass, JobSummary, ProbeError, Timeline, Usage};
+use crate::timeline::{ErrorClass, JobSummary, NetSummary, ProbeError, Timeline, Usage};
 
 /// How a case run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -83,6 +83,8 @@ pub struct Observation {
     pub judged: bool,
     /// Connection setup before the request was written (seconds).
     pub connect_seconds: Option<f64>,
+    /// How the network was crossed (HTTP version).
+    pub net: NetSummary,
     /// Stream cadence (chat protocols).
     pub stream: Option<StreamStats>,
     /// What a listener heard (voice protocols): playout, underruns, leading silence.
@@ -163,6 +165,7 @@ impl Observation {
             verdicts,
             judged,
             connect_seconds: measure::connect_time(timeline),
+            net: timeline.net.clone(),
             stream,
             audio: endpoint
                 .voice

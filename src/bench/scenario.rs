@@ -191,6 +191,7 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
         content_type: None,
         accept: "*/*",
         tls: None,
+        net: None,
     };
     let s = crate::drivers::http::send(req, &mut rec)
         .await

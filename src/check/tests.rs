@@ -36,6 +36,7 @@ fn endpoint() -> Endpoint {
         max_tokens: None,
         tls: None,
         stream_spec: None,
+        net: Default::default(),
     }
 }
 
@@ -58,6 +59,7 @@ fn timeline(status: u16, body: &str, headers: &[(&str, &str)]) -> Timeline {
         job: None,
         stopped_early: false,
         audio: None,
+        net: Default::default(),
     }
 }
 

@@ -168,6 +168,7 @@ async fn exchange(
             "application/json"
         },
         tls: endpoint.tls.as_ref(),
+        net: Some(&endpoint.net),
     };
     let streaming = http::send(req, rec).await?;
     let status = streaming.status;

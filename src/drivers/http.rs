@@ -1,5 +1,10 @@
-//! HTTP/1.1 over a fresh connection per case run, with every phase stamped on the
-//! timeline: resolve, connect, TLS, request sent, headers, each body piece, done.
+//! HTTP/1.1 and HTTP/2 over a fresh connection per case run, with every phase stamped on
+//! the timeline: resolve, connect, TLS, request sent, headers, each body piece, done.
+//!
+//! The HTTP version follows the endpoint's `http:` ([`super::transport::HttpVersion`]): ALPN
+//! offers `h2` and `http/1.1` over TLS by default and the server chooses; `http: 2` over plain
+//! `http://` speaks HTTP/2 with prior knowledge (h2c). Either way the connection's work runs
+//! in the probe's task, under the stamped socket, so stamps are taken the same way.
 //!
 //! canary opens its own connection (tokio + rustls + hyper's client connection) instead of
 //! using a pooled client so that the phases are known exactly and no probe reuses another's
@@ -16,6 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::transport::{HttpVersion, Net};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
 
 /// Bytes of a non-2xx body kept for the error message.
@@ -31,6 +37,8 @@ pub struct HttpRequest<'a> {
     pub accept: &'static str,
     /// The endpoint's own TLS settings (custom CA, client certificate); the default otherwise.
     pub tls: Option<&'a Arc<rustls::ClientConfig>>,
+    /// The endpoint's network settings (HTTP version); the defaults when `None`.
+    pub net: Option<&'a Net>,
 }
 
 /// A response whose head has arrived; the body is read by the caller.
@@ -43,6 +51,8 @@ pub struct Streaming {
     /// Dropping it (end of exchange, deadline) closes the connection.
     conn: ConnFuture,
     conn_done: bool,
+    /// HTTP/2: the request sender, kept while the body is read (the connection stays open).
+    _sender: Option<hyper::client::conn::http2::SendRequest<Full<Bytes>>>,
     /// Arrival of the latest bytes read: a piece is stamped with the arrival of the read
     /// that completed it (hyper reads no further until the piece is taken).
     stamps: super::rxstamp::RxStamps,
@@ -111,6 +121,30 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
         .clone()
 }
 
+/// The default configuration offering the ALPN protocols of `version` (cached: each is
+/// built once, so TLS session resumption works across probes as before).
+fn default_tls_for(version: HttpVersion) -> Arc<rustls::ClientConfig> {
+    static CONFIGS: [OnceLock<Arc<rustls::ClientConfig>>; 3] =
+        [OnceLock::new(), OnceLock::new(), OnceLock::new()];
+    let slot = match version {
+        HttpVersion::Http1 => return tls_config(),
+        HttpVersion::Auto => &CONFIGS[0],
+        HttpVersion::Http2 => &CONFIGS[1],
+    };
+    slot.get_or_init(|| with_alpn(&tls_config(), version.alpn()))
+        .clone()
+}
+
+/// `config` offering `alpn` (a copy when it offers something else).
+fn with_alpn(config: &Arc<rustls::ClientConfig>, alpn: Vec<Vec<u8>>) -> Arc<rustls::ClientConfig> {
+    if config.alpn_protocols == alpn {
+        return config.clone();
+    }
+    let mut c = rustls::ClientConfig::clone(config);
+    c.alpn_protocols = alpn;
+    Arc::new(c)
+}
+
 /// Classifies an I/O error from reading or writing an open connection.
 fn io_class(e: &std::io::Error) -> ErrorClass {
     use std::io::ErrorKind::*;
@@ -169,6 +203,17 @@ pub async fn open(
     tls: Option<&Arc<rustls::ClientConfig>>,
     rec: &mut Recorder,
 ) -> Result<Opened, ProbeError> {
+    open_with(uri, tls, None, rec).await.map(|(o, _)| o)
+}
+
+/// [`open`], offering the ALPN protocols of `version` over TLS when given (else those of
+/// the configuration); also returns the protocol the server chose.
+async fn open_with(
+    uri: &Uri,
+    tls: Option<&Arc<rustls::ClientConfig>>,
+    version: Option<HttpVersion>,
+    rec: &mut Recorder,
+) -> Result<(Opened, Option<Vec<u8>>), ProbeError> {
     let https = match uri.scheme_str() {
         Some("https") | Some("wss") => true,
         Some("http") | Some("ws") => false,
@@ -231,11 +276,14 @@ pub async fn open(
         })
         .unwrap_or_else(|| host.to_string());
     if !https {
-        return Ok(Opened {
-            io: Box::new(tcp),
-            authority,
-            stamps,
-        });
+        return Ok((
+            Opened {
+                io: Box::new(tcp),
+                authority,
+                stamps,
+            },
+            None,
+        ));
     }
     let server_name =
         rustls::pki_types::ServerName::try_from(bare_host.to_string()).map_err(|e| {
@@ -244,22 +292,48 @@ pub async fn open(
                 format!("invalid TLS server name {host}: {e}"),
             )
         })?;
-    let config = tls.cloned().unwrap_or_else(tls_config);
+    let config = match (tls, version) {
+        (Some(c), Some(v)) => with_alpn(c, v.alpn()),
+        (Some(c), None) => c.clone(),
+        (None, Some(v)) => default_tls_for(v),
+        (None, None) => tls_config(),
+    };
     let tls = tokio_rustls::TlsConnector::from(config)
         .connect(server_name, tcp)
         .await
         .map_err(|e| {
+            let no_h2 = version == Some(HttpVersion::Http2)
+                && e.get_ref()
+                    .and_then(|i| i.downcast_ref::<rustls::Error>())
+                    .is_some_and(|r| {
+                        matches!(
+                            r,
+                            rustls::Error::AlertReceived(
+                                rustls::AlertDescription::NoApplicationProtocol
+                            )
+                        )
+                    });
+            if no_h2 {
+                return ProbeError::new(
+                    ErrorClass::Protocol,
+                    format!("{host} did not agree to HTTP/2 (it refused ALPN h2 in the TLS handshake); remove `http: 2` or set `http: auto`"),
+                );
+            }
             ProbeError::new(
                 ErrorClass::Tls,
                 format!("TLS handshake with {host} failed: {}", describe(&e)),
             )
         })?;
     rec.mark(Event::TlsEstablished);
-    Ok(Opened {
-        io: Box::new(tls),
-        authority,
-        stamps,
-    })
+    let alpn = tls.get_ref().1.alpn_protocol().map(<[u8]>::to_vec);
+    Ok((
+        Opened {
+            io: Box::new(tls),
+            authority,
+            stamps,
+        },
+        alpn,
+    ))
 }
 
 /// Opens a connection, sends the request and waits for the response head.
@@ -274,16 +348,46 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
             ),
         ));
     }
-    let Opened {
-        io,
-        authority,
-        stamps,
-    } = open(uri, req.tls, rec).await?;
+    let version = req.net.map(|n| n.http).unwrap_or_default();
+    let https = uri.scheme_str() == Some("https");
+    let (
+        Opened {
+            io,
+            authority,
+            stamps,
+        },
+        alpn,
+    ) = open_with(uri, req.tls, Some(version), rec).await?;
+    let h2 = if https {
+        alpn.as_deref() == Some(b"h2")
+    } else {
+        version == HttpVersion::Http2
+    };
+    if https && version == HttpVersion::Http2 && !h2 {
+        let chose = alpn
+            .map(|a| String::from_utf8_lossy(&a).into_owned())
+            .unwrap_or_else(|| "no protocol".into());
+        return Err(ProbeError::new(
+            ErrorClass::Protocol,
+            format!(
+                "the server did not agree to HTTP/2 (ALPN offered h2, it chose {chose}); remove `http: 2` or set `http: auto`"
+            ),
+        ));
+    }
     let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
-    let mut builder = Request::builder()
-        .method(req.method)
-        .uri(path)
-        .header(http::header::HOST, authority)
+    let mut builder = Request::builder().method(req.method);
+    builder = if h2 {
+        // HTTP/2 carries scheme and authority as pseudo-headers (never userinfo); no Host.
+        builder
+            .uri(format!(
+                "{}://{authority}{path}",
+                if https { "https" } else { "http" }
+            ))
+            .version(http::Version::HTTP_2)
+    } else {
+        builder.uri(path).header(http::header::HOST, authority)
+    };
+    builder = builder
         .header(
             http::header::USER_AGENT,
             concat!("canary/", env!("CARGO_PKG_VERSION")),
@@ -299,17 +403,38 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         .body(Full::new(req.body.unwrap_or_default()))
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("cannot build request: {e}")))?;
 
-    let (mut sender, c) = hyper::client::conn::http1::handshake(TokioIo::new(io))
-        .await
-        .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
-    let mut conn: ConnFuture = Box::pin(async move {
-        let _ = c.await;
-    });
+    let io = TokioIo::new(io);
     let mut conn_done = false;
-
-    rec.mark(Event::RequestSent);
-    let pending = sender.send_request(request);
-    tokio::pin!(pending);
+    let (pending, mut conn, sender2): (_, ConnFuture, _) = if h2 {
+        let exec = super::transport::InTask::default();
+        let (mut sender, c) = hyper::client::conn::http2::handshake(exec.clone(), io)
+            .await
+            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
+        let conn: ConnFuture = Box::pin(super::transport::Driver::new(
+            Box::pin(async move {
+                let _ = c.await;
+            }),
+            exec,
+        ));
+        rec.mark(Event::RequestSent);
+        let pending: std::pin::Pin<
+            Box<dyn std::future::Future<Output = hyper::Result<http::Response<Incoming>>> + Send>,
+        > = Box::pin(sender.send_request(request));
+        (pending, conn, Some(sender))
+    } else {
+        let (mut sender, c) = hyper::client::conn::http1::handshake(io)
+            .await
+            .map_err(|e| ProbeError::new(hyper_class(&e), describe(&e)))?;
+        let conn: ConnFuture = Box::pin(async move {
+            let _ = c.await;
+        });
+        rec.mark(Event::RequestSent);
+        let pending: std::pin::Pin<
+            Box<dyn std::future::Future<Output = hyper::Result<http::Response<Incoming>>> + Send>,
+        > = Box::pin(sender.send_request(request));
+        (pending, conn, None)
+    };
+    let mut pending = pending;
     let resp = loop {
         tokio::select! {
             biased;
@@ -318,6 +443,7 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         }
     }
     .map_err(|e| ProbeError::new(hyper_class(&e), format!("no response: {}", describe(&e))))?;
+    rec.set_http_version(super::transport::version_name(resp.version(), https));
     let status = resp.status().as_u16();
     rec.mark_at(stamps.last(), Event::Headers { status });
     let headers = resp
@@ -336,6 +462,7 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
         body: resp.into_body(),
         conn,
         conn_done,
+        _sender: sender2,
         stamps,
     })
 }

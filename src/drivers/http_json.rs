@@ -44,6 +44,7 @@ async fn exchange(
         body,
         accept: "application/json",
         tls: endpoint.tls.as_ref(),
+        net: Some(&endpoint.net),
     };
     let streaming = http::send(req, rec).await?;
     let response = match streaming.read_all(endpoint.max_body, rec).await {

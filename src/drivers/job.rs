@@ -111,6 +111,7 @@ async fn open_get(
             content_type: None,
             accept,
             tls: endpoint.tls.as_ref(),
+            net: Some(&endpoint.net),
         },
         scratch,
     )
@@ -210,6 +211,7 @@ async fn exchange(
             body,
             accept: "application/json",
             tls: endpoint.tls.as_ref(),
+            net: Some(&endpoint.net),
         },
         rec,
     )

@@ -11,6 +11,7 @@ pub mod realtime;
 pub mod rxstamp;
 pub mod sse;
 pub mod stream;
+pub mod transport;
 pub mod voice;
 pub mod ws;
 pub mod ws_opus;

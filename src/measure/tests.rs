@@ -22,6 +22,7 @@ fn tl(events: &[(u64, Event)]) -> Timeline {
         job: None,
         stopped_early: false,
         audio: None,
+        net: Default::default(),
     }
 }
 

@@ -296,6 +296,10 @@ pub fn suite_schema() -> Value {
                     json!({ "type": ["string", "integer"], "description": "Largest response body read." }),
                 ),
                 (
+                    "http",
+                    json!({ "description": "HTTP version: auto (ALPN h2 when the server offers it), 1.1, or 2 (h2 over TLS, h2c by prior knowledge over http://).", "type": ["string", "number"] }),
+                ),
+                (
                     "stream",
                     json!({ "description": "Chat protocols: ask for a streamed answer (boolean). `protocol: stream` and the built-in described protocols: the stream description (framing, request body, event rules), inline or `{ file: PATH }`, optionally `extends: NAME`.", "type": ["boolean", "string", "object"] }),
                 ),

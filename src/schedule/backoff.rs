@@ -70,6 +70,7 @@ mod tests {
             job: None,
             stopped_early: false,
             audio: None,
+            net: Default::default(),
         }
     }
 

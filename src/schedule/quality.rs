@@ -294,6 +294,7 @@ async fn write_fact(
             accept: "application/json",
             // The knowledge source usually sits behind the same private CA as the endpoint.
             tls: endpoint.tls.as_ref(),
+            net: Some(&endpoint.net),
         },
         &mut scratch,
     )

@@ -40,6 +40,7 @@ pub async fn request(
             content_type,
             accept: "*/*",
             tls: None,
+            net: None,
         };
         let s = dh::send(req, &mut rec).await.map_err(|e| e.to_string())?;
         let r = s

@@ -1088,6 +1088,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     verdicts: v,
                     judged: true,
                     connect_seconds: None,
+                    net: Default::default(),
                     stream: chat.then(|| StreamStats {
                         chunks: 1,
                         tokens_per_chunk: vec![1],

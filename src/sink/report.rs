@@ -12,7 +12,7 @@ use crate::measure::{audio::Playout, StreamStats};
 use crate::observation::Observation;
 use crate::slo::aggregate::{SliceKey, SliceStats, Summary};
 use crate::slo::SloVerdict;
-use crate::timeline::{JobSummary, Usage};
+use crate::timeline::{JobSummary, NetSummary, Usage};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Report {
@@ -122,6 +122,9 @@ pub struct CaseReport {
     pub escalated: Option<bool>,
     /// Connection setup before the request was written (seconds; not part of the latencies).
     pub connect_seconds: Option<f64>,
+    /// How the network was crossed: `http_version`.
+    #[serde(flatten)]
+    pub net: NetSummary,
     /// Stream cadence: chunks, tokens, gaps, stalls, output rate, reasoning time.
     pub stream: Option<StreamStats>,
     /// Voice: playout through the modelled buffer, underruns, leading silence, audio length.
@@ -245,6 +248,7 @@ impl Report {
                 cache_hit: o.verdicts.cache_hit,
                 escalated: o.verdicts.escalated,
                 connect_seconds: o.connect_seconds,
+                net: o.net.clone(),
                 stream: o.stream.clone(),
                 audio: o.audio.clone(),
                 job: o.job.clone(),

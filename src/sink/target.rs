@@ -36,6 +36,7 @@ pub async fn fetch(url: &str, accept: &'static str) -> Result<String, String> {
                 content_type: None,
                 accept,
                 tls: None,
+                net: None,
             },
             &mut rec,
         )

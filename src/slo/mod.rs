@@ -216,6 +216,7 @@ mod tests {
             },
             judged: !outcome.is_error(),
             connect_seconds: None,
+            net: Default::default(),
             stream: None,
             audio: None,
             job: None,

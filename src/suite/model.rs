@@ -206,6 +206,8 @@ pub struct Endpoint {
     pub tls: Option<Arc<rustls::ClientConfig>>,
     /// Described streams: what the stream's units mean.
     pub stream_spec: Option<Arc<crate::drivers::stream::StreamSpec>>,
+    /// Network settings: the HTTP version spoken.
+    pub net: crate::drivers::transport::Net,
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).

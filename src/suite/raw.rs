@@ -116,6 +116,8 @@ pub struct RawEndpoint {
     pub allow_insecure: Option<bool>,
     /// TLS: a custom CA (added to the system roots) and a client certificate and key (mTLS).
     pub tls: Option<RawTls>,
+    /// The HTTP version spoken: `auto` (default), `1.1` or `2`.
+    pub http: Option<Value>,
 }
 
 /// `tls: { ca, cert, key }`: PEM files, relative to the suite.

@@ -790,6 +790,36 @@ fn build_defaults(v: Option<&Value>, ctx: &mut Ctx) -> Defaults {
     d
 }
 
+/// An endpoint's network keys (`http:`), each problem named by key.
+fn net_settings(
+    raw: &mut RawEndpoint,
+    proto: Protocol,
+    path: &[Seg],
+    ctx: &mut Ctx,
+) -> crate::drivers::transport::Net {
+    use crate::drivers::transport::{HttpVersion, Net};
+    let mut net = Net::default();
+    if let Some(v) = raw.http.take() {
+        match HttpVersion::parse(&v) {
+            Some(_) if proto.is_voice() => {
+                ctx.err(
+                    &p(path, &[k("http")]),
+                    format!(
+                        "`http` applies to protocols over HTTP, not the WebSocket protocol `{}`",
+                        proto.as_str()
+                    ),
+                );
+            }
+            Some(h) => net.http = h,
+            None => {
+                ctx.err(&p(path, &[k("http")]), format!("unknown HTTP version {v}"))
+                    .hint = Some("`auto` (HTTP/2 when the server offers it), `1.1` or `2`".into());
+            }
+        }
+    }
+    net
+}
+
 /// Builds an endpoint's TLS client configuration from PEM files (paths relative to the
 /// suite): a CA added to the system roots, and a client certificate chain with its key.
 fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::ClientConfig>> {
@@ -1046,6 +1076,7 @@ fn build_endpoint(
         .tls
         .take()
         .and_then(|t| tls_config(t, &p(path, &[k("tls")]), ctx));
+    let net = net_settings(&mut raw, proto, path, ctx);
     let job = super::job::build(&mut raw, path, ctx);
     let metrics = super::job::target_metrics(&mut raw, path, ctx);
     let labels = super::job::labels(&mut raw, path, ctx);
@@ -1190,6 +1221,7 @@ fn build_endpoint(
         price,
         max_tokens: raw.max_tokens,
         tls,
+        net,
         schema,
         answer,
         timeout,

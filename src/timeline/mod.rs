@@ -229,6 +229,8 @@ pub struct Timeline {
     pub job: Option<JobSummary>,
     /// The driver stopped reading at the first visible token, as the probe asked.
     pub stopped_early: bool,
+    /// How the network was crossed: the HTTP version spoken.
+    pub net: NetSummary,
 }
 
 impl Timeline {
@@ -245,8 +247,17 @@ impl Timeline {
             audio: None,
             job: None,
             stopped_early: false,
+            net: NetSummary::default(),
         }
     }
+}
+
+/// How one case run crossed the network, beyond the timeline's events (case records only).
+#[derive(Debug, Clone, PartialEq, Default, Serialize)]
+pub struct NetSummary {
+    /// The protocol of the (last) response: `http/1.1`, `h2` (over TLS) or `h2c`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub http_version: Option<&'static str>,
 }
 
 /// How a job was followed to completion.
@@ -419,6 +430,11 @@ impl Recorder {
     /// Records how the job has been followed so far.
     pub fn set_job(&mut self, summary: JobSummary) {
         self.timeline.job = Some(summary);
+    }
+
+    /// Notes the protocol a response came over.
+    pub fn set_http_version(&mut self, v: &'static str) {
+        self.timeline.net.http_version = Some(v);
     }
 
     /// Records what the decoded audio held.

@@ -223,6 +223,7 @@ async fn exchange(
         body: bytes,
         accept: spec.framing.accept(),
         tls: endpoint.tls.as_ref(),
+        net: Some(&endpoint.net),
     };
     let streaming = http::send(req, rec).await?;
     if !(200..300).contains(&streaming.status) {

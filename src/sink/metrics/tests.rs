@@ -37,6 +37,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         },
         judged: true,
         connect_seconds: None,
+        net: Default::default(),
         stream: None,
         audio: None,
         job: None,

@@ -1,0 +1,391 @@
+//! Real networks: probes through a real nginx (Debian's `nginx-light`) that terminates TLS
+//! and speaks HTTP/2 in front of `canary sim`.
+//!
+//! nginx runs from a temporary directory (config, certificate, pid, logs, temp paths), in
+//! the foreground, as the current user, and is killed when the test ends. Without nginx
+//! installed (`/usr/sbin/nginx`) the tests say so and fail: `.ci/run` installs it.
+
+mod common;
+use common::*;
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const NGINX: &str = "/usr/sbin/nginx";
+const TOLERANCE: f64 = 0.002;
+
+/// A CA and a server certificate for 127.0.0.1 signed by it (PEM).
+fn pki() -> (String, String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
+    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca = ca_params.self_signed(&ca_key).unwrap();
+    let mut srv = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    srv.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    let srv_key = KeyPair::generate().unwrap();
+    let srv_cert = srv.signed_by(&srv_key, &ca, &ca_key).unwrap();
+    (ca.pem(), srv_cert.pem(), srv_key.serialize_pem())
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, log: &Path) {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!(
+                "server exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("nothing listens on {port} after 10 s");
+}
+
+fn current_user() -> String {
+    let out = Command::new("id").arg("-un").output().unwrap();
+    String::from_utf8_lossy(&out.stdout).trim().to_string()
+}
+
+/// nginx in front of the simulator: `tls_h2` (TLS, ALPN h2 and http/1.1), `h2c` (HTTP/2
+/// with prior knowledge, no TLS) and `tls_h1` (TLS, HTTP/1.1 only). Killed on drop.
+struct Nginx {
+    child: Child,
+    dir: tempfile::TempDir,
+    tls_h2: u16,
+    h2c: u16,
+    tls_h1: u16,
+    ca: PathBuf,
+}
+
+impl Nginx {
+    fn start(upstream: &str) -> Nginx {
+        assert!(
+            Path::new(NGINX).exists(),
+            "{NGINX} is missing: install Debian's nginx-light (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let (ca, cert, key) = pki();
+        let ca_path = write(d, "ca.pem", &ca);
+        write(d, "cert.pem", &cert);
+        write(d, "key.pem", &key);
+        let (tls_h2, h2c, tls_h1) = (free_port(), free_port(), free_port());
+        let ds = d.display();
+        // As root, nginx would hand its workers to `nobody`; keep them the current user.
+        let user = if current_user() == "root" {
+            "user root;\n"
+        } else {
+            ""
+        };
+        let proxy = format!(
+            "proxy_pass http://{upstream}; proxy_http_version 1.1; proxy_buffering off; \
+             proxy_request_buffering off; proxy_set_header Connection \"\";"
+        );
+        let conf = format!(
+            r#"{user}worker_processes 1;
+pid {ds}/nginx.pid;
+error_log {ds}/error.log info;
+events {{ worker_connections 256; }}
+http {{
+  access_log {ds}/access.log;
+  client_body_temp_path {ds}/body;
+  proxy_temp_path {ds}/proxy;
+  fastcgi_temp_path {ds}/fastcgi;
+  uwsgi_temp_path {ds}/uwsgi;
+  scgi_temp_path {ds}/scgi;
+  ssl_certificate {ds}/cert.pem;
+  ssl_certificate_key {ds}/key.pem;
+  server {{
+    listen 127.0.0.1:{tls_h2} ssl http2;
+    location / {{ {proxy} }}
+  }}
+  server {{
+    listen 127.0.0.1:{h2c} http2;
+    location / {{ {proxy} }}
+  }}
+  server {{
+    listen 127.0.0.1:{tls_h1} ssl;
+    location / {{ {proxy} }}
+  }}
+}}
+"#
+        );
+        let conf_path = write(d, "nginx.conf", &conf);
+        let log = d.join("stderr.log");
+        let mut child = Command::new(NGINX)
+            .args(["-p", &ds.to_string(), "-c"])
+            .arg(&conf_path)
+            .args(["-g", "daemon off;"])
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        for port in [tls_h2, h2c, tls_h1] {
+            wait_for_port(port, &mut child, &log);
+        }
+        Nginx {
+            child,
+            dir,
+            tls_h2,
+            h2c,
+            tls_h1,
+            ca: ca_path,
+        }
+    }
+
+    /// The protocol nginx logged for each request (`HTTP/2.0`, `HTTP/1.1`).
+    fn access_log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("access.log")).unwrap_or_default()
+    }
+}
+
+impl Drop for Nginx {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn cases<'a>(r: &'a Value, probe: &str) -> Vec<&'a Value> {
+    r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["probe"] == probe)
+        .collect()
+}
+
+#[test]
+fn http2_through_nginx_measures_first_token_as_the_simulator_wrote_it() {
+    let sim = Sim::start(3, None);
+    let nginx = Nginx::start(&sim.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(&nginx.ca, d.join("ca.pem")).unwrap();
+    write(d, "g.jsonl", "{\"id\": \"fr\", \"slice\": \"factual\", \"input\": {\"text\": \"What is the capital of France?\"}, \"expect\": {\"contains\": [\"Paris\"]}}\n");
+    write(
+        d,
+        "jobs.jsonl",
+        "{\"id\": \"a\", \"input\": {\"asset\": \"a.mp4\", \"kind\": \"render\"}}\n",
+    );
+    let chat = "/v1/chat/completions";
+    let (h2, h2c, h1) = (nginx.tls_h2, nginx.h2c, nginx.tls_h1);
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: h2
+defaults: {{ timeout: 10s, concurrency: 1 }}
+endpoints:
+  auto:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  stall:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-stall
+    tls: {{ ca: ca.pem }}
+  forced-1:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    http: 1.1
+  h2c:
+    protocol: openai-chat
+    url: "http://127.0.0.1:{h2c}{chat}"
+    model: sim-plain
+    http: 2
+  h1-only:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  h1-only-forced-2:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    http: "2"
+  json:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+  job:
+    protocol: job
+    tls: {{ ca: ca.pem }}
+    submit: {{ url: "https://127.0.0.1:{h2}/preview", body: {{ asset: "{{{{input.asset}}}}", kind: "{{{{input.kind}}}}" }} }}
+    id: {{ json: "$.id" }}
+    poll: {{ url: "https://127.0.0.1:{h2}/preview/{{id}}", every: 20ms }}
+    done: {{ json: "$.status", equals: ready }}
+    failed: {{ json: "$.status", equals: failed, reason: "$.error" }}
+probes:
+  - {{ name: auto, endpoint: auto, golden: g.jsonl, runs: 5 }}
+  - {{ name: stall, endpoint: stall, golden: g.jsonl, runs: 2, stall: 1s }}
+  - {{ name: forced-1, endpoint: forced-1, golden: g.jsonl, runs: 2 }}
+  - {{ name: h2c, endpoint: h2c, golden: g.jsonl, runs: 3 }}
+  - {{ name: h1-only, endpoint: h1-only, golden: g.jsonl, runs: 1 }}
+  - {{ name: h1-only-forced-2, endpoint: h1-only-forced-2, golden: g.jsonl, runs: 1 }}
+  - {{ name: json, endpoint: json, golden: g.jsonl, runs: 1 }}
+  - {{ name: job, endpoint: job, golden: jobs.jsonl, runs: 1 }}
+"#
+        ),
+    );
+    // One unrecorded round first: nginx's and the simulator's first request of a process
+    // (worker start-up, the first upstream connection) is not the network being measured.
+    let (out, r) = run_with_report(&s, &["--warmup", "1"], &[]);
+    assert_report_valid(&r);
+    let (_, stderr) = text(&out);
+    let version = |probe: &str| -> Vec<String> {
+        cases(&r, probe)
+            .iter()
+            .map(|c| c["http_version"].as_str().unwrap_or("none").to_string())
+            .collect()
+    };
+    // ALPN: nginx offers h2 and canary prefers it; forced 1.1 stays on 1.1; h2c by prior
+    // knowledge; a server without h2 gets 1.1 under `auto` and a protocol error under `2`.
+    assert_eq!(version("auto"), vec!["h2"; 5], "{stderr}");
+    assert_eq!(version("stall"), vec!["h2"; 2]);
+    assert_eq!(version("forced-1"), vec!["http/1.1"; 2]);
+    assert_eq!(version("h2c"), vec!["h2c"; 3]);
+    assert_eq!(version("h1-only"), vec!["http/1.1"]);
+    assert_eq!(version("json"), vec!["h2"]);
+    assert_eq!(version("job"), vec!["h2"]);
+    let forced = cases(&r, "h1-only-forced-2")[0];
+    assert_eq!(forced["outcome"], "protocol", "{forced}");
+    assert!(
+        forced["error"]
+            .as_str()
+            .unwrap()
+            .contains("did not agree to HTTP/2"),
+        "{forced}"
+    );
+    for p in ["auto", "stall", "forced-1", "h2c", "h1-only", "json", "job"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}");
+        }
+    }
+    // nginx saw both versions (its own log, not canary's word).
+    let log = nginx.access_log();
+    assert!(log.contains("HTTP/2.0"), "{log}");
+    assert!(log.contains("HTTP/1.1"), "{log}");
+
+    // Fidelity through h2: each chat stream's measures against the simulator's own write
+    // times (its truth counts from the request's arrival, so nginx's two loopback hops are
+    // inside the 2 ms).
+    // One case at a time: the simulator's streams, in arrival order, are the chat cases
+    // that reached it, in the report's order.
+    let truth: Value = serde_json::from_str(&sim.get("/truth")).unwrap();
+    let mut streams: Vec<&Value> = truth["streams"].as_array().unwrap().iter().collect();
+    streams.sort_by_key(|t| t["seq"].as_u64());
+    let mut chat: Vec<&Value> = r["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["outcome"] == "ok" && !matches!(c["probe"].as_str(), Some("json" | "job")))
+        .collect();
+    // In the order they ran (rounds over runs, not the report's order).
+    chat.sort_by(|a, b| a["started_at"].as_str().cmp(&b["started_at"].as_str()));
+    // The warm-up round's streams came first: one per chat endpoint that reaches the
+    // simulator (all but the refused `h1-only-forced-2`).
+    assert_eq!(streams.len(), chat.len() + 5, "{truth}");
+    let streams = &streams[5..];
+    let mut h2_checked = 0;
+    let mut misses = Vec::new();
+    for (c, t) in chat.iter().zip(streams) {
+        let probe = c["probe"].as_str().unwrap();
+        let model = if probe == "stall" {
+            "sim-stall"
+        } else {
+            "sim-plain"
+        };
+        assert_eq!(
+            t["model"], model,
+            "{probe} run {} is stream {}",
+            c["run"], t["seq"]
+        );
+        let lat = |k: &str| c["latency"][k].as_f64();
+        for (measure, truth_key) in [
+            ("time_to_first_byte", "headers"),
+            ("time_to_first_token", "first_token"),
+            ("time_to_first_visible_token", "first_visible"),
+            ("time_to_completion", "terminator"),
+        ] {
+            let (m, tr) = (lat(measure), t[truth_key].as_f64());
+            // nginx (1.22) over TLS with h2 sends a response's HEADERS frame with the first
+            // DATA frame, not when the upstream's head arrives (its h2c and HTTP/1.1 ports
+            // forward the head at once, and those are held to the truth). There the head
+            // cannot have come before the simulator wrote it, nor after the first token.
+            if measure == "time_to_first_byte" && c["http_version"] == "h2" {
+                let ttft = lat("time_to_first_token");
+                match (m, tr, ttft) {
+                    (Some(m), Some(tr), Some(f)) if m >= tr - TOLERANCE && m <= f + TOLERANCE => {}
+                    _ => misses.push(format!(
+                        "{probe} run {} head: measured {m:?}, written {tr:?}, first token {ttft:?}",
+                        c["run"]
+                    )),
+                }
+                continue;
+            }
+            match (m, tr) {
+                (Some(m), Some(tr)) if (m - tr).abs() <= TOLERANCE => {}
+                _ => misses.push(format!(
+                    "{probe} run {} {measure}: measured {m:?}, truth {tr:?}",
+                    c["run"]
+                )),
+            }
+        }
+        if c["http_version"] == "h2" || c["http_version"] == "h2c" {
+            h2_checked += 1;
+        }
+    }
+    assert!(misses.is_empty(), "beyond {TOLERANCE} s: {misses:#?}");
+    assert_eq!(h2_checked, 10);
+    // The stall is seen through h2 as it was written (a frame is not held back).
+    for c in cases(&r, "stall") {
+        assert_eq!(c["stream"]["stalls"], 1, "{c}");
+    }
+}
+
+#[test]
+fn an_unknown_http_version_or_http_on_a_websocket_is_a_load_error_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    write(
+        dir.path(),
+        "g.jsonl",
+        "{\"id\": \"a\", \"input\": {\"text\": \"hi\"}}\n",
+    );
+    let s = write(
+        dir.path(),
+        "s.yaml",
+        "suite: v\nendpoints:\n  e:\n    protocol: openai-chat\n    url: \"https://127.0.0.1:1/v1/chat/completions\"\n    model: m\n    http: 3\n  w:\n    protocol: ws-opus\n    url: \"wss://127.0.0.1:1/v1/voice\"\n    http: 2\nprobes:\n  - { name: p, endpoint: e, golden: g.jsonl }\n",
+    );
+    let out = canary(&["validate", s.to_str().unwrap()], &[]);
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    assert!(
+        e.contains("s.yaml:7") && e.contains("unknown HTTP version 3"),
+        "{e}"
+    );
+    assert!(e.contains("`1.1` or `2`"), "{e}");
+    assert!(
+        e.contains("s.yaml:11") && e.contains("`http` applies to protocols over HTTP"),
+        "{e}"
+    );
+}
