@@ -8,6 +8,7 @@
 mod common;
 use common::*;
 use serde_json::Value;
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -125,7 +126,9 @@ http {{
         );
         let conf_path = write(d, "nginx.conf", &conf);
         let log = d.join("stderr.log");
+        // Its own process group: the workers go with the master when the test ends.
         let mut child = Command::new(NGINX)
+            .process_group(0)
             .args(["-p", &ds.to_string(), "-c"])
             .arg(&conf_path)
             .args(["-g", "daemon off;"])
@@ -154,7 +157,14 @@ http {{
 
 impl Drop for Nginx {
     fn drop(&mut self) {
-        let _ = self.child.kill();
+        // SIGKILL to the whole group: killing only the master would leave its workers
+        // running (with every descriptor the test process gave them).
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test created for nginx.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
         let _ = self.child.wait();
     }
 }
