@@ -255,17 +255,6 @@ fn get(addr: &str, path: &str, extra: &str) -> (u16, String) {
     (code, body.to_string())
 }
 
-fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    false
-}
-
 /// `canary serve ARGS` on a free loopback port; its address from the banner.
 fn serve(args: &[&str]) -> (Proc, String) {
     let mut child = Command::new(BIN)

@@ -172,17 +172,6 @@ fn validate(def: &str, v: &Value) {
     assert!(errors.is_empty(), "{def}: {errors:?}\n{v}");
 }
 
-fn until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
-    let t0 = Instant::now();
-    while t0.elapsed() < limit {
-        if f() {
-            return true;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
-    false
-}
-
 const HEALTHY: &str = r#"{"latency": {"median": "5ms", "p95": "10ms"}, "detectors": {}, "schema_invalid_rate": 0.0, "fallback_rate": 0.0}"#;
 const BROKEN: &str = r#"{"latency": {"median": "5ms", "p95": "10ms"}, "detectors": {}, "schema_invalid_rate": 1.0, "fallback_rate": 0.0}"#;
 

@@ -149,3 +149,15 @@ pub fn run_with_report(
     let r = read_json(&report);
     (out, r)
 }
+
+/// Polls `f` every 200 ms until it holds or `limit` passes; whether it held.
+pub fn until(limit: std::time::Duration, mut f: impl FnMut() -> bool) -> bool {
+    let t0 = std::time::Instant::now();
+    while t0.elapsed() < limit {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    false
+}

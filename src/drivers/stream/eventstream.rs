@@ -255,16 +255,11 @@ pub(crate) fn encode(headers: &[(&str, &str)], payload: &[u8]) -> Vec<u8> {
 
 #[cfg(test)]
 mod tests {
-    use super::super::framing::{feed_split, Framer, Framing};
+    use super::super::framing::{feed_split, Framing};
     use super::*;
 
     fn units(body: &[u8], cuts: &[usize]) -> Result<Vec<(u64, Unit)>, ProbeError> {
-        let base = Instant::now();
-        let mut f = Framer::new(Framing::AwsEventStream, 1 << 16);
-        Ok(feed_split(&mut f, base, body, cuts)?
-            .into_iter()
-            .map(|u| ((u.at - base).as_millis() as u64, u))
-            .collect())
+        feed_split(Framing::AwsEventStream, body, cuts)
     }
 
     fn sample() -> Vec<u8> {

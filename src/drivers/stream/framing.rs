@@ -140,15 +140,16 @@ impl Framer {
     }
 }
 
-/// Feeds `body` cut at `cuts` (each piece stamped with its index in milliseconds after
-/// `base`); used by the framers' tests.
+/// Feeds `body` to a new `framing` parser cut at `cuts`, piece `i` stamped `i` ms after the
+/// first; the units with their stamps in ms (the framers' tests).
 #[cfg(test)]
 pub(crate) fn feed_split(
-    framer: &mut Framer,
-    base: Instant,
+    framing: Framing,
     body: &[u8],
     cuts: &[usize],
-) -> Result<Vec<Unit>, ProbeError> {
+) -> Result<Vec<(u64, Unit)>, ProbeError> {
+    let base = Instant::now();
+    let mut framer = Framer::new(framing, 1 << 16);
     let mut out = Vec::new();
     let mut start = 0;
     for (i, &c) in cuts.iter().chain(std::iter::once(&body.len())).enumerate() {
@@ -161,5 +162,8 @@ pub(crate) fn feed_split(
         start = c;
     }
     framer.finish(&mut out)?;
-    Ok(out)
+    Ok(out
+        .into_iter()
+        .map(|u| ((u.at - base).as_millis() as u64, u))
+        .collect())
 }

@@ -166,15 +166,13 @@ impl JsonSeqParser {
 
 #[cfg(test)]
 mod tests {
-    use super::super::framing::{feed_split, Framer, Framing};
+    use super::super::framing::{feed_split, Framing};
     use super::*;
 
     fn units(body: &[u8], cuts: &[usize]) -> Result<Vec<(u64, String)>, ProbeError> {
-        let base = Instant::now();
-        let mut f = Framer::new(Framing::JsonSeq, 1 << 16);
-        Ok(feed_split(&mut f, base, body, cuts)?
+        Ok(feed_split(Framing::JsonSeq, body, cuts)?
             .into_iter()
-            .map(|u| ((u.at - base).as_millis() as u64, u.data))
+            .map(|(ms, u)| (ms, u.data))
             .collect())
     }
 
