@@ -159,7 +159,7 @@ impl Sli {
                 CacheHit,
                 TierPrimary,
             ],
-            Protocol::WsOpus | Protocol::Realtime => &[
+            Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio => &[
                 TimeToFirstByte,
                 TimeToFirstToken,
                 TimeToFirstAudio,
