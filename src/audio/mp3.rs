@@ -275,8 +275,8 @@ impl Mp3Stream {
                 let delay = match tag_delay(frame, &h) {
                     Some(tagged) => {
                         self.tagged_delay = tagged;
-                        self.skip = (tagged.unwrap_or(DEFAULT_ENCODER_DELAY) + DECODER_DELAY)
-                            as usize;
+                        self.skip =
+                            (tagged.unwrap_or(DEFAULT_ENCODER_DELAY) + DECODER_DELAY) as usize;
                         continue; // the tag frame is not audio
                     }
                     None => DEFAULT_ENCODER_DELAY + DECODER_DELAY,
@@ -321,7 +321,10 @@ mod tests {
     fn headers_give_rate_and_length() {
         // MPEG-1 Layer III, 128 kbps, 44.1 kHz, no padding, joint stereo.
         let h = parse_header(&[0xFF, 0xFB, 0x90, 0x44]).unwrap();
-        assert_eq!((h.version, h.rate, h.len, h.samples), (1, 44_100, 417, 1152));
+        assert_eq!(
+            (h.version, h.rate, h.len, h.samples),
+            (1, 44_100, 417, 1152)
+        );
         assert_eq!(h.channels, 2);
         // MPEG-2 Layer III, 48 kbps, 24 kHz, unpadded, mono.
         let h = parse_header(&[0xFF, 0xF3, 0x64, 0xC4]).unwrap();
@@ -343,8 +346,7 @@ mod tests {
         for piece in bytes.chunks(step) {
             d.push(piece, &mut out).unwrap();
             if let Some(rate) = d.rate() {
-                let t = track
-                    .get_or_insert_with(|| crate::audio::Track::new(rate, -40.0));
+                let t = track.get_or_insert_with(|| crate::audio::Track::new(rate, -40.0));
                 t.push(&out);
             }
         }
@@ -365,7 +367,10 @@ mod tests {
         for step in [1, 7, 144, 100_000] {
             let (onset, first, total, d) = onset_of(tagged, step);
             assert_eq!(d.tagged_delay(), Some(576));
-            assert!((first - 0.300).abs() < 0.001, "step {step}: first audible {first}");
+            assert!(
+                (first - 0.300).abs() < 0.001,
+                "step {step}: first audible {first}"
+            );
             assert!((onset - 0.300).abs() <= 0.010, "step {step}: onset {onset}");
             // 1.3 s of input plus the encoder's padding (under one 24 ms frame).
             assert!(total >= 1.3 && total < 1.3 + 0.05, "{total}");
@@ -390,6 +395,8 @@ mod tests {
         assert!(d.finish().is_err());
         let mut d = Mp3Stream::new().unwrap();
         // A bad ID3 size byte.
-        assert!(d.push(b"ID3\x04\x00\x00\x80\x00\x00\x00", &mut out).is_err());
+        assert!(d
+            .push(b"ID3\x04\x00\x00\x80\x00\x00\x00", &mut out)
+            .is_err());
     }
 }

@@ -29,8 +29,18 @@ pub enum Format {
 
 /// The names `audio_format` accepts for the HTTP and JSON-over-WebSocket audio protocols.
 pub const NAMES: &[&str] = &[
-    "pcm16", "pcm", "pcmu", "g711_ulaw", "pcma", "g711_alaw", "wav", "ogg", "ogg-opus", "opus",
-    "mp3", "mpeg",
+    "pcm16",
+    "pcm",
+    "pcmu",
+    "g711_ulaw",
+    "pcma",
+    "g711_alaw",
+    "wav",
+    "ogg",
+    "ogg-opus",
+    "opus",
+    "mp3",
+    "mpeg",
 ];
 
 impl Format {
@@ -246,11 +256,13 @@ impl WavStream {
                     let id: [u8; 4] = [rest[0], rest[1], rest[2], rest[3]];
                     let size = u32::from_le_bytes([rest[4], rest[5], rest[6], rest[7]]);
                     if !id.iter().all(|b| b.is_ascii_graphic() || *b == b' ') {
-                        return Err(AudioError::Corrupt(if matches!(self.stage, WavStage::After) {
-                            "the WAV header's data length is shorter than the audio sent (more samples follow the declared end)".to_string()
-                        } else {
-                            format!("a WAV chunk id that is not text: {id:02x?}")
-                        }));
+                        return Err(AudioError::Corrupt(
+                            if matches!(self.stage, WavStage::After) {
+                                "the WAV header's data length is shorter than the audio sent (more samples follow the declared end)".to_string()
+                            } else {
+                                format!("a WAV chunk id that is not text: {id:02x?}")
+                            },
+                        ));
                     }
                     let after = matches!(self.stage, WavStage::After);
                     if &id == b"fmt " && !after {
@@ -402,7 +414,11 @@ impl std::fmt::Debug for Decoder {
 impl Decoder {
     /// A decoder for `format`; `rate` and `channels` apply to headerless formats (PCM16:
     /// 24 kHz mono unless given; G.711: 8 kHz).
-    pub fn new(format: Format, rate: Option<u32>, channels: Option<u16>) -> Result<Self, AudioError> {
+    pub fn new(
+        format: Format,
+        rate: Option<u32>,
+        channels: Option<u16>,
+    ) -> Result<Self, AudioError> {
         let ch = channels.unwrap_or(1);
         let (kind, rate) = match format {
             Format::Pcm16 => (
@@ -569,7 +585,9 @@ mod tests {
 
     #[test]
     fn a_wav_header_that_lies_about_its_length_is_caught_both_ways() {
-        let pcm: Vec<u8> = (0..200u32).flat_map(|i| ((i * 97) as i16).to_le_bytes()).collect();
+        let pcm: Vec<u8> = (0..200u32)
+            .flat_map(|i| ((i * 97) as i16).to_le_bytes())
+            .collect();
         // Declares more than arrives.
         let mut long = wav_header(4000, 1, 24_000);
         long.extend_from_slice(&pcm);
@@ -596,7 +614,10 @@ mod tests {
         let mut d = Decoder::new(Format::Wav, None, None).unwrap();
         let mut h = wav_header(10, 1, 24_000);
         h[20] = 2; // ADPCM
-        assert!(matches!(d.push(&h, &mut out), Err(AudioError::Unsupported(_))));
+        assert!(matches!(
+            d.push(&h, &mut out),
+            Err(AudioError::Unsupported(_))
+        ));
         let d = Decoder::new(Format::Wav, None, None).unwrap();
         assert!(d.finish().is_err());
     }

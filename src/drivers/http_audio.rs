@@ -44,14 +44,14 @@ async fn exchange(
         .parse()
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
     let body = match case.input.get("body") {
-        Some(b) => Some(Bytes::from(serde_json::to_vec(&vars.render(b, case)?).map_err(
-            |e| {
+        Some(b) => Some(Bytes::from(
+            serde_json::to_vec(&vars.render(b, case)?).map_err(|e| {
                 ProbeError::new(
                     ErrorClass::Request,
                     format!("cannot encode input.body: {e}"),
                 )
-            },
-        )?)),
+            })?,
+        )),
         None => None,
     };
     let accept = match &endpoint.stream_spec {
@@ -112,9 +112,12 @@ async fn exchange(
         headers: body.headers.clone(),
         body: Bytes::new(),
     });
-    let mut framer = events
-        .as_ref()
-        .map(|s| Framer::new(s.framing, usize::try_from(endpoint.max_body).unwrap_or(usize::MAX)));
+    let mut framer = events.as_ref().map(|s| {
+        Framer::new(
+            s.framing,
+            usize::try_from(endpoint.max_body).unwrap_or(usize::MAX),
+        )
+    });
     let mut handler = events.map(AudioEvents::new);
     let mut units: Vec<Unit> = Vec::new();
     let mut total: u64 = 0;

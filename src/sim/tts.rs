@@ -67,7 +67,12 @@ struct Plan {
 
 /// The sending time of chunks at these stream positions: real time from the first, the
 /// lead-in at once with `ahead`, the gap and jitter of the scenario.
-fn times(s: &Scenario, positions: &[Duration], lead: Duration, rng: &mut SplitMix64) -> Vec<Duration> {
+fn times(
+    s: &Scenario,
+    positions: &[Duration],
+    lead: Duration,
+    rng: &mut SplitMix64,
+) -> Vec<Duration> {
     let mut last = Duration::ZERO;
     positions
         .iter()
@@ -225,7 +230,9 @@ fn mp3_frames(b: &[u8]) -> (Vec<&[u8]>, usize, u32) {
         let sr = usize::from((b[i + 2] >> 2) & 3);
         let pad = usize::from((b[i + 2] >> 1) & 1);
         let kbps = if mpeg1 {
-            [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320]
+            [
+                0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320,
+            ]
         } else {
             [0, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 112, 128, 144, 160]
         }
@@ -255,13 +262,18 @@ fn mp3_frames(b: &[u8]) -> (Vec<&[u8]>, usize, u32) {
 /// frames that decode to nothing once the delay is dropped go with the first that does.
 fn mp3_plan(s: &Scenario, rng: &mut SplitMix64) -> Plan {
     let noisy = s.fixture.as_deref() == Some("speech-44k-stereo-notag");
-    let (bytes, lead_ms) = if noisy { (MP3_44K, 600) } else { (MP3_24K, 300) };
+    let (bytes, lead_ms) = if noisy {
+        (MP3_44K, 600)
+    } else {
+        (MP3_24K, 300)
+    };
     let (mut frames, per, rate) = mp3_frames(bytes);
     let mut prefix = Vec::new();
-    if frames
-        .first()
-        .is_some_and(|f| f[..f.len().min(48)].windows(4).any(|w| w == b"Info" || w == b"Xing"))
-    {
+    if frames.first().is_some_and(|f| {
+        f[..f.len().min(48)]
+            .windows(4)
+            .any(|w| w == b"Info" || w == b"Xing")
+    }) {
         prefix.extend_from_slice(frames.remove(0));
     }
     let lead = rate as usize * lead_ms / 1000;
@@ -280,7 +292,10 @@ fn mp3_plan(s: &Scenario, rng: &mut SplitMix64) -> Plan {
         }
         prefix.extend_from_slice(&f);
         if (k + 1) * per > MP3_DELAY {
-            chunks.push(((k * per).saturating_sub(MP3_DELAY), std::mem::take(&mut prefix)));
+            chunks.push((
+                (k * per).saturating_sub(MP3_DELAY),
+                std::mem::take(&mut prefix),
+            ));
         }
     }
     let positions: Vec<Duration> = chunks
@@ -496,8 +511,8 @@ pub async fn speech(
             items.push_back((c.at, sse_bytes(&done), Mark::Final));
         }
     }
-    let drop_at = (s.fault == Some(VoiceFault::Close))
-        .then(|| p.first_audible + (n - p.first_audible) / 2);
+    let drop_at =
+        (s.fault == Some(VoiceFault::Close)).then(|| p.first_audible + (n - p.first_audible) / 2);
     let headers_at = Instant::now();
     let body = TtsBody {
         received,
@@ -571,7 +586,12 @@ async fn ws_session(
     let format = s
         .format
         .clone()
-        .or_else(|| start.get("format").and_then(Value::as_str).map(str::to_string))
+        .or_else(|| {
+            start
+                .get("format")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .unwrap_or_else(|| "pcm".into());
     let typed = s.style.as_deref() == Some("typed");
     let seed = state.config().seed
@@ -613,8 +633,7 @@ async fn ws_session(
                 _ => {}
             }
         }
-        if s.fault == Some(VoiceFault::Close) && k == p.first_audible + (n - p.first_audible) / 2
-        {
+        if s.fault == Some(VoiceFault::Close) && k == p.first_audible + (n - p.first_audible) / 2 {
             state.record_voice(truth);
             return Ok(()); // dropping the socket closes TCP without a WebSocket close
         }

@@ -165,7 +165,13 @@ pub struct VoiceTruth {
 
 impl VoiceTruth {
     /// The record of an answer about to be sent, before any chunk went out.
-    pub(super) fn new(path: &str, format: &str, s: &Scenario, offset_s: f64, transcript: &str) -> Self {
+    pub(super) fn new(
+        path: &str,
+        format: &str,
+        s: &Scenario,
+        offset_s: f64,
+        transcript: &str,
+    ) -> Self {
         VoiceTruth {
             seq: 0,
             path: path.into(),

@@ -314,9 +314,7 @@ pub fn compile_case(
                 Some("e.g. `tier: { json: \"$.model\" }`".into()),
             );
         }
-        if !expect.transcript_contains.is_empty()
-            && !ep.protocol.is_voice()
-        {
+        if !expect.transcript_contains.is_empty() && !ep.protocol.is_voice() {
             err(
                 "transcript_contains",
                 "case.expect.transcript_contains",

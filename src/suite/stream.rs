@@ -583,13 +583,7 @@ enum Want {
     Audio { framing: bool },
 }
 
-fn finish(
-    l: Layer,
-    origin: String,
-    want: Want,
-    path: &[Seg],
-    ctx: &mut Ctx,
-) -> Option<StreamSpec> {
+fn finish(l: Layer, origin: String, want: Want, path: &[Seg], ctx: &mut Ctx) -> Option<StreamSpec> {
     let framing = match (l.framing, want) {
         (Some(f), _) => f,
         // A WebSocket's text messages are the units; the framing is not used.

@@ -43,7 +43,11 @@ const VOICE_KEYS: &[(&str, &[Protocol])] = &[
     ),
     (
         "audio_format",
-        &[Protocol::Realtime, Protocol::HttpAudio, Protocol::WsJsonAudio],
+        &[
+            Protocol::Realtime,
+            Protocol::HttpAudio,
+            Protocol::WsJsonAudio,
+        ],
     ),
     ("api", &[Protocol::Realtime]),
     ("session", &[Protocol::Realtime]),
