@@ -42,8 +42,10 @@ use super::voice::{encode, reply_text, Scenario, Signal, VoiceFault, VoiceTruth}
 use super::SimState;
 use crate::rng::{fnv1a, SplitMix64};
 
-const MP3_24K: &[u8] = include_bytes!("fixtures/speech-24k-mono.mp3");
-const MP3_44K: &[u8] = include_bytes!("fixtures/speech-44k-stereo-notag.mp3");
+/// 300 ms of silence then 1 s of speech, 24 kHz mono, 64 kbps, LAME Info tag.
+pub const MP3_24K: &[u8] = include_bytes!("fixtures/speech-24k-mono.mp3");
+/// 600 ms of noise then 1 s of speech, 44.1 kHz stereo, 128 kbps, no tag.
+pub const MP3_44K: &[u8] = include_bytes!("fixtures/speech-44k-stereo-notag.mp3");
 /// LAME's encoder delay plus the decoder's: where the fixtures' input starts once decoded.
 const MP3_DELAY: usize = 576 + 529;
 
