@@ -110,7 +110,9 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
     let audio = r["audio"].as_array().unwrap();
     assert_eq!(audio.len(), 6);
     assert!(
-        audio.iter().any(|a| a["path"].as_str().unwrap_or("").starts_with("mp3")),
+        audio
+            .iter()
+            .any(|a| a["path"].as_str().unwrap_or("").starts_with("mp3")),
         "{audio:?}"
     );
     assert!(
