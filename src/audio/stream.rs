@@ -267,7 +267,7 @@ impl WavStream {
                     let after = matches!(self.stage, WavStage::After);
                     if &id == b"fmt " && !after {
                         let need = 8 + size as usize;
-                        if size < 16 || size > 1024 {
+                        if !(16..=1024).contains(&size) {
                             return Err(AudioError::Corrupt(format!(
                                 "a WAV fmt chunk of {size} bytes"
                             )));

@@ -308,7 +308,7 @@ impl AudioEvents {
 
     /// Usage the events reported.
     pub fn usage(&self) -> Option<Usage> {
-        self.usage.clone()
+        self.usage
     }
 
     /// Applies one event; `Ok(true)` at the terminator.

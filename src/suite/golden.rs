@@ -365,13 +365,11 @@ fn voice_input(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match protocol {
-        Protocol::HttpAudio => {
-            if !input.get("body").is_some_and(Value::is_object) {
-                out.push((
-                    "an `http-audio` case needs `input.body` (the JSON request, as for `http-json`)".into(),
-                    "e.g. {\"body\": {\"model\": \"tts-1\", \"input\": \"Hello\", \"voice\": \"alloy\"}}".into(),
-                ));
-            }
+        Protocol::HttpAudio if !input.get("body").is_some_and(Value::is_object) => {
+            out.push((
+                "an `http-audio` case needs `input.body` (the JSON request, as for `http-json`)".into(),
+                "e.g. {\"body\": {\"model\": \"tts-1\", \"input\": \"Hello\", \"voice\": \"alloy\"}}".into(),
+            ));
         }
         Protocol::WsOpus | Protocol::WsJsonAudio => {
             for field in crate::suite::template::input_fields(&voice.start) {

@@ -666,6 +666,40 @@ mod tests {
     }
 
     #[test]
+    fn audio_paths_carry_base64_audio_and_the_speech_terminator_ends_it() {
+        use crate::drivers::chat_events::Piece;
+        use crate::drivers::stream::{Unit, UnitKind};
+        let spec = builtin_spec("openai-speech").unwrap().unwrap();
+        let unit = |data: &str| Unit {
+            at: std::time::Instant::now(),
+            event: String::new(),
+            kind: UnitKind::Event,
+            data: data.into(),
+        };
+        let mut out = Vec::new();
+        spec.interpret(
+            &unit(r#"{"type":"speech.audio.delta","audio":"AAEC"}"#),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, vec![Piece::Audio("AAEC".into())]);
+        out.clear();
+        spec.interpret(
+            &unit(r#"{"type":"speech.audio.done","usage":{"input_tokens":3,"output_tokens":9}}"#),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.last(), Some(&Piece::Terminator));
+        let e = spec
+            .interpret(
+                &unit(r#"{"error":{"message":"slow down","code":"rate_limit_exceeded"}}"#),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e.class, crate::timeline::ErrorClass::RateLimited);
+    }
+
+    #[test]
     fn bad_descriptions_name_the_line_and_the_fix() {
         let text =
             "name: x\nframing: ndjsn\nevents:\n  - text: \"$[?\"\n    usage: { inputs: a }\n";
@@ -681,7 +715,7 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            d[0].to_string().contains("no event rule has a `text` path"),
+            d[0].to_string().contains("no event rule has a `text` or an `audio` path"),
             "{d:?}"
         );
     }
