@@ -90,12 +90,18 @@ async fn exchange(
         (Some(s), None) => Some(s.clone()),
         _ => None,
     };
-    let (format, rate, channels) = match (spec.media, from_ct) {
-        (Some(f), Some((_, r, c))) => (f, spec.media_rate.or(r), c),
-        (Some(f), None) => (f, spec.media_rate, None),
-        (None, Some((f, r, c))) if events.is_none() => (f, spec.media_rate.or(r), c),
-        (None, _) if events.is_some() => (Format::Pcm16, spec.media_rate, None),
-        (None, _) => {
+    // `audio_format` names the events' audio when the endpoint describes events (a raw body
+    // is then read by its Content-Type), else the body's, over its Content-Type.
+    let described = endpoint.stream_spec.is_some();
+    let (format, rate, channels) = match (&events, from_ct, spec.media) {
+        (Some(_), _, m) => (m.unwrap_or(Format::Pcm16), spec.media_rate, None),
+        (None, Some((f, r, c)), m) => (
+            if described { f } else { m.unwrap_or(f) },
+            spec.media_rate.or(r),
+            c,
+        ),
+        (None, None, Some(m)) => (m, spec.media_rate, None),
+        (None, None, None) => {
             let shown = if ct.is_empty() { "none" } else { ct.as_str() };
             return Err(ProbeError::new(
                 ErrorClass::Decode,
