@@ -155,6 +155,10 @@ impl Run {
     }
 }
 
+fn query_has(name: &str, eps: &[Ep], part: &str) -> bool {
+    eps.iter().any(|e| e.0 == name && e.2.contains(part))
+}
+
 fn f(v: &Value) -> f64 {
     v.as_f64().unwrap_or_else(|| panic!("not a number: {v}"))
 }
@@ -262,6 +266,12 @@ fn time_to_first_audio_is_the_first_audible_sample_on_every_transport_and_format
             "{name}: {audio} vs {expected}"
         );
         assert_eq!(audio["underruns"], 0, "{name}: {audio}");
+        // Paced in real time (or ahead of it): at least one second of audio per second.
+        let rtf = f(&audio["real_time_factor"]);
+        assert!(rtf > 0.99, "{name}: real-time factor {rtf}");
+        if !query_has(name, eps, "ahead=true") {
+            assert!(rtf < 1.1, "{name}: real-time factor {rtf}");
+        }
         let format = audio["format"].as_str().unwrap();
         assert!(
             t["format"].as_str().unwrap().ends_with(format),

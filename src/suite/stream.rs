@@ -715,7 +715,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            d[0].to_string().contains("no event rule has a `text` or an `audio` path"),
+            d[0].to_string()
+                .contains("no event rule has a `text` or an `audio` path"),
             "{d:?}"
         );
     }
