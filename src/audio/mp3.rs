@@ -284,15 +284,31 @@ impl Mp3Stream {
                 self.skip = delay as usize;
             }
             let packet = PacketRef::new(0, Timestamp::new(0), SDuration::new(0), frame);
-            let decoded = self.decoder.decode_ref(&packet).map_err(|e| {
-                AudioError::Corrupt(format!(
-                    "MP3 frame {} ({} bytes) does not decode: {e}",
-                    self.frames,
-                    frame.len()
-                ))
-            })?;
-            let channels = decoded.spec().channels().count().max(1);
-            decoded.copy_to_vec_interleaved(&mut self.interleaved);
+            let (decoder, interleaved) = (&mut self.decoder, &mut self.interleaved);
+            // A decoder bug on hostile input must end this run with an error, not the probe.
+            let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                decoder.decode_ref(&packet).map(|d| {
+                    d.copy_to_vec_interleaved(interleaved);
+                    d.spec().channels().count().max(1)
+                })
+            }));
+            let channels = match decoded {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => {
+                    return Err(AudioError::Corrupt(format!(
+                        "MP3 frame {} ({} bytes) does not decode: {e}",
+                        self.frames,
+                        frame.len()
+                    )))
+                }
+                Err(_) => {
+                    return Err(AudioError::Corrupt(format!(
+                        "MP3 frame {} ({} bytes) made the decoder fail",
+                        self.frames,
+                        frame.len()
+                    )))
+                }
+            };
             let start = out.len();
             if channels == 1 {
                 out.extend_from_slice(&self.interleaved);
@@ -382,6 +398,33 @@ mod tests {
         assert_eq!(d.rate(), Some(44_100));
         assert!((first - 0.600).abs() < 0.001, "first audible {first}");
         assert!((onset - 0.600).abs() <= 0.010, "onset {onset}");
+    }
+
+    #[test]
+    fn corrupted_streams_are_errors_or_audio_never_panics() {
+        // 2,000 copies of the fixtures with bytes flipped, cut and fed at random splits.
+        let mut rng = crate::rng::SplitMix64::new(21);
+        let fixtures: [&[u8]; 2] = [
+            include_bytes!("../sim/fixtures/speech-24k-mono.mp3"),
+            include_bytes!("../sim/fixtures/speech-44k-stereo-notag.mp3"),
+        ];
+        for i in 0..2000 {
+            let mut b = fixtures[i % 2].to_vec();
+            for _ in 0..(1 + rng.next_u64() % 8) {
+                let at = (rng.next_u64() as usize) % b.len();
+                b[at] ^= 1 << (rng.next_u64() % 8);
+            }
+            b.truncate(1 + (rng.next_u64() as usize) % b.len());
+            let step = 1 + (rng.next_u64() as usize) % 700;
+            let mut d = Mp3Stream::new().unwrap();
+            let mut out = Vec::new();
+            for piece in b.chunks(step) {
+                if d.push(piece, &mut out).is_err() {
+                    break;
+                }
+            }
+            let _ = d.finish();
+        }
     }
 
     #[test]
