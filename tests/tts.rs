@@ -27,6 +27,9 @@ enum Via {
     WsFinal,
     /// `ws-json-audio`, `{"type": "chunk"}` ... `{"type": "done"}`.
     WsTyped,
+    /// `ws-json-audio`, binary audio messages, a start of two messages (speak, flush), JSON
+    /// events only for the transcript and `{"type": "Flushed"}`.
+    WsBinary,
 }
 
 /// (endpoint name, transport, query, extra endpoint YAML)
@@ -56,6 +59,11 @@ fn suite(sim: &str, eps: &[Ep]) -> String {
                 format!("{ws}/v1/tts/ws?style=typed&{q}"),
                 "ws.jsonl",
             ),
+            Via::WsBinary => (
+                "ws-json-audio",
+                format!("{ws}/v1/tts/ws?style=binary&{q}"),
+                "ws.jsonl",
+            ),
         };
         s += &format!("  {name}:\n    protocol: {proto}\n    url: \"{url}\"\n");
         match via {
@@ -68,6 +76,10 @@ fn suite(sim: &str, eps: &[Ep]) -> String {
             Via::WsTyped => {
                 s += "    start: { text: \"{{input.text}}\" }\n";
                 s += "    stream:\n      events:\n        - { match: { json: $.type, equals: chunk }, audio: $.data }\n        - { match: { json: $.type, equals: transcript }, text: $.text }\n      terminator: { json: $.type, equals: done }\n      error: { match: { json: $.type, equals: error }, message: $.message }\n";
+            }
+            Via::WsBinary => {
+                s += "    start: [{ type: Speak, text: \"{{input.text}}\" }, { type: Flush }]\n";
+                s += "    stream:\n      events: [{ match: { json: $.type, equals: transcript }, text: $.text }]\n      terminator: { json: $.type, equals: Flushed }\n";
             }
         }
         for line in extra.lines() {
@@ -232,6 +244,12 @@ fn time_to_first_audio_is_the_first_audible_sample_on_every_transport_and_format
             "format=opus&lead_in_ms=300",
             "audio_format: ogg-opus",
         ),
+        (
+            "ws-binary-pcm",
+            Via::WsBinary,
+            "format=pcm&lead_in_ms=600&lead=noise",
+            "audio_format: pcm16\nsample_rate: 24000",
+        ),
     ];
     let r = run(eps);
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -278,7 +296,7 @@ fn time_to_first_audio_is_the_first_audible_sample_on_every_transport_and_format
             "{name}: {format} vs {}",
             t["format"]
         );
-        if matches!(via, Via::WsFinal | Via::WsTyped) {
+        if matches!(via, Via::WsFinal | Via::WsTyped | Via::WsBinary) {
             assert_eq!(c["checks"][0]["check"], "transcript_contains", "{name}");
             assert_eq!(c["checks"][0]["passed"], true, "{name}: {c}");
         }

@@ -106,7 +106,7 @@ async fn exchange(
             return Err(ProbeError::new(
                 ErrorClass::Decode,
                 format!(
-                    "the response's Content-Type ({shown}) names no audio format canary decodes"
+                    "the response's Content-Type ({shown}) names no audio format canary decodes; set the endpoint's `audio_format`, or describe the events that carry the audio (`stream:`)"
                 ),
             ));
         }

@@ -2,8 +2,9 @@
 //! carrying base64 audio (`{"audio": "..."}` then `{"isFinal": true}`; or
 //! `{"type": "chunk", "data": "..."}` then `{"type": "done"}`).
 //!
-//! After the upgrade the rendered `start` message is sent (as for `ws-opus`) and the clock's
-//! origin taken. Each text message is one event of the endpoint's `stream:` description:
+//! After the upgrade the clock's origin is taken and the rendered `start` message is sent
+//! (as for `ws-opus`; a list of messages is sent in order, for services that want the text
+//! and a flush apart). Each text message is one event of the endpoint's `stream:` description:
 //! audio at its `audio` paths (in the endpoint's `audio_format`, PCM16 by default), the
 //! transcript at its `text` paths, the end at its `terminator`, errors by its `error` rule.
 //! A binary message is audio bytes in the same format. A socket that closes before the
@@ -48,9 +49,16 @@ async fn exchange(
     let format = spec.media.unwrap_or(Format::Pcm16);
     let mut audio = AudioIn::new(format, spec.media_rate, None, spec.threshold_dbfs)?;
     let mut events = AudioEvents::new(Arc::clone(&desc));
+    // A list is several messages, sent in order (e.g. open, text, flush).
+    let messages = match start {
+        serde_json::Value::Array(list) => list,
+        one => vec![one],
+    };
     let mut ws = ws::connect(endpoint, rec).await?;
     rec.mark(Event::RequestSent);
-    ws.send_text(start.to_string()).await?;
+    for m in messages {
+        ws.send_text(m.to_string()).await?;
+    }
     let mut terminated = false;
     while let Some(msg) = ws.next().await {
         let (at, msg) = msg?;

@@ -8,7 +8,10 @@
 //! - `GET /v1/tts/ws` (WebSocket): a start message `{"text", "format", "sim"}`, then JSON
 //!   messages with base64 audio: `style=isfinal` (`{"audio": ...}`, the transcript as `text`
 //!   on the first audible one, then `{"isFinal": true}`) or `style=typed`
-//!   (`{"type": "chunk", "data": ...}`, `{"type": "transcript"}`, then `{"type": "done"}`).
+//!   (`{"type": "chunk", "data": ...}`, `{"type": "transcript"}`, then `{"type": "done"}`)
+//!   or `style=binary` (binary messages of raw audio, `{"type": "transcript"}`, then
+//!   `{"type": "Flushed"}`, as Deepgram's speak socket). Only the first client message is
+//!   read (the start); later ones (a flush) are left unread.
 //!
 //! The scenario (lead-in, pacing, gaps, jitter, faults) is the voice routes' own
 //! ([`super::voice::Scenario`]), from the query string and a `sim` object in the request.
@@ -595,7 +598,8 @@ async fn ws_session(
                 .map(str::to_string)
         })
         .unwrap_or_else(|| "pcm".into());
-    let typed = s.style.as_deref() == Some("typed");
+    let binary = s.style.as_deref() == Some("binary");
+    let typed = binary || s.style.as_deref() == Some("typed");
     let seed = state.config().seed
         ^ fnv1a(text.as_bytes())
         ^ fnv1a(s.id.as_deref().unwrap_or("").as_bytes());
@@ -639,15 +643,19 @@ async fn ws_session(
             state.record_voice(truth);
             return Ok(()); // dropping the socket closes TCP without a WebSocket close
         }
-        let audio = b64(&c.bytes);
-        let m = if typed {
-            json!({"type": "chunk", "data": audio})
-        } else if k == p.first_audible {
-            json!({"audio": audio, "isFinal": false, "text": text})
+        if binary {
+            socket.send(Message::Binary(c.bytes.into())).await?;
         } else {
-            json!({"audio": audio, "isFinal": false})
-        };
-        send(&mut socket, m).await?;
+            let audio = b64(&c.bytes);
+            let m = if typed {
+                json!({"type": "chunk", "data": audio})
+            } else if k == p.first_audible {
+                json!({"audio": audio, "isFinal": false, "text": text})
+            } else {
+                json!({"audio": audio, "isFinal": false})
+            };
+            send(&mut socket, m).await?;
+        }
         let sent = Instant::now().saturating_duration_since(t0).as_secs_f64();
         truth.chunks += 1;
         truth.first_chunk_s.get_or_insert(sent);
@@ -658,7 +666,9 @@ async fn ws_session(
             }
         }
     }
-    let end = if typed {
+    let end = if binary {
+        json!({"type": "Flushed"})
+    } else if typed {
         json!({"type": "done"})
     } else {
         json!({"isFinal": true})

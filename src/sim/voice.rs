@@ -92,8 +92,9 @@ pub struct Scenario {
     pub format: Option<String>,
     /// MP3: the fixture served (`speech-24k-mono`, `speech-44k-stereo-notag`).
     pub fixture: Option<String>,
-    /// `/v1/tts/ws`: message shapes, `isfinal` (`{"audio"}` then `{"isFinal": true}`) or
-    /// `typed` (`{"type": "chunk", "data"}` then `{"type": "done"}`).
+    /// `/v1/tts/ws`: message shapes, `isfinal` (`{"audio"}` then `{"isFinal": true}`),
+    /// `typed` (`{"type": "chunk", "data"}` then `{"type": "done"}`) or `binary` (binary
+    /// audio messages, then `{"type": "Flushed"}`).
     pub style: Option<String>,
 }
 

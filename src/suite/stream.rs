@@ -607,7 +607,22 @@ fn finish(l: Layer, origin: String, want: Want, path: &[Seg], ctx: &mut Ctx) -> 
                 Some("e.g. `events: [{ text: $.delta }]` (JSONPath, `$.` may be left out)".into());
             return None;
         }
-        Want::Audio { .. } if !audio => {
+        // Over a WebSocket the audio may come in binary messages: then the events need only
+        // say where the answer ends.
+        Want::Audio { framing: false }
+            if !audio && l.terminator.as_ref().is_none_or(|t| t.is_none()) =>
+        {
+            ctx.err(
+                path,
+                "no event rule has an `audio` path and there is no `terminator`: no event would carry audio, and binary audio would have no end",
+            )
+            .hint = Some(
+                "e.g. `events: [{ audio: $.audio }]`, or for binary audio messages `terminator: { json: $.type, equals: Flushed }`"
+                    .into(),
+            );
+            return None;
+        }
+        Want::Audio { framing: true } if !audio => {
             ctx.err(
                 path,
                 "no event rule has an `audio` path: no event would carry audio",

@@ -110,7 +110,12 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
         .start
         .clone()
         .unwrap_or_else(|| json!({"type": "start", "text": "{{input.text}}"}));
-    if !start.is_object() {
+    // `ws-json-audio` may send several messages (open, text, flush), in order.
+    let list_ok = proto == Protocol::WsJsonAudio
+        && start
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object));
+    if !start.is_object() && !list_ok {
         problems.push(problem(
             "start",
             "`start` must be a JSON object (the message sent after connecting)",
@@ -442,5 +447,16 @@ mod tests {
         })));
         assert_eq!(keys(&p), vec!["start"]);
         assert!(p[0].message.contains("ws-opus, ws-json-audio"));
+        // Several start messages (open, text, flush): ws-json-audio only.
+        let list = json!([{"type": "Speak", "text": "{{input.text}}"}, {"type": "Flush"}]);
+        let (spec, p) = build(&raw(json!({
+            "protocol": "ws-json-audio", "url": "ws://h/tts", "start": list.clone()
+        })));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(spec.unwrap().start, list);
+        let (_, p) = build(&raw(json!({
+            "protocol": "ws-opus", "url": "ws://h/v", "start": list
+        })));
+        assert_eq!(keys(&p), vec!["start"]);
     }
 }
