@@ -309,7 +309,7 @@ pub fn suite_schema() -> Value {
                 ),
                 (
                     "start",
-                    any("ws-opus, ws-json-audio: the JSON message sent after connecting (a template over the case)."),
+                    any("ws-opus, ws-json-audio: the JSON message sent after connecting (a template over the case); ws-json-audio: also a list of messages sent in order."),
                 ),
                 ("transcript", any("Voice: where the spoken text arrives.")),
                 (
