@@ -71,7 +71,10 @@ struct Plan {
 }
 
 /// The sending time of chunks at these stream positions: real time from the first, the
-/// lead-in at once with `ahead`, the gap and jitter of the scenario.
+/// lead-in at once with `ahead`, jitter, and the pause: sending stops `gap_at_ms` into the
+/// speech for `gap_ms`, and the chunks synthesized meanwhile go out together when it ends (a
+/// text-to-speech service keeps synthesizing while its connection is stuck), later chunks on
+/// time. So a pause is one underrun, never a second one from the clock's noise after it.
 fn times(
     s: &Scenario,
     positions: &[Duration],
@@ -88,8 +91,10 @@ fn times(
                 pos
             };
             if let Some(g) = s.gap_at_ms {
-                if pos >= lead + Duration::from_millis(g) {
-                    at += Duration::from_millis(s.gap_ms);
+                let start = lead + Duration::from_millis(g);
+                let end = start + Duration::from_millis(s.gap_ms);
+                if pos >= start {
+                    at = at.max(end);
                 }
             }
             if s.jitter_ms > 0 {
@@ -704,6 +709,22 @@ mod tests {
         assert!((p.offset_s - 241.0 / 24_000.0).abs() < 1e-9);
         let at = p.chunks[p.first_audible].at.as_secs_f64();
         assert!((at + p.offset_s - 0.3).abs() < 1e-6, "{at}");
+    }
+
+    #[test]
+    fn a_pause_holds_back_the_chunks_due_in_it_then_sends_them_at_once() {
+        let ms = Duration::from_millis;
+        let s = Scenario {
+            gap_at_ms: Some(100),
+            gap_ms: 300,
+            ..Default::default()
+        };
+        let positions: Vec<Duration> = (0..40).map(|k| ms(20) * k).collect();
+        let t = times(&s, &positions, ms(200), &mut SplitMix64::new(1));
+        assert_eq!(t[14], ms(280));
+        // From 300 ms (the pause's start) to 600 ms: all at 600 ms; then on time.
+        assert!(t[15..30].iter().all(|&x| x == ms(600)));
+        assert_eq!(t[31], ms(620));
     }
 
     #[test]
