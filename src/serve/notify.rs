@@ -173,7 +173,7 @@ impl Notifier {
         };
         let annotations = json!({
             "summary": format!("SLO {} of suite {} is burning its error budget fast{where_} (region {})", s.name, s.suite, self.region),
-            "description": format!("canary serve: SLO {} ({} of probe {}, objective {}%) is {}.", s.name, s.sli, s.probe, s.objective * 100.0, if breached { "breached" } else { "no longer breached" }),
+            "description": format!("canary serve: SLO {} ({} of probe {}, objective {}%) is {}.", s.name, s.sli, s.probe, crate::slo::rules::num(s.objective * 100.0), if breached { "breached" } else { "no longer breached" }),
         });
         let group_labels = json!({ "alertname": "CanarySLOErrorBudgetBurn", "suite": s.suite, "slo": s.name, "region": self.region });
         json!({
