@@ -1,7 +1,8 @@
 //! The dependency directions of docs/ARCHITECTURE.md ("Dependency directions"), kept true by
-//! reading the source: the suite loader (`src/suite/`) must not reach into the drivers or the
-//! scheduler, and the observation (`src/observation.rs`) must stay plain data. Every
-//! `crate::drivers::…` / `crate::schedule::…` path (in `use` lines and inline, `use crate::{…}`
+//! reading the source: the suite loader (`src/suite/`) must not reach into the drivers, the
+//! scheduler or any later stage, and the observation (`src/observation.rs`) must stay plain
+//! data. Every `crate::drivers::…` / `crate::schedule::…` path (and `sink`, `slo`, `gate`,
+//! `serve`, `cli`) (in `use` lines and inline, `use crate::{…}`
 //! groups included) is found; only the crossings listed in `KNOWN` (each with its reason and
 //! its place in the architecture page) pass, and a listed crossing that no longer exists fails
 //! too, so the list only shrinks.
@@ -10,6 +11,9 @@ mod common;
 use common::repo;
 
 use std::collections::BTreeSet;
+
+/// The stages above the loader and the observation: neither may depend on them.
+const UPPER: &[&str] = &["drivers", "schedule", "sink", "slo", "gate", "serve", "cli"];
 
 /// Crossings that remain, by (file, module): data types the loader builds for the drivers
 /// and the scheduler's pure parsers. Listed in docs/ARCHITECTURE.md; moving them is planned.
@@ -50,6 +54,21 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "`{{region}}`, set once per process",
     ),
     (
+        "src/suite/validate.rs",
+        "crate::sink::metrics",
+        "`max_series` against the series the metrics model would write",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::sink::table",
+        "a value shortened for a diagnostic as the table shortens it",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::slo::burn",
+        "the warning for an SLO whose alert windows cannot be met",
+    ),
+    (
         "src/observation.rs",
         "crate::drivers::chat_events",
         "the token estimate of an answer without usage",
@@ -84,7 +103,7 @@ fn crossings(src: &str) -> Vec<(usize, String)> {
     for (n, line) in text.lines().enumerate() {
         // `crate :: drivers :: { a , b }` read as `crate::drivers::{a,b}`.
         let compact = squeeze.replace_all(line, "$1").into_owned();
-        for top in ["drivers", "schedule"] {
+        for top in UPPER {
             // `crate::drivers::x`, `crate::drivers;`, `crate::drivers::{..}`
             let needle = format!("crate::{top}");
             let mut rest = compact.as_str();
@@ -117,8 +136,8 @@ fn crossings(src: &str) -> Vec<(usize, String)> {
         // `use crate::{drivers, ...}` and `use crate::{schedule::cron, ...}`
         if let Some(g) = group.captures(&compact) {
             for item in g[1].split(',') {
-                for top in ["drivers", "schedule"] {
-                    if item == top || item.starts_with(&format!("{top}::")) {
+                for top in UPPER {
+                    if item == *top || item.starts_with(&format!("{top}::")) {
                         let module = item
                             .split("::")
                             .nth(1)
