@@ -55,6 +55,8 @@ pub struct Notifier {
 
 /// The attempts of one delivery pass before a notification waits for the next pass.
 const ATTEMPTS: u32 = 3;
+/// The shortest time between two evaluations woken by probe runs.
+const MIN_GAP: Duration = Duration::from_secs(1);
 /// The deadline of one POST.
 const TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -308,7 +310,11 @@ pub async fn run(
         notifier.deliver().await;
         tokio::select! {
             _ = tokio::time::sleep(every) => {}
-            _ = poke.notified() => {}
+            _ = poke.notified() => {
+                // Runs that finish together are evaluated once: at most one pass a second
+                // (or per `every`, when shorter) however many probes run.
+                tokio::time::sleep(every.min(MIN_GAP)).await;
+            }
         }
     }
 }
