@@ -236,7 +236,7 @@ impl Notifier {
         })
     }
 
-    /// Delivers what the spool holds, oldest first per receiver. A receiver that stays down
+    /// Delivers what the spool holds for the configured receivers, oldest first per receiver. A receiver that stays down
     /// through the attempts keeps its queue for the next pass; a rejected notification (a 4xx
     /// other than 429) would be rejected again and is dropped with an error in the log.
     pub async fn deliver(&self) {
@@ -244,7 +244,10 @@ impl Notifier {
         let pending: Vec<(PathBuf, String, String)> = spool::load(&self.spool)
             .into_iter()
             .filter_map(|(p, e)| match e {
-                Entry::Notify { url, body } => Some((p, url, body)),
+                // Only to receivers still configured: a removed one's leftovers stay put.
+                Entry::Notify { url, body } if self.receivers.iter().any(|r| r.url == url) => {
+                    Some((p, url, body))
+                }
                 _ => None,
             })
             .collect();
@@ -466,6 +469,25 @@ mod tests {
         }
         assert_eq!(a["startsAt"], "2027-01-15T08:00:00.000Z");
         assert_eq!(a["labels"]["severity"], "page");
+    }
+
+    #[tokio::test]
+    async fn a_removed_receivers_leftovers_stay_in_the_spool() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = Entry::Notify {
+            url: "http://127.0.0.1:9/gone".into(),
+            body: "{}".into(),
+        };
+        spool::save(dir.path(), &old).unwrap();
+        let n = Notifier::new(
+            vec![],
+            dir.path().to_path_buf(),
+            "eu",
+            Shard::default(),
+            String::new(),
+        );
+        n.deliver().await;
+        assert_eq!(spool::load(dir.path()).len(), 1);
     }
 
     #[test]
