@@ -353,6 +353,13 @@ fn three_shards_started_together_cover_every_probe_exactly_once() {
             probes.iter().cloned().collect::<BTreeSet<_>>(),
             "shard {i}"
         );
+        // The status page says it shows one shard.
+        assert!(
+            get(&srv.addr, "/")
+                .1
+                .contains(&format!("shard {i}/3 (this replica")),
+            "shard {i}'s page"
+        );
         let (count, shard, of) = shard_probes(&get(&srv.addr, "/metrics").1);
         assert_eq!((shard.as_str(), of.as_str()), (i.to_string().as_str(), "3"));
         assert_eq!(count, probes.len() as f64, "shard {i}");
