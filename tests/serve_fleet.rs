@@ -231,6 +231,20 @@ fn an_unprotected_gate_on_a_network_address_is_refused_before_listening() {
     assert_eq!(code, Some(2), "{err}");
     assert!(err.contains("/nonexistent/token"), "{err}");
     let (code, err) = refused(
+        &[
+            s,
+            "--db",
+            db,
+            "--notify-webhook",
+            "ftp://127.0.0.1/x",
+            "--listen",
+            "127.0.0.1:0",
+        ],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("--notify-webhook"), "{err}");
+    let (code, err) = refused(
         &[s, "--db", db, "--shard", "3/3", "--listen", "127.0.0.1:0"],
         &[],
     );

@@ -2,7 +2,9 @@
 //! observation goes to the SQLite history, and an HTTP API serves `/metrics`, the SLO state
 //! (`/api/v1/slo`), the last runs, and a status page — without trusting any vendor's status
 //! page. SIGTERM/SIGINT drain in-flight runs within a grace period; SIGHUP reloads the suites
-//! (an invalid config keeps the old one).
+//! (an invalid config keeps the old one). For a fleet: `auth` guards the API with a bearer
+//! token, `shard` splits the probes across replicas, `notify` pushes breach changes to
+//! webhook receivers.
 
 pub mod api;
 pub mod auth;
