@@ -198,6 +198,8 @@ pub enum Command {
         /// the URLs in the request body: only for trusted callers).
         #[arg(long)]
         allow_gate: bool,
+        #[command(flatten)]
+        fleet: crate::serve::FleetArgs,
     },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
@@ -563,9 +565,11 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             records_for,
             compact_every,
             allow_gate,
+            fleet,
         } => {
             crate::serve::serve(crate::serve::ServeConfig {
                 allow_gate,
+                fleet,
                 paths: suites,
                 listen,
                 db,

@@ -22,6 +22,8 @@
 //! - [`quickstart`]: `canary probe URL` and `canary init KIND`, the first ten minutes.
 //! - [`examples`]: the example suites and golden sets the demo carries in the binary.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
+//! - [`tls`]: TLS client configurations (roots, client certificates), shared by the suite
+//!   loader and the drivers.
 
 #![deny(clippy::unwrap_used)]
 #![cfg_attr(test, allow(clippy::unwrap_used))]
@@ -48,3 +50,4 @@ pub mod sink;
 pub mod slo;
 pub mod suite;
 pub mod timeline;
+pub mod tls;

@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime};
 
 use crate::check::freshness::Freshness;
+use crate::check::signals::{FactLag, Quality};
 use crate::check::{self, Verdicts};
 use crate::measure::{self, audio::Playout, sli::Sli, StreamStats};
-use crate::schedule::quality::{FactLag, Quality};
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, JobSummary, NetSummary, ProbeError, Timeline, Usage};
 

@@ -208,7 +208,7 @@ fn demo_runs_the_examples_against_the_simulator() {
     assert_eq!(nums[1], nums[2], "schema-invalid measured vs true: {line}");
     assert_eq!(nums[3], nums[4], "fallback measured vs true: {line}");
     assert!(dir.path().join("out/llama-mapper.json").exists());
-    // One line per suite with streams (chat, any-endpoint): each within 2 ms, every stream
+    // One line per suite with streams (chat, any-endpoint): each within bound, every stream
     // compared.
     let mut all_runs = 0;
     for streams in stdout
@@ -224,7 +224,9 @@ fn demo_runs_the_examples_against_the_simulator() {
             .unwrap()
             .parse()
             .unwrap();
-        assert!(worst < 2.0, "{streams}");
+        // Headers to first visible token is the difference of two stamps on each side, so
+        // its bound is twice one stamp's 2 ms.
+        assert!(worst < 4.0, "{streams}");
         let runs: u64 = streams
             .split("over ")
             .nth(1)

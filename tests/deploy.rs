@@ -157,6 +157,7 @@ fn the_serve_variant_renders_and_validates() {
     let pod = &dep["spec"]["template"]["spec"];
     let c = &pod["containers"][0];
     assert_eq!(c["args"][0].as_str(), Some("serve"));
+    assert_gate_has_a_token(pod);
     assert_eq!(
         c["readinessProbe"]["httpGet"]["path"].as_str(),
         Some("/readyz")
@@ -186,6 +187,122 @@ fn the_serve_variant_renders_and_validates() {
         c["securityContext"]["readOnlyRootFilesystem"].as_bool(),
         Some(true)
     );
+}
+
+/// The serve container's arguments.
+fn args_of(c: &Yaml) -> Vec<String> {
+    c["args"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .filter_map(|a| a.as_str().map(str::to_string))
+        .collect()
+}
+
+/// serve refuses `--allow-gate` on 0.0.0.0 without a token: a manifest that opens the gate
+/// must give one, from a mounted Secret.
+fn assert_gate_has_a_token(pod: &Yaml) {
+    let c = &pod["containers"][0];
+    let args = args_of(c);
+    if !args.iter().any(|a| a == "--allow-gate") {
+        return;
+    }
+    let file = args
+        .iter()
+        .position(|a| a == "--token-file")
+        .map(|i| args[i + 1].clone())
+        .expect("--allow-gate on 0.0.0.0 needs --token-file (serve refuses to start otherwise)");
+    let mount = c["volumeMounts"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|m| file.starts_with(m["mountPath"].as_str().unwrap()))
+        .expect("the token file is on a mounted volume");
+    let volume = pod["volumes"]
+        .as_vec()
+        .unwrap()
+        .iter()
+        .find(|v| v["name"] == mount["name"])
+        .unwrap();
+    assert!(
+        volume["secret"]["secretName"].as_str().is_some(),
+        "the token comes from a Secret"
+    );
+}
+
+#[test]
+fn the_sharded_serve_variant_is_a_statefulset_whose_replicas_match_its_shards() {
+    let out = Command::new("kubectl")
+        .args(["kustomize", "--load-restrictor", "LoadRestrictionsNone"])
+        .arg(repo().join("deploy/k8s/serve-sharded"))
+        .output()
+        .expect("kubectl");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let docs = YamlLoader::load_from_str(&text).unwrap();
+    let core: Vec<&str> = text
+        .split("\n---\n")
+        .filter(|d| !d.contains("kind: ServiceMonitor"))
+        .collect();
+    validate_k8s(&core.join("\n---\n"));
+    assert!(
+        !docs.iter().any(|d| matches!(
+            d["kind"].as_str(),
+            Some("Deployment" | "PersistentVolumeClaim")
+        )),
+        "the single-replica Deployment and its volume are gone"
+    );
+    let sts = find(&docs, "StatefulSet");
+    let replicas = sts["spec"]["replicas"].as_i64().unwrap();
+    assert_eq!(replicas, 3);
+    let pod = &sts["spec"]["template"]["spec"];
+    let args = args_of(&pod["containers"][0]);
+    let shard = args
+        .iter()
+        .position(|a| a == "--shard")
+        .map(|i| args[i + 1].clone())
+        .unwrap();
+    assert_eq!(
+        shard,
+        format!("auto/{replicas}"),
+        "each pod's ordinal is its shard: replicas and N agree"
+    );
+    // Every ordinal the StatefulSet creates is a valid shard, and the pods split the probes.
+    for i in 0..replicas {
+        let s =
+            canary::serve::shard::Shard::parse(&shard, || format!("canary-monitor-{i}")).unwrap();
+        assert_eq!(s.index as i64, i);
+    }
+    // One history per shard, and a governing headless Service that exists.
+    assert_eq!(
+        sts["spec"]["volumeClaimTemplates"][0]["metadata"]["name"].as_str(),
+        Some("history")
+    );
+    let governing = sts["spec"]["serviceName"].as_str().unwrap();
+    let headless = docs
+        .iter()
+        .find(|d| {
+            d["kind"].as_str() == Some("Service")
+                && d["metadata"]["name"].as_str() == Some(governing)
+        })
+        .expect("the governing Service");
+    assert_eq!(headless["spec"]["clusterIP"].as_str(), Some("None"));
+    // The Service and the ServiceMonitor of the base select the shards' pods: each is scraped.
+    let labels = &sts["spec"]["template"]["metadata"]["labels"];
+    for d in docs
+        .iter()
+        .filter(|d| d["kind"].as_str() == Some("Service"))
+    {
+        for (k, v) in d["spec"]["selector"].as_hash().unwrap() {
+            assert_eq!(&labels[k.as_str().unwrap()], v, "{k:?}");
+        }
+    }
+    assert_gate_has_a_token(pod);
+    assert!(pod["terminationGracePeriodSeconds"].as_i64().unwrap() > 30);
 }
 
 #[test]

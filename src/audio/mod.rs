@@ -2,11 +2,13 @@
 //!
 //! Decoding (Opus through system libopus, PCM16, G.711 mu-law and A-law, MP3 through
 //! symphonia, WAV), the Ogg demuxer for Ogg Opus streams, [`stream::Decoder`] for a
-//! text-to-speech stream in any of those formats, and the loudness analysis that finds the audible onset. Nothing
-//! here does I/O: drivers feed the bytes of each chunk as it arrives, and the timeline
-//! keeps, per chunk, its arrival time, its decoded duration and its loudness.
+//! text-to-speech stream in any of those formats, and the loudness analysis that finds the
+//! audible onset. Nothing here does network I/O (`input` reads a voice case's WAV file):
+//! drivers feed the bytes of each chunk as it arrives, and the timeline keeps, per chunk,
+//! its arrival time, its decoded duration and its loudness.
 
 pub mod g711;
+pub mod input;
 pub mod loudness;
 pub mod mp3;
 pub mod ogg;

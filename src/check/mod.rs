@@ -5,6 +5,7 @@
 pub mod escalation;
 pub mod extract;
 pub mod freshness;
+pub mod signals;
 
 use serde::Serialize;
 use serde_json::Value;

@@ -14,13 +14,10 @@ use tokio_tungstenite::tungstenite::Message;
 use super::voice::{self, Listener};
 use super::ws::{self, Ws};
 use super::RunVars;
-use crate::audio::{g711, pcm::Pcm16, wav, AudioError};
+use crate::audio::{g711, pcm::Pcm16, AudioError};
 use crate::suite::template::render;
 use crate::suite::{AudioFormat, Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Usage};
-
-/// The largest input WAV sent (about 10 minutes of 24 kHz PCM16).
-pub const MAX_INPUT_WAV: u64 = 32 * 1024 * 1024;
 
 /// Lowest and highest PCM rate a session may announce.
 pub const PCM_RATES: std::ops::RangeInclusive<u32> = 8_000..=48_000;
@@ -63,9 +60,12 @@ async fn exchange(
         Some(path) => {
             let (path, format) = (path.to_string(), spec.audio_format);
             Some(
-                tokio::task::spawn_blocking(move || read_input(&path, format))
-                    .await
-                    .map_err(|e| request_err(format!("reading the input audio failed: {e}")))??,
+                tokio::task::spawn_blocking(move || {
+                    crate::audio::input::read_input(&path, format)
+                        .map_err(|e| request_err(e.to_string()))
+                })
+                .await
+                .map_err(|e| request_err(format!("reading the input audio failed: {e}")))??,
             )
         }
         None => None,
@@ -227,39 +227,4 @@ fn cut_short(deltas: u64, why: &str, class: ErrorClass) -> ProbeError {
         class,
         format!("the socket closed {state} without `response.done`{why}"),
     )
-}
-
-/// Reads a WAV file and cuts it into base64 chunks of 100 ms in the session's format.
-pub fn read_input(path: &str, format: AudioFormat) -> Result<Vec<String>, ProbeError> {
-    let size = std::fs::metadata(path)
-        .map_err(|e| request_err(format!("cannot read {path}: {e}")))?
-        .len();
-    if size > MAX_INPUT_WAV {
-        return Err(request_err(format!(
-            "{path} is {size} bytes; input audio is limited to {MAX_INPUT_WAV} bytes"
-        )));
-    }
-    let bytes = std::fs::read(path).map_err(|e| request_err(format!("cannot read {path}: {e}")))?;
-    let rec = wav::read(&bytes).map_err(|e| request_err(format!("{path}: {e}")))?;
-    if rec.rate != format.rate() {
-        return Err(request_err(format!(
-            "{path} is {} Hz; a `{}` session takes {} Hz",
-            rec.rate,
-            format.as_str(),
-            format.rate()
-        )));
-    }
-    let per_chunk = (format.rate() / 10) as usize;
-    Ok(rec
-        .samples
-        .chunks(per_chunk.max(1))
-        .map(|c| {
-            let raw: Vec<u8> = match format {
-                AudioFormat::Pcm16 => c.iter().flat_map(|s| s.to_le_bytes()).collect(),
-                AudioFormat::Pcmu => c.iter().map(|&s| g711::linear_to_ulaw(s)).collect(),
-                AudioFormat::Pcma => c.iter().map(|&s| g711::linear_to_alaw(s)).collect(),
-            };
-            base64::engine::general_purpose::STANDARD.encode(raw)
-        })
-        .collect())
 }

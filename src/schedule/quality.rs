@@ -8,36 +8,16 @@ use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::Value;
 
-use crate::check::freshness::{self, Freshness, History, TruthRead};
+use crate::check::freshness::{self, History, TruthRead};
 use crate::drivers::{self, http, RunVars};
 use crate::suite::{Case, Endpoint, Probe};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Stamped, Timeline};
 
-/// The write-then-read canary's result.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct FactLag {
-    /// The unique value written (per run and region).
-    pub nonce: String,
-    /// Write acknowledged to the first answer holding the nonce (seconds).
-    pub lag_seconds: Option<f64>,
-    /// Questions asked.
-    pub reads: u32,
-    pub gave_up: bool,
-    /// The interval between questions: the lag is measured to within it.
-    pub read_every: f64,
-}
-
-/// What the quality signals add to a run.
-#[derive(Debug, Clone, Default)]
-pub struct Quality {
-    pub freshness: Option<Freshness>,
-    pub fact: Option<FactLag>,
-    /// Why a quality signal could not be measured (truth source down, ...).
-    pub errors: Vec<String>,
-}
+// The results are plain data, owned by the check layer so the observation can carry them
+// without depending on the scheduler.
+pub use crate::check::signals::{FactLag, Quality};
 
 struct Shared {
     history: History,

@@ -1,7 +1,8 @@
 //! The HTTP API of `serve` (axum): `/metrics` (OpenMetrics), `/api/v1/slo`, `/api/v1/probes`,
 //! `/api/v1/runs/{id}`, `/healthz`, `/readyz`, the status page at `/`, and `POST /api/v1/gate`
 //! (JSON only, no foreign `Origin`, candidate hosts checked before anything is sent).
-//! Response shapes are described by `docs/api.schema.json`.
+//! Costly routes need the bearer token when one is set; `--private` puts the read-only
+//! routes behind it too (`auth`). Response shapes are described by `docs/api.schema.json`.
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -138,6 +139,7 @@ async fn slo(State(state): State<Arc<ServeState>>) -> Response {
         Ok(slos) => Json(json!({
             "generated_at": crate::sink::report::rfc3339(SystemTime::now()),
             "region": state.region,
+            "shard": state.shard.to_string(),
             "breached": slos.iter().any(|s| s.breached),
             "slos": slos,
         }))
@@ -327,6 +329,24 @@ async fn gate(
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    // The token: `Authorization: Bearer`, or for Flagger, whose webhooks cannot set headers,
+    // `token` in the body's `metadata` (read only when no Authorization header came).
+    if state.access.token.is_some() {
+        let body_token = if headers.contains_key(header::AUTHORIZATION) {
+            None
+        } else {
+            serde_json::from_slice::<Value>(&body).ok().and_then(|v| {
+                v.get("metadata")
+                    .and_then(|m| m.get("token"))
+                    .or_else(|| v.get("token"))
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
+        };
+        if !state.access.allows(&headers, body_token.as_deref()) {
+            return super::auth::unauthorized();
+        }
+    }
     if !state.allow_gate {
         return error(
             StatusCode::FORBIDDEN,
@@ -365,7 +385,7 @@ async fn gate(
             _ => Vec::new(),
         }
     };
-    let suites = state.suites();
+    let suites = state.gate_suites();
     let suite = match text("suite") {
         Some(name) => suites.iter().find(|s| s.name == name).cloned(),
         None if suites.len() == 1 => suites.first().cloned(),
@@ -431,15 +451,23 @@ async fn gate(
     }
 }
 
-/// The routes.
+/// The routes: the read-only ones (behind the token under `--private`), the costly ones
+/// (the gate checks the token itself, as it may come in the body), and the health checks
+/// (always open: they say nothing but "ok").
 pub fn router(state: Arc<ServeState>) -> Router {
-    Router::new()
+    let mut read = Router::new()
         .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/api/v1/slo", get(slo))
         .route("/api/v1/probes", get(probes))
-        .route("/api/v1/runs/{id}", get(run))
-        .route("/api/v1/gate", axum::routing::post(gate))
+        .route("/api/v1/runs/{id}", get(run));
+    if state.access.private {
+        read = read.route_layer(axum::middleware::from_fn_with_state(
+            state.access.clone(),
+            super::auth::require,
+        ));
+    }
+    read.route("/api/v1/gate", axum::routing::post(gate))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(ready))
         .with_state(state)

@@ -2,12 +2,17 @@
 //! observation goes to the SQLite history, and an HTTP API serves `/metrics`, the SLO state
 //! (`/api/v1/slo`), the last runs, and a status page — without trusting any vendor's status
 //! page. SIGTERM/SIGINT drain in-flight runs within a grace period; SIGHUP reloads the suites
-//! (an invalid config keeps the old one).
+//! (an invalid config keeps the old one). For a fleet: `auth` guards the API with a bearer
+//! token, `shard` splits the probes across replicas, `notify` pushes breach changes to
+//! webhook receivers.
 
 pub mod api;
+pub mod auth;
 pub mod history;
+pub mod notify;
 pub mod page;
 pub mod scheduler;
+pub mod shard;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -46,6 +51,46 @@ pub struct ServeConfig {
     /// Enables `POST /api/v1/gate`, which sends the suite's requests (credentials included) to
     /// the URLs in the request body: only for a monitor reachable by trusted callers.
     pub allow_gate: bool,
+    /// Token, shards and notifications.
+    pub fleet: FleetArgs,
+}
+
+fn duration(s: &str) -> Result<Duration, String> {
+    crate::suite::units::parse_duration(s)
+}
+
+/// The options of `serve` for a fleet: the API's token, shards across replicas, breach
+/// notifications (flattened into the `serve` command line).
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct FleetArgs {
+    /// File holding the API token (else CANARY_TOKEN). Costly routes (POST /api/v1/gate)
+    /// need `Authorization: Bearer TOKEN`; without a token they open only on loopback.
+    #[arg(long, value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
+    /// The read-only routes (/, /metrics, /api/v1/*) need the token too; /healthz and
+    /// /readyz stay open for the kubelet.
+    #[arg(long)]
+    pub private: bool,
+    /// Run only shard I of N of the probes (a stable hash of SUITE/PROBE); `auto/N` takes I
+    /// from the hostname's ordinal, as a StatefulSet names its pods.
+    #[arg(long, env = "CANARY_SHARD", value_name = "I/N")]
+    pub shard: Option<String>,
+    /// POST Alertmanager webhook payloads (version 4) here when an SLO turns breached or
+    /// clears (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub notify_alertmanager: Vec<String>,
+    /// POST canary's JSON document here when an SLO turns breached or clears (repeatable).
+    #[arg(long, value_name = "URL")]
+    pub notify_webhook: Vec<String>,
+    /// How often the SLOs are evaluated for notifications and undelivered ones retried.
+    #[arg(long, default_value = "15s", value_parser = duration)]
+    pub notify_every: Duration,
+    /// Where undelivered notifications wait (default: DB.spool beside the database).
+    #[arg(long, value_name = "DIR")]
+    pub spool: Option<PathBuf>,
+    /// This monitor's address as receivers should link it (default http://LISTEN).
+    #[arg(long, value_name = "URL")]
+    pub external_url: Option<String>,
 }
 
 /// What the monitor knows about one probe.
@@ -80,11 +125,28 @@ pub struct ServeState {
     pub allow_gate: bool,
     /// One gate at a time.
     pub gate_lock: tokio::sync::Mutex<()>,
+    /// Who may call the API.
+    pub access: Arc<auth::Access>,
+    /// This replica's shard: `suites` holds only its probes.
+    pub shard: shard::Shard,
+    /// The suites whole, for the gate (which runs every probe of a suite).
+    pub gate_suites: RwLock<Arc<Vec<Suite>>>,
+    /// Wakes the notifier after a probe run (none without receivers).
+    pub poke: Option<Arc<tokio::sync::Notify>>,
 }
 
 impl ServeState {
+    /// The suites this replica runs (its shard's probes).
     pub fn suites(&self) -> Arc<Vec<Suite>> {
         self.suites
+            .read()
+            .map(|s| s.clone())
+            .unwrap_or_else(|e| e.into_inner().clone())
+    }
+
+    /// The suites as loaded, every probe (the gate's).
+    pub fn gate_suites(&self) -> Arc<Vec<Suite>> {
+        self.gate_suites
             .read()
             .map(|s| s.clone())
             .unwrap_or_else(|e| e.into_inner().clone())
@@ -153,6 +215,9 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
         }
     }
     record(&state, &suite, &observations, finished).await;
+    if let Some(p) = &state.poke {
+        p.notify_one();
+    }
     if let Ok(mut p) = state.probes.lock() {
         // A probe removed by a reload while it ran is not brought back.
         let Some(e) = p.get_mut(&key) else { return };
@@ -236,12 +301,14 @@ pub async fn record(
     }
 }
 
-/// A metrics model for the suites, with their zero series.
-fn fresh_metrics(suites: &[Suite], region: &str) -> MetricsModel {
+/// A metrics model for the suites (this shard's), with their zero series and the shard's
+/// probe count.
+fn fresh_metrics(suites: &[Suite], region: &str, shard: shard::Shard) -> MetricsModel {
     let mut m = MetricsModel::new_multi(suites, region);
     for s in suites {
         m.prepare(s);
     }
+    shard.export(&mut m, suites.iter().map(|s| s.probes.len()).sum());
     m
 }
 
@@ -338,13 +405,53 @@ async fn drain(
 /// Runs the monitor until SIGTERM or SIGINT.
 pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     use anyhow::Context;
-    let suites = load_suites(&cfg.paths).map_err(|d| {
+    // Access first: an unprotected costly route on the network is refused before anything
+    // is loaded or bound.
+    let access = auth::Access {
+        token: auth::load_token(
+            cfg.fleet.token_file.as_deref(),
+            std::env::var(auth::TOKEN_ENV).ok(),
+        )?,
+        private: cfg.fleet.private,
+    };
+    access.check(cfg.listen, cfg.allow_gate)?;
+    let shard = match &cfg.fleet.shard {
+        Some(text) => shard::Shard::parse(text, shard::hostname)?,
+        None => shard::Shard::default(),
+    };
+    let mut receivers = Vec::new();
+    for (format, urls) in [
+        (notify::Format::Alertmanager, &cfg.fleet.notify_alertmanager),
+        (notify::Format::Json, &cfg.fleet.notify_webhook),
+    ] {
+        for url in urls {
+            match url.parse::<http::Uri>() {
+                Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
+                }
+                _ => anyhow::bail!(
+                    "--notify-{}: {} is not an http:// or https:// URL",
+                    if format == notify::Format::Json {
+                        "webhook"
+                    } else {
+                        "alertmanager"
+                    },
+                    notify::shown(url)
+                ),
+            }
+            receivers.push(notify::Receiver {
+                format,
+                url: url.clone(),
+            });
+        }
+    }
+    let all = load_suites(&cfg.paths).map_err(|d| {
         anyhow::anyhow!(d
             .iter()
             .map(|d| crate::secret::redact(&d.to_string()))
             .collect::<Vec<_>>()
             .join("\n"))
     })?;
+    let suites = shard.own(&all);
     if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
@@ -355,9 +462,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     let history = Arc::new(
         History::open(&cfg.db).with_context(|| format!("cannot open {}", cfg.db.display()))?,
     );
+    let poke = (!receivers.is_empty()).then(|| Arc::new(tokio::sync::Notify::new()));
     let state = Arc::new(ServeState {
         region: cfg.region.clone(),
-        metrics: Mutex::new(fresh_metrics(&suites, &cfg.region)),
+        metrics: Mutex::new(fresh_metrics(&suites, &cfg.region, shard)),
         suites: RwLock::new(Arc::new(suites)),
         history: history.clone(),
         probes: Mutex::new(BTreeMap::new()),
@@ -367,6 +475,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         started_at: SystemTime::now(),
         allow_gate: cfg.allow_gate,
         gate_lock: tokio::sync::Mutex::new(()),
+        access: Arc::new(access),
+        shard,
+        gate_suites: RwLock::new(Arc::new(all)),
+        poke: poke.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
@@ -403,13 +515,30 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             }
         })
     };
+    let notifier = poke.map(|poke| {
+        let n = Arc::new(notify::Notifier::new(
+            receivers,
+            cfg.fleet
+                .spool
+                .clone()
+                .unwrap_or_else(|| cfg.db.with_extension("spool")),
+            &cfg.region,
+            shard,
+            cfg.fleet
+                .external_url
+                .clone()
+                .unwrap_or_else(|| format!("http://{addr}")),
+        ));
+        tokio::spawn(notify::run(state.clone(), n, poke, cfg.fleet.notify_every))
+    });
     let (mut stop, mut loops) = start_loops(&state, cfg.splay);
     let mut retired: Vec<tokio::task::JoinSet<Option<tokio::task::JoinHandle<()>>>> = Vec::new();
     state.ready.store(true, Ordering::SeqCst);
     println!(
-        "canary serve listening on http://{addr} (region {}, db {})",
+        "canary serve listening on http://{addr} (region {}, db {}, shard {shard}: {})",
         cfg.region,
-        cfg.db.display()
+        cfg.db.display(),
+        crate::cli::plural(state.suites().iter().map(|s| s.probes.len()).sum(), "probe")
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -422,11 +551,15 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             _ = tokio::signal::ctrl_c() => break,
             _ = hup.recv() => {
                 match load_suites(&cfg.paths) {
-                    Ok(new) => {
+                    Ok(all) => {
                         // Once, on stderr (it is an event the operator asked for, not a warning).
-                        eprintln!("SIGHUP: reloaded {}", crate::cli::plural(new.len(), "suite"));
+                        eprintln!("SIGHUP: reloaded {}", crate::cli::plural(all.len(), "suite"));
+                        let new = state.shard.own(&all);
+                        if let Ok(mut g) = state.gate_suites.write() {
+                            *g = Arc::new(all);
+                        }
                         if let Ok(mut m) = state.metrics.lock() {
-                            *m = fresh_metrics(&new, &state.region);
+                            *m = fresh_metrics(&new, &state.region, state.shard);
                         }
                         if let Ok(mut ps) = state.probes.lock() {
                             ps.retain(|(suite, probe), _| new.iter().any(|s| &s.name == suite && s.probes.iter().any(|p| &p.name == probe)));
@@ -458,6 +591,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     retired.push(loops);
     drain(stop, retired, cfg.grace).await;
     compactor.abort();
+    // Undelivered notifications stay in the spool for the next start.
+    if let Some(n) = notifier {
+        n.abort();
+    }
     if let Err(e) = history.checkpoint() {
         tracing::error!("final checkpoint failed: {e}");
     }

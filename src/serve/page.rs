@@ -237,8 +237,14 @@ pub fn render(state: &ServeState, now: f64) -> String {
     );
     let _ = write!(
         h,
-        "<h1>canary status <span id=\"overall\" class=\"state {overall_class}\">{overall}</span></h1><div class=\"meta\">region {} · generated {} · refreshes every minute · independent synthetic probes, not a vendor status page</div>",
+        "<h1>canary status <span id=\"overall\" class=\"state {overall_class}\">{overall}</span></h1><div class=\"meta\">region {}{} · generated {} · refreshes every minute · independent synthetic probes, not a vendor status page</div>",
         esc(&state.region),
+        // A replica of a sharded fleet shows its own probes only: say so.
+        if state.shard.count > 1 {
+            format!(" · shard {} (this replica's probes)", state.shard)
+        } else {
+            String::new()
+        },
         esc(&crate::sink::report::rfc3339(std::time::SystemTime::now()))
     );
     let lines = not_holding(&slos);

@@ -136,7 +136,7 @@ pub struct CaseReport {
     pub freshness: Option<crate::check::freshness::Freshness>,
     /// The write-then-read canary fact.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub fact: Option<crate::schedule::quality::FactLag>,
+    pub fact: Option<crate::check::signals::FactLag>,
     /// Quality signals that could not be measured.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub quality_errors: Vec<String>,

@@ -22,6 +22,8 @@ pub enum Entry {
     },
     /// An encoded remote-write request (snappy protobuf, base64), sent as it is.
     RemoteWrite { url: String, body_base64: String },
+    /// A JSON notification of `serve` (an SLO state change) for a webhook receiver.
+    Notify { url: String, body: String },
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);
@@ -35,7 +37,7 @@ pub fn save(dir: &Path, entry: &Entry) -> Result<PathBuf, String> {
         .map(|d| d.as_millis())
         .unwrap_or(0);
     let name = format!(
-        "{ms:015}-{}-{}.json",
+        "{ms:015}-{}-{:010}.json",
         std::process::id(),
         SEQ.fetch_add(1, Ordering::Relaxed)
     );

@@ -393,7 +393,7 @@ fn voice_input(
                 Some(Value::String(p)) => {
                     let dir = file.parent().unwrap_or(Path::new("."));
                     let full = dir.join(p);
-                    match crate::drivers::realtime::read_input(
+                    match crate::audio::input::read_input(
                         &full.to_string_lossy(),
                         voice.audio_format,
                     ) {
@@ -406,7 +406,7 @@ fn voice_input(
                             }
                         }
                         Err(e) => out.push((
-                            e.message,
+                            e.to_string(),
                             format!(
                                 "a mono 16-bit WAV at {} Hz, relative to the golden file",
                                 voice.audio_format.rate()

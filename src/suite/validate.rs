@@ -825,7 +825,7 @@ fn net_settings(
 fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let dir = ctx.dir();
-    let mut roots = crate::drivers::http::system_roots();
+    let mut roots = crate::tls::system_roots();
     let mut ok = true;
     if let Some(ca) = &t.ca {
         let file = dir.join(ca);
@@ -887,7 +887,7 @@ fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::Clie
     if !ok {
         return None;
     }
-    match crate::drivers::http::client_config(roots, client) {
+    match crate::tls::client_config(roots, client) {
         Ok(c) => Some(c),
         Err(e) => {
             ctx.err(path, e);

@@ -1,0 +1,248 @@
+//! The dependency directions of docs/ARCHITECTURE.md ("Dependency directions"), kept true by
+//! reading the source: the suite loader (`src/suite/`) must not reach into the drivers, the
+//! scheduler or any later stage, and the observation (`src/observation.rs`) must stay plain
+//! data. Every `crate::drivers::…` / `crate::schedule::…` path (and `sink`, `slo`, `gate`,
+//! `serve`, `cli`) is found, in `use` lines, `use crate::{…}` groups and inline (unit tests
+//! after `#[cfg(test)]` may use anything); only the crossings listed in `KNOWN` (each with its
+//! reason, and in the architecture page) pass, and a listed crossing that no longer exists
+//! fails too, so the list only shrinks.
+
+mod common;
+use common::repo;
+
+use std::collections::BTreeSet;
+
+/// The stages above the loader and the observation: neither may depend on them.
+const UPPER: &[&str] = &["drivers", "schedule", "sink", "slo", "gate", "serve", "cli"];
+
+/// Crossings that remain, by (file, module): data types the loader builds for the drivers
+/// and the scheduler's pure parsers. Listed in docs/ARCHITECTURE.md; moving them is planned.
+const KNOWN: &[(&str, &str, &str)] = &[
+    (
+        "src/suite/model.rs",
+        "crate::drivers::stream",
+        "the compiled stream description an endpoint carries",
+    ),
+    (
+        "src/suite/stream.rs",
+        "crate::drivers::stream",
+        "stream descriptions compile into the stream driver's spec types",
+    ),
+    (
+        "src/suite/model.rs",
+        "crate::drivers::transport",
+        "an endpoint's network settings (`Net`)",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::drivers::transport",
+        "the `http:` key parsed into `Net`",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::schedule::cron",
+        "`schedule` keys checked with the scheduler's own parser",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::schedule::plan",
+        "`max_series` checked against the rotation plan",
+    ),
+    (
+        "src/suite/template.rs",
+        "crate::schedule::quality",
+        "`{{region}}`, set once per process",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::sink::metrics",
+        "`max_series` against the series the metrics model would write",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::sink::table",
+        "a value shortened for a diagnostic as the table shortens it",
+    ),
+    (
+        "src/suite/validate.rs",
+        "crate::slo::burn",
+        "the warning for an SLO whose alert windows cannot be met",
+    ),
+    (
+        "src/observation.rs",
+        "crate::drivers::chat_events",
+        "the token estimate of an answer without usage",
+    ),
+];
+
+/// The source without line and doc comments: a path in a comment is not a dependency. A
+/// `//` right after `:` is a URL in a string, not a comment. (Block comments are not
+/// stripped: a path in one counts, which errs on the side of failing.)
+fn strip_comments(src: &str) -> String {
+    src.lines()
+        .map(|line| {
+            let b = line.as_bytes();
+            let cut = (0..b.len().saturating_sub(1))
+                .find(|&i| b[i] == b'/' && b[i + 1] == b'/' && (i == 0 || b[i - 1] != b':'));
+            match cut {
+                Some(i) => &line[..i],
+                None => line,
+            }
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The modules of `crate::drivers` and `crate::schedule` a source file names, as
+/// `crate::drivers::http` (or `crate::drivers` for the bare module), with the line.
+fn crossings(src: &str) -> Vec<(usize, String)> {
+    // Unit tests (the `#[cfg(test)]` module at the end of a file) may use any module.
+    let code = match src.find("#[cfg(test)]") {
+        Some(at) => &src[..at],
+        None => src,
+    };
+    let text = strip_comments(code);
+    let squeeze = regex::Regex::new(r"\s*(::|\{|\}|,)\s*").unwrap();
+    let group = regex::Regex::new(r"\buse crate::\{([^}]*)").unwrap();
+    let mut found = Vec::new();
+    for (n, line) in text.lines().enumerate() {
+        // `crate :: drivers :: { a , b }` read as `crate::drivers::{a,b}`.
+        let compact = squeeze.replace_all(line, "$1").into_owned();
+        for top in UPPER {
+            // `crate::drivers::x`, `crate::drivers;`, `crate::drivers::{..}`
+            let needle = format!("crate::{top}");
+            let mut rest = compact.as_str();
+            while let Some(at) = rest.find(&needle) {
+                let after = &rest[at + needle.len()..];
+                let module = after
+                    .strip_prefix("::")
+                    .map(|m| {
+                        m.chars()
+                            .take_while(|c| c.is_ascii_alphanumeric() || *c == '_')
+                            .collect::<String>()
+                    })
+                    .filter(|m| !m.is_empty() && m.chars().next().is_some_and(char::is_lowercase));
+                let boundary = after
+                    .chars()
+                    .next()
+                    .is_none_or(|c| !(c.is_ascii_alphanumeric() || c == '_'));
+                if boundary {
+                    found.push((
+                        n + 1,
+                        match module {
+                            Some(m) => format!("{needle}::{m}"),
+                            None => needle.clone(),
+                        },
+                    ));
+                }
+                rest = &rest[at + needle.len()..];
+            }
+        }
+        // `use crate::{drivers, ...}` and `use crate::{schedule::cron, ...}`
+        if let Some(g) = group.captures(&compact) {
+            for item in g[1].split(',') {
+                for top in UPPER {
+                    if item == *top || item.starts_with(&format!("{top}::")) {
+                        let module = item
+                            .split("::")
+                            .nth(1)
+                            .filter(|m| !m.starts_with('{') && !m.is_empty())
+                            .map(|m| format!("crate::{top}::{m}"))
+                            .unwrap_or_else(|| format!("crate::{top}"));
+                        found.push((n + 1, module));
+                    }
+                }
+            }
+        }
+    }
+    found
+}
+
+fn sources() -> Vec<std::path::PathBuf> {
+    let mut files = vec![repo().join("src/observation.rs")];
+    let mut stack = vec![repo().join("src/suite")];
+    while let Some(dir) = stack.pop() {
+        for e in std::fs::read_dir(&dir).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                stack.push(p);
+            } else if p.extension().is_some_and(|x| x == "rs") {
+                files.push(p);
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
+#[test]
+fn the_scanner_finds_every_form_of_the_path() {
+    let src = r#"
+//! crate::drivers::http in a doc comment is not a dependency
+use crate::drivers::http::system_roots;
+use crate::{check, schedule::quality, drivers};
+fn f() { let _ = crate :: schedule :: cron :: parse("http://x"); } // crate::drivers::ws
+let s = "crate::schedule::plan in a string still counts: it is rare and suspicious";
+use crate::driversx::y;
+#[cfg(test)]
+mod tests { use crate::drivers::stream::Unit; }
+"#;
+    let got: Vec<String> = crossings(src).into_iter().map(|(_, m)| m).collect();
+    assert_eq!(
+        got,
+        [
+            "crate::drivers::http",
+            "crate::schedule::quality",
+            "crate::drivers",
+            "crate::schedule::cron",
+            "crate::schedule::plan",
+        ]
+    );
+}
+
+#[test]
+fn the_suite_loader_and_the_observation_keep_their_dependency_directions() {
+    let mut seen = BTreeSet::new();
+    let mut bad = Vec::new();
+    for file in sources() {
+        let rel = file
+            .strip_prefix(repo())
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        let src = std::fs::read_to_string(&file).unwrap();
+        for (line, module) in crossings(&src) {
+            if KNOWN.iter().any(|(f, m, _)| *f == rel && *m == module) {
+                seen.insert((rel.clone(), module));
+            } else {
+                bad.push(format!("{rel}:{line}: {module}"));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the suite loader and the observation must not depend on the drivers or the scheduler \
+         (docs/ARCHITECTURE.md, \"Dependency directions\"); move the shared piece to a neutral \
+         module (crate::tls, crate::audio::input, crate::check::signals are examples):\n{}",
+        bad.join("\n")
+    );
+    let stale: Vec<String> = KNOWN
+        .iter()
+        .filter(|(f, m, _)| !seen.contains(&(f.to_string(), m.to_string())))
+        .map(|(f, m, why)| format!("{f}: {m} ({why})"))
+        .collect();
+    assert!(
+        stale.is_empty(),
+        "these crossings are gone: remove them from KNOWN and from docs/ARCHITECTURE.md:\n{}",
+        stale.join("\n")
+    );
+}
+
+#[test]
+fn the_moved_pieces_stay_moved() {
+    // The two crossings this guard was written for, named so that their return is explicit.
+    let read = |p: &str| strip_comments(&std::fs::read_to_string(repo().join(p)).unwrap());
+    assert!(!read("src/suite/validate.rs").contains("crate::drivers::http"));
+    assert!(!read("src/suite/golden.rs").contains("crate::drivers::realtime"));
+    assert!(!read("src/observation.rs").contains("crate::schedule::quality"));
+}
