@@ -1158,13 +1158,23 @@ fn voice_truth_line(
         let truth = voices.iter().find(|v| {
             v.format == audio.format && v.id.as_deref().is_some_and(|id| id.ends_with(&key))
         });
-        if let Some(t) = truth.and_then(|t| t.first_audible_chunk_s) {
+        // The first audible sample is due at its chunk's write plus its offset in the chunk;
+        // for Opus the decoded pre-echo is audible from the chunk's start.
+        let due = truth.and_then(|t| {
+            let offset = if t.format.contains("opus") {
+                0.0
+            } else {
+                t.first_audible_offset_s
+            };
+            t.first_audible_chunk_s.map(|c| c + offset)
+        });
+        if let Some(t) = due {
             worst = worst.max((ttfa - t).abs());
             compared += 1;
         }
     }
     format!(
-        "ground truth (voice): {} answers; time to first audible audio within {:.2} ms of the first audible chunk's write over {} matched answers",
+        "ground truth (voice): {} answers; time to first audible audio within {:.2} ms of the first audible sample's due time (its chunk's write) over {} matched answers",
         voices.len(),
         worst * 1e3,
         compared
@@ -1179,9 +1189,10 @@ pub const SIM_URL_VARS: &[&str] = &[
     "ANTHROPIC_URL",
     "PREVIEW_URL",
     "RAG_URL",
+    "TTS_URL",
 ];
 /// WebSocket variables the demo points at the simulator.
-pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];
+pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL", "TTS_WS_URL"];
 
 async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<u8> {
     // The examples travel inside the binary: the demo runs from any folder. `--probes` runs

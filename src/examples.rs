@@ -67,6 +67,15 @@ pub const FILES: &[(&str, &str)] = &[
         "golden/realtime.jsonl",
         include_str!("../golden/realtime.jsonl"),
     ),
+    (
+        "golden/tts-sse.jsonl",
+        include_str!("../golden/tts-sse.jsonl"),
+    ),
+    (
+        "golden/tts-ws.jsonl",
+        include_str!("../golden/tts-ws.jsonl"),
+    ),
+    ("golden/tts.jsonl", include_str!("../golden/tts.jsonl")),
     ("golden/voice.jsonl", include_str!("../golden/voice.jsonl")),
     // The in-house stream description `probes/any-endpoint.yaml` reads as a file.
     (

@@ -160,6 +160,42 @@ pub fn eventstream(data: &[u8]) {
     );
 }
 
+/// A text-to-speech audio stream (`http-audio`, `ws-json-audio`): the first byte picks the
+/// format (PCM16 mono or stereo, G.711, WAV, Ogg Opus, MP3), the second the piece size; each
+/// piece decoded and analysed as it arrives, then the end checked.
+pub fn audio_stream(data: &[u8]) {
+    use crate::audio::stream::{Decoder, Format};
+    let Some((&pick, rest)) = data.split_first() else {
+        return;
+    };
+    let (cuts, body) = split_control(rest);
+    let (format, channels) = match pick % 7 {
+        0 => (Format::Pcm16, 1),
+        1 => (Format::Pcm16, 2),
+        2 => (Format::Pcmu, 1),
+        3 => (Format::Pcma, 1),
+        4 => (Format::Wav, 1),
+        5 => (Format::OggOpus, 1),
+        _ => (Format::Mp3, 1),
+    };
+    let Ok(mut d) = Decoder::new(format, None, Some(channels)) else {
+        return;
+    };
+    let mut out = Vec::new();
+    let mut track: Option<crate::audio::Track> = None;
+    for piece in pieces(body, cuts) {
+        if d.push(piece, &mut out).is_err() {
+            return;
+        }
+        if let Some(rate) = d.rate() {
+            track
+                .get_or_insert_with(|| crate::audio::Track::new(rate, -40.0))
+                .push(&out);
+        }
+    }
+    let _ = d.finish();
+}
+
 fn split_control(data: &[u8]) -> (usize, &[u8]) {
     match data.split_first() {
         Some((c, rest)) => (usize::from(*c) + 1, rest),

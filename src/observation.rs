@@ -133,6 +133,11 @@ impl Observation {
         let mut latency = measure::latencies(timeline, stream.as_ref());
         if voice {
             latency.remove(&Sli::TimeToFirstVisibleToken);
+            // Voice: the first audio bytes, not a response head (`http-audio` has one).
+            match measure::audio::time_to_first_chunk(timeline) {
+                Some(v) => latency.insert(Sli::TimeToFirstByte, v),
+                None => latency.remove(&Sli::TimeToFirstByte),
+            };
         }
         let verdicts = check::evaluate(endpoint, &case.expect, timeline);
         let verdicts_answer = verdicts.answer.clone();

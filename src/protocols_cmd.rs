@@ -98,6 +98,16 @@ pub fn table() -> String {
                 "done event".into(),
                 "built-in driver (Rust)".into(),
             ),
+            Protocol::HttpAudio => (
+                "audio body | sse | ndjson".into(),
+                "end of body | stream terminator".into(),
+                "built-in driver (Rust) + `stream:`".into(),
+            ),
+            Protocol::WsJsonAudio => (
+                "websocket".into(),
+                "stream terminator".into(),
+                "built-in driver (Rust) + `stream:`".into(),
+            ),
             _ => (
                 "-".into(),
                 "end of body".into(),

@@ -108,7 +108,13 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
 
     // Audio: every decoding path measured, faster than real time.
     let audio = r["audio"].as_array().unwrap();
-    assert_eq!(audio.len(), 4);
+    assert_eq!(audio.len(), 6);
+    assert!(
+        audio
+            .iter()
+            .any(|a| a["path"].as_str().unwrap_or("").starts_with("mp3")),
+        "{audio:?}"
+    );
     assert!(
         audio.iter().all(|a| f(&a["x_real_time_per_core"]) > 10.0),
         "{audio:?}"

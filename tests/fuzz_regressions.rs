@@ -16,6 +16,7 @@ const TARGETS: &[(&str, Entry)] = &[
     ("ndjson", canary::fuzzing::ndjson),
     ("json_seq", canary::fuzzing::json_seq),
     ("eventstream", canary::fuzzing::eventstream),
+    ("audio_stream", canary::fuzzing::audio_stream),
 ];
 
 fn replay(dir: &Path, f: Entry) -> usize {

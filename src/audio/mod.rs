@@ -1,17 +1,20 @@
 //! Audio: what a listener would hear, computed from what arrived.
 //!
-//! Decoding (Opus through system libopus, PCM16, G.711 mu-law and A-law), the Ogg demuxer
-//! for Ogg Opus streams, and the loudness analysis that finds the audible onset. Nothing
-//! here does network I/O (`input` reads a voice case's WAV file): drivers feed the bytes of
-//! each chunk as it arrives, and the timeline keeps, per chunk, its arrival time, its decoded
-//! duration and its loudness.
+//! Decoding (Opus through system libopus, PCM16, G.711 mu-law and A-law, MP3 through
+//! symphonia, WAV), the Ogg demuxer for Ogg Opus streams, [`stream::Decoder`] for a
+//! text-to-speech stream in any of those formats, and the loudness analysis that finds the
+//! audible onset. Nothing here does network I/O (`input` reads a voice case's WAV file):
+//! drivers feed the bytes of each chunk as it arrives, and the timeline keeps, per chunk,
+//! its arrival time, its decoded duration and its loudness.
 
 pub mod g711;
 pub mod input;
 pub mod loudness;
+pub mod mp3;
 pub mod ogg;
 pub mod opus;
 pub mod pcm;
+pub mod stream;
 pub mod wav;
 
 use std::time::Duration;

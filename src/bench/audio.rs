@@ -6,6 +6,7 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::BenchError;
+use crate::audio::stream::{Decoder, Format};
 use crate::audio::{g711, ogg::OggOpusDemuxer, opus::OpusStream, pcm::Pcm16, Track};
 
 /// One decoding path's throughput.
@@ -150,6 +151,16 @@ pub fn throughput(seconds: usize, min_cpu: f64) -> Result<Vec<Throughput>, Bench
                 Ok(())
             },
         )?,
+        mp3(
+            "mp3 24 kHz mono 64 kbps (4 KiB pieces) + loudness",
+            crate::sim::tts::MP3_24K,
+            min_cpu,
+        )?,
+        mp3(
+            "mp3 44.1 kHz stereo 128 kbps (4 KiB pieces) + loudness",
+            crate::sim::tts::MP3_44K,
+            min_cpu,
+        )?,
         measure("g711 mu-law (8 kHz) + loudness", secs, min_cpu, || {
             let mut out = Vec::new();
             let mut t = Track::new(8_000, -40.0);
@@ -161,6 +172,31 @@ pub fn throughput(seconds: usize, min_cpu: f64) -> Result<Vec<Throughput>, Bench
             Ok(())
         })?,
     ])
+}
+
+/// MP3 through the probe's stream decoder (symphonia, delay dropped, stereo averaged), on
+/// one of the simulator's fixtures decoded 20 times per pass, each time from its start.
+fn mp3(path: &'static str, bytes: &'static [u8], min_cpu: f64) -> Result<Throughput, BenchError> {
+    let once = || -> Result<f64, BenchError> {
+        let mut d = Decoder::new(Format::Mp3, None, None).map_err(|e| bad("decoder", e))?;
+        let mut out = Vec::new();
+        let mut t: Option<Track> = None;
+        for piece in bytes.chunks(4096) {
+            d.push(piece, &mut out).map_err(|e| bad("mp3", e))?;
+            if let Some(rate) = d.rate() {
+                t.get_or_insert_with(|| Track::new(rate, -40.0)).push(&out);
+            }
+        }
+        d.finish().map_err(|e| bad("mp3", e))?;
+        Ok(t.map(|t| t.total().as_secs_f64()).unwrap_or(0.0))
+    };
+    let seconds = once()?;
+    measure(path, 20.0 * seconds, min_cpu, || {
+        for _ in 0..20 {
+            std::hint::black_box(once()?);
+        }
+        Ok(())
+    })
 }
 
 /// The table of a throughput measurement.

@@ -252,6 +252,8 @@ impl Summary {
                 self.reasoning = reasoning.or(self.reasoning);
             }
             Piece::Finish(f) => self.finish = Some(f),
+            // Audio belongs to the audio protocols; a text stream's description may name it.
+            Piece::Audio(_) => {}
             Piece::Terminator => {
                 rec.mark_at(at, Event::Terminator);
                 return Ok(true);

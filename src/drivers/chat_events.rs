@@ -44,6 +44,8 @@ pub enum Piece {
         reasoning: Option<u64>,
     },
     Finish(String),
+    /// Base64 audio an event carried (described audio streams: `http-audio`, `ws-json-audio`).
+    Audio(String),
     Terminator,
     Error(String),
 }

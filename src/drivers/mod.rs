@@ -5,6 +5,7 @@
 pub mod chat;
 pub mod chat_events;
 pub mod http;
+pub mod http_audio;
 pub mod http_json;
 pub mod job;
 pub mod realtime;
@@ -14,6 +15,7 @@ pub mod stream;
 pub mod transport;
 pub mod voice;
 pub mod ws;
+pub mod ws_json_audio;
 pub mod ws_opus;
 
 use std::time::Duration;
@@ -84,6 +86,8 @@ async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Record
         }
         Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
         Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,
+        Protocol::HttpAudio => http_audio::run(endpoint, case, vars, rec).await,
+        Protocol::WsJsonAudio => ws_json_audio::run(endpoint, case, vars, rec).await,
         Protocol::Job => job::run(endpoint, case, vars, rec).await,
         Protocol::Stream
         | Protocol::Gemini

@@ -108,6 +108,11 @@ pub struct Playout {
     pub first_audio_heard: Option<f64>,
     /// Decoded audio before the onset (seconds).
     pub leading_silence: Option<f64>,
+    /// Seconds of audio delivered per second of wall time: `audio_seconds` over the time from
+    /// the first audio chunk's arrival to the last one's. A stream paced in real time is just
+    /// above 1 (the last chunk's own duration is not delivery time); below 1 the listener runs
+    /// dry without a buffer. `None` when all the audio came in one read.
+    pub real_time_factor: Option<f64>,
 }
 
 /// The playout model over a timeline's audio chunks; `None` when no audio arrived.
@@ -146,6 +151,12 @@ pub fn playout(t: &Timeline, prebuffer: Duration) -> Option<Playout> {
         .as_ref()
         .map(|a| a.total)
         .unwrap_or_else(|| cs.iter().map(|c| c.duration).sum());
+    let span = cs
+        .last()
+        .map(|l| l.arrival.saturating_sub(a0))
+        .unwrap_or_default();
+    let real_time_factor =
+        (span >= Duration::from_micros(100)).then(|| total.as_secs_f64() / span.as_secs_f64());
     Some(Playout {
         format: t.audio.as_ref().map(|a| a.format).unwrap_or("unknown"),
         prebuffer: prebuffer.as_secs_f64(),
@@ -157,6 +168,7 @@ pub fn playout(t: &Timeline, prebuffer: Duration) -> Option<Playout> {
         chunks: cs.len(),
         first_audio_heard: heard.map(|h| h.saturating_sub(origin(t)).as_secs_f64()),
         leading_silence: leading_silence(t),
+        real_time_factor,
     })
 }
 
@@ -293,6 +305,8 @@ mod tests {
         assert!((p.longest_stall - 0.220).abs() < 1e-9);
         assert!((p.prebuffer_needed - 0.300).abs() < 1e-9);
         assert!((p.audio_seconds - 0.400).abs() < 1e-9);
+        // 400 ms of audio over 680 ms (from the first packet to the last).
+        assert!((p.real_time_factor.unwrap() - 0.4 / 0.68).abs() < 1e-9);
         // With the needed prebuffer there is no underrun.
         assert_eq!(playout(&t, MS(300)).unwrap().underruns, 0);
         // The onset at 0 plays once the prebuffer is full: 80 ms after arrival, minus the 10 ms origin.
@@ -306,6 +320,8 @@ mod tests {
         assert_eq!(p.underruns, 0);
         assert_eq!(p.prebuffer_needed, 0.0);
         assert_eq!(p.first_audio_heard, None);
+        // All in one read: faster than any rate that can be measured.
+        assert_eq!(p.real_time_factor, None);
         assert!(playout(&voice(&[], None), MS(80)).is_none());
     }
 }

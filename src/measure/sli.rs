@@ -159,18 +159,20 @@ impl Sli {
                 CacheHit,
                 TierPrimary,
             ],
-            Protocol::WsOpus | Protocol::Realtime => &[
-                TimeToFirstByte,
-                TimeToFirstToken,
-                TimeToFirstAudio,
-                LeadingSilence,
-                TimeToCompletion,
-                NoUnderrun,
-                Success,
-                ChecksPassed,
-                NotEscalated,
-                TierPrimary,
-            ],
+            Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio => {
+                &[
+                    TimeToFirstByte,
+                    TimeToFirstToken,
+                    TimeToFirstAudio,
+                    LeadingSilence,
+                    TimeToCompletion,
+                    NoUnderrun,
+                    Success,
+                    ChecksPassed,
+                    NotEscalated,
+                    TierPrimary,
+                ]
+            }
             Protocol::Job => &[
                 TimeToFirstByte,
                 TimeToCompletion,

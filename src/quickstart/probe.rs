@@ -44,7 +44,8 @@ pub struct ProbeArgs {
     /// everything printed, and `--save` writes them as `${CANARY_<NAME>}` references.
     #[arg(long = "header", short = 'H')]
     pub headers: Vec<String>,
-    /// JSON body for an `http-json` endpoint (POST); without it the request is a GET.
+    /// JSON body for an `http-json` endpoint (POST; without it the request is a GET) or an
+    /// `http-audio` one (default: `{"model", "input": PROMPT, "voice": "alloy"}`).
     #[arg(long)]
     pub body: Option<String>,
     /// Runs.
@@ -104,6 +105,7 @@ pub const HTTP_GUESSES: &[(&str, &str)] = &[
     ("/messages", "anthropic-messages"),
     (":streamGenerateContent", "gemini"),
     ("/api/chat", "ollama"),
+    ("/audio/speech", "http-audio"),
 ];
 /// The same for ws(s) URLs; no row: `ws-opus`.
 pub const WS_GUESSES: &[(&str, &str)] = &[("/realtime", "realtime")];
@@ -307,6 +309,14 @@ impl Plan {
                 Some(b) => serde_json::json!({ "body": b }),
                 None => serde_json::json!({}),
             },
+            // A speech request in OpenAI's shape unless `--body` gives one.
+            "http-audio" => serde_json::json!({ "body": self.body.clone().unwrap_or_else(|| {
+                serde_json::json!({
+                    "model": self.model.clone().unwrap_or_else(|| "tts-1".into()),
+                    "input": self.prompt,
+                    "voice": "alloy",
+                })
+            }) }),
             _ => serde_json::json!({ "text": self.prompt }),
         };
         let case = serde_json::json!({ "id": "probe", "slice": "probe", "input": input });
@@ -605,7 +615,13 @@ pub fn timeline(plan: &Plan, o: &Observation) -> String {
             &mut out,
             "audio",
             &format!("{:.2} s", a.audio_seconds),
-            &format!("{} in {} chunks", a.format, a.chunks),
+            &match a.real_time_factor {
+                Some(r) => format!(
+                    "{} in {} chunks, delivered at {r:.2}x real time",
+                    a.format, a.chunks
+                ),
+                None => format!("{} in {} chunks, all in one read", a.format, a.chunks),
+            },
         );
         line(
             &mut out,

@@ -301,7 +301,7 @@ pub fn suite_schema() -> Value {
                 ),
                 (
                     "stream",
-                    json!({ "description": "Chat protocols: ask for a streamed answer (boolean). `protocol: stream` and the built-in described protocols: the stream description (framing, request body, event rules), inline or `{ file: PATH }`, optionally `extends: NAME`.", "type": ["boolean", "string", "object"] }),
+                    json!({ "description": "Chat protocols: ask for a streamed answer (boolean). `protocol: stream` and the built-in described protocols: the stream description (framing, request body, event rules), inline or `{ file: PATH }`, optionally `extends: NAME`. `http-audio` (optional) and `ws-json-audio` (required): the events carrying base64 audio (`audio` paths), the transcript (`text` paths), `terminator` and `error`, e.g. `{ extends: openai-speech }`.", "type": ["boolean", "string", "object"] }),
                 ),
                 (
                     "params",
@@ -309,7 +309,7 @@ pub fn suite_schema() -> Value {
                 ),
                 (
                     "start",
-                    any("Voice: the JSON message sent after connecting."),
+                    any("ws-opus, ws-json-audio: the JSON message sent after connecting (a template over the case); ws-json-audio: also a list of messages sent in order."),
                 ),
                 ("transcript", any("Voice: where the spoken text arrives.")),
                 (
@@ -318,10 +318,13 @@ pub fn suite_schema() -> Value {
                 ),
                 (
                     "audio_format",
-                    s("Realtime audio format: pcm16, pcmu, pcma."),
+                    s("realtime: pcm16, pcmu, pcma. http-audio, ws-json-audio: pcm16, pcmu, pcma, wav, ogg-opus, mp3 (http-audio: default from the response's Content-Type; ws-json-audio: default pcm16)."),
                 ),
                 ("container", s("ws-opus container: raw or ogg.")),
-                ("sample_rate", int("Audio sample rate.")),
+                (
+                    "sample_rate",
+                    int("ws-opus: the Opus decoding rate. http-audio, ws-json-audio: the rate of headerless PCM16 or G.711 (default: the Content-Type's `rate`, else 24000 / 8000)."),
+                ),
                 ("api", s("Realtime API version.")),
                 ("session", any("Realtime session settings.")),
                 (

@@ -11,6 +11,7 @@ pub mod mapper;
 pub mod preview;
 pub mod rag;
 pub mod streams;
+pub mod tts;
 pub mod voice;
 
 use std::collections::{BTreeMap, HashMap};
@@ -365,6 +366,8 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/metrics", get(preview::metrics))
         .route("/v1/voice", get(voice::voice))
         .route("/v1/realtime", get(voice::realtime))
+        .route("/v1/audio/speech", post(tts::speech))
+        .route("/v1/tts/ws", get(tts::ws))
         .route("/truth", get(truth).delete(reset))
         .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))

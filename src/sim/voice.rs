@@ -54,6 +54,10 @@ pub enum VoiceFault {
     BadRate,
     /// Realtime: `response.done` with status `failed`.
     Failed,
+    /// `/v1/audio/speech` MP3: the frame holding the first audible sample is cut short.
+    TruncatedFrame,
+    /// `/v1/audio/speech` WAV: the header declares twice the audio sent.
+    WavLength,
 }
 
 /// One answer's behaviour.
@@ -83,6 +87,15 @@ pub struct Scenario {
     pub fault: Option<VoiceFault>,
     /// `/v1/realtime`: `ga` or `beta` event names.
     pub api: String,
+    /// `/v1/audio/speech`, `/v1/tts/ws`: the audio format (`pcm`, `wav`, `opus`, `mp3`;
+    /// on `/v1/audio/speech` the body's `response_format` unless given here).
+    pub format: Option<String>,
+    /// MP3: the fixture served (`speech-24k-mono`, `speech-44k-stereo-notag`).
+    pub fixture: Option<String>,
+    /// `/v1/tts/ws`: message shapes, `isfinal` (`{"audio"}` then `{"isFinal": true}`),
+    /// `typed` (`{"type": "chunk", "data"}` then `{"type": "done"}`) or `binary` (binary
+    /// audio messages, then `{"type": "Flushed"}`).
+    pub style: Option<String>,
 }
 
 impl Default for Scenario {
@@ -102,13 +115,16 @@ impl Default for Scenario {
             channels: 1,
             fault: None,
             api: "ga".into(),
+            format: None,
+            fixture: None,
+            style: None,
         }
     }
 }
 
 impl Scenario {
     /// Overlays the fields of a JSON object (the start message's `sim`).
-    fn overlay(&self, v: &Value) -> Result<Scenario, String> {
+    pub(super) fn overlay(&self, v: &Value) -> Result<Scenario, String> {
         let mut base = serde_json::to_value(self).map_err(|e| e.to_string())?;
         if let (Some(b), Some(o)) = (base.as_object_mut(), v.as_object()) {
             for (k, x) in o {
@@ -150,7 +166,13 @@ pub struct VoiceTruth {
 
 impl VoiceTruth {
     /// The record of an answer about to be sent, before any chunk went out.
-    fn new(path: &str, format: &str, s: &Scenario, offset_s: f64, transcript: &str) -> Self {
+    pub(super) fn new(
+        path: &str,
+        format: &str,
+        s: &Scenario,
+        offset_s: f64,
+        transcript: &str,
+    ) -> Self {
         VoiceTruth {
             seq: 0,
             path: path.into(),
@@ -216,7 +238,7 @@ fn lead_in(kind: Lead, samples: usize, rng: &mut SplitMix64) -> Vec<f32> {
 
 /// The answer's audio, produced frame by frame as it is sent: the lead-in, then speech,
 /// then zeros to fill the last frame.
-struct Signal {
+pub(super) struct Signal {
     rate: u32,
     lead: Vec<f32>,
     speech: usize,
@@ -224,7 +246,7 @@ struct Signal {
 }
 
 impl Signal {
-    fn new(s: &Scenario, rate: u32, rng: &mut SplitMix64, seed: u64) -> Self {
+    pub(super) fn new(s: &Scenario, rate: u32, rng: &mut SplitMix64, seed: u64) -> Self {
         let per_ms = (rate / 1000) as usize;
         Signal {
             rate,
@@ -234,12 +256,12 @@ impl Signal {
         }
     }
 
-    fn len(&self) -> usize {
+    pub(super) fn len(&self) -> usize {
         self.lead.len() + self.speech
     }
 
     /// Samples `start..start + n`.
-    fn frame(&self, start: usize, n: usize) -> Vec<f32> {
+    pub(super) fn frame(&self, start: usize, n: usize) -> Vec<f32> {
         let mut out = Vec::with_capacity(n);
         let lead_end = self.lead.len();
         if start < lead_end {
@@ -281,7 +303,7 @@ fn schedule(s: &Scenario, frames: usize, frame: Duration, rng: &mut SplitMix64) 
     out
 }
 
-fn reply_text(input: &str) -> String {
+pub(super) fn reply_text(input: &str) -> String {
     let t = input.trim();
     if t.is_empty() {
         "Hello, how can I help you today?".to_string()
@@ -467,7 +489,7 @@ async fn voice_session(
 }
 
 /// The G.711 and PCM16 encoders of the simulator (its own, not the probe's).
-mod encode {
+pub(super) mod encode {
     pub fn pcm16(samples: &[f32]) -> Vec<u8> {
         samples
             .iter()

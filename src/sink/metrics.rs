@@ -1106,6 +1106,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                         chunks: 1,
                         first_audio_heard: None,
                         leading_silence: None,
+                        real_time_factor: None,
                     }),
                     job: None,
                     freshness: p

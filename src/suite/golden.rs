@@ -272,7 +272,8 @@ pub fn compile_case(
     }
     let mut input = raw.input;
     if let Some(ep) = cx.endpoint {
-        if let Some(voice) = &ep.voice {
+        let get_audio = ep.protocol == Protocol::HttpAudio && ep.method == http::Method::GET;
+        if let Some(voice) = ep.voice.as_ref().filter(|_| !get_audio) {
             for problem in voice_input(ep.protocol, voice, &mut input, file) {
                 err("input", "case.input", problem.0, Some(problem.1));
             }
@@ -313,9 +314,7 @@ pub fn compile_case(
                 Some("e.g. `tier: { json: \"$.model\" }`".into()),
             );
         }
-        if !expect.transcript_contains.is_empty()
-            && !matches!(ep.protocol, Protocol::WsOpus | Protocol::Realtime)
-        {
+        if !expect.transcript_contains.is_empty() && !ep.protocol.is_voice() {
             err(
                 "transcript_contains",
                 "case.expect.transcript_contains",
@@ -326,7 +325,7 @@ pub fn compile_case(
                 ),
                 Some(format!(
                     "voice protocols: {}",
-                    list(&["ws-opus", "realtime"])
+                    list(&["ws-opus", "realtime", "http-audio", "ws-json-audio"])
                 )),
             );
         }
@@ -366,7 +365,13 @@ fn voice_input(
 ) -> Vec<(String, String)> {
     let mut out = Vec::new();
     match protocol {
-        Protocol::WsOpus => {
+        Protocol::HttpAudio if !input.get("body").is_some_and(Value::is_object) => {
+            out.push((
+                "an `http-audio` case needs `input.body` (the JSON request, as for `http-json`)".into(),
+                "e.g. {\"body\": {\"model\": \"tts-1\", \"input\": \"Hello\", \"voice\": \"alloy\"}}".into(),
+            ));
+        }
+        Protocol::WsOpus | Protocol::WsJsonAudio => {
             for field in crate::suite::template::input_fields(&voice.start) {
                 let path = field.trim_start_matches("input.");
                 let mut v = Some(&*input);

@@ -23,6 +23,11 @@ pub enum Protocol {
     AnthropicMessages,
     WsOpus,
     Realtime,
+    /// Audio in an HTTP response: a chunked body of PCM, WAV, Ogg Opus or MP3, or SSE/NDJSON
+    /// events carrying base64 audio (text-to-speech services).
+    HttpAudio,
+    /// JSON messages over a WebSocket carrying base64 audio (text-to-speech services).
+    WsJsonAudio,
     Job,
     /// A stream described in the suite (`stream:`).
     Stream,
@@ -41,6 +46,8 @@ impl Protocol {
         Protocol::AnthropicMessages,
         Protocol::WsOpus,
         Protocol::Realtime,
+        Protocol::HttpAudio,
+        Protocol::WsJsonAudio,
         Protocol::Job,
         Protocol::Stream,
         Protocol::Gemini,
@@ -57,6 +64,8 @@ impl Protocol {
             Protocol::AnthropicMessages => "anthropic-messages",
             Protocol::WsOpus => "ws-opus",
             Protocol::Realtime => "realtime",
+            Protocol::HttpAudio => "http-audio",
+            Protocol::WsJsonAudio => "ws-json-audio",
             Protocol::Job => "job",
             Protocol::Stream => "stream",
             Protocol::Gemini => "gemini",
@@ -71,9 +80,20 @@ impl Protocol {
         true
     }
 
-    /// Voice protocols: audio answers over a WebSocket.
+    /// Voice protocols: audio answers (over a WebSocket or an HTTP response).
     pub fn is_voice(self) -> bool {
-        matches!(self, Protocol::WsOpus | Protocol::Realtime)
+        matches!(
+            self,
+            Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio
+        )
+    }
+
+    /// Protocols spoken over a WebSocket (`ws://`, `wss://`).
+    pub fn is_websocket(self) -> bool {
+        matches!(
+            self,
+            Protocol::WsOpus | Protocol::Realtime | Protocol::WsJsonAudio
+        )
     }
 
     /// Chat protocols: text answers, possibly streamed (described streams included).
@@ -378,6 +398,12 @@ pub struct VoiceSpec {
     pub api: RealtimeApi,
     /// `realtime`: the `session` object of `session.update` (a template); `None` sends none.
     pub session: Option<Value>,
+    /// `http-audio`, `ws-json-audio`: the audio's format (`None`: from the response's
+    /// `Content-Type`; `ws-json-audio` then takes PCM16).
+    pub media: Option<crate::audio::stream::Format>,
+    /// `http-audio`, `ws-json-audio`: the rate of headerless PCM or G.711 (`None`: the
+    /// `Content-Type`'s `rate`, else 24 kHz for PCM16 and 8 kHz for G.711).
+    pub media_rate: Option<u32>,
     /// A 10 ms window is audible above this level (dBFS).
     pub threshold_dbfs: f32,
     /// Audio a client buffers before it starts playing (the playout model).

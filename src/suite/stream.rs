@@ -44,6 +44,11 @@ pub const BUILTINS: &[(&str, &str, &str)] = &[
         "protocols/bedrock-converse.yaml",
         include_str!("../../protocols/bedrock-converse.yaml"),
     ),
+    (
+        "openai-speech",
+        "protocols/openai-speech.yaml",
+        include_str!("../../protocols/openai-speech.yaml"),
+    ),
 ];
 
 const FRAMINGS: &[&str] = &["sse", "ndjson", "json-seq", "aws-eventstream"];
@@ -98,6 +103,8 @@ struct RawRule {
     model: Option<OneOrMany>,
     finish: Option<OneOrMany>,
     usage: Option<RawUsage>,
+    /// Base64 audio (`http-audio`, `ws-json-audio`).
+    audio: Option<OneOrMany>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -168,7 +175,7 @@ pub fn compile_text(file: &FsPath, text: &str) -> Result<StreamSpec, Vec<Diagnos
     };
     let layer = layer_of(tree.to_json(), &[], &mut ctx, 0);
     let origin = file.display().to_string();
-    let spec = layer.and_then(|l| finish(l, origin, &[], &mut ctx));
+    let spec = layer.and_then(|l| finish(l, origin, Want::Any, &[], &mut ctx));
     match spec {
         Some(s) if ctx.diags.is_empty() => Ok(s),
         _ => Err(ctx.diags),
@@ -206,7 +213,7 @@ pub(crate) fn build(
     let spath = p(path, &[k("stream")]);
     let mut base = Layer::default();
     let mut origin = "suite".to_string();
-    if protocol != Protocol::Stream {
+    if protocol.is_described() && protocol != Protocol::Stream {
         let (file, text) = builtin(protocol.as_str())?;
         base = load_file(FsPath::new(file), text, ctx, 0)?;
         origin = format!("built-in ({file})");
@@ -215,6 +222,11 @@ pub(crate) fn build(
         None if protocol == Protocol::Stream => {
             ctx.err(path, "missing required key `stream` for protocol `stream`")
                 .hint = Some("describe the stream, e.g. `stream: { framing: ndjson, events: [{ text: $.delta }], terminator: { json: $.done, equals: true } }`, or `stream: { file: ./my-protocol.yaml }`".into());
+            return None;
+        }
+        None if protocol == Protocol::WsJsonAudio => {
+            ctx.err(path, "missing required key `stream` for protocol `ws-json-audio`")
+                .hint = Some("say where the audio is, e.g. `stream: { events: [{ audio: $.audio, text: $.text }], terminator: { json: $.isFinal, equals: true }, error: { match: { json: $.error }, message: $.error } }`".into());
             return None;
         }
         None => Layer::default(),
@@ -235,7 +247,12 @@ pub(crate) fn build(
         }
     };
     let merged = base.over(top);
-    finish(merged, origin, &spath, ctx).map(Arc::new)
+    let want = match protocol {
+        Protocol::HttpAudio => Want::Audio { framing: true },
+        Protocol::WsJsonAudio => Want::Audio { framing: false },
+        _ => Want::Text,
+    };
+    finish(merged, origin, want, &spath, ctx).map(Arc::new)
 }
 
 fn load_file(file: &FsPath, text: &str, ctx: &mut Ctx, depth: usize) -> Option<Layer> {
@@ -518,6 +535,7 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
                 input_tokens: input,
                 output_tokens: output,
                 reasoning_tokens: reasoning,
+                audio: paths(r.audio, &p(&rp, &[k("audio")]), ctx),
             });
         }
         l.rules = Some(out);
@@ -553,20 +571,74 @@ fn own_layer(raw: RawDesc, path: &[Seg], ctx: &mut Ctx) -> Layer {
     l
 }
 
-fn finish(l: Layer, origin: String, path: &[Seg], ctx: &mut Ctx) -> Option<StreamSpec> {
-    let Some(framing) = l.framing else {
-        ctx.err(path, "the stream description has no `framing`")
-            .hint = Some(format!("valid: {}", list(FRAMINGS)));
-        return None;
+/// What a description must say for the protocol reading it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Want {
+    /// A file on its own (`canary protocols`, built-ins): text or audio.
+    Any,
+    /// A text stream: some rule has a `text` path.
+    Text,
+    /// An audio stream: some rule has an `audio` path; `framing` needed (HTTP) or not (each
+    /// WebSocket text message is one unit).
+    Audio { framing: bool },
+}
+
+fn finish(l: Layer, origin: String, want: Want, path: &[Seg], ctx: &mut Ctx) -> Option<StreamSpec> {
+    let framing = match (l.framing, want) {
+        (Some(f), _) => f,
+        // A WebSocket's text messages are the units; the framing is not used.
+        (None, Want::Audio { framing: false }) => Framing::Ndjson,
+        (None, _) => {
+            ctx.err(path, "the stream description has no `framing`")
+                .hint = Some(format!("valid: {}", list(FRAMINGS)));
+            return None;
+        }
     };
     let rules = l.rules.unwrap_or_default();
-    if !rules.iter().any(|r| !r.text.is_empty()) {
-        ctx.err(
-            path,
-            "no event rule has a `text` path: nothing would count as the answer",
-        )
-        .hint = Some("e.g. `events: [{ text: $.delta }]` (JSONPath, `$.` may be left out)".into());
-        return None;
+    let text = rules.iter().any(|r| !r.text.is_empty());
+    let audio = rules.iter().any(|r| !r.audio.is_empty());
+    match want {
+        Want::Text if !text => {
+            ctx.err(
+                path,
+                "no event rule has a `text` path: nothing would count as the answer",
+            )
+            .hint =
+                Some("e.g. `events: [{ text: $.delta }]` (JSONPath, `$.` may be left out)".into());
+            return None;
+        }
+        // Over a WebSocket the audio may come in binary messages: then the events need only
+        // say where the answer ends.
+        Want::Audio { framing: false }
+            if !audio && l.terminator.as_ref().is_none_or(|t| t.is_none()) =>
+        {
+            ctx.err(
+                path,
+                "no event rule has an `audio` path and there is no `terminator`: no event would carry audio, and binary audio would have no end",
+            )
+            .hint = Some(
+                "e.g. `events: [{ audio: $.audio }]`, or for binary audio messages `terminator: { json: $.type, equals: Flushed }`"
+                    .into(),
+            );
+            return None;
+        }
+        Want::Audio { framing: true } if !audio => {
+            ctx.err(
+                path,
+                "no event rule has an `audio` path: no event would carry audio",
+            )
+            .hint = Some(
+                "e.g. `events: [{ match: { json: $.type, equals: speech.audio.delta }, audio: $.audio }]` (base64 audio; `text` paths are the transcript)"
+                    .into(),
+            );
+            return None;
+        }
+        Want::Any if !text && !audio => {
+            ctx.err(path, "no event rule has a `text` or an `audio` path")
+                .hint = Some("e.g. `events: [{ text: $.delta }]`".into());
+            return None;
+        }
+        _ => {}
     }
     let (terminator, terminator_text) = match l.terminator.flatten() {
         Some((c, d)) => (Some(c), d),
@@ -609,6 +681,40 @@ mod tests {
     }
 
     #[test]
+    fn audio_paths_carry_base64_audio_and_the_speech_terminator_ends_it() {
+        use crate::drivers::chat_events::Piece;
+        use crate::drivers::stream::{Unit, UnitKind};
+        let spec = builtin_spec("openai-speech").unwrap().unwrap();
+        let unit = |data: &str| Unit {
+            at: std::time::Instant::now(),
+            event: String::new(),
+            kind: UnitKind::Event,
+            data: data.into(),
+        };
+        let mut out = Vec::new();
+        spec.interpret(
+            &unit(r#"{"type":"speech.audio.delta","audio":"AAEC"}"#),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out, vec![Piece::Audio("AAEC".into())]);
+        out.clear();
+        spec.interpret(
+            &unit(r#"{"type":"speech.audio.done","usage":{"input_tokens":3,"output_tokens":9}}"#),
+            &mut out,
+        )
+        .unwrap();
+        assert_eq!(out.last(), Some(&Piece::Terminator));
+        let e = spec
+            .interpret(
+                &unit(r#"{"error":{"message":"slow down","code":"rate_limit_exceeded"}}"#),
+                &mut out,
+            )
+            .unwrap_err();
+        assert_eq!(e.class, crate::timeline::ErrorClass::RateLimited);
+    }
+
+    #[test]
     fn bad_descriptions_name_the_line_and_the_fix() {
         let text =
             "name: x\nframing: ndjsn\nevents:\n  - text: \"$[?\"\n    usage: { inputs: a }\n";
@@ -624,7 +730,8 @@ mod tests {
         )
         .unwrap_err();
         assert!(
-            d[0].to_string().contains("no event rule has a `text` path"),
+            d[0].to_string()
+                .contains("no event rule has a `text` or an `audio` path"),
             "{d:?}"
         );
     }

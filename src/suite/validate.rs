@@ -801,7 +801,7 @@ fn net_settings(
     let mut net = Net::default();
     if let Some(v) = raw.http.take() {
         match HttpVersion::parse(&v) {
-            Some(_) if proto.is_voice() => {
+            Some(_) if proto.is_websocket() => {
                 ctx.err(
                     &p(path, &[k("http")]),
                     format!(
@@ -948,7 +948,8 @@ fn build_endpoint(
         | Protocol::Ollama
         | Protocol::Tgi
         | Protocol::BedrockConverse => (&["http", "https"], true),
-        Protocol::WsOpus | Protocol::Realtime => (&["ws", "wss"], true),
+        Protocol::WsOpus | Protocol::Realtime | Protocol::WsJsonAudio => (&["ws", "wss"], true),
+        Protocol::HttpAudio => (&["http", "https"], true),
         Protocol::Job => (&["http", "https"], false),
     };
     let url = raw.url.clone().unwrap_or_default();
@@ -1170,7 +1171,10 @@ fn build_endpoint(
             "max_body must be more than zero",
         );
     }
-    let stream_spec = if proto.is_described() {
+    let audio_events = matches!(proto, Protocol::HttpAudio | Protocol::WsJsonAudio);
+    let stream_spec = if proto.is_described()
+        || (audio_events && (raw.stream.is_some() || proto == Protocol::WsJsonAudio))
+    {
         super::stream::build(proto, raw.stream.as_ref(), path, ctx)
     } else {
         if proto.is_chat() && raw.stream.as_ref().is_some_and(|v| !v.is_boolean()) {
@@ -1190,7 +1194,7 @@ fn build_endpoint(
     };
     if !proto.is_chat() {
         for (key, present) in [
-            ("stream", raw.stream.is_some()),
+            ("stream", raw.stream.is_some() && !audio_events),
             ("params", raw.params.is_some()),
         ] {
             if present {

@@ -1,5 +1,6 @@
-//! The voice keys of an endpoint (`ws-opus`, `realtime`) turned into a [`VoiceSpec`], with
-//! every problem named by key so that the validator can point at the file line.
+//! The voice keys of an endpoint (`ws-opus`, `realtime`, `http-audio`, `ws-json-audio`)
+//! turned into a [`VoiceSpec`], with every problem named by key so that the validator can
+//! point at the file line.
 
 use std::time::Duration;
 
@@ -30,18 +31,34 @@ fn problem(key: &'static str, message: impl Into<String>, hint: Option<&str>) ->
     }
 }
 
-/// Keys only voice protocols read, with the protocol each belongs to (`None`: both).
-const VOICE_KEYS: &[(&str, Option<Protocol>)] = &[
-    ("start", Some(Protocol::WsOpus)),
-    ("transcript", Some(Protocol::WsOpus)),
-    ("container", Some(Protocol::WsOpus)),
-    ("sample_rate", Some(Protocol::WsOpus)),
-    ("audio_format", Some(Protocol::Realtime)),
-    ("api", Some(Protocol::Realtime)),
-    ("session", Some(Protocol::Realtime)),
-    ("audible_threshold", None),
-    ("prebuffer", None),
+/// Keys only voice protocols read, with the protocols each belongs to (empty: every voice
+/// protocol).
+const VOICE_KEYS: &[(&str, &[Protocol])] = &[
+    ("start", &[Protocol::WsOpus, Protocol::WsJsonAudio]),
+    ("transcript", &[Protocol::WsOpus]),
+    ("container", &[Protocol::WsOpus]),
+    (
+        "sample_rate",
+        &[Protocol::WsOpus, Protocol::HttpAudio, Protocol::WsJsonAudio],
+    ),
+    (
+        "audio_format",
+        &[
+            Protocol::Realtime,
+            Protocol::HttpAudio,
+            Protocol::WsJsonAudio,
+        ],
+    ),
+    ("api", &[Protocol::Realtime]),
+    ("session", &[Protocol::Realtime]),
+    ("audible_threshold", &[]),
+    ("prebuffer", &[]),
 ];
+
+/// Protocols that take any audio format (`audio::stream::Format`).
+fn any_format(p: Protocol) -> bool {
+    matches!(p, Protocol::HttpAudio | Protocol::WsJsonAudio)
+}
 
 fn present(raw: &RawEndpoint, key: &str) -> bool {
     match key {
@@ -66,12 +83,18 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
         if !present(raw, key) {
             continue;
         }
-        let fits = match only {
-            Some(p) => *p == proto,
-            None => proto.is_voice(),
+        let fits = if only.is_empty() {
+            proto.is_voice()
+        } else {
+            only.contains(&proto)
         };
         if !fits {
-            let owner = only.map(|p| p.as_str()).unwrap_or("ws-opus and realtime");
+            let names: Vec<&str> = only.iter().map(|p| p.as_str()).collect();
+            let owner = if only.is_empty() {
+                "voice protocols (ws-opus, realtime, http-audio, ws-json-audio)".to_string()
+            } else {
+                names.join(", ")
+            };
             problems.push(problem(
                 key,
                 format!("`{key}` applies to {owner}, not `{}`", proto.as_str()),
@@ -87,7 +110,12 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
         .start
         .clone()
         .unwrap_or_else(|| json!({"type": "start", "text": "{{input.text}}"}));
-    if !start.is_object() {
+    // `ws-json-audio` may send several messages (open, text, flush), in order.
+    let list_ok = proto == Protocol::WsJsonAudio
+        && start
+            .as_array()
+            .is_some_and(|a| !a.is_empty() && a.iter().all(Value::is_object));
+    if !start.is_object() && !list_ok {
         problems.push(problem(
             "start",
             "`start` must be a JSON object (the message sent after connecting)",
@@ -129,6 +157,16 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
             None,
         ));
     }
+    if any_format(proto) && raw.done.is_some() {
+        problems.push(problem(
+            "done",
+            format!(
+                "`done` applies to ws-opus; `{}` ends with its stream description's `terminator`",
+                proto.as_str()
+            ),
+            Some("e.g. `stream: { events: [{ audio: $.audio }], terminator: { json: $.isFinal, equals: true } }`"),
+        ));
+    }
     let container = match raw.container.as_deref() {
         None | Some("raw") => Container::Raw,
         Some("ogg") => Container::Ogg,
@@ -141,7 +179,21 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
             Container::Raw
         }
     };
-    let sample_rate = raw.sample_rate.unwrap_or(48_000);
+    let sample_rate = if any_format(proto) {
+        48_000
+    } else {
+        raw.sample_rate.unwrap_or(48_000)
+    };
+    let media_rate = raw.sample_rate.filter(|_| any_format(proto));
+    if let Some(r) = media_rate {
+        if !(1_000..=192_000).contains(&r) {
+            problems.push(problem(
+                "sample_rate",
+                format!("a PCM rate of {r} Hz"),
+                Some("e.g. `sample_rate: 24000` (1000 to 192000 Hz; WAV, MP3 and Ogg carry their own)"),
+            ));
+        }
+    }
     if !RATES.contains(&sample_rate) {
         problems.push(problem(
             "sample_rate",
@@ -149,7 +201,27 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
             Some("valid: 8000, 12000, 16000, 24000, 48000"),
         ));
     }
-    let audio_format = match raw.audio_format.as_deref() {
+    let media = match raw.audio_format.as_deref().filter(|_| any_format(proto)) {
+        None => None,
+        Some(f) => match crate::audio::stream::Format::parse(f) {
+            Some(fmt) => Some(fmt),
+            None => {
+                problems.push(problem(
+                    "audio_format",
+                    format!("unknown audio format `{f}`"),
+                    Some(
+                        format!(
+                            "valid: {} (or leave it out to read the response's Content-Type)",
+                            crate::audio::stream::NAMES.join(", ")
+                        )
+                        .as_str(),
+                    ),
+                ));
+                None
+            }
+        },
+    };
+    let audio_format = match raw.audio_format.as_deref().filter(|_| !any_format(proto)) {
         None | Some("pcm16") | Some("pcm") | Some("audio/pcm") => AudioFormat::Pcm16,
         Some("pcmu") | Some("g711_ulaw") | Some("audio/pcmu") => AudioFormat::Pcmu,
         Some("pcma") | Some("g711_alaw") | Some("audio/pcma") => AudioFormat::Pcma,
@@ -215,6 +287,8 @@ pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
         audio_format,
         api,
         session,
+        media,
+        media_rate,
         threshold_dbfs: threshold_dbfs as f32,
         prebuffer,
     };
@@ -349,6 +423,40 @@ mod tests {
         })));
         assert!(spec.is_none());
         assert_eq!(keys(&p), vec!["start", "prebuffer"]);
-        assert!(p[1].message.contains("ws-opus and realtime"));
+        assert!(p[1].message.contains("voice protocols"));
+    }
+
+    #[test]
+    fn audio_protocols_take_any_format_and_a_pcm_rate() {
+        let (spec, p) = build(&raw(json!({
+            "protocol": "http-audio", "url": "http://h/v1/audio/speech",
+            "audio_format": "mp3", "sample_rate": 22050
+        })));
+        assert!(p.is_empty(), "{p:?}");
+        let spec = spec.unwrap();
+        assert_eq!(spec.media, Some(crate::audio::stream::Format::Mp3));
+        assert_eq!(spec.media_rate, Some(22_050));
+        let (_, p) = build(&raw(json!({
+            "protocol": "ws-json-audio", "url": "ws://h/tts", "audio_format": "flac",
+            "done": {"event": "x"}, "api": "beta"
+        })));
+        assert_eq!(keys(&p), vec!["api", "done", "audio_format"]);
+        assert!(p[2].hint.as_deref().unwrap().contains("mp3"));
+        let (_, p) = build(&raw(json!({
+            "protocol": "http-audio", "url": "http://h", "start": {"a": 1}
+        })));
+        assert_eq!(keys(&p), vec!["start"]);
+        assert!(p[0].message.contains("ws-opus, ws-json-audio"));
+        // Several start messages (open, text, flush): ws-json-audio only.
+        let list = json!([{"type": "Speak", "text": "{{input.text}}"}, {"type": "Flush"}]);
+        let (spec, p) = build(&raw(json!({
+            "protocol": "ws-json-audio", "url": "ws://h/tts", "start": list.clone()
+        })));
+        assert!(p.is_empty(), "{p:?}");
+        assert_eq!(spec.unwrap().start, list);
+        let (_, p) = build(&raw(json!({
+            "protocol": "ws-opus", "url": "ws://h/v", "start": list
+        })));
+        assert_eq!(keys(&p), vec!["start"]);
     }
 }

@@ -101,6 +101,8 @@ pub struct Rule {
     pub input_tokens: Vec<Path>,
     pub output_tokens: Vec<Path>,
     pub reasoning_tokens: Vec<Path>,
+    /// Base64 audio (`http-audio`, `ws-json-audio`).
+    pub audio: Vec<Path>,
 }
 
 /// When an event is an error, and where its message and code are.
@@ -247,6 +249,15 @@ impl StreamSpec {
             }
             if let Some(m) = first_string(&rule.model, &json) {
                 out.push(Piece::Model(m));
+            }
+            for p in &rule.audio {
+                for v in p.values(&json) {
+                    if let Value::String(s) = v {
+                        if !s.is_empty() {
+                            out.push(Piece::Audio(s.clone()));
+                        }
+                    }
+                }
             }
             for (kind, paths, any) in [
                 (TokenKind::Reasoning, &rule.reasoning, false),

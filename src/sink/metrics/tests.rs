@@ -358,6 +358,7 @@ fn voice_playout_becomes_underrun_and_stall_counters() {
         chunks: 60,
         first_audio_heard: Some(0.4),
         leading_silence: Some(0.2),
+        real_time_factor: Some(1.0),
     });
     let mut failed = heard.clone();
     failed.outcome = Outcome::Error(ErrorClass::Truncated);
