@@ -22,6 +22,13 @@ pub enum Entry {
     },
     /// An encoded remote-write request (snappy protobuf, base64), sent as it is.
     RemoteWrite { url: String, body_base64: String },
+    /// An encoded OTLP/HTTP export (protobuf, base64), sent as it is. Its headers are not
+    /// kept (they may be credentials): the delivering run sends its own.
+    Otlp {
+        signal: super::otlp::Signal,
+        url: String,
+        body_base64: String,
+    },
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);

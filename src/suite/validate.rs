@@ -1237,6 +1237,7 @@ fn build_endpoint(
         job,
         metrics,
         labels,
+        traceparent: raw.traceparent.unwrap_or(true),
     })
 }
 

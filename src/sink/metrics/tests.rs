@@ -52,6 +52,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         elapsed_seconds: 0.0,
         usage: None,
         answer: None,
+        trace: None,
     }
 }
 
