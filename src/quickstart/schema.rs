@@ -352,7 +352,9 @@ pub fn suite_schema() -> Value {
                 ("tls", r("tls")),
                 (
                     "traceparent",
-                    boolean("Send a W3C traceparent header with each probe request (default true)."),
+                    boolean(
+                        "Send a W3C traceparent header with each probe request (default true).",
+                    ),
                 ),
             ],
         ),

@@ -275,7 +275,8 @@ async fn run_one(
     }
     // One trace per case run: its span covers the quality signals' reads and writes (child
     // spans) and the probe request, which carries the trace as `traceparent`.
-    let scope = crate::timeline::trace::CaseScope::new(crate::timeline::trace::TraceContext::new_root());
+    let scope =
+        crate::timeline::trace::CaseScope::new(crate::timeline::trace::TraceContext::new_root());
     let start = std::time::SystemTime::now();
     let (timeline, quality) = crate::timeline::trace::CASE
         .scope(

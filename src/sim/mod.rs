@@ -343,10 +343,7 @@ async fn stamp_arrival(
                 .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
             received_unix: unix_seconds(now),
         };
-        let mut seen = state
-            .traceparents
-            .lock()
-            .unwrap_or_else(|e| e.into_inner());
+        let mut seen = state.traceparents.lock().unwrap_or_else(|e| e.into_inner());
         // A long-running simulator keeps the first 100,000 (`DELETE /truth` clears them).
         if seen.len() < 100_000 {
             seen.push(r);

@@ -203,8 +203,9 @@ pub async fn export(
         let (m, start) = otlp::cumulative(&model, &suite.name, started, state.as_mut());
         if let (Some(p), Some(s)) = (path.as_deref().filter(|_| keep), &state) {
             if let Err(e) = otlp::save_state(p, s) {
-                d.warnings
-                    .push(format!("the OTLP counts could not be kept across runs: {e}"));
+                d.warnings.push(format!(
+                    "the OTLP counts could not be kept across runs: {e}"
+                ));
             }
         }
         let body = bytes::Bytes::from(prost::Message::encode_to_vec(&otlp::metrics_request(
@@ -236,7 +237,9 @@ async fn deliver_otlp(
         .map(spool::load)
         .unwrap_or_default()
         .into_iter()
-        .filter(|(_, e)| matches!(e, Entry::Otlp { url: u, signal: s, .. } if u == url && *s == signal))
+        .filter(
+            |(_, e)| matches!(e, Entry::Otlp { url: u, signal: s, .. } if u == url && *s == signal),
+        )
         .collect();
     let mut blocked = false;
     for (p, e) in &spooled {
@@ -290,7 +293,12 @@ async fn deliver_otlp(
                     url: url.clone(),
                     body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
                 };
-                spool_or_lose(out, &entry, format!("OTLP export to {shown} failed: {e}"), d);
+                spool_or_lose(
+                    out,
+                    &entry,
+                    format!("OTLP export to {shown} failed: {e}"),
+                    d,
+                );
             }
         }
     }

@@ -77,7 +77,11 @@ impl std::fmt::Debug for Target {
             .field("url", &crate::secret::redact(&self.url))
             .field(
                 "headers",
-                &self.headers.iter().map(|(n, _)| n.as_str()).collect::<Vec<_>>(),
+                &self
+                    .headers
+                    .iter()
+                    .map(|(n, _)| n.as_str())
+                    .collect::<Vec<_>>(),
             )
             .finish()
     }
@@ -524,11 +528,7 @@ pub fn trace_request(
             .map(|e| pt::span::Event {
                 time_unix_nano: nanos(e.at),
                 name: e.name.to_string(),
-                attributes: e
-                    .attributes
-                    .iter()
-                    .map(|(k, v)| kv(k, v.clone()))
-                    .collect(),
+                attributes: e.attributes.iter().map(|(k, v)| kv(k, v.clone())).collect(),
                 ..Default::default()
             })
             .collect();
@@ -585,11 +585,7 @@ pub fn trace_request(
 
 /// Sends one encoded export, with retries. A 2xx answer may still report a partial success
 /// (points or spans the collector dropped): that comes back as a warning.
-pub async fn send(
-    target: &Target,
-    signal: Signal,
-    body: Bytes,
-) -> Result<Option<String>, Failure> {
+pub async fn send(target: &Target, signal: Signal, body: Bytes) -> Result<Option<String>, Failure> {
     let reply = with_retries(super::push::ATTEMPTS, || {
         request(
             Method::POST,
@@ -757,11 +753,17 @@ mod tests {
                 ("OTEL_EXPORTER_OTLP_ENDPOINT", "http://collector:4318/"),
                 ("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://t:2/custom"),
                 ("OTEL_EXPORTER_OTLP_METRICS_ENDPOINT", "http://m:3/ignored"),
-                ("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20s3cr3t-otlp,x-a=1"),
+                (
+                    "OTEL_EXPORTER_OTLP_HEADERS",
+                    "authorization=Bearer%20s3cr3t-otlp,x-a=1",
+                ),
                 ("OTEL_EXPORTER_OTLP_TRACES_HEADERS", "x-a=2"),
                 ("OTEL_EXPORTER_OTLP_TIMEOUT", "2500"),
                 ("OTEL_SERVICE_NAME", "probe-eu"),
-                ("OTEL_RESOURCE_ATTRIBUTES", "team=ml,deployment.environment=prod"),
+                (
+                    "OTEL_RESOURCE_ATTRIBUTES",
+                    "team=ml,deployment.environment=prod",
+                ),
             ]),
         )
         .unwrap();

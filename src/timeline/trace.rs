@@ -105,7 +105,11 @@ pub fn hex(bytes: &[u8]) -> String {
 }
 
 fn unhex(s: &str) -> Option<Vec<u8>> {
-    if s.len() % 2 != 0 || !s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)) {
+    if !s.len().is_multiple_of(2)
+        || !s
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    {
         return None;
     }
     (0..s.len())
@@ -300,7 +304,8 @@ pub fn span_events(t: &Timeline, stall: Duration, first_audio: Option<f64>) -> V
             },
         ))
     };
-    let firsts: [(&'static str, fn(&Event) -> bool); 5] = [
+    type IsEvent = fn(&Event) -> bool;
+    let firsts: [(&'static str, IsEvent); 5] = [
         ("dns", |e| matches!(e, Event::Resolved)),
         ("connect", |e| matches!(e, Event::Connected)),
         ("tls", |e| matches!(e, Event::TlsEstablished)),
