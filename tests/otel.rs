@@ -375,6 +375,12 @@ fn trace_suite(dir: &Path, sim: &str) -> PathBuf {
     );
     write(
         dir,
+        "voice.jsonl",
+        "{\"id\": \"hello\", \"slice\": \"greeting\", \"input\": {\"text\": \"Hello there\"}}\n",
+    );
+    let ws = sim.replace("http://", "ws://");
+    write(
+        dir,
         "s.yaml",
         &format!(
             r#"suite: otel-traces
@@ -393,7 +399,18 @@ endpoints:
     protocol: http-json
     url: "{sim}/rag/ask"
     answer: {{ json: "$.answer" }}
+  voice:
+    protocol: ws-opus
+    url: "{ws}/v1/voice?id=otel&speech_ms=300&lead_in_ms=200"
+    start: {{ type: start, text: "{{{{input.text}}}}" }}
+  broken:
+    protocol: http-json
+    method: POST
+    url: "{sim}/map"
+    headers: {{ x-sim-fault: "status=503" }}
 probes:
+  - {{ name: voice, endpoint: voice, golden: voice.jsonl }}
+  - {{ name: broken, endpoint: broken, golden: voice.jsonl, runs: 1 }}
   - {{ name: stream, endpoint: chat, golden: chat.jsonl, stall: 500ms }}
   - {{ name: quiet, endpoint: quiet, golden: chat.jsonl }}
   - name: fresh
@@ -426,6 +443,7 @@ fn each_case_span_has_the_trace_the_target_received_and_the_reports_moments() {
     let (_, err) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert_report_valid(&report);
+    assert!(!err.contains("OTLP"), "{err}");
     assert_eq!(received(&out_dir, "metrics").len(), 1, "{err}");
     let exports = received(&out_dir, "spans");
     assert_eq!(exports.len(), 1, "{err}");
@@ -435,7 +453,7 @@ fn each_case_span_has_the_trace_the_target_received_and_the_reports_moments() {
     let seen = truth["traceparents"].as_array().unwrap();
 
     let cases = report["cases"].as_array().unwrap();
-    assert_eq!(cases.len(), 6);
+    assert_eq!(cases.len(), 9);
     let mut trace_ids = std::collections::BTreeSet::new();
     for c in cases {
         let tid = c["trace_id"]
@@ -449,7 +467,12 @@ fn each_case_span_has_the_trace_the_target_received_and_the_reports_moments() {
         assert_eq!(roots.len(), 1, "{tid}");
         let span = roots[0];
         assert_eq!(span["attributes"]["canary.probe"], c["probe"]);
-        assert_eq!(span["status"]["code"], 1, "ok outcome is status OK");
+        assert_eq!(span["attributes"]["canary.outcome"], c["outcome"]);
+        if c["outcome"] == "ok" {
+            assert_eq!(span["status"]["code"], 1, "ok outcome is status OK");
+        } else {
+            assert_eq!(span["status"]["code"], 2, "{c}");
+        }
         let sent = format!("00-{tid}-{}-01", span["span_id"].as_str().unwrap());
         let received_with = seen
             .iter()
@@ -464,13 +487,39 @@ fn each_case_span_has_the_trace_the_target_received_and_the_reports_moments() {
                 .and_then(|e| e["time"].as_u64())
         };
         let request = event("request_sent").expect("request_sent event");
-        assert!(
-            event("connect").is_some()
-                && event("headers").is_some()
-                && event("completion").is_some()
-        );
+        assert!(event("connect").is_some());
         match c["probe"].as_str().unwrap() {
+            "voice" => {
+                // The WebSocket upgrade carried the traceparent too; the audible onset event
+                // sits where the report's time to first audio says.
+                assert_eq!(received_with, 1, "{sent} not in {seen:?}");
+                assert!(event("upgrade").is_some());
+                let heard = event("first_audible_audio").expect("first_audible_audio event");
+                let measured = c["latency"]["time_to_first_audio"].as_f64().unwrap();
+                let from_span = (heard - request) as f64 / 1e9;
+                assert!(
+                    (from_span - measured).abs() < 2e-9,
+                    "span {from_span} vs report {measured}"
+                );
+            }
+            "broken" => {
+                // The failure is the status, with the outcome and the error as its message.
+                assert_eq!(received_with, 1);
+                assert_eq!(c["outcome"], "http_status");
+                assert!(span["status"]["message"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("http_status: "));
+                let e = span["events"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .find(|e| e["name"] == "error")
+                    .expect("error event");
+                assert_eq!(e["attributes"]["error.type"], "http_status");
+            }
             "stream" => {
+                assert!(event("headers").is_some() && event("completion").is_some());
                 // The target saw this very trace, and the span's moment is the report's.
                 assert_eq!(received_with, 1, "{sent} not in {seen:?}");
                 let fvt = event("first_visible_token").expect("first_visible_token event");
