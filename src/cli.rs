@@ -208,6 +208,14 @@ pub enum Command {
         /// the URLs in the request body: only for trusted callers).
         #[arg(long)]
         allow_gate: bool,
+        /// Export the metrics over OTLP/HTTP to this full URL after every probe run (default:
+        /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/metrics).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
+        /// Export each probe run's spans over OTLP/HTTP to this full URL (default:
+        /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces).
+        #[arg(long, value_name = "URL")]
+        otlp_traces: Option<String>,
     },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
@@ -588,8 +596,22 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             records_for,
             compact_every,
             allow_gate,
+            otlp,
+            otlp_traces,
         } => {
+            let otlp = match crate::sink::otlp::Config::resolve(
+                otlp.as_deref(),
+                otlp_traces.as_deref(),
+                &|k| std::env::var(k).ok(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {}", crate::secret::redact(&e));
+                    return Ok(EXIT_USAGE);
+                }
+            };
             crate::serve::serve(crate::serve::ServeConfig {
+                otlp,
                 allow_gate,
                 paths: suites,
                 listen,

@@ -623,7 +623,12 @@ fn serve_exemplars_parse_as_openmetrics_and_prometheus_returns_them() {
             golden.display()
         ),
     );
+    // serve also exports every probe run over OTLP (the base URL from the environment).
+    let out_dir = dir.path().join("received");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let (_rx, rx_addr) = receiver(&out_dir);
     let mut child = Command::new(BIN)
+        .env("OTEL_EXPORTER_OTLP_ENDPOINT", format!("http://{rx_addr}"))
         .args([
             "serve",
             suite.to_str().unwrap(),
@@ -791,7 +796,36 @@ print(n)
         .filter_map(|e| e["labels"]["trace_id"].as_str().map(str::to_string))
         .collect();
     assert!(!stored.is_empty());
-    let _ = trace_ids;
+    // serve's OTLP exports: cumulative counts since its start (one start time, growing), and
+    // the spans whose trace ids are the exemplars'.
+    assert!(until(Duration::from_secs(30), || received(
+        &out_dir, "metrics"
+    )
+    .len()
+        >= 2));
+    let exports = received(&out_dir, "metrics");
+    let runs = |e: &Value| -> (u64, f64) {
+        let m = metric(e, "canary_probe_runs");
+        let points = m["points"].as_array().unwrap();
+        (
+            points[0]["start"].as_u64().unwrap(),
+            points.iter().map(|p| p["value"].as_f64().unwrap()).sum(),
+        )
+    };
+    let (start0, n0) = runs(&exports[0]);
+    let (start1, n1) = runs(&exports[1]);
+    assert_eq!(start0, start1);
+    assert!(n0 >= 15.0 && n1 >= n0 + 15.0, "{n0} {n1}");
+    assert_eq!(exports[0]["resource"]["suite"], "exemplars");
+    let span_ids: std::collections::BTreeSet<String> = received(&out_dir, "spans")
+        .iter()
+        .flat_map(|e| e["spans"].as_array().unwrap().clone())
+        .filter_map(|s| s["trace_id"].as_str().map(str::to_string))
+        .collect();
+    assert!(
+        trace_ids.iter().all(|t| span_ids.contains(t)),
+        "exemplar trace ids without an exported span"
+    );
     // Every stored trace id is one a probe request carried to the simulator.
     let truth: Value = serde_json::from_str(&sim.get("/truth")).unwrap();
     let sent: Vec<String> = truth["traceparents"]

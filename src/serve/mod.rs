@@ -46,6 +46,8 @@ pub struct ServeConfig {
     /// Enables `POST /api/v1/gate`, which sends the suite's requests (credentials included) to
     /// the URLs in the request body: only for a monitor reachable by trusted callers.
     pub allow_gate: bool,
+    /// OTLP export after every probe run (`--otlp`, `--otlp-traces`, `OTEL_EXPORTER_OTLP_*`).
+    pub otlp: crate::sink::otlp::Config,
 }
 
 /// What the monitor knows about one probe.
@@ -80,6 +82,7 @@ pub struct ServeState {
     pub allow_gate: bool,
     /// One gate at a time.
     pub gate_lock: tokio::sync::Mutex<()>,
+    pub otlp: crate::sink::otlp::Config,
 }
 
 impl ServeState {
@@ -153,6 +156,21 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
         }
     }
     record(&state, &suite, &observations, finished).await;
+    if state.otlp.enabled() {
+        // The suite's series as they stand (cumulative since the model was built) and this
+        // run's spans, off the probe loop; a failure is logged (the next export carries the
+        // counts again).
+        let model = state.metrics.lock().ok().map(|m| m.clone());
+        if let Some(model) = model {
+            tokio::spawn(crate::sink::otlp::export_serve(
+                state.otlp.clone(),
+                model,
+                suite.clone(),
+                observations.clone(),
+                finished,
+            ));
+        }
+    }
     if let Ok(mut p) = state.probes.lock() {
         // A probe removed by a reload while it ran is not brought back.
         let Some(e) = p.get_mut(&key) else { return };
@@ -367,6 +385,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         started_at: SystemTime::now(),
         allow_gate: cfg.allow_gate,
         gate_lock: tokio::sync::Mutex::new(()),
+        otlp: cfg.otlp.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

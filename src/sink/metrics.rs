@@ -132,6 +132,8 @@ pub struct MetricsModel {
     /// The latest traced observation of each latency histogram bucket (OpenMetrics
     /// exemplars of `serve`'s `/metrics`, OTLP exemplars). Never carried forward.
     pub exemplars: Exemplars,
+    /// When the model was built: the start of its cumulative counts (serve's OTLP export).
+    pub since: SystemTime,
 }
 
 impl MetricsModel {
@@ -150,6 +152,7 @@ impl MetricsModel {
             suite: String::new(),
             families: BTreeMap::new(),
             exemplars: BTreeMap::new(),
+            since: SystemTime::now(),
         };
         for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
             // A suite's own buckets replace the defaults (several suites: their union).

@@ -701,6 +701,55 @@ pub fn cumulative(
     (m, start)
 }
 
+/// The series of one suite in a model that holds several (serve's).
+pub fn suite_part(model: &MetricsModel, suite: &str) -> MetricsModel {
+    let mine = |l: &Labels| l.iter().any(|(k, v)| k == "suite" && v == suite);
+    let mut m = model.clone();
+    for f in m.families.values_mut() {
+        f.series.retain(|l, _| mine(l));
+    }
+    m.exemplars.retain(|(_, l), _| mine(l));
+    m
+}
+
+/// `canary serve`'s export after a probe run: the suite's series (cumulative since the model
+/// was built, at start-up or the last reload) and the run's spans. No spool: a failed metrics
+/// export is made good by the next one; failed spans are lost, with a warning in the log.
+pub async fn export_serve(
+    cfg: Config,
+    model: MetricsModel,
+    suite: std::sync::Arc<Suite>,
+    observations: Vec<Observation>,
+    now: SystemTime,
+) {
+    let warn = |what: &str, e: String| {
+        tracing::warn!(
+            suite = %suite.name,
+            "OTLP {what} export failed: {}",
+            crate::secret::redact(&e)
+        )
+    };
+    if let Some(t) = &cfg.metrics {
+        let part = suite_part(&model, &suite.name);
+        let body =
+            Bytes::from(metrics_request(&part, &suite, &cfg, model.since, now).encode_to_vec());
+        match send(t, Signal::Metrics, body).await {
+            Ok(Some(w)) => warn("metrics", w),
+            Ok(None) => {}
+            Err(e) => warn("metrics", e.to_string()),
+        }
+    }
+    if let Some(t) = &cfg.traces {
+        for body in trace_bodies(&observations, &suite, &model.region, &cfg) {
+            match send(t, Signal::Traces, body).await {
+                Ok(Some(w)) => warn("traces", w),
+                Ok(None) => {}
+                Err(e) => warn("traces", e.to_string()),
+            }
+        }
+    }
+}
+
 /// Spans per export request (a large run is sent in several).
 pub const SPANS_PER_REQUEST: usize = 2000;
 
