@@ -839,3 +839,87 @@ print(n)
         "{stored:?} vs {sent:?}"
     );
 }
+
+#[test]
+fn the_canary_fact_write_and_each_question_are_child_spans() {
+    let sim = Sim::start(26, None);
+    let dir = tempfile::tempdir().unwrap();
+    let out_dir = dir.path().join("received");
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let (_rx, addr) = receiver(&out_dir);
+    write(
+        dir.path(),
+        "c.jsonl",
+        "{\"id\": \"fact\", \"input\": {\"body\": {\"question\": \"The canary fact?\", \"key\": \"canary-{{region}}\"}}}\n",
+    );
+    let s = write(
+        dir.path(),
+        "s.yaml",
+        &format!(
+            r#"suite: otel-fact
+endpoints:
+  rag:
+    protocol: http-json
+    url: "{sim}/rag/ask"
+    answer: {{ json: "$.answer" }}
+probes:
+  - name: lag
+    endpoint: rag
+    golden: c.jsonl
+    timeout: 5s
+    canary_fact:
+      write: {{ url: "{sim}/admin/facts/canary-{{{{region}}}}", body: {{ value: "{{{{nonce}}}}" }} }}
+      read_every: 200ms
+      give_up_after: 10s
+"#,
+            sim = sim.url
+        ),
+    );
+    let traces = format!("http://{addr}/v1/traces");
+    let (out, report) = run_with_report(&s, &["--otlp-traces", &traces], &[]);
+    let (_, err) = text(&out);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(received(&out_dir, "metrics").is_empty(), "traces only");
+    let c = &report["cases"][0];
+    let tid = c["trace_id"].as_str().unwrap();
+    let reads = c["fact"]["reads"].as_u64().unwrap();
+    assert!(reads >= 2, "the index lags: {c}");
+    let spans: Vec<Value> = received(&out_dir, "spans")
+        .iter()
+        .flat_map(|e| e["spans"].as_array().unwrap().clone())
+        .filter(|s| s["trace_id"] == tid)
+        .collect();
+    let root = spans.iter().find(|s| s["parent_span_id"] == "").unwrap();
+    let mut children: Vec<&Value> = spans
+        .iter()
+        .filter(|s| s["parent_span_id"] == root["span_id"])
+        .collect();
+    children.sort_by_key(|s| s["start"].as_u64());
+    let names: Vec<&str> = children
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names[0], "canary.fact.write");
+    assert_eq!(names.len() as u64, 1 + reads, "{names:?}");
+    assert!(names[1..].iter().all(|n| *n == "canary.fact.question"));
+    let holds: Vec<&str> = children[1..]
+        .iter()
+        .map(|s| s["attributes"]["canary.fact.holds"].as_str().unwrap())
+        .collect();
+    assert_eq!(holds.last(), Some(&"true"));
+    assert!(holds[..holds.len() - 1].iter().all(|h| *h == "false"));
+    // The questions carried the case run's traceparent; the fact write (canary's own
+    // bookkeeping, not the endpoint) did not.
+    let truth: Value = serde_json::from_str(&sim.get("/truth")).unwrap();
+    let seen = truth["traceparents"].as_array().unwrap();
+    let sent = format!("00-{tid}-{}-01", root["span_id"].as_str().unwrap());
+    let asked = seen
+        .iter()
+        .filter(|r| r["path"] == "/rag/ask" && r["traceparent"] == sent.as_str())
+        .count() as u64;
+    assert_eq!(asked, reads);
+    assert!(seen
+        .iter()
+        .filter(|r| r["path"].as_str().unwrap().starts_with("/admin/facts/"))
+        .all(|r| r["traceparent"].is_null()));
+}
