@@ -82,6 +82,16 @@ pub enum Command {
         /// Keep what could not be delivered here; the next run delivers it first.
         #[arg(long, env = "CANARY_SPOOL")]
         spool: Option<PathBuf>,
+        /// Export the metrics over OTLP/HTTP (protobuf) to this full URL, e.g.
+        /// http://collector:4318/v1/metrics (default: OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, or
+        /// OTEL_EXPORTER_OTLP_ENDPOINT + /v1/metrics).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
+        /// Export one span per case run over OTLP/HTTP to this full URL, e.g.
+        /// http://collector:4318/v1/traces (default: OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or
+        /// OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces).
+        #[arg(long, value_name = "URL")]
+        otlp_traces: Option<String>,
         /// Exit 0 when an SLO is missed (a CronJob whose metrics carry the verdict); errors
         /// still exit 2 or 3.
         #[arg(long)]
@@ -200,6 +210,14 @@ pub enum Command {
         allow_gate: bool,
         #[command(flatten)]
         fleet: crate::serve::FleetArgs,
+        /// Export the metrics over OTLP/HTTP to this full URL after every probe run (default:
+        /// OTEL_EXPORTER_OTLP_METRICS_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/metrics).
+        #[arg(long, value_name = "URL")]
+        otlp: Option<String>,
+        /// Export each probe run's spans over OTLP/HTTP to this full URL (default:
+        /// OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, or OTEL_EXPORTER_OTLP_ENDPOINT + /v1/traces).
+        #[arg(long, value_name = "URL")]
+        otlp_traces: Option<String>,
     },
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim {
@@ -360,6 +378,8 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             remote_write,
             textfile,
             spool,
+            otlp,
+            otlp_traces,
             no_slo_exit,
             seed,
             warmup,
@@ -367,6 +387,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             state,
             tick,
         } => {
+            let mut otlp = match crate::sink::otlp::Config::resolve(
+                otlp.as_deref(),
+                otlp_traces.as_deref(),
+                &|k| std::env::var(k).ok(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {}", crate::secret::redact(&e));
+                    return Ok(EXIT_USAGE);
+                }
+            };
+            otlp.state = state.clone();
             if let Some(t) = textfile
                 .as_deref()
                 .filter(|t| t.extension().is_some_and(|x| x != "prom"))
@@ -411,6 +443,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 remote_write,
                 textfile,
                 spool,
+                otlp,
             };
             let code = run_suites(&loaded, &region, &outputs, &opts, quiet).await?;
             if let Err(e) = crate::schedule::quality::save() {
@@ -566,8 +599,22 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             compact_every,
             allow_gate,
             fleet,
+            otlp,
+            otlp_traces,
         } => {
+            let otlp = match crate::sink::otlp::Config::resolve(
+                otlp.as_deref(),
+                otlp_traces.as_deref(),
+                &|k| std::env::var(k).ok(),
+            ) {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {}", crate::secret::redact(&e));
+                    return Ok(EXIT_USAGE);
+                }
+            };
             crate::serve::serve(crate::serve::ServeConfig {
+                otlp,
                 allow_gate,
                 fleet,
                 paths: suites,

@@ -111,6 +111,8 @@ pub struct Observation {
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
+    /// The case run's span (trace id, events, child spans), when the executor traced it.
+    pub trace: Option<Box<crate::timeline::trace::CaseTrace>>,
 }
 
 impl Observation {
@@ -204,6 +206,7 @@ impl Observation {
                     .as_ref()
                     .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
+            trace: None,
         }
     }
 

@@ -37,6 +37,7 @@ fn endpoint() -> Endpoint {
         tls: None,
         stream_spec: None,
         net: Default::default(),
+        traceparent: true,
     }
 }
 

@@ -351,6 +351,11 @@ pub async fn send(req: HttpRequest<'_>, rec: &mut Recorder) -> Result<Streaming,
     if let Some(ct) = req.content_type {
         builder = builder.header(http::header::CONTENT_TYPE, ct);
     }
+    if let Some(tp) = crate::timeline::trace::request_traceparent()
+        .filter(|_| !req.headers.iter().any(|(n, _)| n == "traceparent"))
+    {
+        builder = builder.header("traceparent", tp);
+    }
     for (n, v) in req.headers {
         builder = builder.header(n, v);
     }

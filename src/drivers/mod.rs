@@ -63,7 +63,17 @@ pub async fn run_case(
     deadline: Duration,
 ) -> Timeline {
     let mut rec = Recorder::start();
-    let outcome = tokio::time::timeout(deadline, drive(endpoint, case, vars, &mut rec)).await;
+    let run = tokio::time::timeout(deadline, drive(endpoint, case, vars, &mut rec));
+    // The case run's trace context rides on the probe request as `traceparent`, unless the
+    // endpoint says `traceparent: false` (or no case run is being traced).
+    let outcome = match crate::timeline::trace::current().filter(|_| endpoint.traceparent) {
+        Some(ctx) => {
+            crate::timeline::trace::REQUEST
+                .scope(ctx.traceparent(), run)
+                .await
+        }
+        None => run.await,
+    };
     if outcome.is_err() {
         let at = rec.now();
         rec.fail(ProbeError::new(

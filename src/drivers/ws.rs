@@ -53,6 +53,11 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
             ::http::header::USER_AGENT,
             concat!("canary/", env!("CARGO_PKG_VERSION")),
         );
+    if let Some(tp) = crate::timeline::trace::request_traceparent()
+        .filter(|_| !endpoint.headers.iter().any(|(n, _)| n == "traceparent"))
+    {
+        builder = builder.header("traceparent", tp);
+    }
     for (n, v) in &endpoint.headers {
         builder = builder.header(n, v);
     }

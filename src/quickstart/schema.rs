@@ -353,6 +353,12 @@ pub fn suite_schema() -> Value {
                     boolean("Allow plain http for credentials."),
                 ),
                 ("tls", r("tls")),
+                (
+                    "traceparent",
+                    boolean(
+                        "Send a W3C traceparent header with each probe request (default true).",
+                    ),
+                ),
             ],
         ),
     );

@@ -273,9 +273,20 @@ async fn run_one(
     if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
         tokio::time::sleep(wait).await;
     }
-    let (timeline, quality) = super::quality::run_case(endpoint, probe, case, vars, deadline).await;
+    // One trace per case run: its span covers the quality signals' reads and writes (child
+    // spans) and the probe request, which carries the trace as `traceparent`.
+    let scope =
+        crate::timeline::trace::CaseScope::new(crate::timeline::trace::TraceContext::new_root());
+    let start = std::time::SystemTime::now();
+    let (timeline, quality) = crate::timeline::trace::CASE
+        .scope(
+            scope.clone(),
+            super::quality::run_case(endpoint, probe, case, vars, deadline),
+        )
+        .await;
+    let end = std::time::SystemTime::now();
     super::backoff::note(&endpoint.url, &timeline);
-    Observation::from_timeline(
+    let mut obs = Observation::from_timeline(
         endpoint,
         &probe.name,
         case,
@@ -284,7 +295,26 @@ async fn run_one(
         &timeline,
     )
     .with_quality(quality, case)
-    .account_tokens(endpoint, case)
+    .account_tokens(endpoint, case);
+    let first_audio = obs
+        .latency
+        .get(&crate::measure::sli::Sli::TimeToFirstAudio)
+        .copied();
+    obs.trace = Some(Box::new(crate::timeline::trace::CaseTrace {
+        ctx: scope.ctx,
+        start: start.min(timeline.started_at),
+        end,
+        propagated: endpoint.traceparent,
+        events: crate::timeline::trace::span_events(&timeline, probe.stall, first_audio),
+        children: scope.children(),
+        response_model: timeline
+            .doc
+            .as_ref()
+            .and_then(|d| d.get("model"))
+            .and_then(|m| m.as_str())
+            .map(|m| m.chars().filter(|c| !c.is_control()).take(128).collect()),
+    }));
+    obs
 }
 
 /// One planned case run of an explicit plan (the gate interleaves candidate and baseline).

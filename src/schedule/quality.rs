@@ -128,6 +128,16 @@ fn now_unix() -> f64 {
 }
 
 async fn read_truth(spec: &crate::suite::FreshnessSpec, url: &str) -> Result<TruthRead, String> {
+    let span = crate::timeline::trace::child("canary.freshness.read");
+    let r = read_truth_inner(spec, url).await;
+    span.end(r.as_ref().map(|_| ()).map_err(String::as_str));
+    r
+}
+
+async fn read_truth_inner(
+    spec: &crate::suite::FreshnessSpec,
+    url: &str,
+) -> Result<TruthRead, String> {
     let text = crate::sink::target::fetch(url, "application/json").await?;
     let doc: Value = serde_json::from_str(&text).map_err(|e| format!("truth is not JSON: {e}"))?;
     let resp = crate::timeline::Response::default();
@@ -309,7 +319,13 @@ async fn canary_fact(
         gave_up: false,
         read_every: fact.read_every.as_secs_f64(),
     };
+    let span = crate::timeline::trace::child("canary.fact.write");
     let write = tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce)).await;
+    span.end(match &write {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(e)) => Err(e.message.as_str()),
+        Err(_) => Err("timeout"),
+    });
     match write {
         Ok(Ok(())) => {}
         Ok(Err(e)) => return (failed(e), lag),
@@ -326,10 +342,16 @@ async fn canary_fact(
     let written = Instant::now();
     loop {
         let asked = Instant::now();
+        let mut span = crate::timeline::trace::child("canary.fact.question");
         let mut t = drivers::run_case(endpoint, case, vars, deadline).await;
         lag.reads += 1;
         let holds = t.error.is_none()
             && crate::check::answer_text(endpoint, &t).is_some_and(|a| a.contains(&nonce));
+        span.attribute("canary.fact.holds", holds.to_string());
+        span.end(match &t.error {
+            Some(e) => Err(e.message.as_str()),
+            None => Ok(()),
+        });
         if holds {
             let end = t
                 .first(|e| matches!(e, Event::Terminator))

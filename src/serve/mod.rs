@@ -53,6 +53,8 @@ pub struct ServeConfig {
     pub allow_gate: bool,
     /// Token, shards and notifications.
     pub fleet: FleetArgs,
+    /// OTLP export after every probe run (`--otlp`, `--otlp-traces`, `OTEL_EXPORTER_OTLP_*`).
+    pub otlp: crate::sink::otlp::Config,
 }
 
 fn duration(s: &str) -> Result<Duration, String> {
@@ -133,6 +135,7 @@ pub struct ServeState {
     pub gate_suites: RwLock<Arc<Vec<Suite>>>,
     /// Wakes the notifier after a probe run (none without receivers).
     pub poke: Option<Arc<tokio::sync::Notify>>,
+    pub otlp: crate::sink::otlp::Config,
 }
 
 impl ServeState {
@@ -217,6 +220,21 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
     record(&state, &suite, &observations, finished).await;
     if let Some(p) = &state.poke {
         p.notify_one();
+    }
+    if state.otlp.enabled() {
+        // The suite's series as they stand (cumulative since the model was built) and this
+        // run's spans, off the probe loop; a failure is logged (the next export carries the
+        // counts again).
+        let model = state.metrics.lock().ok().map(|m| m.clone());
+        if let Some(model) = model {
+            tokio::spawn(crate::sink::otlp::export_serve(
+                state.otlp.clone(),
+                model,
+                suite.clone(),
+                observations.clone(),
+                finished,
+            ));
+        }
     }
     if let Ok(mut p) = state.probes.lock() {
         // A probe removed by a reload while it ran is not brought back.
@@ -479,6 +497,7 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         shard,
         gate_suites: RwLock::new(Arc::new(all)),
         poke: poke.clone(),
+        otlp: cfg.otlp.clone(),
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await

@@ -167,6 +167,7 @@ pub struct SimState {
     truth: Mutex<Vec<TruthRecord>>,
     streams: Mutex<Vec<chat::StreamTruth>>,
     voices: Mutex<Vec<voice::VoiceTruth>>,
+    traceparents: Mutex<Vec<TraceparentRecord>>,
     pub preview: preview::PreviewState,
     pub rag: rag::RagState,
     occurrences: Mutex<HashMap<u64, u64>>,
@@ -179,6 +180,7 @@ impl SimState {
             truth: Mutex::new(Vec::new()),
             streams: Mutex::new(Vec::new()),
             voices: Mutex::new(Vec::new()),
+            traceparents: Mutex::new(Vec::new()),
             preview: Default::default(),
             rag: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
@@ -246,6 +248,18 @@ impl SimState {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clear();
+        self.traceparents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+    }
+
+    /// The `traceparent` header of every request to an endpoint route, in arrival order.
+    pub fn traceparents(&self) -> Vec<TraceparentRecord> {
+        self.traceparents
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
     }
 
     pub fn voices(&self) -> Vec<voice::VoiceTruth> {
@@ -267,6 +281,17 @@ impl SimState {
     }
 }
 
+/// The W3C `traceparent` header a request arrived with (as sent, unparsed), so a test can
+/// match canary's exported span with the request the target saw.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+pub struct TraceparentRecord {
+    pub method: String,
+    pub path: String,
+    pub traceparent: Option<String>,
+    /// Wall-clock arrival (seconds since the Unix epoch).
+    pub received_unix: f64,
+}
+
 #[derive(Serialize)]
 struct TruthResponse {
     seed: u64,
@@ -275,6 +300,7 @@ struct TruthResponse {
     voices: Vec<voice::VoiceTruth>,
     jobs: Vec<preview::JobTruth>,
     facts: Vec<rag::FactWrite>,
+    traceparents: Vec<TraceparentRecord>,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
@@ -285,6 +311,7 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
         voices: state.voices(),
         jobs: state.preview.truth(),
         facts: rag::truth_records(&state),
+        traceparents: state.traceparents(),
     })
 }
 
@@ -299,11 +326,30 @@ async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
 pub struct Received(pub std::time::Instant);
 
 async fn stamp_arrival(
+    State(state): State<Arc<SimState>>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    req.extensions_mut()
-        .insert(Received(std::time::Instant::now()));
+    let now = std::time::Instant::now();
+    req.extensions_mut().insert(Received(now));
+    // Every request but the simulator's own ground-truth, health and metrics routes.
+    let path = req.uri().path();
+    if !(path.starts_with("/truth") || path == "/healthz" || path == "/metrics") {
+        let r = TraceparentRecord {
+            method: req.method().to_string(),
+            path: path.to_string(),
+            traceparent: req
+                .headers()
+                .get("traceparent")
+                .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned()),
+            received_unix: unix_seconds(now),
+        };
+        let mut seen = state.traceparents.lock().unwrap_or_else(|e| e.into_inner());
+        // A long-running simulator keeps the first 100,000 (`DELETE /truth` clears them).
+        if seen.len() < 100_000 {
+            seen.push(r);
+        }
+    }
     next.run(req).await
 }
 
@@ -371,7 +417,10 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/truth", get(truth).delete(reset))
         .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))
-        .layer(axum::middleware::from_fn(stamp_arrival))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            stamp_arrival,
+        ))
         .with_state(state)
 }
 

@@ -11,7 +11,7 @@ use base64::Engine;
 use super::http_out::Failure;
 use super::metrics::MetricsModel;
 use super::spool::{self, Entry};
-use super::{push, remote_write, textfile};
+use super::{otlp, push, remote_write, textfile};
 use crate::observation::Observation;
 use crate::suite::Suite;
 
@@ -23,11 +23,16 @@ pub struct Outputs {
     pub remote_write: Option<String>,
     pub textfile: Option<PathBuf>,
     pub spool: Option<PathBuf>,
+    /// OTLP metrics and traces (`--otlp`, `--otlp-traces`, `OTEL_EXPORTER_OTLP_*`).
+    pub otlp: otlp::Config,
 }
 
 impl Outputs {
     pub fn wants_metrics(&self) -> bool {
-        self.push.is_some() || self.remote_write.is_some() || self.textfile.is_some()
+        self.push.is_some()
+            || self.remote_write.is_some()
+            || self.textfile.is_some()
+            || self.otlp.enabled()
     }
 }
 
@@ -180,5 +185,121 @@ pub async fn export(
             d.lost.push(e);
         }
     }
+
+    if let Some(target) = &out.otlp.metrics {
+        // Cumulative across runs when a state file keeps the counts.
+        let path = out.otlp.state.as_deref().map(otlp::state_path);
+        let mut state = match path.as_deref().map(otlp::load_state) {
+            Some(Ok(s)) => Some(s),
+            Some(Err(e)) => {
+                d.warnings.push(format!(
+                    "{e}; this run's OTLP metrics start from zero and the file is left as it is"
+                ));
+                None
+            }
+            None => None,
+        };
+        let keep = state.is_some();
+        let (m, start) = otlp::cumulative(&model, &suite.name, started, state.as_mut());
+        if let (Some(p), Some(s)) = (path.as_deref().filter(|_| keep), &state) {
+            if let Err(e) = otlp::save_state(p, s) {
+                d.warnings.push(format!(
+                    "the OTLP counts could not be kept across runs: {e}"
+                ));
+            }
+        }
+        let body = bytes::Bytes::from(prost::Message::encode_to_vec(&otlp::metrics_request(
+            &m, suite, &out.otlp, start, finished,
+        )));
+        deliver_otlp(out, target, otlp::Signal::Metrics, vec![body], &mut d).await;
+    }
+    if let Some(target) = &out.otlp.traces {
+        let bodies = otlp::trace_bodies(observations, suite, region, &out.otlp);
+        deliver_otlp(out, target, otlp::Signal::Traces, bodies, &mut d).await;
+    }
     d
+}
+
+/// Delivers the spooled exports of this URL (oldest first), then `bodies`; spools what the
+/// collector could not take now. A rejected export (4xx) is reported, not spooled.
+async fn deliver_otlp(
+    out: &Outputs,
+    target: &otlp::Target,
+    signal: otlp::Signal,
+    bodies: Vec<bytes::Bytes>,
+    d: &mut Delivery,
+) {
+    let url = &target.url;
+    let shown = crate::secret::redact(url);
+    let spooled: Vec<(PathBuf, Entry)> = out
+        .spool
+        .as_deref()
+        .map(spool::load)
+        .unwrap_or_default()
+        .into_iter()
+        .filter(
+            |(_, e)| matches!(e, Entry::Otlp { url: u, signal: s, .. } if u == url && *s == signal),
+        )
+        .collect();
+    let mut blocked = false;
+    for (p, e) in &spooled {
+        let Entry::Otlp { body_base64, .. } = e else {
+            continue;
+        };
+        let Ok(body) = base64::engine::general_purpose::STANDARD.decode(body_base64) else {
+            d.warnings.push(format!(
+                "spooled OTLP export {} is not valid base64; left in place",
+                p.display()
+            ));
+            continue;
+        };
+        match otlp::send(target, signal, body.into()).await {
+            Ok(partial) => {
+                d.warnings.extend(partial);
+                spool::remove(p);
+            }
+            Err(Failure::Rejected(e)) => {
+                d.warnings.push(format!(
+                    "spooled OTLP export {} was rejected by {shown} and is dropped: {e}",
+                    p.display()
+                ));
+                spool::remove(p);
+            }
+            Err(Failure::Unavailable(e)) => {
+                d.warnings
+                    .push(format!("spooled OTLP exports still undeliverable: {e}"));
+                blocked = true;
+                break;
+            }
+        }
+    }
+    for body in bodies {
+        let result = if blocked {
+            Err(Failure::Unavailable(
+                "an older spooled export is still pending; this one waits behind it".to_string(),
+            ))
+        } else {
+            otlp::send(target, signal, body.clone()).await
+        };
+        match result {
+            Ok(partial) => d.warnings.extend(partial),
+            Err(Failure::Rejected(e)) => d
+                .lost
+                .push(format!("OTLP export to {shown} was rejected: {e}")),
+            Err(Failure::Unavailable(e)) => {
+                blocked = true;
+                let entry = Entry::Otlp {
+                    signal,
+                    url: url.clone(),
+                    body_base64: base64::engine::general_purpose::STANDARD.encode(&body),
+                };
+                spool_or_lose(
+                    out,
+                    &entry,
+                    format!("OTLP export to {shown} failed: {e}"),
+                    d,
+                );
+            }
+        }
+    }
 }

@@ -107,6 +107,21 @@ pub fn latency_metric(sli: Sli) -> String {
     format!("canary_{}_seconds", sli.name())
 }
 
+/// The trace of a recent observation that fell in a histogram bucket.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Exemplar {
+    /// W3C trace id and the case run's span id (hex).
+    pub trace_id: String,
+    pub span_id: String,
+    /// The observed value.
+    pub value: f64,
+    /// When the case run ended (Unix seconds).
+    pub unix: f64,
+}
+
+/// Exemplars per histogram series (family name, labels) and bucket index.
+pub type Exemplars = BTreeMap<(String, Labels), BTreeMap<usize, Exemplar>>;
+
 /// The metrics of one suite (or, in `serve`, of several) in one region.
 #[derive(Debug, Clone)]
 pub struct MetricsModel {
@@ -114,6 +129,11 @@ pub struct MetricsModel {
     /// The suite of a single-suite model (Pushgateway group, textfile); empty for several.
     pub suite: String,
     pub families: BTreeMap<String, Family>,
+    /// The latest traced observation of each latency histogram bucket (OpenMetrics
+    /// exemplars of `serve`'s `/metrics`, OTLP exemplars). Never carried forward.
+    pub exemplars: Exemplars,
+    /// When the model was built: the start of its cumulative counts (serve's OTLP export).
+    pub since: SystemTime,
 }
 
 impl MetricsModel {
@@ -131,6 +151,8 @@ impl MetricsModel {
             region: region.to_string(),
             suite: String::new(),
             families: BTreeMap::new(),
+            exemplars: BTreeMap::new(),
+            since: SystemTime::now(),
         };
         for sli in Sli::ALL.iter().filter(|s| s.kind() == SliKind::Latency) {
             // A suite's own buckets replace the defaults (several suites: their union).
@@ -369,6 +391,41 @@ impl MetricsModel {
         }
     }
 
+    /// Remembers `trace` as the exemplar of the bucket `v` falls in (the latest one wins).
+    fn note_exemplar(
+        &mut self,
+        family: &str,
+        labels: Labels,
+        v: f64,
+        trace: &crate::timeline::trace::CaseTrace,
+    ) {
+        let Some(f) = self.families.get(family) else {
+            return;
+        };
+        let idx = f
+            .buckets
+            .iter()
+            .position(|b| v <= *b)
+            .unwrap_or(f.buckets.len());
+        let unix = trace
+            .end
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs_f64())
+            .unwrap_or(0.0);
+        self.exemplars
+            .entry((family.to_string(), canon(labels)))
+            .or_default()
+            .insert(
+                idx,
+                Exemplar {
+                    trace_id: trace.ctx.trace_id_hex(),
+                    span_id: trace.ctx.span_id_hex(),
+                    value: v,
+                    unix,
+                },
+            );
+    }
+
     /// Creates the zero series of a probe so that `increase()` counts the first event of
     /// each (a series that appears mid-window would lose it).
     pub fn prepare(&mut self, suite: &Suite) {
@@ -425,6 +482,9 @@ impl MetricsModel {
                     };
                     for v in obs.samples(*sli) {
                         self.observe_hist(&name, labels.clone(), v);
+                        if let Some(t) = &obs.trace {
+                            self.note_exemplar(&name, labels.clone(), v, t);
+                        }
                     }
                 }
                 SliKind::Ratio => {
@@ -802,9 +862,67 @@ impl MetricsModel {
         registry.register_collector(Box::new(Collector(self.clone())));
         let mut out = String::new();
         match prometheus_client::encoding::text::encode(&mut out, &registry) {
-            Ok(()) => out,
+            Ok(()) if self.exemplars.is_empty() => out,
+            Ok(()) => self.attach_exemplars(&out),
             Err(e) => format!("# encoding failed: {e}\n# EOF\n"),
         }
+    }
+
+    /// Appends ` # {trace_id="…",span_id="…"} value timestamp` to the bucket lines that have
+    /// an exemplar. `prometheus-client` cannot be handed exemplars of stored counts, so they
+    /// are placed by walking its output in the collector's own order: each histogram series
+    /// writes `_sum`, `_count`, then its buckets in order, series in label order.
+    fn attach_exemplars(&self, text: &str) -> String {
+        let hist: Vec<&Family> = self
+            .families
+            .values()
+            .filter(|f| f.kind == Kind::Histogram && !f.series.is_empty())
+            .collect();
+        let mut order = hist.iter().flat_map(|f| {
+            f.series.keys().map(move |l| {
+                (
+                    f.name.as_str(),
+                    self.exemplars.get(&(f.name.clone(), l.clone())),
+                )
+            })
+        });
+        let starts = |line: &str, name: &str, suffix: &str| {
+            line.strip_prefix(name)
+                .and_then(|r| r.strip_prefix(suffix))
+                .is_some_and(|r| r.starts_with('{') || r.starts_with(' '))
+        };
+        let mut out = String::with_capacity(text.len() + 128 * self.exemplars.len());
+        let mut current: Option<(&str, Option<&BTreeMap<usize, Exemplar>>)> = None;
+        let mut bucket = 0usize;
+        for line in text.lines() {
+            out.push_str(line);
+            if let Some(f) = hist.iter().find(|f| starts(line, &f.name, "_sum")) {
+                current = order.next();
+                bucket = 0;
+                if current.is_none_or(|(n, _)| n != f.name) {
+                    // The encoder's order is not the one expected: no exemplars rather
+                    // than wrong ones.
+                    tracing::warn!("exemplars not attached: unexpected exposition order");
+                    return text.to_string();
+                }
+            } else if let Some((name, ex)) = current {
+                if starts(line, name, "_bucket") {
+                    if let Some(e) = ex.and_then(|m| m.get(&bucket)) {
+                        let _ = write!(
+                            out,
+                            " # {{trace_id=\"{}\",span_id=\"{}\"}} {} {:.3}",
+                            e.trace_id,
+                            e.span_id,
+                            fmt_value(e.value),
+                            e.unix
+                        );
+                    }
+                    bucket += 1;
+                }
+            }
+            out.push('\n');
+        }
+        out
     }
 }
 
@@ -1131,6 +1249,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     elapsed_seconds: 0.0,
                     usage: None,
                     answer: None,
+                    trace: None,
                 });
             }
         }

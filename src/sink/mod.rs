@@ -7,6 +7,7 @@ pub mod expfmt;
 pub mod export;
 pub mod http_out;
 pub mod metrics;
+pub mod otlp;
 pub mod push;
 pub mod remote_write;
 pub mod report;

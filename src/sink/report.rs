@@ -157,6 +157,10 @@ pub struct CaseReport {
     pub usage: Option<Usage>,
     /// The answer text (truncated), for reading failed checks.
     pub answer: Option<String>,
+    /// The case run's W3C trace id (32 hex digits): its span in `--otlp-traces`, and the
+    /// `traceparent` its probe request carried unless the endpoint says `traceparent: false`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub trace_id: Option<String>,
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -263,6 +267,7 @@ impl Report {
                 elapsed_seconds: o.elapsed_seconds,
                 usage: o.usage,
                 answer: o.answer.clone(),
+                trace_id: o.trace.as_ref().map(|t| t.ctx.trace_id_hex()),
             })
             .collect();
         Report {

@@ -24,6 +24,13 @@ pub enum Entry {
     RemoteWrite { url: String, body_base64: String },
     /// A JSON notification of `serve` (an SLO state change) for a webhook receiver.
     Notify { url: String, body: String },
+    /// An encoded OTLP/HTTP export (protobuf, base64), sent as it is. Its headers are not
+    /// kept (they may be credentials): the delivering run sends its own.
+    Otlp {
+        signal: super::otlp::Signal,
+        url: String,
+        body_base64: String,
+    },
 }
 
 static SEQ: AtomicU64 = AtomicU64::new(0);

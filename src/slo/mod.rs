@@ -231,6 +231,7 @@ mod tests {
             elapsed_seconds: 0.0,
             usage: None,
             answer: None,
+            trace: None,
         }
     }
 

@@ -228,6 +228,8 @@ pub struct Endpoint {
     pub stream_spec: Option<Arc<crate::drivers::stream::StreamSpec>>,
     /// Network settings: the HTTP version spoken.
     pub net: crate::drivers::transport::Net,
+    /// Probe requests carry the case run's W3C `traceparent` (`traceparent: false` turns it off).
+    pub traceparent: bool,
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).

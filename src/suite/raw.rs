@@ -118,6 +118,8 @@ pub struct RawEndpoint {
     pub tls: Option<RawTls>,
     /// The HTTP version spoken: `auto` (default), `1.1` or `2`.
     pub http: Option<Value>,
+    /// Send a W3C `traceparent` header with each probe request (default true).
+    pub traceparent: Option<bool>,
 }
 
 /// `tls: { ca, cert, key }`: PEM files, relative to the suite.

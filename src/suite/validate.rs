@@ -1241,6 +1241,7 @@ fn build_endpoint(
         job,
         metrics,
         labels,
+        traceparent: raw.traceparent.unwrap_or(true),
     })
 }
 

@@ -4,6 +4,8 @@
 //! moment the bytes are handed to it (before any parsing) with [`Recorder::mark`]. Measures
 //! and checks are pure functions of the finished [`Timeline`].
 
+pub mod trace;
+
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime};
 

@@ -52,6 +52,7 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         elapsed_seconds: 0.0,
         usage: None,
         answer: None,
+        trace: None,
     }
 }
 
@@ -448,4 +449,65 @@ fn hostile_label_values_round_trip_through_both_encodings() {
             );
         }
     }
+}
+
+#[test]
+fn openmetrics_buckets_carry_the_latest_traced_observation_as_exemplar() {
+    use crate::timeline::trace::{CaseTrace, TraceContext};
+    let s = suite("llama-mapper.yaml");
+    let traced = |slice: &str, ttc: f64| {
+        let mut o = obs(slice, ttc, Outcome::Ok, true, false);
+        let ctx = TraceContext::new_root();
+        o.trace = Some(Box::new(CaseTrace {
+            ctx,
+            start: SystemTime::UNIX_EPOCH + Duration::from_secs(1000),
+            end: SystemTime::UNIX_EPOCH + Duration::from_millis(1_000_500),
+            propagated: true,
+            events: vec![],
+            children: vec![],
+            response_model: None,
+        }));
+        (o, ctx.trace_id_hex())
+    };
+    let (a, older) = traced("detector=presidio", 0.12);
+    let (b, newer) = traced("detector=presidio", 0.11);
+    let (c, other) = traced("detector=\"}{x", 2.5);
+    let plain = obs("detector=presidio", 0.02, Outcome::Ok, true, false);
+    let m = MetricsModel::from_run(
+        &s,
+        "eu",
+        &[a, b, c, plain],
+        SystemTime::UNIX_EPOCH + Duration::from_secs(1001),
+    );
+    let bounds = m.families["canary_time_to_completion_seconds"]
+        .buckets
+        .clone();
+    let le_of = |v: f64| fmt_float(*bounds.iter().find(|b| v <= **b).unwrap());
+    // 0.11 and 0.12 share a bucket here (the later one wins).
+    assert_eq!(le_of(0.11), le_of(0.12));
+    let om = m.encode_openmetrics();
+    let with: Vec<&str> = om.lines().filter(|l| l.contains(" # {trace_id=")).collect();
+    assert!(with.iter().all(|l| l.contains("_bucket{")));
+    let ttc: Vec<&&str> = with
+        .iter()
+        .filter(|l| l.starts_with("canary_time_to_completion_seconds_bucket{"))
+        .collect();
+    // One exemplar per bucket holding a traced value; the untraced run adds none.
+    assert_eq!(ttc.len(), 2, "{om}");
+    assert!(!om.contains(&older));
+    let line = ttc.iter().find(|l| l.contains(&newer)).unwrap();
+    assert!(line.contains("slice=\"detector=presidio\""), "{line}");
+    assert!(
+        line.contains(&format!("le=\"{}", le_of(0.11).trim_end_matches(".0"))),
+        "{line}"
+    );
+    assert!(line.ends_with(" 0.11 1000.500"), "{line}");
+    let line = ttc.iter().find(|l| l.contains(&other)).unwrap();
+    assert!(line.contains("detector=\\\"}{x"), "{line}");
+    assert!(
+        line.contains(&format!("le=\"{}", le_of(2.5).trim_end_matches(".0"))),
+        "{line}"
+    );
+    // The text format 0.0.4 has no exemplars.
+    assert!(!m.encode_text().contains("trace_id"));
 }
