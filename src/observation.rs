@@ -111,6 +111,15 @@ pub struct Observation {
     pub usage: Option<Usage>,
     /// The answer as judged, or what arrived before the run failed (cut to 500 characters).
     pub answer: Option<String>,
+    /// What the judges said (one per judged turn, and for the whole case).
+    pub judgments: Vec<crate::schedule::judged::JudgeRecord>,
+    /// Similarity to the reference (one per compared turn, and for the whole case).
+    pub similar: Vec<crate::schedule::judged::SimilarRecord>,
+    /// A conversation's turns (empty for a single-turn case).
+    pub turns: Vec<crate::schedule::judged::TurnRecord>,
+    /// Tokens the judges used for this run (cached judgments cost none) and their cost.
+    pub judge_tokens: Option<Tokens>,
+    pub judge_cost_dollars: Option<f64>,
 }
 
 impl Observation {
@@ -199,6 +208,11 @@ impl Observation {
                     .as_ref()
                     .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
+            judgments: Vec::new(),
+            similar: Vec::new(),
+            turns: Vec::new(),
+            judge_tokens: None,
+            judge_cost_dollars: None,
         }
     }
 
@@ -295,6 +309,14 @@ impl Observation {
         if self.outcome.is_error() {
             return Vec::new();
         }
+        // A conversation: every turn's value (the run's own value is its worst turn).
+        if !self.turns.is_empty() && sli != Sli::ConversationDuration {
+            return self
+                .turns
+                .iter()
+                .filter_map(|t| t.latency.get(&sli).copied())
+                .collect();
+        }
         match (sli, &self.stream) {
             (Sli::InterChunkGap, Some(s)) => s.gaps.clone(),
             _ => self.latency_of(sli).into_iter().collect(),
@@ -321,6 +343,11 @@ impl Observation {
             Sli::Fresh => self.freshness.as_ref().map(|f| f.fresh),
             // Applies to runs whose audio started playing.
             Sli::NoUnderrun => self.audio.as_ref().map(|a| a.underruns == 0),
+            // A judge error is never a pass.
+            Sli::JudgePassed => {
+                (!self.judgments.is_empty()).then(|| self.judgments.iter().all(|j| j.passed()))
+            }
+            Sli::Similar => (!self.similar.is_empty()).then(|| self.similar.iter().all(|s| s.passed)),
             _ => None,
         }
     }

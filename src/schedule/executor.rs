@@ -273,9 +273,15 @@ async fn run_one(
     if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
         tokio::time::sleep(wait).await;
     }
+    if !case.turns.is_empty() {
+        let (obs, timeline) =
+            super::judged::run_conversation(endpoint, probe, case, vars, deadline).await;
+        super::backoff::note(&endpoint.url, &timeline);
+        return obs;
+    }
     let (timeline, quality) = super::quality::run_case(endpoint, probe, case, vars, deadline).await;
     super::backoff::note(&endpoint.url, &timeline);
-    Observation::from_timeline(
+    let obs = Observation::from_timeline(
         endpoint,
         &probe.name,
         case,
@@ -284,7 +290,8 @@ async fn run_one(
         &timeline,
     )
     .with_quality(quality, case)
-    .account_tokens(endpoint, case)
+    .account_tokens(endpoint, case);
+    super::judged::judge_observation(obs, endpoint, case, &timeline).await
 }
 
 /// One planned case run of an explicit plan (the gate interleaves candidate and baseline).

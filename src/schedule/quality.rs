@@ -397,6 +397,7 @@ mod tests {
             input,
             expect: Default::default(),
             line: 1,
+            turns: Vec::new(),
         }
     }
 

@@ -149,6 +149,7 @@ mod tests {
                     input: json!({"text": "What is the capital of France? Answer briefly."}),
                     expect: Default::default(),
                     line: 1,
+                    turns: Vec::new(),
                 });
             }
         }

@@ -1021,6 +1021,15 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
         if p.canary_fact.is_some() {
             latencies.push(Sli::FreshnessLag);
         }
+        if p.cases.iter().all(|c| c.turns.is_empty()) {
+            latencies.retain(|s| *s != Sli::ConversationDuration);
+        }
+        let judged = p.cases.iter().any(|c| {
+            c.expect.judge.is_some() || c.turns.iter().any(|t| t.expect.judge.is_some())
+        });
+        let compared = p.cases.iter().any(|c| {
+            c.expect.similar.is_some() || c.turns.iter().any(|t| t.expect.similar.is_some())
+        });
         // A stream left at its first visible token has no completion, cadence or verdicts.
         let early = p.stop_after_first_visible;
         if early {
@@ -1130,6 +1139,37 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     elapsed_seconds: 0.0,
                     usage: None,
                     answer: None,
+                    judgments: if judged {
+                        vec![crate::schedule::judged::JudgeRecord {
+                            turn: None,
+                            verdict: if good { "pass" } else { "fail" },
+                            judgment: crate::check::judge::decide(&[Ok(
+                                crate::check::judge::Verdict {
+                                    pass: good,
+                                    score: None,
+                                    reason: String::new(),
+                                },
+                            )]),
+                            label: None,
+                            cached: false,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    similar: if compared {
+                        vec![crate::schedule::judged::SimilarRecord {
+                            turn: None,
+                            similarity: Some(if good { 1.0 } else { 0.0 }),
+                            threshold: 0.5,
+                            passed: good,
+                            error: None,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    turns: Vec::new(),
+                    judge_tokens: judged.then(crate::observation::Tokens::default),
+                    judge_cost_dollars: None,
                 });
             }
         }

@@ -1609,6 +1609,43 @@ fn build_probe(
         rotation,
         coverage: raw.coverage.map(|d| d.0),
     });
+    let suite_dir = ctx.dir();
+    let probe_judge = raw.judge.filter(|j| {
+        let Some(name) = &j.endpoint else { return true };
+        let jpath = p(path, &[k("judge"), k("endpoint")]);
+        match endpoints.get(name) {
+            None => {
+                let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
+                ctx.err(&jpath, format!("unknown judge endpoint `{name}`")).hint =
+                    Some(suggest(name, &names));
+                false
+            }
+            Some(e) if !e.protocol.is_chat() => {
+                ctx.err(&jpath, format!("the judge endpoint `{name}` is `{}`; a judge is asked through a chat protocol", e.protocol.as_str())).hint =
+                    Some("openai-chat, openai-responses, anthropic-messages or a described stream".into());
+                false
+            }
+            Some(_) => true,
+        }
+    });
+    let probe_similar = raw.similar.filter(|s| {
+        let Some(name) = &s.endpoint else { return true };
+        let spath = p(path, &[k("similar"), k("endpoint")]);
+        match endpoints.get(name) {
+            None => {
+                let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
+                ctx.err(&spath, format!("unknown embeddings endpoint `{name}`")).hint =
+                    Some(suggest(name, &names));
+                false
+            }
+            Some(e) if e.protocol != Protocol::HttpJson => {
+                ctx.err(&spath, format!("the embeddings endpoint `{name}` is `{}`; embeddings are asked with `http-json`", e.protocol.as_str())).hint =
+                    Some("protocol: http-json, method: POST, url: .../v1/embeddings".into());
+                false
+            }
+            Some(_) => true,
+        }
+    });
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
         Ok((raws, line_diags)) => {
@@ -1630,6 +1667,10 @@ fn build_probe(
                 let needs = golden::ProbeContext {
                     endpoint: endpoint.as_deref(),
                     freshness: freshness.is_some(),
+                    endpoints: Some(endpoints),
+                    judge: probe_judge.as_ref(),
+                    similar: probe_similar.as_ref(),
+                    suite_dir: Some(&suite_dir),
                 };
                 if let Some(c) =
                     golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)
