@@ -103,14 +103,22 @@ fn cache() -> &'static Mutex<Cache> {
 
 static JUDGE_CALLS: AtomicU64 = AtomicU64::new(0);
 
+type Inflight = HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
+
+/// One lock per judgment being asked, so that runs of one answer in flight together ask
+/// the judge once and the others take the cached judgment.
+fn inflight() -> &'static Mutex<Inflight> {
+    static I: OnceLock<Mutex<Inflight>> = OnceLock::new();
+    I.get_or_init(|| Mutex::new(HashMap::new()))
+}
+
 /// Judge requests this process has made (cache hits make none).
 pub fn judge_calls() -> u64 {
     JUDGE_CALLS.load(Ordering::Relaxed)
 }
 
-/// Where the judgment cache of a state file lives: `STATE` with the extension
-/// `judgments.json` (`canary.facts.json` → `canary.facts.judgments.json`... see
-/// docs/quality.md).
+/// Where the judgment cache of a state file lives: the state file with the extension
+/// `judgments.json` (`--state /data/canary.json` → `/data/canary.judgments.json`).
 pub fn cache_path_for(state: &Path) -> PathBuf {
     state.with_extension("judgments.json")
 }
@@ -224,7 +232,33 @@ pub async fn judge(
     turn: Option<u32>,
 ) -> JudgeRecord {
     let key = judge::cache_key(spec, question, answer, reference);
-    if let Some(j) = cached(&key) {
+    let lock = inflight()
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .entry(key.clone())
+        .or_default()
+        .clone();
+    let guard = lock.lock().await;
+    let r = judge_locked(spec, &key, question, answer, reference, label, turn).await;
+    drop(guard);
+    let mut map = inflight().lock().unwrap_or_else(|e| e.into_inner());
+    // The map's own handle and ours: nobody else waits on this judgment.
+    if std::sync::Arc::strong_count(&lock) <= 2 {
+        map.remove(&key);
+    }
+    r
+}
+
+async fn judge_locked(
+    spec: &JudgeSpec,
+    key: &str,
+    question: &str,
+    answer: &str,
+    reference: Option<&str>,
+    label: Option<bool>,
+    turn: Option<u32>,
+) -> JudgeRecord {
+    if let Some(j) = cached(key) {
         return record(j, label, turn, true);
     }
     let prompt = judge::prompt(question, answer, reference, &spec.rubric);
@@ -280,7 +314,7 @@ pub async fn judge(
         .map(|p| p.cost(input_tokens, output_tokens));
     // A judgment whose requests failed is not kept: the next run asks again.
     if verdicts.iter().all(Result::is_ok) {
-        remember(key, &j);
+        remember(key.to_string(), &j);
     }
     record(j, label, turn, false)
 }

@@ -246,7 +246,7 @@ pub fn compile_case(
         );
     }
     let mut input = raw.input;
-    let expect = compile_expect(raw.expect, "case.expect", line, text, file, cx, diags);
+    let expect = compile_expect(raw.expect, "case.expect", line, text, file, cx, true, diags);
     let turns = compile_turns(&mut input, line, text, file, cx, diags);
     if let Some(ep) = cx.endpoint {
         if let Some(voice) = &ep.voice {
@@ -346,7 +346,9 @@ pub fn compile_case(
     })
 }
 
-/// Compiles an `expect` object (a case's or a turn's); `field` names it in errors.
+/// Compiles an `expect` object (a case's or a turn's); `field` names it in errors. With
+/// `inherit`, the probe's `judge` and `similar` apply without the case asking.
+#[allow(clippy::too_many_arguments)]
 fn compile_expect(
     e: RawExpect,
     field: &str,
@@ -354,6 +356,7 @@ fn compile_expect(
     text: &str,
     file: &Path,
     cx: &ProbeContext,
+    inherit: bool,
     diags: &mut Vec<Diagnostic>,
 ) -> Expect {
     let mut err = |key: &str, message: String, hint: Option<String>| {
@@ -415,7 +418,7 @@ fn compile_expect(
     }
     // The judge: the probe's, with the case's settings over it; `false` turns it off.
     let case_judge = match e.judge {
-        None => Some(RawJudge::default()).filter(|_| cx.judge.is_some()),
+        None => Some(RawJudge::default()).filter(|_| inherit && cx.judge.is_some()),
         Some(RawCaseJudge::On(false)) => None,
         Some(RawCaseJudge::On(true)) => Some(RawJudge::default()),
         Some(RawCaseJudge::Rubric(r)) => Some(RawJudge {
@@ -434,7 +437,7 @@ fn compile_expect(
     let case_similar = match e.similar {
         None => cx
             .similar
-            .filter(|_| expect.reference.is_some())
+            .filter(|_| inherit && expect.reference.is_some())
             .map(|_| RawSimilar::default()),
         Some(RawCaseSimilar::On(false)) => None,
         Some(RawCaseSimilar::On(true)) => Some(RawSimilar::default()),
@@ -690,7 +693,9 @@ fn compile_turns(
         if rt.user.trim().is_empty() {
             err(format!("{field}.user"), "a turn's `user` text is empty".into(), None, diags);
         }
-        let expect = compile_expect(rt.expect, &format!("{field}.expect"), line, text, file, cx, diags);
+        // The probe's judge and similarity grade the whole conversation; a turn is judged
+        // when its own `expect` asks.
+        let expect = compile_expect(rt.expect, &format!("{field}.expect"), line, text, file, cx, false, diags);
         let mut tool_results = shared.clone();
         for (k, v) in rt.tool_results.unwrap_or_default() {
             tool_results.insert(k, v);
