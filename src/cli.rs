@@ -1161,12 +1161,19 @@ fn stream_truth_line(
             .filter(|t| t.path == path && Some(&t.requested_model) == ep.model.as_ref())
             .filter_map(|t| t.first_visible.map(|v| v - t.headers))
             .collect();
+        // A conversation's turns are each a stream of their own.
         let mut measured: Vec<f64> = observations
             .iter()
             .filter(|o| o.endpoint == ep.name)
-            .filter_map(|o| {
-                let l = |s| o.latency.get(&s).copied();
-                Some(l(Sli::TimeToFirstVisibleToken)? - l(Sli::TimeToFirstByte)?)
+            .flat_map(|o| {
+                let maps: Vec<&std::collections::BTreeMap<Sli, f64>> = if o.turns.is_empty() {
+                    vec![&o.latency]
+                } else {
+                    o.turns.iter().map(|t| &t.latency).collect()
+                };
+                maps.into_iter().filter_map(|m| {
+                    Some(m.get(&Sli::TimeToFirstVisibleToken)? - m.get(&Sli::TimeToFirstByte)?)
+                })
             })
             .collect();
         if truth.len() != measured.len() || truth.is_empty() {
@@ -1258,6 +1265,8 @@ pub const SIM_URL_VARS: &[&str] = &[
     "ANTHROPIC_URL",
     "PREVIEW_URL",
     "RAG_URL",
+    "JUDGE_URL",
+    "EMBEDDINGS_URL",
 ];
 /// WebSocket variables the demo points at the simulator.
 pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL"];

@@ -14,34 +14,100 @@ use crate::suite::{Endpoint, Probe, Rotation};
 
 /// Estimated tokens of one run of a case (input + expected output).
 pub fn case_tokens(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
-    let llm =
-        endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
-    if !llm {
-        return 0.0;
-    }
     let Some(c) = probe.cases.get(case) else {
         return 0.0;
     };
+    let judges: u64 = judge_estimates(probe, c).iter().map(|(_, i, o)| i + o).sum();
+    let llm =
+        endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
+    if !llm {
+        return judges as f64;
+    }
+    let (input, out) = endpoint_tokens(probe, c);
+    (input + out + judges) as f64
+}
+
+/// Estimated input and output tokens of one run of a case at its endpoint: a conversation
+/// sends the conversation so far with every turn.
+fn endpoint_tokens(probe: &Probe, c: &crate::suite::Case) -> (u64, u64) {
     let out = c
         .input
         .get("max_tokens")
         .and_then(serde_json::Value::as_u64)
         .map(|m| m.min(u64::from(probe.expected_output_tokens)))
         .unwrap_or(u64::from(probe.expected_output_tokens));
-    (input_tokens_estimate(&c.input) + out) as f64
+    if c.turns.is_empty() {
+        return (input_tokens_estimate(&c.input), out);
+    }
+    let base = c
+        .input
+        .get("messages")
+        .map(input_tokens_estimate)
+        .unwrap_or(0);
+    let (mut input, mut so_far) = (0, base);
+    for t in &c.turns {
+        so_far += input_tokens_estimate(&serde_json::Value::String(t.user.clone()));
+        input += so_far;
+        so_far += out;
+    }
+    (input, out * c.turns.len() as u64)
 }
 
-/// Estimated dollars of one run of a case.
-pub fn case_cost(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
-    let Some(price) = endpoint.price else {
-        return 0.0;
+/// Output tokens assumed per judge verdict.
+pub const JUDGE_VERDICT_TOKENS: u64 = 40;
+
+/// Estimated judge calls of one run of a case: (price, input tokens, output tokens) per
+/// judgment, all samples included (a cached judgment costs less).
+fn judge_estimates(probe: &Probe, c: &crate::suite::Case) -> Vec<(Option<crate::suite::Price>, u64, u64)> {
+    let answer = u64::from(probe.expected_output_tokens);
+    let text = |s: &str| input_tokens_estimate(&serde_json::Value::String(s.to_string()));
+    let system = text(crate::check::judge::SYSTEM);
+    let mut out = Vec::new();
+    let mut one = |e: &crate::suite::Expect, question: u64, answer: u64| {
+        if let Some(j) = &e.judge {
+            let n = u64::from(j.samples);
+            let input = system + question + answer + text(&j.rubric)
+                + e.reference.as_deref().map(text).unwrap_or(0);
+            out.push((j.endpoint.price, n * input, n * JUDGE_VERDICT_TOKENS));
+        }
     };
+    if c.turns.is_empty() {
+        one(&c.expect, input_tokens_estimate(&c.input), answer);
+    } else {
+        let mut all = 0;
+        for t in &c.turns {
+            let q = text(&t.user);
+            one(&t.expect, q, answer);
+            all += q + answer;
+        }
+        one(&c.expect, all, all);
+    }
+    out
+}
+
+/// Estimated dollars of one run of a case (its judges' included).
+pub fn case_cost(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
     let Some(c) = probe.cases.get(case) else {
         return 0.0;
     };
-    let input = input_tokens_estimate(&c.input);
-    let out = u64::from(probe.expected_output_tokens);
-    price.cost(input, out)
+    let judges: f64 = judge_estimates(probe, c)
+        .iter()
+        .filter_map(|(p, i, o)| p.map(|p| p.cost(*i, *o)))
+        .sum();
+    let Some(price) = endpoint.price else {
+        return judges;
+    };
+    let (input, out) = endpoint_tokens(probe, c);
+    price.cost(input, out) + judges
+}
+
+/// Whether any judge of the probe's cases has a price.
+pub fn priced_judges(probe: &Probe) -> bool {
+    probe.cases.iter().any(|c| {
+        std::iter::once(&c.expect)
+            .chain(c.turns.iter().map(|t| &t.expect))
+            .any(|e| e.judge.as_ref().is_some_and(|j| j.endpoint.price.is_some()))
+    })
 }
 
 /// Cases per tick (fractional) the probe's rotation allows; `None` without a rotation

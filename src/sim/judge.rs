@@ -131,7 +131,12 @@ pub fn handle(state: &Arc<SimState>, model: &str, req: &Value) -> Response {
         json!({
             "verdict": if verdict { "pass" } else { "fail" },
             "score": if verdict { 0.9 } else { 0.1 },
-            "reason": if truth { "the answer holds the reference" } else { "the answer misses the reference" },
+            "reason": match (reference.is_some(), truth) {
+                (true, true) => "the answer holds the reference",
+                (true, false) => "the answer misses the reference",
+                (false, true) => "the answer is not a \"not sure\" answer",
+                (false, false) => "the answer says it is not sure",
+            },
         })
         .to_string()
     };

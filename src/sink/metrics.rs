@@ -82,6 +82,7 @@ pub const ANSWER_TOKENS: &str = "canary_answer_tokens";
 pub const ESCALATIONS: &str = "canary_escalations";
 pub const TOKENS: &str = "canary_tokens";
 pub const COST: &str = "canary_cost_dollars";
+pub const JUDGMENTS: &str = "canary_judgments";
 /// Buckets of answer length in characters.
 pub const CHAR_BUCKETS: &[f64] = &[10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0];
 /// Buckets of answer length in tokens.
@@ -216,6 +217,13 @@ impl MetricsModel {
         m.declare(
             COST,
             "What the probes cost at the endpoint's declared prices (dollars).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            JUDGMENTS,
+            "Judgments of answers by a judge endpoint, by verdict (pass, fail, judge_error) and whether the cache served them.",
             Kind::Counter,
             None,
             vec![],
@@ -496,6 +504,32 @@ impl MetricsModel {
         }
         if let Some(c) = obs.cost_dollars {
             self.add(COST, base.clone(), c);
+        }
+        // Judges: their tokens as kinds of the probe's tokens, their cost in the probe's cost.
+        if let Some(t) = &obs.judge_tokens {
+            for (kind, n) in [("judge_input", t.input), ("judge_output", t.output)] {
+                self.add(
+                    TOKENS,
+                    Self::with(base.clone(), &[("kind", kind)]),
+                    n as f64,
+                );
+            }
+        }
+        if let Some(c) = obs.judge_cost_dollars {
+            self.add(COST, base.clone(), c);
+        }
+        for j in &obs.judgments {
+            self.add(
+                JUDGMENTS,
+                Self::with(
+                    base.clone(),
+                    &[
+                        ("verdict", j.verdict),
+                        ("cached", if j.cached { "true" } else { "false" }),
+                    ],
+                ),
+                1.0,
+            );
         }
         if !obs.outcome.is_error() {
             if let Some(c) = obs.answer_chars {

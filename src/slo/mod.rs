@@ -231,6 +231,11 @@ mod tests {
             elapsed_seconds: 0.0,
             usage: None,
             answer: None,
+            judgments: Vec::new(),
+            similar: Vec::new(),
+            turns: Vec::new(),
+            judge_tokens: None,
+            judge_cost_dollars: None,
         }
     }
 

@@ -1614,6 +1614,8 @@ fn build_probe(
         let Some(name) = &j.endpoint else { return true };
         let jpath = p(path, &[k("judge"), k("endpoint")]);
         match endpoints.get(name) {
+            // An endpoint that did not compile has its own errors.
+            None if endpoint_names.contains(name) => false,
             None => {
                 let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
                 ctx.err(&jpath, format!("unknown judge endpoint `{name}`")).hint =
@@ -1632,6 +1634,8 @@ fn build_probe(
         let Some(name) = &s.endpoint else { return true };
         let spath = p(path, &[k("similar"), k("endpoint")]);
         match endpoints.get(name) {
+            // An endpoint that did not compile has its own errors.
+            None if endpoint_names.contains(name) => false,
             None => {
                 let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
                 ctx.err(&spath, format!("unknown embeddings endpoint `{name}`")).hint =

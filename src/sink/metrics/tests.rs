@@ -52,6 +52,11 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         elapsed_seconds: 0.0,
         usage: None,
         answer: None,
+        judgments: Vec::new(),
+        similar: Vec::new(),
+        turns: Vec::new(),
+        judge_tokens: None,
+        judge_cost_dollars: None,
     }
 }
 
