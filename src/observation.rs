@@ -347,7 +347,9 @@ impl Observation {
             Sli::JudgePassed => {
                 (!self.judgments.is_empty()).then(|| self.judgments.iter().all(|j| j.passed()))
             }
-            Sli::Similar => (!self.similar.is_empty()).then(|| self.similar.iter().all(|s| s.passed)),
+            Sli::Similar => {
+                (!self.similar.is_empty()).then(|| self.similar.iter().all(|s| s.passed))
+            }
             _ => None,
         }
     }

@@ -18,7 +18,14 @@ fn sim_truth(sim: &Sim) -> Value {
 }
 
 /// A suite over `base` with a chat endpoint, a judge (model `judge_model`) and embeddings.
-fn suite(dir: &Path, base: &str, judge_base: &str, judge_model: &str, golden: &str, extra: &str) -> PathBuf {
+fn suite(
+    dir: &Path,
+    base: &str,
+    judge_base: &str,
+    judge_model: &str,
+    golden: &str,
+    extra: &str,
+) -> PathBuf {
     write(dir, "cases.jsonl", golden);
     write(
         dir,
@@ -84,7 +91,11 @@ fn judged_pass_rates_per_slice_equal_the_judges_truth_and_the_cache_saves_every_
     let dir = tempfile::tempdir().unwrap();
     let s = suite(dir.path(), &sim.url, &sim.url, "sim-judge", GOLDEN, "");
     let state = dir.path().join("state.json");
-    let (out, report) = run_with_report(&s, &["--runs", "2", "--state", state.to_str().unwrap()], &[]);
+    let (out, report) = run_with_report(
+        &s,
+        &["--runs", "2", "--state", state.to_str().unwrap()],
+        &[],
+    );
     let (o, e) = text(&out);
     assert!(out.status.code().is_some(), "{o}{e}");
     assert_report_valid(&report);
@@ -102,14 +113,25 @@ fn judged_pass_rates_per_slice_equal_the_judges_truth_and_the_cache_saves_every_
             .iter()
             .find(|t| t["answer"].as_str().unwrap().trim() == answer.trim())
             .unwrap_or_else(|| panic!("no judge call for {answer:?}"));
-        assert_eq!(j["verdict"], if sent["verdict"] == true { "pass" } else { "fail" });
+        assert_eq!(
+            j["verdict"],
+            if sent["verdict"] == true {
+                "pass"
+            } else {
+                "fail"
+            }
+        );
         let e = by_slice.entry(slice).or_default();
         e.0 += u32::from(sent["verdict"] == true);
         e.1 += 1;
     }
     for (slice, (pass, total)) in &by_slice {
         let want = f64::from(*pass) / f64::from(*total);
-        assert_eq!(slice_ratio(&report, slice, "judge_passed"), Some(want), "{slice}");
+        assert_eq!(
+            slice_ratio(&report, slice, "judge_passed"),
+            Some(want),
+            "{slice}"
+        );
     }
     // The rule: factual and multi-step hold their references, ood does not.
     assert_eq!(slice_ratio(&report, "factual", "judge_passed"), Some(1.0));
@@ -149,7 +171,14 @@ fn judged_pass_rates_per_slice_equal_the_judges_truth_and_the_cache_saves_every_
 fn a_malformed_verdict_is_a_judge_error_never_a_pass() {
     let sim = Sim::start(7, None);
     let dir = tempfile::tempdir().unwrap();
-    let s = suite(dir.path(), &sim.url, &sim.url, "sim-judge-malformed", GOLDEN, "");
+    let s = suite(
+        dir.path(),
+        &sim.url,
+        &sim.url,
+        "sim-judge-malformed",
+        GOLDEN,
+        "",
+    );
     let (_, report) = run_with_report(&s, &[], &[]);
     assert_report_valid(&report);
     for c in report["cases"].as_array().unwrap() {
@@ -162,10 +191,21 @@ fn a_malformed_verdict_is_a_judge_error_never_a_pass() {
             .find(|k| k["check"] == "judge")
             .unwrap();
         assert_eq!(check["passed"], false);
-        assert!(check["detail"].as_str().unwrap().starts_with("judge_error: the verdict is not the JSON object"), "{check}");
+        assert!(
+            check["detail"]
+                .as_str()
+                .unwrap()
+                .starts_with("judge_error: the verdict is not the JSON object"),
+            "{check}"
+        );
     }
     assert_eq!(slice_ratio(&report, "factual", "judge_passed"), Some(0.0));
-    let all = report["slices"].as_array().unwrap().iter().find(|s| s["slice"] == "*").unwrap();
+    let all = report["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slice"] == "*")
+        .unwrap();
     assert_eq!(all["judge"]["judge_errors"], 6);
 }
 
@@ -191,7 +231,14 @@ fn calibrate_reports_a_ten_percent_judge_at_ten_percent() {
         );
         golden.push('\n');
     }
-    let s = suite(dir.path(), &sim.url, &sim.url, "sim-judge-err10", &golden, "");
+    let s = suite(
+        dir.path(),
+        &sim.url,
+        &sim.url,
+        "sim-judge-err10",
+        &golden,
+        "",
+    );
     let out = canary(&["calibrate", s.to_str().unwrap(), "--json"], &[]);
     let (o, e) = text(&out);
     assert_eq!(out.status.code(), Some(0), "{o}{e}");
@@ -202,10 +249,17 @@ fn calibrate_reports_a_ten_percent_judge_at_ten_percent() {
     let se = all["error_rate_stderr"].as_f64().unwrap();
     // The simulator's truth: the share it flipped.
     let judges = sim_truth(&sim)["judges"].as_array().unwrap().clone();
-    let flipped = judges.iter().filter(|j| j["flipped"] == true).count() as f64 / judges.len() as f64;
-    assert!((err - flipped).abs() < 1e-9, "reported {err}, flipped {flipped}");
+    let flipped =
+        judges.iter().filter(|j| j["flipped"] == true).count() as f64 / judges.len() as f64;
+    assert!(
+        (err - flipped).abs() < 1e-9,
+        "reported {err}, flipped {flipped}"
+    );
     // 10% within three standard errors of a binomial share over 300 (±5.2 points).
-    assert!((err - 0.10).abs() <= 3.0 * (0.1f64 * 0.9 / 300.0).sqrt(), "{err} ± {se}");
+    assert!(
+        (err - 0.10).abs() <= 3.0 * (0.1f64 * 0.9 / 300.0).sqrt(),
+        "{err} ± {se}"
+    );
     assert!(all["false_pass_rate"].as_f64().is_some() && all["false_fail_rate"].as_f64().is_some());
     for slice in ["even", "odd"] {
         assert!(rows.iter().any(|r| r["slice"] == slice), "{slice}");
@@ -224,23 +278,41 @@ fn self_agreement_over_samples_and_similarity_through_embeddings() {
     let golden = r#"{"id": "fr", "slice": "factual", "input": {"text": "What is the capital of France?"}, "expect": {"reference": "The capital of France is Paris.", "judge": {"samples": 5}}}
 {"id": "jp", "slice": "factual", "input": {"text": "What is the capital of Japan?"}, "expect": {"reference": "The capital of France is Paris.", "similar": 0.9, "judge": false}}
 "#;
-    let s = suite(dir.path(), &sim.url, &sim.url, "sim-judge-err30", golden, "    similar: { endpoint: embed, threshold: 0.5 }\n");
+    let s = suite(
+        dir.path(),
+        &sim.url,
+        &sim.url,
+        "sim-judge-err30",
+        golden,
+        "    similar: { endpoint: embed, threshold: 0.5 }\n",
+    );
     let (_, report) = run_with_report(&s, &[], &[]);
     assert_report_valid(&report);
     let cases = report["cases"].as_array().unwrap();
     let fr = cases.iter().find(|c| c["id"] == "fr").unwrap();
     let j = &fr["judgments"][0];
     assert_eq!(j["samples"], 5);
-    let agree = j["passes"].as_u64().unwrap().max(j["fails"].as_u64().unwrap()) as f64 / 5.0;
+    let agree = j["passes"]
+        .as_u64()
+        .unwrap()
+        .max(j["fails"].as_u64().unwrap()) as f64
+        / 5.0;
     assert_eq!(j["agreement"].as_f64(), Some(agree));
     // Five distinct requests (a seed per sample), each flipped or not on its own.
     let judges = sim_truth(&sim)["judges"].as_array().unwrap().clone();
-    let seeds: std::collections::BTreeSet<u64> =
-        judges.iter().filter_map(|j| j["sample_seed"].as_u64()).collect();
+    let seeds: std::collections::BTreeSet<u64> = judges
+        .iter()
+        .filter_map(|j| j["sample_seed"].as_u64())
+        .collect();
     assert_eq!(seeds.len(), 5);
     let passes = judges.iter().filter(|j| j["verdict"] == true).count() as u64;
     assert_eq!(j["passes"].as_u64(), Some(passes));
-    let all = report["slices"].as_array().unwrap().iter().find(|s| s["slice"] == "*").unwrap();
+    let all = report["slices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| s["slice"] == "*")
+        .unwrap();
     assert_eq!(all["judge"]["self_agreement"].as_f64(), Some(agree));
     // Similarity: the France answer (12 words) is close to its reference; Japan's is not
     // at the case's threshold 0.9.
@@ -262,36 +334,86 @@ const CONVERSATION: &str = r#"{"id": "paris", "slice": "multi-turn", "input": {"
 fn a_conversation_sends_the_real_answers_answers_tools_and_names_a_failed_turn() {
     let sim = Sim::start(5, None);
     let dir = tempfile::tempdir().unwrap();
-    let s = suite(dir.path(), &sim.url, &sim.url, "sim-judge", CONVERSATION, "");
+    let s = suite(
+        dir.path(),
+        &sim.url,
+        &sim.url,
+        "sim-judge",
+        CONVERSATION,
+        "",
+    );
     let (out, report) = run_with_report(&s, &[], &[]);
     assert_report_valid(&report);
     let (o, e) = text(&out);
-    let c = report["cases"].as_array().unwrap().iter().find(|c| c["id"] == "paris").unwrap();
+    let c = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "paris")
+        .unwrap();
     assert_eq!(c["outcome"], "ok", "{c:#}\n{o}{e}");
     let turns = c["turns"].as_array().unwrap();
     assert_eq!(turns.len(), 3);
     assert_eq!(turns[2]["tool_calls"], 1);
     for t in turns {
-        assert!(t["latency"]["time_to_first_visible_token"].as_f64().is_some(), "{t:#}");
+        assert!(
+            t["latency"]["time_to_first_visible_token"]
+                .as_f64()
+                .is_some(),
+            "{t:#}"
+        );
     }
     // The conversation's own latency covers every turn; each turn SLI is its worst turn.
     let conv = c["latency"]["conversation_duration"].as_f64().unwrap();
-    let sum: f64 = turns.iter().map(|t| t["latency"]["time_to_completion"].as_f64().unwrap()).sum();
+    let sum: f64 = turns
+        .iter()
+        .map(|t| t["latency"]["time_to_completion"].as_f64().unwrap())
+        .sum();
     assert!(conv >= sum, "{conv} < {sum}");
-    let worst = turns.iter().map(|t| t["latency"]["time_to_first_visible_token"].as_f64().unwrap()).fold(0.0, f64::max);
-    assert_eq!(c["latency"]["time_to_first_visible_token"].as_f64(), Some(worst));
+    let worst = turns
+        .iter()
+        .map(|t| {
+            t["latency"]["time_to_first_visible_token"]
+                .as_f64()
+                .unwrap()
+        })
+        .fold(0.0, f64::max);
+    assert_eq!(
+        c["latency"]["time_to_first_visible_token"].as_f64(),
+        Some(worst)
+    );
     // The simulator saw the real first answer in the second request (it answers the
     // population only from a conversation that named Paris), and the canned tool result.
     let streams = sim_truth(&sim)["streams"].as_array().unwrap().clone();
-    assert!(streams.iter().any(|s| s["answer"].as_str().unwrap().contains("2.1 million")));
-    assert!(streams.iter().any(|s| s["answer"].as_str().unwrap().starts_with("The weather in Paris is 21 degrees.")));
+    assert!(streams
+        .iter()
+        .any(|s| s["answer"].as_str().unwrap().contains("2.1 million")));
+    assert!(streams.iter().any(|s| s["answer"]
+        .as_str()
+        .unwrap()
+        .starts_with("The weather in Paris is 21 degrees.")));
     assert_eq!(c["judgments"][0]["turn"], 2);
-    assert_eq!(slice_ratio(&report, "multi-turn", "judge_passed"), Some(1.0));
+    assert_eq!(
+        slice_ratio(&report, "multi-turn", "judge_passed"),
+        Some(1.0)
+    );
     // A forgetful endpoint fails the second turn, named.
     let forgetful = Sim::start(5, Some("profile: forgetful\n"));
-    let s = suite(dir.path(), &forgetful.url, &sim.url, "sim-judge", CONVERSATION, "");
+    let s = suite(
+        dir.path(),
+        &forgetful.url,
+        &sim.url,
+        "sim-judge",
+        CONVERSATION,
+        "",
+    );
     let (_, report) = run_with_report(&s, &[], &[]);
-    let c = report["cases"].as_array().unwrap().iter().find(|c| c["id"] == "paris").unwrap();
+    let c = report["cases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["id"] == "paris")
+        .unwrap();
     assert_eq!(c["outcome"], "check_failed");
     let failed: Vec<&str> = c["checks"]
         .as_array()
@@ -301,9 +423,20 @@ fn a_conversation_sends_the_real_answers_answers_tools_and_names_a_failed_turn()
         .map(|k| k["detail"].as_str().unwrap())
         .collect();
     // The second turn fails (its judge), and so does the conversation's judge; no other turn.
-    assert!(failed.iter().any(|d| d.starts_with("turn 2: fail")), "{failed:?}");
-    assert!(failed.iter().all(|d| d.starts_with("turn 2: ") || d.starts_with("conversation: ")), "{failed:?}");
-    assert_eq!(slice_ratio(&report, "multi-turn", "judge_passed"), Some(0.0));
+    assert!(
+        failed.iter().any(|d| d.starts_with("turn 2: fail")),
+        "{failed:?}"
+    );
+    assert!(
+        failed
+            .iter()
+            .all(|d| d.starts_with("turn 2: ") || d.starts_with("conversation: ")),
+        "{failed:?}"
+    );
+    assert_eq!(
+        slice_ratio(&report, "multi-turn", "judge_passed"),
+        Some(0.0)
+    );
     assert_eq!(slice_ratio(&report, "factual", "judge_passed"), Some(1.0));
 }
 
@@ -321,7 +454,16 @@ fn the_gate_names_the_slice_whose_judged_quality_dropped() {
         "gate:\n  slis: [judge_passed]\n  min_runs: 4\n",
     );
     let out = canary(
-        &["gate", s.to_str().unwrap(), "--candidate", &cand.url, "--baseline", &base.url, "--runs", "6"],
+        &[
+            "gate",
+            s.to_str().unwrap(),
+            "--candidate",
+            &cand.url,
+            "--baseline",
+            &base.url,
+            "--runs",
+            "6",
+        ],
         &[],
     );
     let (o, e) = text(&out);
@@ -332,5 +474,9 @@ fn the_gate_names_the_slice_whose_judged_quality_dropped() {
         .find(|l| l.contains("judge_passed") && l.contains("multi-turn"))
         .unwrap_or_else(|| panic!("no judge_passed line naming multi-turn:\n{all}"));
     assert!(!line.contains("factual"), "{line}");
-    assert!(!all.lines().any(|l| l.contains("judge_passed") && l.contains("factual") && l.contains("regress")), "{all}");
+    assert!(
+        !all.lines()
+            .any(|l| l.contains("judge_passed") && l.contains("factual") && l.contains("regress")),
+        "{all}"
+    );
 }

@@ -87,7 +87,9 @@ pub fn parse_verdict(text: &str, threshold: Option<f64>) -> Result<Verdict, Stri
     }
     let pass = match (threshold, w.score) {
         (Some(t), Some(s)) => s >= t,
-        (Some(_), None) => return Err("the verdict has no `score`, and the judge has a threshold".into()),
+        (Some(_), None) => {
+            return Err("the verdict has no `score`, and the judge has a threshold".into())
+        }
         (None, _) => said,
     };
     Ok(Verdict {
@@ -150,9 +152,12 @@ pub fn decide(verdicts: &[Result<Verdict, String>]) -> Judgment {
         .collect();
     let score = (!scores.is_empty()).then(|| scores.iter().sum::<f64>() / scores.len() as f64);
     let reason = match passed {
-        Some(p) => verdicts
-            .iter()
-            .find_map(|v| v.as_ref().ok().filter(|v| v.pass == p).map(|v| v.reason.clone())),
+        Some(p) => verdicts.iter().find_map(|v| {
+            v.as_ref()
+                .ok()
+                .filter(|v| v.pass == p)
+                .map(|v| v.reason.clone())
+        }),
         None => verdicts.iter().find_map(|v| v.as_ref().err().cloned()),
     }
     .unwrap_or_default();
@@ -184,7 +189,12 @@ fn framed(parts: &[&str]) -> Vec<u8> {
 /// The cache key of a judgment: the answer, the rubric and the judge (its endpoint's name,
 /// URL and model, threshold, samples and temperature), and what else the prompt holds (the
 /// question and the reference). 128 bits of two FNV-1a hashes, in hex.
-pub fn cache_key(spec: &JudgeSpec, question: &str, answer: &str, reference: Option<&str>) -> String {
+pub fn cache_key(
+    spec: &JudgeSpec,
+    question: &str,
+    answer: &str,
+    reference: Option<&str>,
+) -> String {
     let e = &spec.endpoint;
     let threshold = spec.threshold.map(|t| t.to_string()).unwrap_or_default();
     let temperature = spec.temperature.map(|t| t.to_string()).unwrap_or_default();
@@ -253,8 +263,11 @@ mod tests {
 
     #[test]
     fn a_strict_verdict_parses_and_anything_else_is_an_error() {
-        let v = parse_verdict(r#"{"verdict": "pass", "score": 0.9, "reason": "right"}"#, None)
-            .unwrap();
+        let v = parse_verdict(
+            r#"{"verdict": "pass", "score": 0.9, "reason": "right"}"#,
+            None,
+        )
+        .unwrap();
         assert!(v.pass);
         assert_eq!(v.score, Some(0.9));
         let fenced = "```json\n{\"verdict\": \"fail\", \"reason\": \"wrong city\"}\n```";
@@ -269,7 +282,10 @@ mod tests {
             "The answer passes. {\"verdict\": \"pass\", \"reason\": \"x\"}",
             "[\"pass\"]",
         ] {
-            assert!(parse_verdict(bad, None).is_err(), "{bad:?} must be a judge error");
+            assert!(
+                parse_verdict(bad, None).is_err(),
+                "{bad:?} must be a judge error"
+            );
         }
         let huge = format!(
             "{{\"verdict\": \"pass\", \"reason\": \"{}\"}}",
@@ -302,7 +318,7 @@ mod tests {
         assert_eq!(j.reason, "good");
         assert_eq!(decide(&[v(true), v(false)]).passed, Some(false));
         let e: Result<Verdict, String> = Err("garbage".into());
-        let j = decide(&[e.clone()]);
+        let j = decide(std::slice::from_ref(&e));
         assert_eq!(j.passed, None);
         assert_eq!(j.errors, 1);
         assert_eq!(j.reason, "garbage");
@@ -320,7 +336,10 @@ mod tests {
         assert_eq!(cosine(&[0.0, 0.0], &[1.0, 2.0]), None);
         let doc = serde_json::json!({"data": [
             {"index": 1, "embedding": [0.0, 1.0]}, {"index": 0, "embedding": [1.0, 0.0]}]});
-        assert_eq!(embeddings(&doc).unwrap(), vec![vec![1.0, 0.0], vec![0.0, 1.0]]);
+        assert_eq!(
+            embeddings(&doc).unwrap(),
+            vec![vec![1.0, 0.0], vec![0.0, 1.0]]
+        );
         assert!(embeddings(&serde_json::json!({"data": [{"embedding": ["x"]}]})).is_err());
         assert!(embeddings(&serde_json::json!({})).is_err());
     }
@@ -328,7 +347,12 @@ mod tests {
     #[test]
     fn prompts_hold_every_field_in_its_tag() {
         let p = prompt("Q?", "A.", Some("R."), "Be right.");
-        for part in ["<question>\nQ?\n", "<answer>\nA.\n", "<reference>\nR.\n", "<rubric>\nBe right.\n"] {
+        for part in [
+            "<question>\nQ?\n",
+            "<answer>\nA.\n",
+            "<reference>\nR.\n",
+            "<rubric>\nBe right.\n",
+        ] {
             assert!(p.contains(part), "{p}");
         }
         assert!(!prompt("Q?", "A.", None, "r").contains("<reference>"));

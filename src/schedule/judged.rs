@@ -298,7 +298,11 @@ async fn judge_locked(
         input_tokens += i;
         output_tokens += o;
         verdicts.push(match &tl.error {
-            Some(e) => Err(format!("the judge request failed: {} ({})", e.message, e.class.as_str())),
+            Some(e) => Err(format!(
+                "the judge request failed: {} ({})",
+                e.message,
+                e.class.as_str()
+            )),
             None => match crate::check::answer_text(&spec.endpoint, &tl) {
                 Some(text) => judge::parse_verdict(&text, spec.threshold),
                 None => Err("the judge sent no answer".into()),
@@ -419,7 +423,10 @@ pub async fn assess(
         Some(spec) => {
             let r = judge(spec, question, answer, reference, expect.label, turn).await;
             let j = &r.judgment;
-            let score = j.score.map(|s| format!(", score {s:.2}")).unwrap_or_default();
+            let score = j
+                .score
+                .map(|s| format!(", score {s:.2}"))
+                .unwrap_or_default();
             let detail = match j.passed {
                 Some(p) => format!(
                     "{} ({}/{} samples{score}{}): {}",
@@ -519,33 +526,62 @@ fn tool_calls(protocol: Protocol, tl: &Timeline) -> Vec<(String, String, Value)>
                 .pointer("/choices/0/message/tool_calls")
                 .and_then(Value::as_array);
             for c in calls.into_iter().flatten() {
-                let id = c.get("id").and_then(Value::as_str).unwrap_or("call").to_string();
+                let id = c
+                    .get("id")
+                    .and_then(Value::as_str)
+                    .unwrap_or("call")
+                    .to_string();
                 let name = c
                     .pointer("/function/name")
                     .and_then(Value::as_str)
                     .unwrap_or("")
                     .to_string();
-                let args = c.pointer("/function/arguments").cloned().unwrap_or(Value::Null);
+                let args = c
+                    .pointer("/function/arguments")
+                    .cloned()
+                    .unwrap_or(Value::Null);
                 out.push((id, name, args));
             }
         }
         Protocol::AnthropicMessages => {
-            for b in raw.get("content").and_then(Value::as_array).into_iter().flatten() {
+            for b in raw
+                .get("content")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if b.get("type").and_then(Value::as_str) == Some("tool_use") {
                     out.push((
-                        b.get("id").and_then(Value::as_str).unwrap_or("toolu").to_string(),
-                        b.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        b.get("id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("toolu")
+                            .to_string(),
+                        b.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         b.get("input").cloned().unwrap_or(Value::Null),
                     ));
                 }
             }
         }
         Protocol::OpenaiResponses => {
-            for b in raw.get("output").and_then(Value::as_array).into_iter().flatten() {
+            for b in raw
+                .get("output")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
                 if b.get("type").and_then(Value::as_str) == Some("function_call") {
                     out.push((
-                        b.get("call_id").and_then(Value::as_str).unwrap_or("call").to_string(),
-                        b.get("name").and_then(Value::as_str).unwrap_or("").to_string(),
+                        b.get("call_id")
+                            .and_then(Value::as_str)
+                            .unwrap_or("call")
+                            .to_string(),
+                        b.get("name")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
                         b.get("arguments").cloned().unwrap_or(Value::Null),
                     ));
                 }
@@ -726,11 +762,13 @@ pub async fn run_conversation(
     let Some(tl) = last_tl else {
         // Validation gives every conversation at least one turn.
         let tl = drivers::run_case(endpoint, case, vars, deadline).await;
-        let obs = Observation::from_timeline(endpoint, &probe.name, case, vars.run, probe.stall, &tl);
+        let obs =
+            Observation::from_timeline(endpoint, &probe.name, case, vars.run, probe.stall, &tl);
         return (obs, tl);
     };
     let Some(mut obs) = turn_obs.pop() else {
-        let obs = Observation::from_timeline(endpoint, &probe.name, case, vars.run, probe.stall, &tl);
+        let obs =
+            Observation::from_timeline(endpoint, &probe.name, case, vars.run, probe.stall, &tl);
         return (obs, tl);
     };
     // The conversation: the last turn's record, with every turn's checks, the worst value
@@ -832,7 +870,11 @@ mod tests {
 
     #[test]
     fn tool_results_follow_the_protocol_shape() {
-        let calls = vec![("c1".to_string(), "weather".to_string(), json!("{\"city\":\"Paris\"}"))];
+        let calls = vec![(
+            "c1".to_string(),
+            "weather".to_string(),
+            json!("{\"city\":\"Paris\"}"),
+        )];
         let mut results = Map::new();
         results.insert("weather".into(), json!({"temp_c": 21}));
         let mut h = Vec::new();

@@ -17,7 +17,10 @@ pub fn case_tokens(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
     let Some(c) = probe.cases.get(case) else {
         return 0.0;
     };
-    let judges: u64 = judge_estimates(probe, c).iter().map(|(_, i, o)| i + o).sum();
+    let judges: u64 = judge_estimates(probe, c)
+        .iter()
+        .map(|(_, i, o)| i + o)
+        .sum();
     let llm =
         endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
     if !llm {
@@ -58,7 +61,10 @@ pub const JUDGE_VERDICT_TOKENS: u64 = 40;
 
 /// Estimated judge calls of one run of a case: (price, input tokens, output tokens) per
 /// judgment, all samples included (a cached judgment costs less).
-fn judge_estimates(probe: &Probe, c: &crate::suite::Case) -> Vec<(Option<crate::suite::Price>, u64, u64)> {
+fn judge_estimates(
+    probe: &Probe,
+    c: &crate::suite::Case,
+) -> Vec<(Option<crate::suite::Price>, u64, u64)> {
     let answer = u64::from(probe.expected_output_tokens);
     let text = |s: &str| input_tokens_estimate(&serde_json::Value::String(s.to_string()));
     let system = text(crate::check::judge::SYSTEM);
@@ -66,7 +72,10 @@ fn judge_estimates(probe: &Probe, c: &crate::suite::Case) -> Vec<(Option<crate::
     let mut one = |e: &crate::suite::Expect, question: u64, answer: u64| {
         if let Some(j) = &e.judge {
             let n = u64::from(j.samples);
-            let input = system + question + answer + text(&j.rubric)
+            let input = system
+                + question
+                + answer
+                + text(&j.rubric)
                 + e.reference.as_deref().map(text).unwrap_or(0);
             out.push((j.endpoint.price, n * input, n * JUDGE_VERDICT_TOKENS));
         }

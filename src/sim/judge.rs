@@ -62,7 +62,10 @@ fn tag<'a>(text: &'a str, name: &str) -> Option<&'a str> {
 }
 
 fn norm(s: &str) -> String {
-    s.to_lowercase().split_whitespace().collect::<Vec<_>>().join(" ")
+    s.to_lowercase()
+        .split_whitespace()
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 /// The rule: pass when the answer holds the reference, or (without one) when it is not a
@@ -288,11 +291,19 @@ pub fn conversation_answer(
             .and_then(|v| v.get("temp_c").cloned())
             .map(|t| t.to_string())
             .unwrap_or_else(|| "an unknown number of".into());
-        let city = if last.contains("tokyo") { "Tokyo" } else { "Paris" };
+        let city = if last.contains("tokyo") {
+            "Tokyo"
+        } else {
+            "Paris"
+        };
         return Some(Ok(format!("The weather in {city} is {temp} degrees.")));
     }
     if tools && last.contains("weather") {
-        let city = if last.contains("tokyo") { "Tokyo" } else { "Paris" };
+        let city = if last.contains("tokyo") {
+            "Tokyo"
+        } else {
+            "Paris"
+        };
         return Some(Err(json!({
             "id": "call_sim_1", "type": "function",
             "function": {"name": "get_weather", "arguments": json!({"city": city}).to_string()}

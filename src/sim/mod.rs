@@ -274,7 +274,10 @@ impl SimState {
 
     /// Forgets every ground-truth record (requests, streams and voice answers).
     pub fn clear_truth(&self) {
-        self.judges.lock().unwrap_or_else(|e| e.into_inner()).clear();
+        self.judges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
         self.embedded.store(0, std::sync::atomic::Ordering::Relaxed);
         self.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.streams

@@ -81,8 +81,18 @@ fn pct(v: Option<f64>) -> String {
 /// The table as text.
 pub fn table(rows: &[Row], judge_calls: u64) -> String {
     let head = [
-        "probe", "slice", "judged", "passed", "errors", "self-agree", "labelled", "accuracy",
-        "error rate", "false pass", "false fail", "cached",
+        "probe",
+        "slice",
+        "judged",
+        "passed",
+        "errors",
+        "self-agree",
+        "labelled",
+        "accuracy",
+        "error rate",
+        "false pass",
+        "false fail",
+        "cached",
     ];
     let mut cells: Vec<Vec<String>> = vec![head.iter().map(|s| s.to_string()).collect()];
     for r in rows {
@@ -107,7 +117,13 @@ pub fn table(rows: &[Row], judge_calls: u64) -> String {
         ]);
     }
     let widths: Vec<usize> = (0..head.len())
-        .map(|i| cells.iter().map(|r| r[i].chars().count()).max().unwrap_or(0))
+        .map(|i| {
+            cells
+                .iter()
+                .map(|r| r[i].chars().count())
+                .max()
+                .unwrap_or(0)
+        })
         .collect();
     let mut out = String::new();
     for row in &cells {
@@ -119,19 +135,19 @@ pub fn table(rows: &[Row], judge_calls: u64) -> String {
         out.push_str(line.join("  ").trim_end());
         out.push('\n');
     }
-    let (tin, tout, cost) = rows
-        .iter()
-        .filter(|r| r.slice == "*")
-        .fold((0, 0, None::<f64>), |(i, o, c), r| {
-            (
-                i + r.judge.input_tokens,
-                o + r.judge.output_tokens,
-                match (c, r.judge.cost_dollars) {
-                    (None, None) => None,
-                    (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
-                },
-            )
-        });
+    let (tin, tout, cost) =
+        rows.iter()
+            .filter(|r| r.slice == "*")
+            .fold((0, 0, None::<f64>), |(i, o, c), r| {
+                (
+                    i + r.judge.input_tokens,
+                    o + r.judge.output_tokens,
+                    match (c, r.judge.cost_dollars) {
+                        (None, None) => None,
+                        (a, b) => Some(a.unwrap_or(0.0) + b.unwrap_or(0.0)),
+                    },
+                )
+            });
     out.push_str(&format!(
         "judge calls: {judge_calls}, judge tokens: {tin} in, {tout} out{}\n",
         cost.map(|c| format!(", ${c:.4}")).unwrap_or_default()

@@ -1058,9 +1058,10 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
         if p.cases.iter().all(|c| c.turns.is_empty()) {
             latencies.retain(|s| *s != Sli::ConversationDuration);
         }
-        let judged = p.cases.iter().any(|c| {
-            c.expect.judge.is_some() || c.turns.iter().any(|t| t.expect.judge.is_some())
-        });
+        let judged = p
+            .cases
+            .iter()
+            .any(|c| c.expect.judge.is_some() || c.turns.iter().any(|t| t.expect.judge.is_some()));
         let compared = p.cases.iter().any(|c| {
             c.expect.similar.is_some() || c.turns.iter().any(|t| t.expect.similar.is_some())
         });

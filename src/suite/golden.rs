@@ -263,7 +263,10 @@ pub fn compile_case(
                     ep.name,
                     ep.protocol.as_str()
                 ),
-                Some("openai-chat, openai-responses, anthropic-messages or a described stream".into()),
+                Some(
+                    "openai-chat, openai-responses, anthropic-messages or a described stream"
+                        .into(),
+                ),
             );
         }
         if ep.protocol.is_chat() && turns.is_empty() {
@@ -451,7 +454,8 @@ fn compile_expect(
         if expect.reference.is_none() {
             err(
                 "similar",
-                "`similar` compares the answer with `expect.reference`, and the case has none".into(),
+                "`similar` compares the answer with `expect.reference`, and the case has none"
+                    .into(),
                 Some("add e.g. \"reference\": \"Paris is the capital of France.\"".into()),
             );
         } else {
@@ -524,15 +528,17 @@ fn resolve_judge(
         (None, None, None, Some(f)) => {
             read_rubric(&cx.suite_dir.unwrap_or(Path::new(".")).join(f))?
         }
-        (None, None, None, None) => {
-            return Err((
-                "the judge has no rubric".into(),
-                "set `rubric: \"...\"` or `rubric_file: PATH` on the probe's `judge` or in the case".into(),
-            ))
-        }
+        (None, None, None, None) => return Err((
+            "the judge has no rubric".into(),
+            "set `rubric: \"...\"` or `rubric_file: PATH` on the probe's `judge` or in the case"
+                .into(),
+        )),
     };
     if rubric.trim().is_empty() {
-        return Err(("the judge's rubric is empty".into(), "say what a good answer does".into()));
+        return Err((
+            "the judge's rubric is empty".into(),
+            "say what a good answer does".into(),
+        ));
     }
     let threshold = j.threshold.or(probe.threshold);
     if let Some(t) = threshold.filter(|t| !(0.0..=1.0).contains(t) || t.is_nan()) {
@@ -576,7 +582,10 @@ fn read_rubric(path: &Path) -> Result<String, (String, String)> {
     })?;
     if !meta.is_file() || meta.len() > MAX_RUBRIC_BYTES {
         return Err((
-            format!("rubric file `{}` is not a text file of at most 64 KiB", path.display()),
+            format!(
+                "rubric file `{}` is not a text file of at most 64 KiB",
+                path.display()
+            ),
             "a rubric is a few sentences of plain text".into(),
         ));
     }
@@ -647,12 +656,13 @@ fn compile_turns(
     let Some(raw) = input.get("turns").cloned() else {
         return Vec::new();
     };
-    let err = |field: String, message: String, hint: Option<String>, diags: &mut Vec<Diagnostic>| {
-        diags.push(
-            Diagnostic::new(file, Some(col_of(text, line, "turns")), field, message)
-                .maybe_hint(hint),
-        );
-    };
+    let err =
+        |field: String, message: String, hint: Option<String>, diags: &mut Vec<Diagnostic>| {
+            diags.push(
+                Diagnostic::new(file, Some(col_of(text, line, "turns")), field, message)
+                    .maybe_hint(hint),
+            );
+        };
     let shared: serde_json::Map<String, Value> = match input.get("tool_results") {
         None => Default::default(),
         Some(Value::Object(m)) => m.clone(),
@@ -666,7 +676,10 @@ fn compile_turns(
             Default::default()
         }
     };
-    let Some(list) = raw.as_array().filter(|l| !l.is_empty() && l.len() <= MAX_TURNS) else {
+    let Some(list) = raw
+        .as_array()
+        .filter(|l| !l.is_empty() && l.len() <= MAX_TURNS)
+    else {
         err(
             "case.input.turns".into(),
             format!("`turns` must be a list of 1 to {MAX_TURNS} turns"),
@@ -684,18 +697,35 @@ fn compile_turns(
                 err(
                     field,
                     e.to_string(),
-                    Some("a turn is {\"user\": \"...\", \"expect\": {...}, \"tool_results\": {...}}".into()),
+                    Some(
+                        "a turn is {\"user\": \"...\", \"expect\": {...}, \"tool_results\": {...}}"
+                            .into(),
+                    ),
                     diags,
                 );
                 continue;
             }
         };
         if rt.user.trim().is_empty() {
-            err(format!("{field}.user"), "a turn's `user` text is empty".into(), None, diags);
+            err(
+                format!("{field}.user"),
+                "a turn's `user` text is empty".into(),
+                None,
+                diags,
+            );
         }
         // The probe's judge and similarity grade the whole conversation; a turn is judged
         // when its own `expect` asks.
-        let expect = compile_expect(rt.expect, &format!("{field}.expect"), line, text, file, cx, false, diags);
+        let expect = compile_expect(
+            rt.expect,
+            &format!("{field}.expect"),
+            line,
+            text,
+            file,
+            cx,
+            false,
+            diags,
+        );
         let mut tool_results = shared.clone();
         for (k, v) in rt.tool_results.unwrap_or_default() {
             tool_results.insert(k, v);
