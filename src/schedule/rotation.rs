@@ -249,6 +249,45 @@ mod tests {
     }
 
     #[test]
+    fn judges_and_conversations_are_in_the_estimates() {
+        let suite = crate::suite::load_suite(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/chat.yaml"),
+            &crate::suite::ProcessEnv::default(),
+        )
+        .unwrap();
+        let ep = suite.endpoints["chat"].as_ref().clone();
+        let judged = suite
+            .probes
+            .iter()
+            .find(|p| p.name == "chat-judged")
+            .unwrap();
+        let mut plain = judged.clone();
+        for c in &mut plain.cases {
+            c.expect.judge = None;
+            for t in &mut c.turns {
+                t.expect.judge = None;
+            }
+        }
+        // Case 0: one question, judged 3 times.
+        let (with, without) = (case_tokens(judged, &ep, 0), case_tokens(&plain, &ep, 0));
+        let samples = f64::from(judged.cases[0].expect.judge.as_ref().unwrap().samples);
+        assert!(
+            with - without >= samples * JUDGE_VERDICT_TOKENS as f64,
+            "{with} vs {without}"
+        );
+        assert!(case_cost(judged, &ep, 0) > case_cost(&plain, &ep, 0));
+        assert!(priced_judges(judged) && !priced_judges(&plain));
+        // A conversation sends the conversation so far with each turn: more than its turns alone.
+        let conv = judged
+            .cases
+            .iter()
+            .position(|c| c.turns.len() == 3)
+            .unwrap();
+        let per_turn = u64::from(judged.expected_output_tokens);
+        assert!(case_tokens(&plain, &ep, conv) > (3 * per_turn) as f64 + 3.0 * 5.0);
+    }
+
+    #[test]
     fn a_day_of_ticks_stays_within_the_token_budget_and_covers_every_case() {
         // 100 cases in 4 slices, 288 ticks a day, 500k tokens a day.
         let p = probe(

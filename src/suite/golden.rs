@@ -269,7 +269,7 @@ pub fn compile_case(
                 ),
             );
         }
-        if ep.protocol.is_chat() && turns.is_empty() {
+        if ep.protocol.is_chat() && input.get("turns").is_none() {
             let i = &input;
             let ok = i
                 .get("messages")
