@@ -181,6 +181,8 @@ pub struct ProbeContext<'a> {
     pub similar: Option<&'a RawSimilar>,
     /// The suite file's folder (a probe's `rubric_file` is relative to it).
     pub suite_dir: Option<&'a Path>,
+    /// The probe writes a canary fact (conversations cannot).
+    pub canary_fact: bool,
 }
 
 /// Most samples a judge may be asked for one answer.
@@ -322,6 +324,14 @@ pub fn compile_case(
                 )),
             );
         }
+    }
+    if !turns.is_empty() && (cx.freshness || cx.canary_fact) {
+        err(
+            "turns",
+            "case.input.turns",
+            "a conversation is not judged for freshness; the probe reads a source of truth".into(),
+            Some("put conversations in a probe without `freshness` or `canary_fact`".into()),
+        );
     }
     if expect.fresh.is_some() && !cx.freshness {
         err(

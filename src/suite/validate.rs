@@ -1675,6 +1675,7 @@ fn build_probe(
                     judge: probe_judge.as_ref(),
                     similar: probe_similar.as_ref(),
                     suite_dir: Some(&suite_dir),
+                    canary_fact: canary_fact.is_some(),
                 };
                 if let Some(c) =
                     golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)
