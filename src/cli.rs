@@ -846,6 +846,7 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     table.push_str(&crate::sink::table::job_lines(&observations));
     table.push_str(&crate::sink::table::token_lines(&stats));
+    table.push_str(&crate::sink::table::judge_lines(&stats));
     for t in &report.target_metrics {
         table.push_str(&crate::sink::table::target_lines(t));
     }

@@ -156,7 +156,25 @@ fn judged_pass_rates_per_slice_equal_the_judges_truth_and_the_cache_saves_every_
     assert!(all["judge"]["cost_dollars"].as_f64().unwrap() > 0.0);
     assert!(state.with_extension("judgments.json").exists());
 
-    // A second run with the same state asks the judge nothing.
+    // A second run with the same state asks the judge nothing; the table says so.
+    let out = canary(
+        &[
+            "run",
+            s.to_str().unwrap(),
+            "--state",
+            state.to_str().unwrap(),
+        ],
+        &[],
+    );
+    let (o, _) = text(&out);
+    let line = o
+        .lines()
+        .find(|l| l.starts_with("judge chat / answers: 6 judged, "))
+        .unwrap_or_else(|| panic!("{o}"));
+    assert!(
+        line.ends_with(" 0 judge errors; 6 cached; judge tokens 0 in, 0 out"),
+        "{line}"
+    );
     let (out, report) = run_with_report(&s, &["--state", state.to_str().unwrap()], &[]);
     assert!(out.status.code().is_some());
     assert_eq!(sim_truth(&sim)["judges"].as_array().unwrap().len(), 6);
