@@ -115,6 +115,23 @@ pub enum Command {
         #[arg(long)]
         tick: Option<u64>,
     },
+    /// Measure the judges of a suite: run its judged cases and print, per probe and slice,
+    /// the verdicts, the judge's agreement with itself and, for cases with a human label
+    /// (`expect.label`), its accuracy, error rate, false pass and false fail rates.
+    Calibrate {
+        suite: PathBuf,
+        /// Runs of each judged case.
+        #[arg(long)]
+        runs: Option<u32>,
+        #[arg(long)]
+        concurrency: Option<usize>,
+        /// Keep judgments across runs in the cache beside this state file.
+        #[arg(long, env = "CANARY_STATE")]
+        state: Option<PathBuf>,
+        /// Print the rows as JSON.
+        #[arg(long)]
+        json: bool,
+    },
     /// Print what the suites will cost before anything runs: probes, tokens and dollars per
     /// day, rotation coverage and the series each suite creates.
     Plan {
@@ -418,6 +435,13 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 eprintln!("error: {e}");
                 return Ok(EXIT_USAGE);
             }
+            let cache = state
+                .as_deref()
+                .map(crate::schedule::judged::cache_path_for);
+            if let Err(e) = crate::schedule::judged::configure_cache(cache.as_deref()) {
+                eprintln!("error: {e}");
+                return Ok(EXIT_USAGE);
+            }
             // SIGTERM (a CronJob's pod being stopped) or Ctrl-C: stop starting cases, keep
             // what was measured, and deliver it like any run.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -448,6 +472,9 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             let code = run_suites(&loaded, &region, &outputs, &opts, quiet).await?;
             if let Err(e) = crate::schedule::quality::save() {
                 eprintln!("warning: the fact history could not be saved: {e}");
+            }
+            if let Err(e) = crate::schedule::judged::save_cache() {
+                eprintln!("warning: the judgment cache could not be saved: {e}");
             }
             Ok(if no_slo_exit && code == EXIT_SLO_MISSED {
                 EXIT_OK
@@ -562,6 +589,62 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Some(p) => std::fs::write(&p, text)
                     .with_context(|| format!("cannot write {}", p.display()))?,
                 None => print_out(&text)?,
+            }
+            Ok(EXIT_OK)
+        }
+        Command::Calibrate {
+            suite,
+            runs,
+            concurrency,
+            state,
+            json,
+        } => {
+            let loaded = match load(std::slice::from_ref(&suite), &ProcessEnv::default()) {
+                Ok(s) => s,
+                Err(code) => return Ok(code),
+            };
+            let _ = crate::schedule::quality::configure("local", None);
+            let cache = state
+                .as_deref()
+                .map(crate::schedule::judged::cache_path_for);
+            if let Err(e) = crate::schedule::judged::configure_cache(cache.as_deref()) {
+                eprintln!("error: {e}");
+                return Ok(EXIT_USAGE);
+            }
+            let mut all_rows = Vec::new();
+            let mut judged = false;
+            for s in &loaded {
+                let only = crate::sink::calibrate::judged_only(s);
+                if only.probes.is_empty() {
+                    continue;
+                }
+                let opts = RunOptions {
+                    runs,
+                    concurrency,
+                    ..Default::default()
+                };
+                let obs = crate::schedule::executor::execute(&only, &opts).await;
+                judged |= crate::sink::calibrate::judged_any(&obs);
+                let stats = crate::slo::aggregate::aggregate(&obs);
+                all_rows.extend(crate::sink::calibrate::rows(&stats));
+            }
+            if let Err(e) = crate::schedule::judged::save_cache() {
+                eprintln!("warning: the judgment cache could not be saved: {e}");
+            }
+            if json {
+                println!("{}", serde_json::to_string_pretty(&all_rows)?);
+            } else {
+                print!(
+                    "{}",
+                    crate::sink::calibrate::table(
+                        &all_rows,
+                        crate::schedule::judged::judge_calls()
+                    )
+                );
+            }
+            if !judged {
+                eprintln!("error: nothing was judged: the suite has no case with a judge (`judge` on a probe, or `expect.judge`), or no judged case got an answer");
+                return Ok(EXIT_NOTHING_MEASURED);
             }
             Ok(EXIT_OK)
         }
@@ -814,6 +897,7 @@ pub async fn run_suite(s: &Suite, region: &str, opts: &RunOptions) -> SuiteRun {
     let mut table = table::render(&s.name, region, elapsed, &stats, &verdicts);
     table.push_str(&crate::sink::table::job_lines(&observations));
     table.push_str(&crate::sink::table::token_lines(&stats));
+    table.push_str(&crate::sink::table::judge_lines(&stats));
     for t in &report.target_metrics {
         table.push_str(&crate::sink::table::target_lines(t));
     }
@@ -1129,12 +1213,19 @@ fn stream_truth_line(
             .filter(|t| t.path == path && Some(&t.requested_model) == ep.model.as_ref())
             .filter_map(|t| t.first_visible.map(|v| v - t.headers))
             .collect();
+        // A conversation's turns are each a stream of their own.
         let mut measured: Vec<f64> = observations
             .iter()
             .filter(|o| o.endpoint == ep.name)
-            .filter_map(|o| {
-                let l = |s| o.latency.get(&s).copied();
-                Some(l(Sli::TimeToFirstVisibleToken)? - l(Sli::TimeToFirstByte)?)
+            .flat_map(|o| {
+                let maps: Vec<&std::collections::BTreeMap<Sli, f64>> = if o.turns.is_empty() {
+                    vec![&o.latency]
+                } else {
+                    o.turns.iter().map(|t| &t.latency).collect()
+                };
+                maps.into_iter().filter_map(|m| {
+                    Some(m.get(&Sli::TimeToFirstVisibleToken)? - m.get(&Sli::TimeToFirstByte)?)
+                })
             })
             .collect();
         if truth.len() != measured.len() || truth.is_empty() {
@@ -1237,6 +1328,8 @@ pub const SIM_URL_VARS: &[&str] = &[
     "PREVIEW_URL",
     "RAG_URL",
     "TTS_URL",
+    "JUDGE_URL",
+    "EMBEDDINGS_URL",
 ];
 /// WebSocket variables the demo points at the simulator.
 pub const SIM_WS_VARS: &[&str] = &["VOICE_URL", "REALTIME_URL", "TTS_WS_URL"];

@@ -35,6 +35,10 @@ pub const FILES: &[(&str, &str)] = &[
     ),
     ("golden/chat.jsonl", include_str!("../golden/chat.jsonl")),
     (
+        "golden/chat-judged.jsonl",
+        include_str!("../golden/chat-judged.jsonl"),
+    ),
+    (
         "golden/llama-mapper-batch.jsonl",
         include_str!("../golden/llama-mapper-batch.jsonl"),
     ),

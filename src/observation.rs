@@ -113,6 +113,15 @@ pub struct Observation {
     pub answer: Option<String>,
     /// The case run's span (trace id, events, child spans), when the executor traced it.
     pub trace: Option<Box<crate::timeline::trace::CaseTrace>>,
+    /// What the judges said (one per judged turn, and for the whole case).
+    pub judgments: Vec<crate::check::records::JudgeRecord>,
+    /// Similarity to the reference (one per compared turn, and for the whole case).
+    pub similar: Vec<crate::check::records::SimilarRecord>,
+    /// A conversation's turns (empty for a single-turn case).
+    pub turns: Vec<crate::check::records::TurnRecord>,
+    /// Tokens the judges used for this run (cached judgments cost none) and their cost.
+    pub judge_tokens: Option<Tokens>,
+    pub judge_cost_dollars: Option<f64>,
 }
 
 impl Observation {
@@ -207,6 +216,11 @@ impl Observation {
                     .map(|a| crate::secret::redact(a).chars().take(500).collect())
             }),
             trace: None,
+            judgments: Vec::new(),
+            similar: Vec::new(),
+            turns: Vec::new(),
+            judge_tokens: None,
+            judge_cost_dollars: None,
         }
     }
 
@@ -303,6 +317,14 @@ impl Observation {
         if self.outcome.is_error() {
             return Vec::new();
         }
+        // A conversation: every turn's value (the run's own value is its worst turn).
+        if !self.turns.is_empty() && sli != Sli::ConversationDuration {
+            return self
+                .turns
+                .iter()
+                .filter_map(|t| t.latency.get(&sli).copied())
+                .collect();
+        }
         match (sli, &self.stream) {
             (Sli::InterChunkGap, Some(s)) => s.gaps.clone(),
             _ => self.latency_of(sli).into_iter().collect(),
@@ -329,6 +351,13 @@ impl Observation {
             Sli::Fresh => self.freshness.as_ref().map(|f| f.fresh),
             // Applies to runs whose audio started playing.
             Sli::NoUnderrun => self.audio.as_ref().map(|a| a.underruns == 0),
+            // A judge error is never a pass.
+            Sli::JudgePassed => {
+                (!self.judgments.is_empty()).then(|| self.judgments.iter().all(|j| j.passed()))
+            }
+            Sli::Similar => {
+                (!self.similar.is_empty()).then(|| self.similar.iter().all(|s| s.passed))
+            }
             _ => None,
         }
     }

@@ -5,6 +5,8 @@
 pub mod escalation;
 pub mod extract;
 pub mod freshness;
+pub mod judge;
+pub mod records;
 pub mod signals;
 
 use serde::Serialize;
@@ -129,6 +131,8 @@ pub fn check_names(endpoint: &Endpoint, expect: &Expect) -> Vec<&'static str> {
             !expect.transcript_contains.is_empty(),
         ),
         ("fresh", expect.fresh.is_some()),
+        ("judge", expect.judge.is_some()),
+        ("similar", expect.similar.is_some()),
     ] {
         if on {
             out.push(name);
@@ -325,6 +329,15 @@ pub fn evaluate(endpoint: &Endpoint, expect: &Expect, timeline: &Timeline) -> Ve
         ));
     }
     v
+}
+
+/// The text checks of `expect` (`equals`, `contains`, `regex`, lengths, ...) on a text that is
+/// not one response's answer (a whole conversation's answers).
+pub fn text_checks_on(expect: &Expect, text: &str) -> Vec<CheckResult> {
+    let mut out = Vec::new();
+    let json: Option<Value> = serde_json::from_str(text).ok();
+    text_checks(expect, text, json.as_ref(), &mut out);
+    out
 }
 
 fn text_checks(

@@ -60,6 +60,8 @@ slis! {
         "Time from writing a canary fact to the first answer that reflects it.";
     AnswerStaleness => "answer_staleness", Latency,
         "How long the truth reflected by a stale answer has been superseded.";
+    ConversationDuration => "conversation_duration", Latency,
+        "First turn sent to the last turn's answer complete, tool rounds included (conversation cases).";
     Success => "success", Ratio,
         "The run got a complete answer: no transport, HTTP status or protocol error.";
     ChecksPassed => "checks_passed", Ratio,
@@ -80,6 +82,10 @@ slis! {
         "The playout buffer model never ran dry.";
     TierPrimary => "tier_primary", Ratio,
         "The answer was served by a primary tier.";
+    JudgePassed => "judge_passed", Ratio,
+        "The judge endpoint passed the answer against its rubric (a judge error is not a pass).";
+    Similar => "similar", Ratio,
+        "The answer's embedding is at least the threshold close (cosine) to the reference's.";
 }
 
 impl Sli {
@@ -102,7 +108,7 @@ impl Sli {
                 0.025, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.8, 1.0, 1.5, 2.0, 3.0,
                 5.0, 10.0,
             ],
-            Sli::TimeToCompletion => &[
+            Sli::TimeToCompletion | Sli::ConversationDuration => &[
                 0.025, 0.05, 0.1, 0.2, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0, 30.0, 60.0, 120.0,
             ],
             Sli::InterChunkGap => &[0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0],
@@ -136,6 +142,8 @@ impl Sli {
                 NotEscalated,
                 CacheHit,
                 TierPrimary,
+                JudgePassed,
+                Similar,
             ],
             Protocol::OpenaiChat
             | Protocol::OpenaiResponses
@@ -158,6 +166,9 @@ impl Sli {
                 NotEscalated,
                 CacheHit,
                 TierPrimary,
+                JudgePassed,
+                Similar,
+                ConversationDuration,
             ],
             Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio => {
                 &[
@@ -171,6 +182,8 @@ impl Sli {
                     ChecksPassed,
                     NotEscalated,
                     TierPrimary,
+                    JudgePassed,
+                    Similar,
                 ]
             }
             Protocol::Job => &[
@@ -182,6 +195,8 @@ impl Sli {
                 NotFallback,
                 CacheHit,
                 TierPrimary,
+                JudgePassed,
+                Similar,
             ],
         }
     }

@@ -417,6 +417,32 @@ pub fn suite_schema() -> Value {
         ),
     );
     def(
+        "judge",
+        obj(
+            "A judge endpoint grading every case's answer against a rubric (cases may override it or set `\"judge\": false`).",
+            &[],
+            vec![
+                ("endpoint", s("Name of a chat endpoint of this suite: the judge.")),
+                ("rubric", s("What a good answer does.")),
+                ("rubric_file", s("The rubric in a text file, relative to the suite file.")),
+                ("threshold", num("Pass when the verdict's score is at least this (0..1).")),
+                ("samples", int("Ask the judge this many times; the majority decides.")),
+                ("temperature", num("Temperature of the judge requests.")),
+            ],
+        ),
+    );
+    def(
+        "similar",
+        obj(
+            "Cosine similarity of each answer to its case's `expect.reference`, through an embeddings endpoint.",
+            &[],
+            vec![
+                ("endpoint", s("Name of an http-json endpoint of this suite (an OpenAI-compatible /v1/embeddings).")),
+                ("threshold", num("Pass when the similarity is at least this (default 0.8).")),
+            ],
+        ),
+    );
+    def(
         "probe",
         obj(
             "A probe: an endpoint and a golden set.",
@@ -448,6 +474,8 @@ pub fn suite_schema() -> Value {
                 ("timeout", dur("Hard deadline per case run.")),
                 ("runs", int("Runs of each case.")),
                 ("schedule", s("Cron: when `canary serve` runs this probe.")),
+                ("judge", r("judge")),
+                ("similar", r("similar")),
             ],
         ),
     );
@@ -596,6 +624,8 @@ mod tests {
             (Some("canary_fact"), accepted::<RawCanaryFact>()),
             (Some("sample"), accepted::<RawSample>()),
             (Some("budget"), accepted::<RawBudget>()),
+            (Some("judge"), accepted::<RawJudge>()),
+            (Some("similar"), accepted::<RawSimilar>()),
             (Some("probe"), accepted::<RawProbe>()),
             (Some("slo"), accepted::<RawSlo>()),
         ];
@@ -609,7 +639,7 @@ mod tests {
         }
         // Every closed object of the schema is checked above.
         let defs = sc["$defs"].as_object().unwrap();
-        assert_eq!(defs.len(), 20);
+        assert_eq!(defs.len(), 22);
         // The raw struct's keys are a subset of the top-level keys.
         let top = props(&sc, None);
         assert!(accepted::<RawSuite>().is_subset(&top));

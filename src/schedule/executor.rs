@@ -273,20 +273,42 @@ async fn run_one(
     if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
         tokio::time::sleep(wait).await;
     }
-    // One trace per case run: its span covers the quality signals' reads and writes (child
-    // spans) and the probe request, which carries the trace as `traceparent`.
+    // One trace per case run: its span covers the quality signals' reads and writes, the
+    // judge calls (child spans) and the probe request, which carries the trace as
+    // `traceparent`.
     let scope =
         crate::timeline::trace::CaseScope::new(crate::timeline::trace::TraceContext::new_root());
     let start = std::time::SystemTime::now();
-    let (timeline, quality) = crate::timeline::trace::CASE
+    let case_scope = &crate::timeline::trace::CASE;
+    if !case.turns.is_empty() {
+        let (mut obs, timeline) = case_scope
+            .scope(
+                scope.clone(),
+                super::judged::run_conversation(endpoint, probe, case, vars, deadline),
+            )
+            .await;
+        super::backoff::note(&endpoint.url, &timeline);
+        // A conversation's span: its turns' requests and judge calls as children; the
+        // per-turn moments are in the case record's `turns`.
+        obs.trace = Some(Box::new(crate::timeline::trace::CaseTrace {
+            ctx: scope.ctx,
+            start,
+            end: std::time::SystemTime::now(),
+            propagated: endpoint.traceparent,
+            events: Vec::new(),
+            children: scope.children(),
+            response_model: None,
+        }));
+        return obs;
+    }
+    let (timeline, quality) = case_scope
         .scope(
             scope.clone(),
             super::quality::run_case(endpoint, probe, case, vars, deadline),
         )
         .await;
-    let end = std::time::SystemTime::now();
     super::backoff::note(&endpoint.url, &timeline);
-    let mut obs = Observation::from_timeline(
+    let obs = Observation::from_timeline(
         endpoint,
         &probe.name,
         case,
@@ -296,6 +318,13 @@ async fn run_one(
     )
     .with_quality(quality, case)
     .account_tokens(endpoint, case);
+    let mut obs = case_scope
+        .scope(
+            scope.clone(),
+            super::judged::judge_observation(obs, endpoint, case, &timeline),
+        )
+        .await;
+    let end = std::time::SystemTime::now();
     let first_audio = obs
         .latency
         .get(&crate::measure::sli::Sli::TimeToFirstAudio)

@@ -4,6 +4,7 @@
 pub mod backoff;
 pub mod cron;
 pub mod executor;
+pub mod judged;
 pub mod plan;
 pub mod quality;
 pub mod rotation;

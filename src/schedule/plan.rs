@@ -110,7 +110,9 @@ pub fn plan(suite: &Suite) -> SuitePlan {
             runs_per_day,
             tokens_per_run: mean_tokens,
             tokens_per_day: runs_per_day.map(|r| r * mean_tokens),
-            dollars_per_day: ep.price.and(runs_per_day.map(|r| r * mean_cost)),
+            dollars_per_day: (ep.price.is_some() || rotation::priced_judges(p))
+                .then(|| runs_per_day.map(|r| r * mean_cost))
+                .flatten(),
             coverage_seconds,
             coverage_required,
             coverage_ok,

@@ -399,6 +399,7 @@ mod tests {
             input,
             expect: Default::default(),
             line: 1,
+            turns: Vec::new(),
         }
     }
 

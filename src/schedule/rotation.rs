@@ -14,34 +14,109 @@ use crate::suite::{Endpoint, Probe, Rotation};
 
 /// Estimated tokens of one run of a case (input + expected output).
 pub fn case_tokens(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
-    let llm =
-        endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
-    if !llm {
-        return 0.0;
-    }
     let Some(c) = probe.cases.get(case) else {
         return 0.0;
     };
+    let judges: u64 = judge_estimates(probe, c)
+        .iter()
+        .map(|(_, i, o)| i + o)
+        .sum();
+    let llm =
+        endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
+    if !llm {
+        return judges as f64;
+    }
+    let (input, out) = endpoint_tokens(probe, c);
+    (input + out + judges) as f64
+}
+
+/// Estimated input and output tokens of one run of a case at its endpoint: a conversation
+/// sends the conversation so far with every turn.
+fn endpoint_tokens(probe: &Probe, c: &crate::suite::Case) -> (u64, u64) {
     let out = c
         .input
         .get("max_tokens")
         .and_then(serde_json::Value::as_u64)
         .map(|m| m.min(u64::from(probe.expected_output_tokens)))
         .unwrap_or(u64::from(probe.expected_output_tokens));
-    (input_tokens_estimate(&c.input) + out) as f64
+    if c.turns.is_empty() {
+        return (input_tokens_estimate(&c.input), out);
+    }
+    let base = c
+        .input
+        .get("messages")
+        .map(input_tokens_estimate)
+        .unwrap_or(0);
+    let (mut input, mut so_far) = (0, base);
+    for t in &c.turns {
+        so_far += input_tokens_estimate(&serde_json::Value::String(t.user.clone()));
+        input += so_far;
+        so_far += out;
+    }
+    (input, out * c.turns.len() as u64)
 }
 
-/// Estimated dollars of one run of a case.
-pub fn case_cost(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
-    let Some(price) = endpoint.price else {
-        return 0.0;
+/// Output tokens assumed per judge verdict.
+pub const JUDGE_VERDICT_TOKENS: u64 = 40;
+
+/// Estimated judge calls of one run of a case: (price, input tokens, output tokens) per
+/// judgment, all samples included (a cached judgment costs less).
+fn judge_estimates(
+    probe: &Probe,
+    c: &crate::suite::Case,
+) -> Vec<(Option<crate::suite::Price>, u64, u64)> {
+    let answer = u64::from(probe.expected_output_tokens);
+    let text = |s: &str| input_tokens_estimate(&serde_json::Value::String(s.to_string()));
+    let system = text(crate::check::judge::SYSTEM);
+    let mut out = Vec::new();
+    let mut one = |e: &crate::suite::Expect, question: u64, answer: u64| {
+        if let Some(j) = &e.judge {
+            let n = u64::from(j.samples);
+            let input = system
+                + question
+                + answer
+                + text(&j.rubric)
+                + e.reference.as_deref().map(text).unwrap_or(0);
+            out.push((j.endpoint.price, n * input, n * JUDGE_VERDICT_TOKENS));
+        }
     };
+    if c.turns.is_empty() {
+        one(&c.expect, input_tokens_estimate(&c.input), answer);
+    } else {
+        let mut all = 0;
+        for t in &c.turns {
+            let q = text(&t.user);
+            one(&t.expect, q, answer);
+            all += q + answer;
+        }
+        one(&c.expect, all, all);
+    }
+    out
+}
+
+/// Estimated dollars of one run of a case (its judges' included).
+pub fn case_cost(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
     let Some(c) = probe.cases.get(case) else {
         return 0.0;
     };
-    let input = input_tokens_estimate(&c.input);
-    let out = u64::from(probe.expected_output_tokens);
-    price.cost(input, out)
+    let judges: f64 = judge_estimates(probe, c)
+        .iter()
+        .filter_map(|(p, i, o)| p.map(|p| p.cost(*i, *o)))
+        .sum();
+    let Some(price) = endpoint.price else {
+        return judges;
+    };
+    let (input, out) = endpoint_tokens(probe, c);
+    price.cost(input, out) + judges
+}
+
+/// Whether any judge of the probe's cases has a price.
+pub fn priced_judges(probe: &Probe) -> bool {
+    probe.cases.iter().any(|c| {
+        std::iter::once(&c.expect)
+            .chain(c.turns.iter().map(|t| &t.expect))
+            .any(|e| e.judge.as_ref().is_some_and(|j| j.endpoint.price.is_some()))
+    })
 }
 
 /// Cases per tick (fractional) the probe's rotation allows; `None` without a rotation
@@ -149,6 +224,7 @@ mod tests {
                     input: json!({"text": "What is the capital of France? Answer briefly."}),
                     expect: Default::default(),
                     line: 1,
+                    turns: Vec::new(),
                 });
             }
         }
@@ -170,6 +246,45 @@ mod tests {
             expected_output_tokens: 200,
             stop_after_first_visible: false,
         }
+    }
+
+    #[test]
+    fn judges_and_conversations_are_in_the_estimates() {
+        let suite = crate::suite::load_suite(
+            &std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("probes/chat.yaml"),
+            &crate::suite::ProcessEnv::default(),
+        )
+        .unwrap();
+        let ep = suite.endpoints["chat"].as_ref().clone();
+        let judged = suite
+            .probes
+            .iter()
+            .find(|p| p.name == "chat-judged")
+            .unwrap();
+        let mut plain = judged.clone();
+        for c in &mut plain.cases {
+            c.expect.judge = None;
+            for t in &mut c.turns {
+                t.expect.judge = None;
+            }
+        }
+        // Case 0: one question, judged 3 times.
+        let (with, without) = (case_tokens(judged, &ep, 0), case_tokens(&plain, &ep, 0));
+        let samples = f64::from(judged.cases[0].expect.judge.as_ref().unwrap().samples);
+        assert!(
+            with - without >= samples * JUDGE_VERDICT_TOKENS as f64,
+            "{with} vs {without}"
+        );
+        assert!(case_cost(judged, &ep, 0) > case_cost(&plain, &ep, 0));
+        assert!(priced_judges(judged) && !priced_judges(&plain));
+        // A conversation sends the conversation so far with each turn: more than its turns alone.
+        let conv = judged
+            .cases
+            .iter()
+            .position(|c| c.turns.len() == 3)
+            .unwrap();
+        let per_turn = u64::from(judged.expected_output_tokens);
+        assert!(case_tokens(&plain, &ep, conv) > (3 * per_turn) as f64 + 3.0 * 5.0);
     }
 
     #[test]

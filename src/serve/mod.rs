@@ -217,6 +217,9 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
             tracing::warn!("the fact history could not be saved: {e}");
         }
     }
+    if let Err(e) = crate::schedule::judged::save_cache() {
+        tracing::warn!("the judgment cache could not be saved: {e}");
+    }
     record(&state, &suite, &observations, finished).await;
     if let Some(p) = &state.poke {
         p.notify_one();
@@ -473,7 +476,10 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
     if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     }
-    // The values of facts seen by freshness probes live beside the database.
+    // The values of facts seen by freshness probes, and the judgment cache, live beside the
+    // database.
+    crate::schedule::judged::configure_cache(Some(&cfg.db.with_extension("judgments.json")))
+        .map_err(|e| anyhow::anyhow!(e))?;
     let facts = cfg.db.with_extension("facts.json");
     crate::schedule::quality::configure(&cfg.region, Some(&facts))
         .map_err(|e| anyhow::anyhow!(e))?;

@@ -824,6 +824,9 @@ pub(crate) async fn handle(
         .or_else(|| req.get("model").and_then(Value::as_str))
         .or_else(|| headers.get("x-sim-model").and_then(|v| v.to_str().ok()))
         .unwrap_or("sim-plain");
+    if api == Api::OpenaiChat && requested.starts_with("sim-judge") {
+        return super::judge::handle(&state, requested, &req);
+    }
     // A forced fallback tier answers from a smaller model, whatever was asked for.
     let fallback = headers
         .get("x-sim-tier")
@@ -844,6 +847,46 @@ pub(crate) async fn handle(
     };
     let profile = state.config().profile;
     let mut answer = answer_with(&prompt_of(api, &req), profile.wrong_multi_step());
+    // A conversation (an earlier answer or a tool result in the messages) or tools offered:
+    // the answer follows the conversation ([`super::judge::conversation_answer`]).
+    let msgs = match api {
+        Api::OpenaiChat | Api::AnthropicMessages => req.get("messages"),
+        Api::OpenaiResponses => req.get("input"),
+        _ => None,
+    }
+    .and_then(Value::as_array);
+    if let Some(list) = msgs {
+        let multi = list.iter().any(|m| {
+            matches!(
+                m.get("role").and_then(Value::as_str),
+                Some("assistant") | Some("tool")
+            )
+        });
+        let tools = req.get("tools").is_some_and(|t| !t.is_null());
+        if multi || tools {
+            match super::judge::conversation_answer(list, tools, profile.forgetful()) {
+                Some(Ok(text)) => answer = text,
+                Some(Err(call)) if api == Api::OpenaiChat => {
+                    return axum::Json(json!({
+                        "id": "chatcmpl-sim", "object": "chat.completion", "model": model,
+                        "choices": [{"index": 0, "message": {"role": "assistant", "content": null, "tool_calls": [call]}, "finish_reason": "tool_calls"}],
+                        "usage": {"prompt_tokens": 12, "completion_tokens": 8},
+                    }))
+                    .into_response();
+                }
+                _ => {
+                    let last_user = list
+                        .iter()
+                        .rev()
+                        .find(|m| m.get("role").and_then(Value::as_str) == Some("user"))
+                        .and_then(|m| m.get("content"))
+                        .and_then(Value::as_str)
+                        .unwrap_or("");
+                    answer = answer_with(last_user, profile.wrong_multi_step());
+                }
+            }
+        }
+    }
     if let Some(n) = fixed_words(&headers, &req) {
         answer = exactly_words(&answer, n);
     }

@@ -7,6 +7,7 @@
 
 pub mod chat;
 pub mod fault;
+pub mod judge;
 pub mod mapper;
 pub mod preview;
 pub mod rag;
@@ -111,8 +112,11 @@ pub struct SimConfig {
     /// A behaviour preset, so that two simulators can play baseline and candidate:
     /// `baseline` (default), `slow` (every latency ×1.3), `multi-step-wrong` (chat answers to
     /// multi-step prompts are wrong), `faster-wrong` (chat answers show twice as fast, and
-    /// multi-step answers are wrong).
+    /// multi-step answers are wrong), `forgetful` (follow-ups in a conversation are answered
+    /// without the conversation).
     pub profile: Profile,
+    /// The judge on the chat route (models `sim-judge*`).
+    pub judge: judge::JudgeConfig,
 }
 
 /// Behaviour presets of the simulator.
@@ -124,6 +128,7 @@ pub enum Profile {
     Slow,
     MultiStepWrong,
     FasterWrong,
+    Forgetful,
 }
 
 impl Profile {
@@ -138,6 +143,11 @@ impl Profile {
 
     pub fn wrong_multi_step(self) -> bool {
         matches!(self, Profile::MultiStepWrong | Profile::FasterWrong)
+    }
+
+    /// Follow-ups in a conversation are answered without the conversation.
+    pub fn forgetful(self) -> bool {
+        self == Profile::Forgetful
     }
 }
 
@@ -168,6 +178,8 @@ pub struct SimState {
     streams: Mutex<Vec<chat::StreamTruth>>,
     voices: Mutex<Vec<voice::VoiceTruth>>,
     traceparents: Mutex<Vec<TraceparentRecord>>,
+    judges: Mutex<Vec<judge::JudgeTruth>>,
+    embedded: std::sync::atomic::AtomicU64,
     pub preview: preview::PreviewState,
     pub rag: rag::RagState,
     occurrences: Mutex<HashMap<u64, u64>>,
@@ -181,6 +193,8 @@ impl SimState {
             streams: Mutex::new(Vec::new()),
             voices: Mutex::new(Vec::new()),
             traceparents: Mutex::new(Vec::new()),
+            judges: Mutex::new(Vec::new()),
+            embedded: std::sync::atomic::AtomicU64::new(0),
             preview: Default::default(),
             rag: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
@@ -237,8 +251,37 @@ impl SimState {
         t.push(r);
     }
 
+    pub fn record_judge(&self, mut r: judge::JudgeTruth) {
+        let mut t = self.judges.lock().unwrap_or_else(|e| e.into_inner());
+        r.seq = t.len() as u64 + 1;
+        t.push(r);
+    }
+
+    /// Judge calls answered so far.
+    pub fn judges(&self) -> Vec<judge::JudgeTruth> {
+        self.judges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+    }
+
+    pub fn count_embeddings(&self, n: u64) {
+        self.embedded
+            .fetch_add(n, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Texts embedded so far.
+    pub fn embedded(&self) -> u64 {
+        self.embedded.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Forgets every ground-truth record (requests, streams and voice answers).
     pub fn clear_truth(&self) {
+        self.judges
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clear();
+        self.embedded.store(0, std::sync::atomic::Ordering::Relaxed);
         self.truth.lock().unwrap_or_else(|e| e.into_inner()).clear();
         self.streams
             .lock()
@@ -301,6 +344,8 @@ struct TruthResponse {
     jobs: Vec<preview::JobTruth>,
     facts: Vec<rag::FactWrite>,
     traceparents: Vec<TraceparentRecord>,
+    judges: Vec<judge::JudgeTruth>,
+    embedded: u64,
 }
 
 async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
@@ -312,6 +357,8 @@ async fn truth(State(state): State<Arc<SimState>>) -> Json<TruthResponse> {
         jobs: state.preview.truth(),
         facts: rag::truth_records(&state),
         traceparents: state.traceparents(),
+        judges: state.judges(),
+        embedded: state.embedded(),
     })
 }
 
@@ -403,6 +450,7 @@ pub fn router(state: Arc<SimState>) -> Router {
             chat::Api::AnthropicMessages.path(),
             chat::route(chat::Api::AnthropicMessages),
         )
+        .route("/v1/embeddings", post(judge::embeddings))
         .route("/rag/ask", post(rag::ask))
         .route("/truth/facts/{key}", get(rag::truth))
         .route("/admin/facts/{key}", axum::routing::put(rag::write))

@@ -82,6 +82,7 @@ pub const ANSWER_TOKENS: &str = "canary_answer_tokens";
 pub const ESCALATIONS: &str = "canary_escalations";
 pub const TOKENS: &str = "canary_tokens";
 pub const COST: &str = "canary_cost_dollars";
+pub const JUDGMENTS: &str = "canary_judgments";
 /// Buckets of answer length in characters.
 pub const CHAR_BUCKETS: &[f64] = &[10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0];
 /// Buckets of answer length in tokens.
@@ -238,6 +239,13 @@ impl MetricsModel {
         m.declare(
             COST,
             "What the probes cost at the endpoint's declared prices (dollars).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            JUDGMENTS,
+            "Judgments of answers by a judge endpoint, by verdict (pass, fail, judge_error) and whether the cache served them.",
             Kind::Counter,
             None,
             vec![],
@@ -556,6 +564,32 @@ impl MetricsModel {
         }
         if let Some(c) = obs.cost_dollars {
             self.add(COST, base.clone(), c);
+        }
+        // Judges: their tokens as kinds of the probe's tokens, their cost in the probe's cost.
+        if let Some(t) = &obs.judge_tokens {
+            for (kind, n) in [("judge_input", t.input), ("judge_output", t.output)] {
+                self.add(
+                    TOKENS,
+                    Self::with(base.clone(), &[("kind", kind)]),
+                    n as f64,
+                );
+            }
+        }
+        if let Some(c) = obs.judge_cost_dollars {
+            self.add(COST, base.clone(), c);
+        }
+        for j in &obs.judgments {
+            self.add(
+                JUDGMENTS,
+                Self::with(
+                    base.clone(),
+                    &[
+                        ("verdict", j.verdict),
+                        ("cached", if j.cached { "true" } else { "false" }),
+                    ],
+                ),
+                1.0,
+            );
         }
         if !obs.outcome.is_error() {
             if let Some(c) = obs.answer_chars {
@@ -1139,6 +1173,16 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
         if p.canary_fact.is_some() {
             latencies.push(Sli::FreshnessLag);
         }
+        if p.cases.iter().all(|c| c.turns.is_empty()) {
+            latencies.retain(|s| *s != Sli::ConversationDuration);
+        }
+        let judged = p
+            .cases
+            .iter()
+            .any(|c| c.expect.judge.is_some() || c.turns.iter().any(|t| t.expect.judge.is_some()));
+        let compared = p.cases.iter().any(|c| {
+            c.expect.similar.is_some() || c.turns.iter().any(|t| t.expect.similar.is_some())
+        });
         // A stream left at its first visible token has no completion, cadence or verdicts.
         let early = p.stop_after_first_visible;
         if early {
@@ -1250,6 +1294,37 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     usage: None,
                     answer: None,
                     trace: None,
+                    judgments: if judged {
+                        vec![crate::schedule::judged::JudgeRecord {
+                            turn: None,
+                            verdict: if good { "pass" } else { "fail" },
+                            judgment: crate::check::judge::decide(&[Ok(
+                                crate::check::judge::Verdict {
+                                    pass: good,
+                                    score: None,
+                                    reason: String::new(),
+                                },
+                            )]),
+                            label: None,
+                            cached: false,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    similar: if compared {
+                        vec![crate::schedule::judged::SimilarRecord {
+                            turn: None,
+                            similarity: Some(if good { 1.0 } else { 0.0 }),
+                            threshold: 0.5,
+                            passed: good,
+                            error: None,
+                        }]
+                    } else {
+                        Vec::new()
+                    },
+                    turns: Vec::new(),
+                    judge_tokens: judged.then(crate::observation::Tokens::default),
+                    judge_cost_dollars: None,
                 });
             }
         }

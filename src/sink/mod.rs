@@ -3,6 +3,7 @@
 //! could not be delivered for the next run; `report` writes the JSON report and `table`
 //! renders the terminal table.
 
+pub mod calibrate;
 pub mod expfmt;
 pub mod export;
 pub mod http_out;

@@ -84,6 +84,51 @@ pub struct SliceReport {
     /// Tokens and cost of the slice's runs.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tokens: Option<crate::slo::aggregate::TokenTotals>,
+    /// The judges' verdicts and reliability over the slice (judged slices only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge: Option<JudgeReport>,
+}
+
+/// A judge over a slice: its verdicts, its agreement with itself, and with human labels.
+#[derive(Debug, Clone, Serialize)]
+pub struct JudgeReport {
+    pub judged: u64,
+    pub passed: u64,
+    pub failed: u64,
+    pub judge_errors: u64,
+    pub cached: u64,
+    /// Mean share of samples agreeing with the majority (judgments with `samples` > 1).
+    pub self_agreement: Option<f64>,
+    pub labelled: u64,
+    /// Share of labelled judgments that agree with the human label.
+    pub accuracy: Option<f64>,
+    /// Share of `fail`-labelled answers the judge passed.
+    pub false_pass_rate: Option<f64>,
+    /// Share of `pass`-labelled answers the judge failed.
+    pub false_fail_rate: Option<f64>,
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_dollars: Option<f64>,
+}
+
+impl JudgeReport {
+    pub fn from_agg(j: &crate::slo::aggregate::JudgeAgg) -> JudgeReport {
+        JudgeReport {
+            judged: j.judged,
+            passed: j.passed,
+            failed: j.failed,
+            judge_errors: j.errors,
+            cached: j.cached,
+            self_agreement: j.self_agreement(),
+            labelled: j.labelled,
+            accuracy: j.accuracy(),
+            false_pass_rate: j.false_pass_rate(),
+            false_fail_rate: j.false_fail_rate(),
+            input_tokens: j.input_tokens,
+            output_tokens: j.output_tokens,
+            cost_dollars: j.cost_dollars,
+        }
+    }
 }
 
 /// Distributions of stream cadence over a slice.
@@ -161,6 +206,20 @@ pub struct CaseReport {
     /// `traceparent` its probe request carried unless the endpoint says `traceparent: false`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub trace_id: Option<String>,
+    /// What the judges said (per judged turn, and for the case).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub judgments: Vec<crate::schedule::judged::JudgeRecord>,
+    /// Similarity to the reference.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub similar: Vec<crate::schedule::judged::SimilarRecord>,
+    /// A conversation's turns.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub turns: Vec<crate::schedule::judged::TurnRecord>,
+    /// Tokens the judges used for this run, and their cost.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_tokens: Option<crate::observation::Tokens>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub judge_cost_dollars: Option<f64>,
 }
 
 /// RFC 3339 with milliseconds, UTC.
@@ -217,6 +276,7 @@ impl Report {
                 answer_tokens: (s.answer_tokens.count() > 0).then(|| s.answer_tokens.summary_raw()),
                 escalation_phrases: s.escalation_phrases.clone(),
                 tokens: (s.tokens.runs > 0).then_some(s.tokens),
+                judge: s.judge.as_ref().map(JudgeReport::from_agg),
                 stream: s
                     .stream
                     .as_ref()
@@ -268,6 +328,11 @@ impl Report {
                 usage: o.usage,
                 answer: o.answer.clone(),
                 trace_id: o.trace.as_ref().map(|t| t.ctx.trace_id_hex()),
+                judgments: o.judgments.clone(),
+                similar: o.similar.clone(),
+                turns: o.turns.clone(),
+                judge_tokens: o.judge_tokens,
+                judge_cost_dollars: o.judge_cost_dollars,
             })
             .collect();
         Report {

@@ -341,6 +341,46 @@ pub fn token_lines(stats: &BTreeMap<SliceKey, SliceStats>) -> String {
     out
 }
 
+/// One line per judged probe: the judgments, judge errors, the judge's agreement with itself
+/// and with human labels, cache hits and what the judge calls cost (per slice: the report and
+/// `canary calibrate`).
+pub fn judge_lines(stats: &BTreeMap<SliceKey, SliceStats>) -> String {
+    let pct = |v: Option<f64>| v.map(|x| format!("{:.1}%", x * 100.0));
+    let mut out = String::new();
+    for (k, j) in stats
+        .iter()
+        .filter(|(k, _)| k.slice == ALL_SLICES)
+        .filter_map(|(k, s)| s.judge.as_ref().map(|j| (k, j)))
+    {
+        let mut parts = vec![format!(
+            "{} judged, {} passed, {} judge errors",
+            j.judged, j.passed, j.errors
+        )];
+        if let Some(a) = pct(j.self_agreement()) {
+            parts.push(format!("self-agreement {a}"));
+        }
+        if let Some(a) = pct(j.accuracy()) {
+            parts.push(format!(
+                "accuracy {a} over {} labels (false pass {}, false fail {})",
+                j.labelled,
+                pct(j.false_pass_rate()).unwrap_or_else(|| "-".into()),
+                pct(j.false_fail_rate()).unwrap_or_else(|| "-".into())
+            ));
+        }
+        parts.push(format!("{} cached", j.cached));
+        parts.push(format!(
+            "judge tokens {} in, {} out{}",
+            j.input_tokens,
+            j.output_tokens,
+            j.cost_dollars
+                .map(|c| format!(", ${c:.4}"))
+                .unwrap_or_default()
+        ));
+        out += &format!("judge {} / {}: {}\n", k.endpoint, k.probe, parts.join("; "));
+    }
+    out
+}
+
 /// One line per job probe: status requests per run and the bound of the completion
 /// measurement (the window in which each job may have finished before it was seen done).
 pub fn job_lines(observations: &[crate::observation::Observation]) -> String {

@@ -133,6 +133,96 @@ pub struct SliceStats {
     pub escalation_phrases: BTreeMap<String, u64>,
     /// Tokens and cost over the slice's runs.
     pub tokens: TokenTotals,
+    /// The judges' verdicts and their reliability (slices with judged answers).
+    pub judge: Option<JudgeAgg>,
+}
+
+/// Judgments over a slice: verdicts, self-agreement, and agreement with human labels.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct JudgeAgg {
+    pub judged: u64,
+    pub passed: u64,
+    pub failed: u64,
+    /// Judgments without a majority of readable verdicts.
+    pub errors: u64,
+    /// Judgments served from the cache.
+    pub cached: u64,
+    /// Judgments asked more than once, and the sum of their self-agreement.
+    pub multi_sampled: u64,
+    pub agreement_sum: f64,
+    /// Judgments of labelled cases; the judge agreed with the label; passed a `fail` label;
+    /// failed a `pass` label; labels of each kind.
+    pub labelled: u64,
+    pub correct: u64,
+    pub false_pass: u64,
+    pub false_fail: u64,
+    pub labelled_pass: u64,
+    pub labelled_fail: u64,
+    /// Judge tokens and cost (cached judgments cost none).
+    pub input_tokens: u64,
+    pub output_tokens: u64,
+    pub cost_dollars: Option<f64>,
+}
+
+impl JudgeAgg {
+    /// Mean agreement of a judge with itself over judgments with more than one sample.
+    pub fn self_agreement(&self) -> Option<f64> {
+        (self.multi_sampled > 0).then(|| self.agreement_sum / self.multi_sampled as f64)
+    }
+    /// Share of labelled judgments that agree with the label (a judge error disagrees).
+    pub fn accuracy(&self) -> Option<f64> {
+        (self.labelled > 0).then(|| self.correct as f64 / self.labelled as f64)
+    }
+    /// Share of `fail`-labelled answers the judge passed.
+    pub fn false_pass_rate(&self) -> Option<f64> {
+        (self.labelled_fail > 0).then(|| self.false_pass as f64 / self.labelled_fail as f64)
+    }
+    /// Share of `pass`-labelled answers the judge failed.
+    pub fn false_fail_rate(&self) -> Option<f64> {
+        (self.labelled_pass > 0).then(|| self.false_fail as f64 / self.labelled_pass as f64)
+    }
+    /// Share of judgments that were judge errors.
+    pub fn error_rate(&self) -> Option<f64> {
+        (self.judged > 0).then(|| self.errors as f64 / self.judged as f64)
+    }
+
+    pub fn add(&mut self, j: &crate::schedule::judged::JudgeRecord) {
+        let g = &j.judgment;
+        self.judged += 1;
+        match g.passed {
+            Some(true) => self.passed += 1,
+            Some(false) => self.failed += 1,
+            None => self.errors += 1,
+        }
+        self.cached += u64::from(j.cached);
+        if g.samples > 1 {
+            if let Some(a) = g.agreement {
+                self.multi_sampled += 1;
+                self.agreement_sum += a;
+            }
+        }
+        if let Some(label) = j.label {
+            self.labelled += 1;
+            if label {
+                self.labelled_pass += 1;
+            } else {
+                self.labelled_fail += 1;
+            }
+            match g.passed {
+                Some(p) if p == label => self.correct += 1,
+                Some(true) => self.false_pass += 1,
+                Some(false) => self.false_fail += 1,
+                None => {}
+            }
+        }
+        if !j.cached {
+            self.input_tokens += g.input_tokens;
+            self.output_tokens += g.output_tokens;
+            if let Some(c) = g.cost_dollars {
+                *self.cost_dollars.get_or_insert(0.0) += c;
+            }
+        }
+    }
 }
 
 /// Token and cost totals.
@@ -222,6 +312,9 @@ impl SliceStats {
                 "other".to_string()
             };
             *self.escalation_phrases.entry(key).or_default() += 1;
+        }
+        for j in &obs.judgments {
+            self.judge.get_or_insert_with(JudgeAgg::default).add(j);
         }
         if let Some(t) = &obs.verdicts.tier {
             let key = if self.tiers.contains_key(t) || self.tiers.len() < MAX_TIERS {

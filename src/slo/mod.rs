@@ -232,6 +232,11 @@ mod tests {
             usage: None,
             answer: None,
             trace: None,
+            judgments: Vec::new(),
+            similar: Vec::new(),
+            turns: Vec::new(),
+            judge_tokens: None,
+            judge_cost_dollars: None,
         }
     }
 

@@ -6,8 +6,11 @@ use std::path::Path;
 use serde_json::Value;
 
 use super::diag::{list, Diagnostic};
-use super::model::{Case, Endpoint, Expect, Protocol};
-use super::raw::RawCase;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use super::model::{Case, Endpoint, Expect, JudgeSpec, Protocol, SimilarSpec, Turn};
+use super::raw::{RawCase, RawCaseJudge, RawCaseSimilar, RawExpect, RawJudge, RawSimilar, RawTurn};
 use super::validate::{compile_expect_path, compile_regex, load_schema};
 use super::yaml::{path_string, Pos, Seg};
 
@@ -165,11 +168,31 @@ pub fn col_of(line: &str, lineno: usize, key: &str) -> Pos {
 }
 
 /// What a case's `expect` may rely on.
+#[derive(Default)]
 pub struct ProbeContext<'a> {
     pub endpoint: Option<&'a Endpoint>,
     /// The probe reads a source of truth (`expect.fresh` applies).
     pub freshness: bool,
+    /// The suite's endpoints (judges and embeddings are endpoints of the suite).
+    pub endpoints: Option<&'a BTreeMap<String, Arc<Endpoint>>>,
+    /// The probe's `judge` (checked by the probe; cases inherit it).
+    pub judge: Option<&'a RawJudge>,
+    /// The probe's `similar`.
+    pub similar: Option<&'a RawSimilar>,
+    /// The suite file's folder (a probe's `rubric_file` is relative to it).
+    pub suite_dir: Option<&'a Path>,
+    /// The probe writes a canary fact (conversations cannot).
+    pub canary_fact: bool,
 }
+
+/// Most samples a judge may be asked for one answer.
+pub const MAX_JUDGE_SAMPLES: u32 = 15;
+
+/// Default similarity threshold (cosine).
+pub const DEFAULT_SIMILAR_THRESHOLD: f64 = 0.8;
+
+/// Most user turns of one conversation case.
+pub const MAX_TURNS: usize = 32;
 
 /// Validates and compiles one case; pushes its errors to `diags`.
 pub fn compile_case(
@@ -181,8 +204,9 @@ pub fn compile_case(
     diags: &mut Vec<Diagnostic>,
 ) -> Option<Case> {
     let before = diags.len();
+    let mut local: Vec<Diagnostic> = Vec::new();
     let mut err = |key: &str, field: &str, message: String, hint: Option<String>| {
-        diags.push(
+        local.push(
             Diagnostic::new(
                 file,
                 Some(col_of(text, line, key)),
@@ -223,54 +247,9 @@ pub fn compile_case(
             Some("e.g. {\"body\": {...}} for http-json".into()),
         );
     }
-    let e = raw.expect;
-    let mut expect = Expect {
-        equals: e.equals,
-        contains: e.contains.map(|c| c.0).unwrap_or_default(),
-        contains_any: e.contains_any.map(|c| c.0).unwrap_or_default(),
-        min_chars: e.min_chars,
-        max_chars: e.max_chars,
-        not_escalated: e.not_escalated,
-        fresh: e.fresh,
-        transcript_contains: e.transcript_contains.map(|c| c.0).unwrap_or_default(),
-        tier: e.tier.map(|c| c.0).unwrap_or_default(),
-        ..Expect::default()
-    };
-    for (key, src, slot) in [
-        ("regex", e.regex, &mut expect.regex),
-        ("not_regex", e.not_regex, &mut expect.not_regex),
-    ] {
-        if let Some(r) = src {
-            match compile_regex(&r) {
-                Ok(re) => *slot = Some(re),
-                Err(m) => err(key, &format!("case.expect.{key}"), m, None),
-            }
-        }
-    }
-    for (path, value) in e.json.unwrap_or_default() {
-        match compile_expect_path(&path) {
-            Ok(jp) => expect.json.push((path, jp, value)),
-            Err(m) => err("json", "case.expect.json", m, None),
-        }
-    }
-    if let Some(s) = e.schema {
-        let dir = file.parent().unwrap_or(Path::new("."));
-        match load_schema(dir, &s) {
-            Ok(sc) => expect.schema = Some(sc),
-            Err((m, h)) => err("schema", "case.expect.schema", m, Some(h)),
-        }
-    }
-    if let (Some(min), Some(max)) = (expect.min_chars, expect.max_chars) {
-        if min > max {
-            err(
-                "min_chars",
-                "case.expect.min_chars",
-                format!("min_chars {min} is more than max_chars {max}"),
-                None,
-            );
-        }
-    }
     let mut input = raw.input;
+    let expect = compile_expect(raw.expect, "case.expect", line, text, file, cx, true, diags);
+    let turns = compile_turns(&mut input, line, text, file, cx, diags);
     if let Some(ep) = cx.endpoint {
         let get_audio = ep.protocol == Protocol::HttpAudio && ep.method == http::Method::GET;
         if let Some(voice) = ep.voice.as_ref().filter(|_| !get_audio) {
@@ -278,7 +257,22 @@ pub fn compile_case(
                 err("input", "case.input", problem.0, Some(problem.1));
             }
         }
-        if ep.protocol.is_chat() {
+        if !turns.is_empty() && !ep.protocol.is_chat() {
+            err(
+                "turns",
+                "case.input.turns",
+                format!(
+                    "a conversation needs a chat protocol; endpoint `{}` is `{}`",
+                    ep.name,
+                    ep.protocol.as_str()
+                ),
+                Some(
+                    "openai-chat, openai-responses, anthropic-messages or a described stream"
+                        .into(),
+                ),
+            );
+        }
+        if ep.protocol.is_chat() && input.get("turns").is_none() {
             let i = &input;
             let ok = i
                 .get("messages")
@@ -330,6 +324,14 @@ pub fn compile_case(
             );
         }
     }
+    if !turns.is_empty() && (cx.freshness || cx.canary_fact) {
+        err(
+            "turns",
+            "case.input.turns",
+            "a conversation is not judged for freshness; the probe reads a source of truth".into(),
+            Some("put conversations in a probe without `freshness` or `canary_fact`".into()),
+        );
+    }
     if expect.fresh.is_some() && !cx.freshness {
         err(
             "fresh",
@@ -338,6 +340,7 @@ pub fn compile_case(
             Some("freshness: { truth: { url: \"${RAG_URL}/truth/facts/{key}\", value: \"$.value\", updated_at: \"$.updated_at\" } }".into()),
         );
     }
+    diags.extend(local);
     if diags.len() > before {
         return None;
     }
@@ -351,7 +354,398 @@ pub fn compile_case(
         },
         expect,
         line,
+        turns,
     })
+}
+
+/// Compiles an `expect` object (a case's or a turn's); `field` names it in errors. With
+/// `inherit`, the probe's `judge` and `similar` apply without the case asking.
+#[allow(clippy::too_many_arguments)]
+fn compile_expect(
+    e: RawExpect,
+    field: &str,
+    line: usize,
+    text: &str,
+    file: &Path,
+    cx: &ProbeContext,
+    inherit: bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Expect {
+    let mut err = |key: &str, message: String, hint: Option<String>| {
+        diags.push(
+            Diagnostic::new(
+                file,
+                Some(col_of(text, line, key)),
+                format!("{field}.{key}"),
+                message,
+            )
+            .maybe_hint(hint),
+        );
+    };
+    let mut expect = Expect {
+        equals: e.equals,
+        contains: e.contains.map(|c| c.0).unwrap_or_default(),
+        contains_any: e.contains_any.map(|c| c.0).unwrap_or_default(),
+        min_chars: e.min_chars,
+        max_chars: e.max_chars,
+        not_escalated: e.not_escalated,
+        fresh: e.fresh,
+        transcript_contains: e.transcript_contains.map(|c| c.0).unwrap_or_default(),
+        tier: e.tier.map(|c| c.0).unwrap_or_default(),
+        reference: e.reference,
+        ..Expect::default()
+    };
+    for (key, src, slot) in [
+        ("regex", e.regex, &mut expect.regex),
+        ("not_regex", e.not_regex, &mut expect.not_regex),
+    ] {
+        if let Some(r) = src {
+            match compile_regex(&r) {
+                Ok(re) => *slot = Some(re),
+                Err(m) => err(key, m, None),
+            }
+        }
+    }
+    for (path, value) in e.json.unwrap_or_default() {
+        match compile_expect_path(&path) {
+            Ok(jp) => expect.json.push((path, jp, value)),
+            Err(m) => err("json", m, None),
+        }
+    }
+    if let Some(s) = e.schema {
+        let dir = file.parent().unwrap_or(Path::new("."));
+        match load_schema(dir, &s) {
+            Ok(sc) => expect.schema = Some(sc),
+            Err((m, h)) => err("schema", m, Some(h)),
+        }
+    }
+    if let (Some(min), Some(max)) = (expect.min_chars, expect.max_chars) {
+        if min > max {
+            err(
+                "min_chars",
+                format!("min_chars {min} is more than max_chars {max}"),
+                None,
+            );
+        }
+    }
+    // The judge: the probe's, with the case's settings over it; `false` turns it off.
+    let case_judge = match e.judge {
+        None => Some(RawJudge::default()).filter(|_| inherit && cx.judge.is_some()),
+        Some(RawCaseJudge::On(false)) => None,
+        Some(RawCaseJudge::On(true)) => Some(RawJudge::default()),
+        Some(RawCaseJudge::Rubric(r)) => Some(RawJudge {
+            rubric: Some(r),
+            ..RawJudge::default()
+        }),
+        Some(RawCaseJudge::Settings(j)) => Some(j),
+    };
+    if let Some(j) = case_judge {
+        let golden_dir = file.parent().unwrap_or(Path::new("."));
+        match resolve_judge(&j, cx, golden_dir) {
+            Ok(spec) => expect.judge = Some(Arc::new(spec)),
+            Err((m, h)) => err("judge", m, Some(h)),
+        }
+    }
+    let case_similar = match e.similar {
+        None => cx
+            .similar
+            .filter(|_| inherit && expect.reference.is_some())
+            .map(|_| RawSimilar::default()),
+        Some(RawCaseSimilar::On(false)) => None,
+        Some(RawCaseSimilar::On(true)) => Some(RawSimilar::default()),
+        Some(RawCaseSimilar::Threshold(t)) => Some(RawSimilar {
+            threshold: Some(t),
+            ..RawSimilar::default()
+        }),
+        Some(RawCaseSimilar::Settings(s)) => Some(s),
+    };
+    if let Some(sim) = case_similar {
+        if expect.reference.is_none() {
+            err(
+                "similar",
+                "`similar` compares the answer with `expect.reference`, and the case has none"
+                    .into(),
+                Some("add e.g. \"reference\": \"Paris is the capital of France.\"".into()),
+            );
+        } else {
+            match resolve_similar(&sim, cx) {
+                Ok(spec) => expect.similar = Some(spec),
+                Err((m, h)) => err("similar", m, Some(h)),
+            }
+        }
+    }
+    match e.label.as_deref() {
+        None => {}
+        Some("pass") => expect.label = Some(true),
+        Some("fail") => expect.label = Some(false),
+        Some(other) => err(
+            "label",
+            format!("label `{other}` is neither `pass` nor `fail`"),
+            Some("a human's verdict on the answer: `pass` or `fail`".into()),
+        ),
+    }
+    if expect.label.is_some() && expect.judge.is_none() {
+        err(
+            "label",
+            "`label` grades the judge, and this case has no judge".into(),
+            Some("add `judge` to the probe or `\"judge\": true` to the case".into()),
+        );
+    }
+    expect
+}
+
+/// A judge's settings resolved against the probe's: the endpoint (a chat endpoint of the
+/// suite), the rubric (inline or a file), threshold, samples and temperature.
+fn resolve_judge(
+    j: &RawJudge,
+    cx: &ProbeContext,
+    golden_dir: &Path,
+) -> Result<JudgeSpec, (String, String)> {
+    let probe = cx.judge.cloned().unwrap_or_default();
+    let name = j.endpoint.clone().or(probe.endpoint.clone()).ok_or_else(|| {
+        (
+            "the judge names no endpoint".to_string(),
+            "set `judge: { endpoint: NAME, rubric: ... }` on the probe, or `endpoint` in the case's `judge`".to_string(),
+        )
+    })?;
+    let endpoints = cx.endpoints.ok_or_else(|| {
+        (
+            format!("unknown judge endpoint `{name}`"),
+            "the judge is an endpoint of the suite".to_string(),
+        )
+    })?;
+    let endpoint = endpoints.get(&name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = endpoints.keys().map(String::as_str).collect();
+        (
+            format!("unknown judge endpoint `{name}`"),
+            super::diag::suggest(&name, &names),
+        )
+    })?;
+    if !endpoint.protocol.is_chat() {
+        return Err((
+            format!(
+                "the judge endpoint `{name}` is `{}`; a judge is asked through a chat protocol",
+                endpoint.protocol.as_str()
+            ),
+            "openai-chat, openai-responses, anthropic-messages or a described stream".into(),
+        ));
+    }
+    let rubric = match (&j.rubric, &j.rubric_file, &probe.rubric, &probe.rubric_file) {
+        (Some(r), _, _, _) => r.clone(),
+        (None, Some(f), _, _) => read_rubric(&golden_dir.join(f))?,
+        (None, None, Some(r), _) => r.clone(),
+        (None, None, None, Some(f)) => {
+            read_rubric(&cx.suite_dir.unwrap_or(Path::new(".")).join(f))?
+        }
+        (None, None, None, None) => return Err((
+            "the judge has no rubric".into(),
+            "set `rubric: \"...\"` or `rubric_file: PATH` on the probe's `judge` or in the case"
+                .into(),
+        )),
+    };
+    if rubric.trim().is_empty() {
+        return Err((
+            "the judge's rubric is empty".into(),
+            "say what a good answer does".into(),
+        ));
+    }
+    let threshold = j.threshold.or(probe.threshold);
+    if let Some(t) = threshold.filter(|t| !(0.0..=1.0).contains(t) || t.is_nan()) {
+        return Err((
+            format!("judge threshold {t} is not between 0 and 1"),
+            "a verdict's score is in 0..1; e.g. `threshold: 0.7`".into(),
+        ));
+    }
+    let samples = j.samples.or(probe.samples).unwrap_or(1);
+    if samples == 0 || samples > MAX_JUDGE_SAMPLES {
+        return Err((
+            format!("judge samples {samples} is not 1 to {MAX_JUDGE_SAMPLES}"),
+            "an odd number avoids ties, e.g. `samples: 3`".into(),
+        ));
+    }
+    let temperature = j.temperature.or(probe.temperature);
+    if let Some(t) = temperature.filter(|t| !(0.0..=2.0).contains(t) || t.is_nan()) {
+        return Err((
+            format!("judge temperature {t} is not between 0 and 2"),
+            "e.g. `temperature: 0`".into(),
+        ));
+    }
+    Ok(JudgeSpec {
+        endpoint,
+        rubric,
+        threshold,
+        samples,
+        temperature,
+    })
+}
+
+/// Longest rubric file read.
+const MAX_RUBRIC_BYTES: u64 = 64 * 1024;
+
+fn read_rubric(path: &Path) -> Result<String, (String, String)> {
+    let meta = std::fs::metadata(path).map_err(|e| {
+        (
+            format!("cannot read rubric file `{}`: {e}", path.display()),
+            "paths are relative to the file that names them".to_string(),
+        )
+    })?;
+    if !meta.is_file() || meta.len() > MAX_RUBRIC_BYTES {
+        return Err((
+            format!(
+                "rubric file `{}` is not a text file of at most 64 KiB",
+                path.display()
+            ),
+            "a rubric is a few sentences of plain text".into(),
+        ));
+    }
+    std::fs::read_to_string(path).map_err(|e| {
+        (
+            format!("cannot read rubric file `{}`: {e}", path.display()),
+            "a UTF-8 text file".to_string(),
+        )
+    })
+}
+
+fn resolve_similar(s: &RawSimilar, cx: &ProbeContext) -> Result<SimilarSpec, (String, String)> {
+    let probe = cx.similar.cloned().unwrap_or_default();
+    let name = s.endpoint.clone().or(probe.endpoint.clone()).ok_or_else(|| {
+        (
+            "`similar` names no embeddings endpoint".to_string(),
+            "set `similar: { endpoint: NAME }` on the probe, or `endpoint` in the case's `similar`".to_string(),
+        )
+    })?;
+    let endpoints = cx.endpoints.ok_or_else(|| {
+        (
+            format!("unknown embeddings endpoint `{name}`"),
+            "the embeddings endpoint is an endpoint of the suite".to_string(),
+        )
+    })?;
+    let endpoint = endpoints.get(&name).cloned().ok_or_else(|| {
+        let names: Vec<&str> = endpoints.keys().map(String::as_str).collect();
+        (
+            format!("unknown embeddings endpoint `{name}`"),
+            super::diag::suggest(&name, &names),
+        )
+    })?;
+    if endpoint.protocol != Protocol::HttpJson {
+        return Err((
+            format!(
+                "the embeddings endpoint `{name}` is `{}`; embeddings are asked with `http-json`",
+                endpoint.protocol.as_str()
+            ),
+            "protocol: http-json, method: POST, url: .../v1/embeddings".into(),
+        ));
+    }
+    let threshold = s
+        .threshold
+        .or(probe.threshold)
+        .unwrap_or(DEFAULT_SIMILAR_THRESHOLD);
+    if !(-1.0..=1.0).contains(&threshold) || threshold.is_nan() {
+        return Err((
+            format!("similarity threshold {threshold} is not between -1 and 1"),
+            "a cosine similarity; e.g. `threshold: 0.8`".into(),
+        ));
+    }
+    Ok(SimilarSpec {
+        endpoint,
+        threshold,
+    })
+}
+
+/// Reads `input.turns` (a conversation): each turn's user text, `expect` and canned tool
+/// results; the case's `input.tool_results` answer tool calls no turn answers.
+fn compile_turns(
+    input: &mut Value,
+    line: usize,
+    text: &str,
+    file: &Path,
+    cx: &ProbeContext,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<Turn> {
+    let Some(raw) = input.get("turns").cloned() else {
+        return Vec::new();
+    };
+    let err =
+        |field: String, message: String, hint: Option<String>, diags: &mut Vec<Diagnostic>| {
+            diags.push(
+                Diagnostic::new(file, Some(col_of(text, line, "turns")), field, message)
+                    .maybe_hint(hint),
+            );
+        };
+    let shared: serde_json::Map<String, Value> = match input.get("tool_results") {
+        None => Default::default(),
+        Some(Value::Object(m)) => m.clone(),
+        Some(_) => {
+            err(
+                "case.input.tool_results".into(),
+                "`tool_results` must be an object: tool name -> result".into(),
+                Some("e.g. {\"get_weather\": {\"temp_c\": 21}}".into()),
+                diags,
+            );
+            Default::default()
+        }
+    };
+    let Some(list) = raw
+        .as_array()
+        .filter(|l| !l.is_empty() && l.len() <= MAX_TURNS)
+    else {
+        err(
+            "case.input.turns".into(),
+            format!("`turns` must be a list of 1 to {MAX_TURNS} turns"),
+            Some("e.g. [{\"user\": \"What is the capital of France?\"}, {\"user\": \"And its population?\"}]".into()),
+            diags,
+        );
+        return Vec::new();
+    };
+    let mut turns = Vec::new();
+    for (i, t) in list.iter().enumerate() {
+        let field = format!("case.input.turns[{i}]");
+        let rt: RawTurn = match serde_json::from_value(t.clone()) {
+            Ok(rt) => rt,
+            Err(e) => {
+                err(
+                    field,
+                    e.to_string(),
+                    Some(
+                        "a turn is {\"user\": \"...\", \"expect\": {...}, \"tool_results\": {...}}"
+                            .into(),
+                    ),
+                    diags,
+                );
+                continue;
+            }
+        };
+        if rt.user.trim().is_empty() {
+            err(
+                format!("{field}.user"),
+                "a turn's `user` text is empty".into(),
+                None,
+                diags,
+            );
+        }
+        // The probe's judge and similarity grade the whole conversation; a turn is judged
+        // when its own `expect` asks.
+        let expect = compile_expect(
+            rt.expect,
+            &format!("{field}.expect"),
+            line,
+            text,
+            file,
+            cx,
+            false,
+            diags,
+        );
+        let mut tool_results = shared.clone();
+        for (k, v) in rt.tool_results.unwrap_or_default() {
+            tool_results.insert(k, v);
+        }
+        turns.push(Turn {
+            user: rt.user,
+            expect,
+            tool_results,
+        });
+    }
+    turns
 }
 
 /// Checks a voice case's input against its endpoint: the fields the `start` template names

@@ -539,7 +539,7 @@ pub struct EscalationPhrases {
 }
 
 /// One golden case.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, Default)]
 pub struct Case {
     pub id: String,
     pub slice: String,
@@ -547,6 +547,40 @@ pub struct Case {
     pub expect: Expect,
     /// 1-based line in the golden file.
     pub line: usize,
+    /// A conversation (`input.turns`): each user turn is sent with the conversation so far.
+    /// Empty for a single-turn case.
+    pub turns: Vec<Turn>,
+}
+
+/// One user turn of a conversation case.
+#[derive(Debug, Clone, Default)]
+pub struct Turn {
+    /// What the user says.
+    pub user: String,
+    /// What this turn's answer must hold.
+    pub expect: Expect,
+    /// Canned results answering the model's tool calls, by tool name (the turn's own, then
+    /// the case's `input.tool_results`).
+    pub tool_results: serde_json::Map<String, Value>,
+}
+
+/// A judge: a chat endpoint of the suite that grades answers against a rubric.
+#[derive(Debug, Clone)]
+pub struct JudgeSpec {
+    pub endpoint: Arc<Endpoint>,
+    pub rubric: String,
+    /// A verdict passes when its score is at least this (the verdict field otherwise).
+    pub threshold: Option<f64>,
+    /// Asked this many times; the majority decides.
+    pub samples: u32,
+    pub temperature: Option<f64>,
+}
+
+/// Cosine similarity between the answer and the reference through an embeddings endpoint.
+#[derive(Debug, Clone)]
+pub struct SimilarSpec {
+    pub endpoint: Arc<Endpoint>,
+    pub threshold: f64,
 }
 
 /// The compiled `expect` of a case. Every present key must hold.
@@ -565,6 +599,15 @@ pub struct Expect {
     pub fresh: Option<bool>,
     pub transcript_contains: Vec<String>,
     pub tier: Vec<String>,
+    /// Graded by a judge endpoint (`expect.judge`, or the probe's `judge`).
+    pub judge: Option<Arc<JudgeSpec>>,
+    /// Close in meaning to the reference (`expect.similar`, or the probe's `similar`).
+    pub similar: Option<SimilarSpec>,
+    /// The golden answer the judge and the similarity compare with.
+    pub reference: Option<String>,
+    /// A human's verdict on the answer (`expect.label: pass|fail`): true for pass. Grades
+    /// the judge, not the endpoint.
+    pub label: Option<bool>,
 }
 
 /// One SLO.

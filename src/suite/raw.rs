@@ -287,6 +287,10 @@ pub struct RawProbe {
     pub timeout: Option<Dur>,
     pub runs: Option<u32>,
     pub schedule: Option<String>,
+    /// A judge for every case of the probe (cases may override or turn it off).
+    pub judge: Option<RawJudge>,
+    /// Similarity to the reference for every case that has one.
+    pub similar: Option<RawSimilar>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -335,4 +339,59 @@ pub struct RawExpect {
     pub fresh: Option<bool>,
     pub transcript_contains: Option<OneOrMany>,
     pub tier: Option<OneOrMany>,
+    /// `true`, a rubric, or `{endpoint, rubric, rubric_file, threshold, samples, temperature}`.
+    pub judge: Option<RawCaseJudge>,
+    /// `true`, a threshold, or `{endpoint, threshold}`.
+    pub similar: Option<RawCaseSimilar>,
+    pub reference: Option<String>,
+    /// `pass` or `fail`: a human's verdict, to measure the judge against.
+    pub label: Option<String>,
+}
+
+/// A judge's settings (a probe's `judge`, or a case's `expect.judge` object).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawJudge {
+    pub endpoint: Option<String>,
+    pub rubric: Option<String>,
+    pub rubric_file: Option<String>,
+    pub threshold: Option<f64>,
+    pub samples: Option<u32>,
+    pub temperature: Option<f64>,
+}
+
+/// A case's `expect.judge`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawCaseJudge {
+    On(bool),
+    Rubric(String),
+    Settings(RawJudge),
+}
+
+/// Similarity settings (a probe's `similar`, or a case's `expect.similar` object).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSimilar {
+    pub endpoint: Option<String>,
+    pub threshold: Option<f64>,
+}
+
+/// A case's `expect.similar`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawCaseSimilar {
+    On(bool),
+    Threshold(f64),
+    Settings(RawSimilar),
+}
+
+/// One user turn of a conversation case (`input.turns[]`).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTurn {
+    pub user: String,
+    #[serde(default)]
+    pub expect: RawExpect,
+    pub tool_results: Option<serde_json::Map<String, Value>>,
 }

@@ -179,6 +179,7 @@ mod tests {
             input,
             expect: Default::default(),
             line: 1,
+            turns: Vec::new(),
         }
     }
 

@@ -1614,6 +1614,47 @@ fn build_probe(
         rotation,
         coverage: raw.coverage.map(|d| d.0),
     });
+    let suite_dir = ctx.dir();
+    let probe_judge = raw.judge.filter(|j| {
+        let Some(name) = &j.endpoint else { return true };
+        let jpath = p(path, &[k("judge"), k("endpoint")]);
+        match endpoints.get(name) {
+            // An endpoint that did not compile has its own errors.
+            None if endpoint_names.contains(name) => false,
+            None => {
+                let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
+                ctx.err(&jpath, format!("unknown judge endpoint `{name}`")).hint =
+                    Some(suggest(name, &names));
+                false
+            }
+            Some(e) if !e.protocol.is_chat() => {
+                ctx.err(&jpath, format!("the judge endpoint `{name}` is `{}`; a judge is asked through a chat protocol", e.protocol.as_str())).hint =
+                    Some("openai-chat, openai-responses, anthropic-messages or a described stream".into());
+                false
+            }
+            Some(_) => true,
+        }
+    });
+    let probe_similar = raw.similar.filter(|s| {
+        let Some(name) = &s.endpoint else { return true };
+        let spath = p(path, &[k("similar"), k("endpoint")]);
+        match endpoints.get(name) {
+            // An endpoint that did not compile has its own errors.
+            None if endpoint_names.contains(name) => false,
+            None => {
+                let names: Vec<&str> = endpoint_names.iter().map(String::as_str).collect();
+                ctx.err(&spath, format!("unknown embeddings endpoint `{name}`")).hint =
+                    Some(suggest(name, &names));
+                false
+            }
+            Some(e) if e.protocol != Protocol::HttpJson => {
+                ctx.err(&spath, format!("the embeddings endpoint `{name}` is `{}`; embeddings are asked with `http-json`", e.protocol.as_str())).hint =
+                    Some("protocol: http-json, method: POST, url: .../v1/embeddings".into());
+                false
+            }
+            Some(_) => true,
+        }
+    });
     let golden_path = normalize(&ctx.dir().join(&raw.golden));
     let cases = match golden::load(&golden_path) {
         Ok((raws, line_diags)) => {
@@ -1635,6 +1676,11 @@ fn build_probe(
                 let needs = golden::ProbeContext {
                     endpoint: endpoint.as_deref(),
                     freshness: freshness.is_some(),
+                    endpoints: Some(endpoints),
+                    judge: probe_judge.as_ref(),
+                    similar: probe_similar.as_ref(),
+                    suite_dir: Some(&suite_dir),
+                    canary_fact: canary_fact.is_some(),
                 };
                 if let Some(c) =
                     golden::compile_case(rc, line, &line_text, &golden_path, &needs, &mut ctx.diags)
@@ -2073,6 +2119,121 @@ mod tests {
     }
 
     const GOLDEN: &str = "{\"id\": \"a\", \"slice\": \"s\", \"input\": {\"body\": {}}}\n";
+
+    #[test]
+    fn judged_keys_are_checked_where_they_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let suite = "suite: x\nendpoints:\n  c: { protocol: openai-chat, url: \"http://127.0.0.1:1/v1/chat/completions\" }\n  h: { protocol: http-json, url: \"http://127.0.0.1:1/x\" }\n  j: { protocol: openai-chat, url: \"http://127.0.0.1:1/v1/chat/completions\", stream: false }\nprobes:\n  - { name: ok, endpoint: c, golden: ok.jsonl, judge: { endpoint: j, rubric: \"be right\", samples: 3 }, similar: { endpoint: h } }\n  - { name: bad, endpoint: c, golden: bad.jsonl, judge: { endpoint: nope, rubric: r } }\n  - { name: cases, endpoint: c, golden: cases.jsonl }\n  - { name: plain, endpoint: h, golden: plain.jsonl }\n";
+        write(
+            dir.path(),
+            "ok.jsonl",
+            concat!(
+                "{\"id\": \"a\", \"input\": {\"text\": \"q\"}, \"expect\": {\"reference\": \"r\", \"label\": \"pass\"}}\n",
+                "{\"id\": \"b\", \"input\": {\"text\": \"q\"}, \"expect\": {\"judge\": {\"samples\": 5, \"threshold\": 0.7}}}\n",
+                "{\"id\": \"c\", \"input\": {\"turns\": [{\"user\": \"hi\"}, {\"user\": \"and?\", \"expect\": {\"judge\": true}}]}}\n",
+                "{\"id\": \"d\", \"input\": {\"text\": \"q\"}, \"expect\": {\"judge\": false}}\n",
+            ),
+        );
+        write(
+            dir.path(),
+            "bad.jsonl",
+            "{\"id\": \"a\", \"input\": {\"text\": \"q\"}}\n",
+        );
+        write(
+            dir.path(),
+            "cases.jsonl",
+            concat!(
+                "{\"id\": \"l\", \"input\": {\"text\": \"q\"}, \"expect\": {\"label\": \"pass\"}}\n",
+                "{\"id\": \"m\", \"input\": {\"text\": \"q\"}, \"expect\": {\"label\": \"maybe\", \"judge\": {\"endpoint\": \"j\", \"rubric\": \"r\"}}}\n",
+                "{\"id\": \"n\", \"input\": {\"text\": \"q\"}, \"expect\": {\"similar\": true, \"judge\": {\"endpoint\": \"h\", \"rubric\": \"r\"}}}\n",
+                "{\"id\": \"o\", \"input\": {\"text\": \"q\"}, \"expect\": {\"judge\": {\"endpoint\": \"j\", \"rubric\": \"r\", \"samples\": 0, \"threshold\": 2}}}\n",
+                "{\"id\": \"p\", \"input\": {\"text\": \"q\"}, \"expect\": {\"judge\": {\"endpoint\": \"j\"}}}\n",
+                "{\"id\": \"q\", \"input\": {\"turns\": []}}\n",
+                "{\"id\": \"r\", \"input\": {\"turns\": [{\"usr\": \"x\"}]}}\n",
+                "{\"id\": \"s\", \"input\": {\"text\": \"q\"}, \"expect\": {\"reference\": \"r\", \"similar\": {\"endpoint\": \"c\"}}}\n",
+            ),
+        );
+        write(
+            dir.path(),
+            "plain.jsonl",
+            "{\"id\": \"t\", \"input\": {\"turns\": [{\"user\": \"hi\"}]}}\n",
+        );
+        let p = write(dir.path(), "s.yaml", suite);
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text: Vec<String> = d.iter().map(|d| d.to_string()).collect();
+        for needle in [
+            "probes[1].judge.endpoint: unknown judge endpoint `nope`",
+            "cases.jsonl:1:48: case.expect.label: `label` grades the judge, and this case has no judge",
+            "cases.jsonl:2:48: case.expect.label: label `maybe` is neither `pass` nor `fail`",
+            "cases.jsonl:3:48: case.expect.similar: `similar` compares the answer with `expect.reference`",
+            "case.expect.judge: the judge endpoint `h` is `http-json`; a judge is asked through a chat protocol",
+            "case.expect.judge: judge threshold 2 is not between 0 and 1",
+            "cases.jsonl:5:48: case.expect.judge: the judge has no rubric",
+            "cases.jsonl:6:23: case.input.turns: `turns` must be a list of 1 to 32 turns",
+            "case.input.turns[0]: unknown field `usr`",
+            "case.expect.similar: the embeddings endpoint `c` is `openai-chat`; embeddings are asked with `http-json`",
+            "plain.jsonl:1:23: case.input.turns: a conversation needs a chat protocol; endpoint `h` is `http-json`",
+        ] {
+            has(&text, needle);
+        }
+        assert!(
+            !text.iter().any(|t| t.contains("ok.jsonl")),
+            "{}",
+            text.join("\n")
+        );
+        // A broken `turns` is one error, not also a missing `messages`.
+        assert!(
+            !text.iter().any(|t| t.contains("needs `input.messages`")),
+            "{}",
+            text.join("\n")
+        );
+        // The valid probe compiles: the probe's judge and similar, a case's override, a turn's
+        // own judge, and `false`.
+        write(
+            dir.path(),
+            "bad.jsonl",
+            "{\"id\": \"a\", \"input\": {\"text\": \"q\"}}\n",
+        );
+        let ok = write(
+            dir.path(),
+            "ok.yaml",
+            &suite
+                .lines()
+                .filter(|l| {
+                    !l.contains("name: bad")
+                        && !l.contains("name: cases")
+                        && !l.contains("name: plain")
+                })
+                .collect::<Vec<_>>()
+                .join("\n"),
+        );
+        let s = load_suite(&ok, &ProcessEnv::default()).unwrap();
+        let cases = &s.probes[0].cases;
+        let a = &cases[0].expect;
+        assert_eq!(a.judge.as_ref().unwrap().samples, 3);
+        assert_eq!(a.label, Some(true));
+        assert!(
+            a.similar.is_some(),
+            "a reference brings the probe's similar"
+        );
+        let b = cases[1].expect.judge.as_ref().unwrap();
+        assert_eq!((b.samples, b.threshold), (5, Some(0.7)));
+        assert!(
+            cases[1].expect.similar.is_none(),
+            "no reference, no similar"
+        );
+        assert_eq!(cases[2].turns.len(), 2);
+        assert!(
+            cases[2].turns[0].expect.judge.is_none(),
+            "turns judge only when asked"
+        );
+        assert!(cases[2].turns[1].expect.judge.is_some());
+        assert!(
+            cases[2].expect.judge.is_some(),
+            "the probe's judge grades the conversation"
+        );
+        assert!(cases[3].expect.judge.is_none());
+    }
 
     #[test]
     fn missing_env_var_duplicate_key_and_syntax_errors_are_located() {

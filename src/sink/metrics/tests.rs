@@ -53,6 +53,11 @@ fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bo
         usage: None,
         answer: None,
         trace: None,
+        judgments: Vec::new(),
+        similar: Vec::new(),
+        turns: Vec::new(),
+        judge_tokens: None,
+        judge_cost_dollars: None,
     }
 }
 
