@@ -399,3 +399,267 @@ fn an_unknown_http_version_or_http_on_a_websocket_is_a_load_error_naming_the_lin
         "{e}"
     );
 }
+
+const TINYPROXY: &str = "/usr/bin/tinyproxy";
+
+/// A real forward proxy (Debian's `tinyproxy`) on loopback, run in the foreground from a
+/// temporary directory, asking for Basic credentials when given. Killed on drop.
+struct Tinyproxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Tinyproxy {
+    fn start(auth: Option<(&str, &str)>) -> Tinyproxy {
+        assert!(
+            Path::new(TINYPROXY).exists(),
+            "{TINYPROXY} is missing: install Debian's tinyproxy (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let port = free_port();
+        let ds = d.display();
+        // No ConnectPort line: CONNECT to any port (the test servers are not on 443).
+        let mut conf = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{ds}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{ds}/tinyproxy.pid\"\nMaxClients 50\nAllow 127.0.0.1\n"
+        );
+        if let Some((u, p)) = auth {
+            conf.push_str(&format!("BasicAuth {u} {p}\n"));
+        }
+        let conf_path = write(d, "tinyproxy.conf", &conf);
+        let log = d.join("stderr.log");
+        let mut child = Command::new(TINYPROXY)
+            .process_group(0)
+            .args(["-d", "-c"])
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        Tinyproxy { child, dir, port }
+    }
+
+    /// The requests tinyproxy logged (`CONNECT host:port`, `GET http://...`).
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("tinyproxy.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("]: Request (file descriptor "))
+            .filter_map(|(_, r)| r.split_once("): ").map(|(_, req)| req.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test created for tinyproxy.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn case<'a>(r: &'a Value, probe: &str) -> &'a Value {
+    cases(r, probe)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no case of {probe}"))
+}
+
+#[test]
+fn http_and_https_probes_pass_through_a_real_proxy_and_no_proxy_bypasses_it() {
+    const USER: &str = "canary";
+    const PASS: &str = "tp-Planted-Secret-7391";
+    let sim = Sim::start(3, None);
+    let nginx = Nginx::start(&sim.addr);
+    let proxy = Tinyproxy::start(Some((USER, PASS)));
+    let dead = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(&nginx.ca, d.join("ca.pem")).unwrap();
+    write(d, "proxy.pass", &format!("{PASS}\n"));
+    write(d, "g.jsonl", "{\"id\": \"fr\", \"slice\": \"factual\", \"input\": {\"text\": \"What is the capital of France?\"}, \"expect\": {\"contains\": [\"Paris\"]}}\n");
+    let (h2, h1, pp) = (nginx.tls_h2, nginx.tls_h1, proxy.port);
+    let chat = "/v1/chat/completions";
+    let sim_addr = &sim.addr;
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: proxied
+defaults: {{ timeout: 10s, concurrency: 1 }}
+endpoints:
+  https-env:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  https-h1-env:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  http-env:
+    protocol: openai-chat
+    url: "http://{sim_addr}{chat}"
+    model: sim-plain
+  direct:
+    protocol: openai-chat
+    url: "http://{sim_addr}{chat}"
+    model: sim-plain
+    proxy: none
+  fixed:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: {{ url: "http://127.0.0.1:{pp}", username: {USER}, password: "${{file:proxy.pass}}" }}
+  no-credentials:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: "http://127.0.0.1:{pp}"
+  no-credentials-http:
+    protocol: http-json
+    method: GET
+    url: "http://{sim_addr}/truth"
+    proxy: "http://127.0.0.1:{pp}"
+  dead-proxy:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: "http://127.0.0.1:{dead}"
+probes:
+  - {{ name: https-env, endpoint: https-env, golden: g.jsonl, runs: 2 }}
+  - {{ name: https-h1-env, endpoint: https-h1-env, golden: g.jsonl, runs: 1 }}
+  - {{ name: http-env, endpoint: http-env, golden: g.jsonl, runs: 2 }}
+  - {{ name: direct, endpoint: direct, golden: g.jsonl, runs: 1 }}
+  - {{ name: fixed, endpoint: fixed, golden: g.jsonl, runs: 1 }}
+  - {{ name: no-credentials, endpoint: no-credentials, golden: g.jsonl, runs: 1 }}
+  - {{ name: no-credentials-http, endpoint: no-credentials-http, golden: g.jsonl, runs: 1 }}
+  - {{ name: dead-proxy, endpoint: dead-proxy, golden: g.jsonl, runs: 1 }}
+"#
+        ),
+    );
+    let env_proxy = format!("http://{USER}:{PASS}@127.0.0.1:{pp}");
+    let env = [
+        ("HTTPS_PROXY", env_proxy.as_str()),
+        ("http_proxy", env_proxy.as_str()),
+        ("NO_PROXY", "localhost,.internal.example"),
+    ];
+    let t0 = Instant::now();
+    let (out, r) = run_with_report(&s, &[], &env);
+    // A refusing or absent proxy is an answer, not a hang.
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_report_valid(&r);
+    let (stdout, stderr) = text(&out);
+    for p in ["https-env", "https-h1-env", "http-env", "direct", "fixed"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}\n{stderr}");
+        }
+    }
+    let proxy_name = format!("127.0.0.1:{pp}");
+    // Through the proxy: its own phase, no TCP phase to the target (that connect is the
+    // proxy's), TLS after the tunnel, and the total is the sum of the phases.
+    for p in ["https-env", "https-h1-env", "fixed"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["proxy"], proxy_name.as_str(), "{c}");
+            let phase = |k: &str| c[k].as_f64();
+            assert!(phase("proxy_seconds").is_some_and(|s| s > 0.0), "{c}");
+            assert!(c.get("tcp_seconds").is_none(), "{c}");
+            assert!(phase("tls_seconds").is_some_and(|s| s > 0.0), "{c}");
+            let sum = phase("dns_seconds").unwrap_or(0.0)
+                + phase("proxy_seconds").unwrap()
+                + phase("tls_seconds").unwrap();
+            assert!(
+                (c["connect_seconds"].as_f64().unwrap() - sum).abs() < 1e-9,
+                "{c}"
+            );
+        }
+    }
+    for c in cases(&r, "http-env") {
+        assert_eq!(c["proxy"], proxy_name.as_str(), "{c}");
+        assert!(c["proxy_seconds"].as_f64().is_some(), "{c}");
+        assert!(c.get("tls_seconds").is_none(), "{c}");
+    }
+    let direct = case(&r, "direct");
+    assert!(direct.get("proxy").is_none(), "{direct}");
+    assert!(direct.get("proxy_seconds").is_none(), "{direct}");
+    assert!(direct["tcp_seconds"].as_f64().is_some(), "{direct}");
+    // Refusals are classified: 407 for the tunnel without credentials (the plain-http
+    // request gets tinyproxy's 407 page as its answer), nothing listening at all.
+    let nc = case(&r, "no-credentials");
+    assert_eq!(nc["outcome"], "proxy", "{nc}");
+    assert!(
+        nc["error"]
+            .as_str()
+            .unwrap()
+            .contains("requires authentication"),
+        "{nc}"
+    );
+    let nch = case(&r, "no-credentials-http");
+    assert_eq!(nch["outcome"], "proxy", "{nch}");
+    let dp = case(&r, "dead-proxy");
+    assert_eq!(dp["outcome"], "proxy", "{dp}");
+    assert!(
+        dp["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("proxy 127.0.0.1:{dead}")),
+        "{dp}"
+    );
+    // tinyproxy's own log: a tunnel per https case, an absolute-form request per http case.
+    let logged = proxy.requests();
+    let count = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
+    // https-env (2) + fixed (1) + no-credentials (1, refused) to the h2 port.
+    assert_eq!(count(&format!("CONNECT 127.0.0.1:{h2} ")), 4, "{logged:#?}");
+    assert_eq!(count(&format!("CONNECT 127.0.0.1:{h1} ")), 1, "{logged:#?}");
+    assert_eq!(
+        count(&format!("POST http://{sim_addr}{chat} ")),
+        2,
+        "{logged:#?}"
+    );
+    assert_eq!(
+        count(&format!("GET http://{sim_addr}/truth ")),
+        1,
+        "{logged:#?}"
+    );
+    // The password (and its Basic form) appears nowhere canary writes.
+    let report_text = std::fs::read_to_string(s.with_file_name("r.json")).unwrap();
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"));
+    for (what, text) in [
+        ("report", &report_text),
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+    ] {
+        assert!(!text.contains(PASS), "{what} holds the proxy password");
+        assert!(!text.contains(&basic), "{what} holds the proxy credentials");
+    }
+
+    // NO_PROXY names the targets: the same environment, and nothing goes through the proxy.
+    let before = proxy.requests().len();
+    let env = [
+        ("HTTPS_PROXY", env_proxy.as_str()),
+        ("http_proxy", env_proxy.as_str()),
+        ("no_proxy", "localhost,127.0.0.0/8"),
+    ];
+    let (_, r) = run_with_report(&s, &[], &env);
+    for p in ["https-env", "https-h1-env", "http-env", "direct"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}");
+            assert!(c.get("proxy").is_none(), "{p}: {c}");
+            assert!(c["tcp_seconds"].as_f64().is_some(), "{p}: {c}");
+        }
+    }
+    // Only the endpoints with their own `proxy:` used it (NO_PROXY is for the environment's).
+    let after = proxy.requests();
+    assert_eq!(after.len() - before, 3, "{:#?}", &after[before..]);
+}

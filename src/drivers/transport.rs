@@ -55,9 +55,20 @@ impl HttpVersion {
 }
 
 /// The network settings of an endpoint.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Net {
     pub http: HttpVersion,
+    /// `proxy:` (the environment's by default).
+    pub proxy: super::proxy::ProxyChoice,
+    /// `follow_redirects: N` (0: a redirect is an `http_status` error).
+    pub follow_redirects: u32,
+    /// `connection: reuse`: the endpoint's keep-alive pool (`None`: a fresh connection per
+    /// case run).
+    pub pool: Option<Arc<super::http::Pool>>,
+    /// `resolve:` host names (lowercase) and the address each connects to instead of DNS.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// `auth:` the credential obtained per request.
+    pub auth: Option<Arc<super::auth::Auth>>,
 }
 
 /// The protocol a response came over, as the case record names it.

@@ -817,6 +817,7 @@ fn net_settings(
             }
         }
     }
+    super::net::build(&mut net, raw, proto, path, ctx);
     net
 }
 
