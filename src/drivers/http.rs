@@ -1119,7 +1119,7 @@ pub fn status_error(resp: &Response) -> ProbeError {
         return ProbeError::new(
             class,
             format!(
-                "HTTP {} redirect{to}; canary does not follow redirects: set the endpoint's url to the address it redirects to",
+                "HTTP {} redirect{to}; canary does not follow redirects unless asked: set the endpoint's url to the address it redirects to, or `follow_redirects: N`",
                 resp.status
             ),
         );

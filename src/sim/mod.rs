@@ -8,6 +8,7 @@
 pub mod chat;
 pub mod fault;
 pub mod mapper;
+pub mod net;
 pub mod preview;
 pub mod rag;
 pub mod streams;
@@ -112,6 +113,8 @@ pub struct SimConfig {
     /// multi-step prompts are wrong), `faster-wrong` (chat answers show twice as fast, and
     /// multi-step answers are wrong).
     pub profile: Profile,
+    /// Redirect, echo and OAuth2 routes (`/net/*`, `/oauth/*`).
+    pub net: net::NetConfig,
 }
 
 /// Behaviour presets of the simulator.
@@ -168,6 +171,7 @@ pub struct SimState {
     voices: Mutex<Vec<voice::VoiceTruth>>,
     pub preview: preview::PreviewState,
     pub rag: rag::RagState,
+    pub net: net::NetState,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -180,6 +184,7 @@ impl SimState {
             voices: Mutex::new(Vec::new()),
             preview: Default::default(),
             rag: Default::default(),
+            net: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -341,7 +346,7 @@ async fn put_mapper(
 
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
-    streams::routes(Router::new())
+    net::routes(streams::routes(Router::new()))
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
         .route(
@@ -379,7 +384,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) -> s
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state)).await
+    // The peer address of each request (one per connection) for the network routes.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener and its address.
