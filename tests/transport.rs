@@ -223,3 +223,264 @@ probes:
         assert!(!text.contains(KEY), "{what} holds the key");
     }
 }
+
+/// An RSA key pair from Debian's `openssl` (PKCS#8 private key, SPKI public key), PEM.
+fn rsa_pair(dir: &std::path::Path) -> (String, String) {
+    let key = dir.join("sa-key.pem");
+    let public = dir.join("sa-pub.pem");
+    let ok = std::process::Command::new("openssl")
+        .args([
+            "genpkey",
+            "-algorithm",
+            "RSA",
+            "-pkeyopt",
+            "rsa_keygen_bits:2048",
+            "-out",
+        ])
+        .arg(&key)
+        .output()
+        .expect("openssl is missing: install Debian's openssl (.ci/run does)")
+        .status
+        .success();
+    assert!(ok, "openssl genpkey failed");
+    let ok = std::process::Command::new("openssl")
+        .args(["pkey", "-pubout", "-in"])
+        .arg(&key)
+        .arg("-out")
+        .arg(&public)
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "openssl pkey failed");
+    (
+        std::fs::read_to_string(key).unwrap(),
+        std::fs::read_to_string(public).unwrap(),
+    )
+}
+
+#[test]
+fn expiring_credentials_are_refreshed_without_a_failed_case_and_never_written() {
+    const CLIENT_SECRET: &str = "oauth-Planted-Client-Secret-4417";
+    const WRONG_SECRET: &str = "oauth-Planted-Wrong-Secret-8820";
+    const AWS_SECRET: &str = "aws-Planted-Secret-Key-2291/+x";
+    const AWS_ENV_SECRET: &str = "aws-Planted-Env-Secret-6604";
+    const AWS_ENV_TOKEN: &str = "aws-Planted-Env-Session-Token-3350";
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (private_pem, public_pem) = rsa_pair(d);
+    let sim_cfg = serde_json::json!({
+        "net": {
+            "client_id": "probe-client",
+            "client_secret": CLIENT_SECRET,
+            "token_ttl_seconds": 1.0,
+            "jwt_public_key": public_pem,
+        }
+    });
+    let sim = Sim::start(5, Some(&sim_cfg.to_string()));
+    let a = &sim.url;
+    write(d, "client.secret", CLIENT_SECRET);
+    write(d, "wrong.secret", WRONG_SECRET);
+    write(d, "aws.secret", AWS_SECRET);
+    let sa = serde_json::json!({
+        "type": "service_account",
+        "client_email": "canary-probe@example-project.iam.gserviceaccount.com",
+        "private_key_id": "kid-1",
+        "private_key": private_pem,
+        "token_uri": format!("{a}/oauth/token?ttl=30"),
+    });
+    write(d, "sa.json", &sa.to_string());
+    write(d, "get.jsonl", "{\"id\": \"g\", \"input\": {}}\n");
+    write(
+        d,
+        "post.jsonl",
+        "{\"id\": \"p\", \"input\": {\"body\": {\"q\": \"signed\"}}}\n",
+    );
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: credentials
+defaults: {{ timeout: 5s, concurrency: 1 }}
+endpoints:
+  oauth:
+    protocol: http-json
+    method: GET
+    url: "{a}/oauth/protected?delay_ms=100"
+    auth:
+      type: oauth2-client-credentials
+      token_url: "{a}/oauth/token?delay_ms=300"
+      client_id: probe-client
+      client_secret: "${{file:client.secret}}"
+      scope: [probe.read, probe.write]
+  oauth-wrong:
+    protocol: http-json
+    method: GET
+    url: "{a}/oauth/protected"
+    auth:
+      type: oauth2-client-credentials
+      token_url: "{a}/oauth/token"
+      client_id: probe-client
+      client_secret: "${{file:wrong.secret}}"
+      client_auth: body
+  google:
+    protocol: http-json
+    method: GET
+    url: "{a}/oauth/protected"
+    auth: {{ type: google-service-account, key_file: sa.json, scope: "https://www.googleapis.com/auth/cloud-platform" }}
+  sigv4:
+    protocol: http-json
+    method: POST
+    url: "{a}/net/echo"
+    auth:
+      type: aws-sigv4
+      region: eu-west-1
+      service: execute-api
+      access_key_id: AKIDCANARYTEST
+      secret_access_key: "${{file:aws.secret}}"
+  sigv4-env:
+    protocol: http-json
+    method: POST
+    url: "{a}/net/echo"
+    auth: {{ type: aws-sigv4, region: us-east-1, service: bedrock }}
+probes:
+  - {{ name: oauth, endpoint: oauth, golden: get.jsonl, runs: 16 }}
+  - {{ name: oauth-wrong, endpoint: oauth-wrong, golden: get.jsonl }}
+  - {{ name: google, endpoint: google, golden: get.jsonl, runs: 2 }}
+  - {{ name: sigv4, endpoint: sigv4, golden: post.jsonl }}
+  - {{ name: sigv4-env, endpoint: sigv4-env, golden: post.jsonl }}
+"#
+        ),
+    );
+    let env = [
+        ("AWS_ACCESS_KEY_ID", "AKIDCANARYENV"),
+        ("AWS_SECRET_ACCESS_KEY", AWS_ENV_SECRET),
+        ("AWS_SESSION_TOKEN", AWS_ENV_TOKEN),
+    ];
+    let (out, r) = run_with_report(&s, &[], &env);
+    assert_report_valid(&r);
+    let (stdout, stderr) = text(&out);
+    // 16 runs of 100 ms across 1 s tokens: refreshed before expiry, never a failed case.
+    let oauth = cases(&r, "oauth");
+    assert_eq!(oauth.len(), 16);
+    for c in &oauth {
+        assert_eq!(c["outcome"], "ok", "{c}\n{stderr}");
+        assert!(c["auth_seconds"].as_f64().is_some(), "{c}");
+    }
+    let seen_all = seen(&sim);
+    let fetches: Vec<&Value> = seen_all["token_fetches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["grant"] == "client_credentials" && f["issued"] == true)
+        .collect();
+    assert!(fetches.len() >= 2, "{fetches:#?}");
+    // The fetch (300 ms at the token endpoint) is the run's auth_seconds, in no latency
+    // and no connection phase; a cached token costs nothing.
+    let fetched: Vec<&&Value> = oauth
+        .iter()
+        .filter(|c| c["auth_seconds"].as_f64().unwrap() >= 0.3)
+        .collect();
+    assert_eq!(fetched.len(), fetches.len(), "{oauth:#?}");
+    for c in &oauth {
+        let ttfb = c["latency"]["time_to_first_byte"].as_f64().unwrap();
+        assert!(ttfb < 0.3, "{c}");
+        assert!(c["connect_seconds"].as_f64().unwrap() < 0.3, "{c}");
+        let auth = c["auth_seconds"].as_f64().unwrap();
+        assert!(!(0.05..0.3).contains(&auth), "{c}");
+    }
+    // Every protected request carried a live token.
+    let protected = seen_at(&sim, "/oauth/protected");
+    assert!(
+        protected.iter().filter(|p| p["status"] == 200).count() >= 18,
+        "{protected:#?}"
+    );
+
+    let wrong = case(&r, "oauth-wrong");
+    assert_eq!(wrong["outcome"], "auth", "{wrong}");
+    assert!(
+        wrong["error"].as_str().unwrap().contains("HTTP 401"),
+        "{wrong}"
+    );
+    assert!(
+        wrong["error"].as_str().unwrap().contains("invalid_client"),
+        "{wrong}"
+    );
+
+    // The service account's RS256 assertion verified against its public key at the sim.
+    for c in cases(&r, "google") {
+        assert_eq!(c["outcome"], "ok", "{c}");
+    }
+    let jwt: Vec<&Value> = seen_all["token_fetches"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| f["grant"] == "urn:ietf:params:oauth:grant-type:jwt-bearer")
+        .collect();
+    assert_eq!(
+        jwt.len(),
+        1,
+        "one fetch for two runs (30 s token): {jwt:#?}"
+    );
+    assert_eq!(jwt[0]["signature_verified"], true, "{:#?}", jwt[0]);
+    assert_eq!(jwt[0]["issued"], true);
+    let claims = &jwt[0]["claims"];
+    assert_eq!(
+        claims["iss"],
+        "canary-probe@example-project.iam.gserviceaccount.com"
+    );
+    assert_eq!(
+        claims["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
+    assert_eq!(claims["aud"], format!("{a}/oauth/token?ttl=30"));
+
+    // SigV4 on the wire: keys from the suite, and from the standard variables with a
+    // session token.
+    for p in ["sigv4", "sigv4-env"] {
+        assert_eq!(case(&r, p)["outcome"], "ok", "{}", case(&r, p));
+    }
+    let echoes = seen_at(&sim, "/net/echo");
+    let authz = |akid: &str| {
+        echoes
+            .iter()
+            .find(|e| {
+                e["headers"]["authorization"]
+                    .as_str()
+                    .is_some_and(|a| a.contains(akid))
+            })
+            .unwrap_or_else(|| panic!("no request signed by {akid}: {echoes:#?}"))
+    };
+    let given = authz("AKIDCANARYTEST");
+    let h = given["headers"]["authorization"].as_str().unwrap();
+    assert!(
+        h.starts_with("AWS4-HMAC-SHA256 Credential=AKIDCANARYTEST/"),
+        "{h}"
+    );
+    assert!(h.contains("/eu-west-1/execute-api/aws4_request, SignedHeaders=content-type;host;x-amz-date, Signature="), "{h}");
+    assert!(given["headers"]["x-amz-date"].is_string());
+    let from_env = authz("AKIDCANARYENV");
+    let h = from_env["headers"]["authorization"].as_str().unwrap();
+    assert!(h.contains("/us-east-1/bedrock/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-security-token,"), "{h}");
+    assert_eq!(from_env["headers"]["x-amz-security-token"], AWS_ENV_TOKEN);
+
+    // No secret, key or token in anything canary wrote.
+    let report = std::fs::read_to_string(s.with_file_name("r.json")).unwrap();
+    let private_line = private_pem.lines().nth(1).unwrap();
+    for (what, text) in [
+        ("report", &report),
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+    ] {
+        for secret in [
+            CLIENT_SECRET,
+            WRONG_SECRET,
+            AWS_SECRET,
+            AWS_ENV_SECRET,
+            AWS_ENV_TOKEN,
+            private_line,
+            "sim-token-",
+        ] {
+            assert!(!text.contains(secret), "{what} holds {secret}");
+        }
+    }
+}

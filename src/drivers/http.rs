@@ -739,7 +739,7 @@ async fn send_once(req: Once<'_>, rec: &mut Recorder) -> Result<Streaming, Probe
     // The credential for this request (a cached token, or one fetched now: its time is
     // recorded apart and is in no latency and no connection phase).
     let auth_headers = match (req.credentials, req.net.and_then(|n| n.auth.as_ref())) {
-        (true, Some(a)) => Some(a.prepare(req.net, rec).await?),
+        (true, Some(a)) => Some(a.prepare(req.net, req.tls, rec).await?),
         _ => None,
     };
     let mut idle = pool.as_ref().and_then(|p| p.take(&key));

@@ -4,6 +4,7 @@
 //! that takes only a live one (`/oauth/token`, `/oauth/protected`). `GET /net/seen` returns
 //! what these routes saw.
 //!
+//! `?delay_ms=N` on the token endpoint and the protected route delays the answer.
 //! The token endpoint takes the client-credentials grant (client authenticated by HTTP
 //! Basic or in the form) and the JWT-bearer grant (a service account's RS256 assertion,
 //! verified against `net.jwt_public_key` when configured). Like the rest of the simulator
@@ -91,6 +92,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl NetState {
+    #[allow(clippy::too_many_arguments)]
     fn record(
         &self,
         method: &Method,
@@ -267,6 +269,7 @@ async fn token(
     body: axum::body::Bytes,
 ) -> Response {
     let cfg = state.config().net;
+    delay(&q).await;
     let f = form(&body);
     let ttl = q
         .get("ttl")
@@ -365,15 +368,25 @@ async fn token(
     Json(json!({ "access_token": tok, "token_type": "Bearer", "expires_in": ttl })).into_response()
 }
 
-/// `/oauth/protected`: 200 with a live bearer token; 401 (echoing the token) otherwise.
+/// Waits `?delay_ms=N` (at most 10 s) before answering.
+async fn delay(q: &HashMap<String, String>) {
+    if let Some(ms) = q.get("delay_ms").and_then(|d| d.parse::<u64>().ok()) {
+        tokio::time::sleep(Duration::from_millis(ms.min(10_000))).await;
+    }
+}
+
+/// `/oauth/protected[?delay_ms=N]`: 200 with a live bearer token; 401 (echoing the token)
+/// otherwise.
 async fn protected(
     State(state): State<Arc<SimState>>,
     method: Method,
     uri: axum::http::Uri,
     p: Peer,
+    Query(q): Query<HashMap<String, String>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
 ) -> Response {
+    delay(&q).await;
     let tok = headers
         .get("authorization")
         .and_then(|h| h.to_str().ok())
