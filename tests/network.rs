@@ -101,7 +101,8 @@ pid {ds}/nginx.pid;
 error_log {ds}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-  access_log {ds}/access.log;
+  log_format canary '$connection $connection_requests $server_port "$request" $status';
+  access_log {ds}/access.log canary;
   client_body_temp_path {ds}/body;
   proxy_temp_path {ds}/proxy;
   fastcgi_temp_path {ds}/fastcgi;
@@ -662,4 +663,65 @@ probes:
     // Only the endpoints with their own `proxy:` used it (NO_PROXY is for the environment's).
     let after = proxy.requests();
     assert_eq!(after.len() - before, 3, "{:#?}", &after[before..]);
+}
+
+#[test]
+fn reused_connections_carry_several_cases_over_tls_with_h2_and_http1() {
+    let sim = Sim::start(4, None);
+    let nginx = Nginx::start(&sim.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(&nginx.ca, d.join("ca.pem")).unwrap();
+    write(d, "g.jsonl", "{\"id\": \"fr\", \"slice\": \"factual\", \"input\": {\"text\": \"What is the capital of France?\"}, \"expect\": {\"contains\": [\"Paris\"]}}\n");
+    let chat = "/v1/chat/completions";
+    let (h2, h1) = (nginx.tls_h2, nginx.tls_h1);
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: reuse
+defaults: {{ timeout: 10s, concurrency: 1 }}
+endpoints:
+  h2:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    connection: reuse
+  h1:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    connection: reuse
+probes:
+  - {{ name: h2, endpoint: h2, golden: g.jsonl, runs: 3 }}
+  - {{ name: h1, endpoint: h1, golden: g.jsonl, runs: 3 }}
+"#
+        ),
+    );
+    let (out, r) = run_with_report(&s, &[], &[]);
+    assert_report_valid(&r);
+    let (_, stderr) = text(&out);
+    for (p, version) in [("h2", "h2"), ("h1", "http/1.1")] {
+        for (i, c) in cases(&r, p).iter().enumerate() {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}\n{stderr}");
+            assert_eq!(c["http_version"], version, "{c}");
+            assert_eq!(c["reused"], i > 0, "{c}");
+            assert_eq!(c["tls_seconds"].as_f64().is_some(), i == 0, "{c}");
+        }
+    }
+    // nginx's own log: one connection per port, its request count rising 1, 2, 3.
+    let log = nginx.access_log();
+    for port in [h2, h1] {
+        let lines: Vec<Vec<&str>> = log
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|f| f.get(2) == Some(&port.to_string().as_str()))
+            .collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(lines.iter().all(|f| f[0] == lines[0][0]), "{log}");
+        let counts: Vec<&str> = lines.iter().map(|f| f[1]).collect();
+        assert_eq!(counts, vec!["1", "2", "3"], "{log}");
+    }
 }

@@ -484,3 +484,93 @@ probes:
         }
     }
 }
+
+#[test]
+fn a_reused_connection_has_no_setup_phase_and_the_server_sees_one_connection() {
+    let warm = Sim::start(7, None);
+    let cold = Sim::start(8, None);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "get.jsonl", "{\"id\": \"g\", \"input\": {}}\n");
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: connections
+defaults: {{ timeout: 5s, concurrency: 1 }}
+endpoints:
+  warm:
+    protocol: http-json
+    method: GET
+    url: "{}/net/echo"
+    connection: reuse
+  cold:
+    protocol: http-json
+    method: GET
+    url: "{}/net/echo"
+probes:
+  - {{ name: warm, endpoint: warm, golden: get.jsonl, runs: 4 }}
+  - {{ name: cold, endpoint: cold, golden: get.jsonl, runs: 3 }}
+"#,
+            warm.url, cold.url
+        ),
+    );
+    let prom = d.join("m.prom");
+    let (out, r) = run_with_report(&s, &["--textfile", prom.to_str().unwrap()], &[]);
+    assert_report_valid(&r);
+    let (_, stderr) = text(&out);
+    let w = cases(&r, "warm");
+    assert_eq!(w.len(), 4);
+    for (i, c) in w.iter().enumerate() {
+        assert_eq!(c["outcome"], "ok", "{c}\n{stderr}");
+        assert_eq!(c["connection"], "reuse", "{c}");
+        assert_eq!(c["reused"], i > 0, "{c}");
+        if i == 0 {
+            assert!(c["connect_seconds"].as_f64().is_some(), "{c}");
+            assert!(c["tcp_seconds"].as_f64().is_some(), "{c}");
+        } else {
+            // No connect phase at all: the request went out on the pooled connection.
+            assert!(c["connect_seconds"].is_null(), "{c}");
+            for k in ["dns_seconds", "tcp_seconds", "tls_seconds", "proxy_seconds"] {
+                assert!(c.get(k).is_none(), "{k}: {c}");
+            }
+        }
+    }
+    for c in cases(&r, "cold") {
+        assert_eq!(c["outcome"], "ok", "{c}");
+        assert_eq!(c["connection"], "fresh", "{c}");
+        assert!(c.get("reused").is_none(), "{c}");
+        assert!(c["connect_seconds"].as_f64().is_some(), "{c}");
+    }
+    // The servers' own view: one connection for four requests, three for three.
+    let peers = |sim: &Sim| {
+        let mut p: Vec<String> = seen_at(sim, "/net/echo")
+            .iter()
+            .map(|r| r["peer"].as_str().unwrap().to_string())
+            .collect();
+        let n = p.len();
+        p.sort();
+        p.dedup();
+        (n, p.len())
+    };
+    assert_eq!(peers(&warm), (4, 1));
+    assert_eq!(peers(&cold), (3, 3));
+    // The metric carries the mode: connections opened per endpoint.
+    let text = std::fs::read_to_string(&prom).unwrap();
+    let opened = |ep: &str, mode: &str| -> f64 {
+        text.lines()
+            .find(|l| {
+                l.starts_with("canary_connections_opened_total{")
+                    && l.contains(&format!("endpoint=\"{ep}\""))
+                    && l.contains(&format!("connection=\"{mode}\""))
+            })
+            .unwrap_or_else(|| panic!("no series for {ep}: {text}"))
+            .rsplit(' ')
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    assert_eq!(opened("warm", "reuse"), 1.0);
+    assert_eq!(opened("cold", "fresh"), 3.0);
+}

@@ -47,7 +47,8 @@ pub struct HttpRequest<'a> {
 pub struct Streaming {
     pub status: u16,
     pub headers: Vec<(String, String)>,
-    body: Incoming,
+    /// `None` only once the drop handed it to a background drain.
+    body: Option<Incoming>,
     /// The connection, driven in the same task as the body: bytes read from the socket turn
     /// into body pieces in the same poll, with no hand-off between tasks to delay the stamp.
     /// Dropping it (end of exchange, deadline) closes the connection, unless it goes back
@@ -109,7 +110,17 @@ const POOL_IDLE_MAX: usize = 8;
 #[derive(Default)]
 pub struct Pool {
     idle: Mutex<HashMap<String, Vec<Idle>>>,
+    /// HTTP/1.1 connections whose last body is being read to its end in the background.
+    draining: Mutex<HashMap<String, usize>>,
+    changed: tokio::sync::Notify,
 }
+
+/// How long a case run waits for a connection being drained before opening a new one.
+const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
+/// Most a background drain reads, and how long it may take, before the connection is
+/// closed instead of pooled.
+const DRAIN_MAX_BYTES: usize = 1 << 20;
+const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
 
 impl std::fmt::Debug for Pool {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -137,32 +148,116 @@ impl Pool {
     }
 
     fn put(&self, key: String, c: Idle) {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(key).or_default();
-        if list.len() < POOL_IDLE_MAX {
-            list.push(c);
+        {
+            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+            let list = idle.entry(key).or_default();
+            if list.len() < POOL_IDLE_MAX {
+                list.push(c);
+            }
+        }
+        self.changed.notify_waiters();
+    }
+
+    fn draining(&self, key: &str, delta: isize) {
+        {
+            let mut d = self.draining.lock().unwrap_or_else(|e| e.into_inner());
+            let n = d.entry(key.to_string()).or_default();
+            *n = n.saturating_add_signed(delta);
+        }
+        self.changed.notify_waiters();
+    }
+
+    /// An idle connection to `key`; when none is idle but one is being drained, waits for
+    /// it a little (the previous case run left it a moment ago).
+    async fn checkout(&self, key: &str) -> Option<Idle> {
+        let until = tokio::time::Instant::now() + DRAIN_WAIT;
+        loop {
+            let changed = self.changed.notified();
+            if let Some(c) = self.take(key) {
+                return Some(c);
+            }
+            let busy = self
+                .draining
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(key)
+                .copied()
+                .unwrap_or(0);
+            if busy == 0 || tokio::time::Instant::now() >= until {
+                return None;
+            }
+            let _ = tokio::time::timeout_at(until, changed).await;
         }
     }
 }
 
 impl Drop for Streaming {
+    /// Under `connection: reuse`, puts the connection back in the pool: at once when the
+    /// body was read to its end or the connection is HTTP/2 (dropping the body resets only
+    /// its stream); an HTTP/1.1 body left unread (a stream left at its terminator) is read
+    /// to its end in the background first, within bounds, or the connection is closed.
     fn drop(&mut self) {
-        if !self.ended || self.conn_done {
+        if self.conn_done {
             return;
         }
         let (Some((pool, key, info)), Some(sender)) = (self.pool.take(), self.sender.take()) else {
             return;
         };
-        let conn = std::mem::replace(&mut self.conn, Box::pin(async {}));
-        pool.put(
-            key,
-            Idle {
-                sender,
-                conn,
-                stamps: self.stamps.clone(),
-                info,
-            },
-        );
+        let mut conn = std::mem::replace(&mut self.conn, Box::pin(async {}));
+        let stamps = self.stamps.clone();
+        if self.ended || matches!(sender, Sender::H2(_)) {
+            pool.put(
+                key,
+                Idle {
+                    sender,
+                    conn,
+                    stamps,
+                    info,
+                },
+            );
+            return;
+        }
+        let (Some(mut body), Ok(rt)) = (self.body.take(), tokio::runtime::Handle::try_current())
+        else {
+            return;
+        };
+        pool.draining(&key, 1);
+        rt.spawn(async move {
+            let deadline = tokio::time::sleep(DRAIN_MAX_TIME);
+            tokio::pin!(deadline);
+            let mut read = 0usize;
+            let mut conn_done = false;
+            let clean = loop {
+                tokio::select! {
+                    biased;
+                    _ = &mut deadline => break false,
+                    f = body.frame() => match f {
+                        None => break true,
+                        Some(Ok(f)) => {
+                            read += f.data_ref().map(|d| d.len()).unwrap_or(0);
+                            if read > DRAIN_MAX_BYTES {
+                                break false;
+                            }
+                        }
+                        Some(Err(_)) => break false,
+                    },
+                    _ = &mut conn, if !conn_done => conn_done = true,
+                }
+            };
+            drop(body);
+            if clean && !conn_done {
+                pool.put(
+                    key.clone(),
+                    Idle {
+                        sender,
+                        conn,
+                        stamps,
+                        info,
+                    },
+                );
+            }
+            pool.draining(&key, -1);
+        });
     }
 }
 
@@ -742,7 +837,10 @@ async fn send_once(req: Once<'_>, rec: &mut Recorder) -> Result<Streaming, Probe
         (true, Some(a)) => Some(a.prepare(req.net, req.tls, rec).await?),
         _ => None,
     };
-    let mut idle = pool.as_ref().and_then(|p| p.take(&key));
+    let mut idle = match &pool {
+        Some(p) => p.checkout(&key).await,
+        None => None,
+    };
     if pool.is_some() && rec.net_mut().reused.is_none() {
         rec.net_mut().reused = Some(idle.is_some());
     }
@@ -864,7 +962,7 @@ async fn send_once(req: Once<'_>, rec: &mut Recorder) -> Result<Streaming, Probe
         return Ok(Streaming {
             status,
             headers,
-            body: resp.into_body(),
+            body: Some(resp.into_body()),
             conn,
             conn_done,
             sender: Some(sender),
@@ -937,7 +1035,12 @@ impl Streaming {
             let frame = loop {
                 tokio::select! {
                     biased;
-                    f = self.body.frame() => match f {
+                    f = async {
+                        match self.body.as_mut() {
+                            Some(b) => b.frame().await,
+                            None => None,
+                        }
+                    } => match f {
                         Some(f) => break f,
                         None => {
                             self.ended = true;
