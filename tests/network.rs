@@ -16,14 +16,17 @@ use std::time::{Duration, Instant};
 const NGINX: &str = "/usr/sbin/nginx";
 const TOLERANCE: f64 = 0.002;
 
-/// A CA and a server certificate for 127.0.0.1 signed by it (PEM).
+/// A CA and a server certificate for 127.0.0.1 and api.canary.test signed by it (PEM).
 fn pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut srv = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    // A name too, for `resolve:` (the name stays the TLS server name; DNS never sees it).
+    let mut srv =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "api.canary.test".to_string()])
+            .unwrap();
     srv.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let srv_key = KeyPair::generate().unwrap();
     let srv_cert = srv.signed_by(&srv_key, &ca, &ca_key).unwrap();
@@ -694,9 +697,22 @@ endpoints:
     model: sim-plain
     tls: {{ ca: ca.pem }}
     connection: reuse
+  pinned:
+    protocol: openai-chat
+    url: "https://api.canary.test:{h2}{chat}"
+    resolve: {{ api.canary.test: 127.0.0.1 }}
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  unpinned:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    resolve: {{ api.canary.test: 127.0.0.1 }}
 probes:
   - {{ name: h2, endpoint: h2, golden: g.jsonl, runs: 3 }}
   - {{ name: h1, endpoint: h1, golden: g.jsonl, runs: 3 }}
+  - {{ name: pinned, endpoint: pinned, golden: g.jsonl, runs: 1 }}
 "#
         ),
     );
@@ -711,6 +727,13 @@ probes:
             assert_eq!(c["tls_seconds"].as_f64().is_some(), i == 0, "{c}");
         }
     }
+    // `resolve:` pins the address; the URL's name is the TLS server name the certificate
+    // is checked against, and no DNS phase is reported.
+    let pinned = cases(&r, "pinned")[0];
+    assert_eq!(pinned["outcome"], "ok", "{pinned}");
+    assert_eq!(pinned["http_version"], "h2", "{pinned}");
+    assert!(pinned.get("dns_seconds").is_none(), "{pinned}");
+    assert!(pinned["tls_seconds"].as_f64().is_some(), "{pinned}");
     // nginx's own log: one connection per port, its request count rising 1, 2, 3.
     let log = nginx.access_log();
     for port in [h2, h1] {
@@ -719,6 +742,9 @@ probes:
             .map(|l| l.split(' ').collect::<Vec<_>>())
             .filter(|f| f.get(2) == Some(&port.to_string().as_str()))
             .collect();
+        // The pinned case opened its own connection to the h2 port (another origin).
+        let first = lines[0][0];
+        let lines: Vec<Vec<&str>> = lines.into_iter().filter(|f| f[0] == first).collect();
         assert_eq!(lines.len(), 3, "{log}");
         assert!(lines.iter().all(|f| f[0] == lines[0][0]), "{log}");
         let counts: Vec<&str> = lines.iter().map(|f| f[1]).collect();

@@ -574,3 +574,201 @@ probes:
     assert_eq!(opened("warm", "reuse"), 1.0);
     assert_eq!(opened("cold", "fresh"), 3.0);
 }
+
+/// `canary sim` listening on `addr` (e.g. `[::1]:0`); killed on drop.
+struct SimAt {
+    url: String,
+    child: std::process::Child,
+}
+
+impl SimAt {
+    fn start(addr: &str) -> SimAt {
+        use std::io::BufRead;
+        let mut child = std::process::Command::new(BIN)
+            .args(["sim", "--listen", addr, "--seed", "9"])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        std::io::BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let url = line
+            .trim()
+            .strip_prefix("canary sim listening on ")
+            .unwrap_or_else(|| panic!("unexpected sim banner {line:?}"))
+            .to_string();
+        SimAt { url, child }
+    }
+
+    /// `GET /net/seen` over a plain HTTP/1.0 request.
+    fn seen(&self) -> Value {
+        use std::io::{Read, Write};
+        let addr = self.url.trim_start_matches("http://");
+        let mut s = std::net::TcpStream::connect(addr).unwrap();
+        write!(s, "GET /net/seen HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+        let mut buf = String::new();
+        s.read_to_string(&mut buf).unwrap();
+        let body = buf.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        serde_json::from_str(body).unwrap()
+    }
+}
+
+impl Drop for SimAt {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn ipv6_loopback() -> bool {
+    std::net::TcpListener::bind("[::1]:0").is_ok()
+}
+
+#[test]
+fn dns_is_its_own_phase_ipv6_targets_work_and_resolve_pins_an_address_keeping_the_host() {
+    assert!(
+        ipv6_loopback(),
+        "this machine has no IPv6 loopback (::1); the test needs it"
+    );
+    let v4 = Sim::start(11, None);
+    let v6 = SimAt::start("[::1]:0");
+    assert!(v6.url.starts_with("http://[::1]:"), "{}", v6.url);
+    let v4_port = v4.addr.rsplit(':').next().unwrap().to_string();
+    let v6_port = v6.url.rsplit(':').next().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "get.jsonl", "{\"id\": \"g\", \"input\": {}}\n");
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: dns
+defaults: {{ timeout: 5s, concurrency: 1 }}
+endpoints:
+  named:
+    protocol: http-json
+    method: GET
+    url: "http://localhost:{v4_port}/net/echo"
+  v6:
+    protocol: http-json
+    method: GET
+    url: "{v6}/net/echo"
+  pinned:
+    protocol: http-json
+    method: GET
+    url: "http://backend-7.canary.test:{v4_port}/net/echo"
+    resolve: {{ backend-7.canary.test: 127.0.0.1 }}
+  pinned-v6:
+    protocol: http-json
+    method: GET
+    url: "http://v6.canary.test:{v6_port}/net/echo"
+    resolve: {{ v6.canary.test: "::1" }}
+probes:
+  - {{ name: named, endpoint: named, golden: get.jsonl }}
+  - {{ name: v6, endpoint: v6, golden: get.jsonl }}
+  - {{ name: pinned, endpoint: pinned, golden: get.jsonl }}
+  - {{ name: pinned-v6, endpoint: pinned-v6, golden: get.jsonl }}
+"#,
+            v6 = v6.url
+        ),
+    );
+    let (out, r) = run_with_report(&s, &[], &[]);
+    assert_report_valid(&r);
+    let (_, stderr) = text(&out);
+    for p in ["named", "v6", "pinned", "pinned-v6"] {
+        let c = case(&r, p);
+        assert_eq!(c["outcome"], "ok", "{p}: {c}\n{stderr}");
+        assert!(c["tcp_seconds"].as_f64().is_some(), "{c}");
+        let sum = c["dns_seconds"].as_f64().unwrap_or(0.0) + c["tcp_seconds"].as_f64().unwrap();
+        assert!(
+            (c["connect_seconds"].as_f64().unwrap() - sum).abs() < 1e-9,
+            "{c}"
+        );
+    }
+    // A name is resolved, and that is its own phase; a pinned address skips DNS.
+    assert!(case(&r, "named")["dns_seconds"].as_f64().is_some());
+    assert!(case(&r, "v6")["dns_seconds"].as_f64().is_some());
+    assert!(case(&r, "pinned").get("dns_seconds").is_none());
+    assert!(case(&r, "pinned-v6").get("dns_seconds").is_none());
+    // The servers saw the URL's host in `Host`, over the address family asked for.
+    let v4_seen = seen_at(&v4, "/net/echo");
+    assert!(v4_seen
+        .iter()
+        .any(|e| e["host"] == format!("backend-7.canary.test:{v4_port}")
+            && e["peer"].as_str().unwrap().starts_with("127.0.0.1:")));
+    let v6_seen: Vec<Value> = v6.seen()["requests"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let v6_echo: Vec<&Value> = v6_seen
+        .iter()
+        .filter(|e| e["path"] == "/net/echo")
+        .collect();
+    assert_eq!(v6_echo.len(), 2, "{v6_seen:#?}");
+    for e in &v6_echo {
+        assert!(e["peer"].as_str().unwrap().starts_with("[::1]:"), "{e}");
+    }
+    assert!(v6_echo
+        .iter()
+        .any(|e| e["host"] == format!("v6.canary.test:{v6_port}")));
+    assert!(v6_echo
+        .iter()
+        .any(|e| e["host"] == format!("[::1]:{v6_port}")));
+}
+
+#[test]
+fn bad_network_keys_are_load_errors_naming_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    write(d, "g.jsonl", "{\"id\": \"a\", \"input\": {}}\n");
+    let s = write(
+        d,
+        "s.yaml",
+        r#"suite: bad
+endpoints:
+  e:
+    protocol: http-json
+    url: "https://127.0.0.1:1/x"
+    proxy: "socks5://127.0.0.1:1080"
+    follow_redirects: 99
+    connection: sometimes
+    resolve: { api.example.com: not-an-ip }
+    auth: { type: kerberos }
+  f:
+    protocol: http-json
+    url: "https://127.0.0.1:1/x"
+    auth: { type: oauth2-client-credentials, client_id: a }
+  g:
+    protocol: http-json
+    url: "https://127.0.0.1:1/x"
+    auth: { type: aws-sigv4, region: us-east-1, service: s, access_key_id: AKID }
+  w:
+    protocol: ws-opus
+    url: "wss://127.0.0.1:1/v1/voice"
+    connection: reuse
+probes:
+  - { name: p, endpoint: e, golden: g.jsonl }
+"#,
+    );
+    let out = canary(&["validate", s.to_str().unwrap()], &[]);
+    let (_, e) = text(&out);
+    assert_eq!(out.status.code(), Some(2), "{e}");
+    for (line, needle) in [
+        (6, "proxy scheme `socks5` is not supported"),
+        (7, "`follow_redirects` must be a whole number from 0 to 20"),
+        (8, "unknown connection mode"),
+        (9, "not-an-ip"),
+        (10, "unknown auth type `kerberos`"),
+        (14, "needs `token_url`"),
+        (14, "needs `client_secret`"),
+        (18, "give `access_key_id` and `secret_access_key` together"),
+        (22, "`connection: reuse` applies to protocols over HTTP"),
+    ] {
+        assert!(
+            e.lines()
+                .any(|l| l.contains(&format!("s.yaml:{line}")) && l.contains(needle)),
+            "line {line}: {needle}\n{e}"
+        );
+    }
+}
