@@ -322,11 +322,7 @@ impl TokenSource {
         }
         // The token request: the endpoint's proxy and TLS settings, a connection of its
         // own, its own clock (none of its phases is the probe's).
-        let token_net = Net {
-            proxy: net.map(|n| n.proxy.clone()).unwrap_or_default(),
-            http: net.map(|n| n.http).unwrap_or_default(),
-            ..Net::default()
-        };
+        let token_net = net.map(Net::for_another_service).unwrap_or_default();
         let mut scratch = Recorder::start();
         let url = self.token_url.clone();
         let fut = Box::pin(super::http::send(

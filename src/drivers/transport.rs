@@ -71,6 +71,20 @@ pub struct Net {
     pub auth: Option<Arc<super::auth::Auth>>,
 }
 
+impl Net {
+    /// The settings for a request to another service on the endpoint's behalf (a canary
+    /// fact's write, a token endpoint): the same proxy, HTTP version and pinned addresses,
+    /// without the endpoint's credential, redirects or pool.
+    pub fn for_another_service(&self) -> Net {
+        Net {
+            http: self.http,
+            proxy: self.proxy.clone(),
+            resolve: self.resolve.clone(),
+            ..Net::default()
+        }
+    }
+}
+
 /// The protocol a response came over, as the case record names it.
 pub fn version_name(v: http::Version, tls: bool) -> &'static str {
     match v {
