@@ -173,6 +173,14 @@ impl Drop for Nginx {
     }
 }
 
+/// One server test at a time: each starts nginx (and tinyproxy) and the simulator, and the
+/// fidelity test holds measures to 2 ms, which two busy neighbours on two cores would break.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cases<'a>(r: &'a Value, probe: &str) -> Vec<&'a Value> {
     r["cases"]
         .as_array()
@@ -184,6 +192,7 @@ fn cases<'a>(r: &'a Value, probe: &str) -> Vec<&'a Value> {
 
 #[test]
 fn http2_through_nginx_measures_first_token_as_the_simulator_wrote_it() {
+    let _serial = one_at_a_time();
     let sim = Sim::start(3, None);
     let nginx = Nginx::start(&sim.addr);
     let dir = tempfile::tempdir().unwrap();
@@ -477,6 +486,7 @@ fn case<'a>(r: &'a Value, probe: &str) -> &'a Value {
 
 #[test]
 fn http_and_https_probes_pass_through_a_real_proxy_and_no_proxy_bypasses_it() {
+    let _serial = one_at_a_time();
     const USER: &str = "canary";
     const PASS: &str = "tp-Planted-Secret-7391";
     let sim = Sim::start(3, None);
@@ -670,6 +680,7 @@ probes:
 
 #[test]
 fn reused_connections_carry_several_cases_over_tls_with_h2_and_http1() {
+    let _serial = one_at_a_time();
     let sim = Sim::start(4, None);
     let nginx = Nginx::start(&sim.addr);
     let dir = tempfile::tempdir().unwrap();

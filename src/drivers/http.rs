@@ -1235,6 +1235,58 @@ mod tests {
     use super::*;
 
     #[test]
+    fn locations_resolve_against_the_url_that_answered_and_origins_compare_whole() {
+        let base: Uri = "https://api.example.com/v1/chat?x=1".parse().unwrap();
+        let r = |l: &str| resolve_location(&base, l).map(|u| u.to_string());
+        assert_eq!(r("/v2/chat").unwrap(), "https://api.example.com/v2/chat");
+        assert_eq!(r("next").unwrap(), "https://api.example.com/v1/next");
+        assert_eq!(
+            r("?page=2").unwrap(),
+            "https://api.example.com/v1/chat?page=2"
+        );
+        assert_eq!(
+            r("//cdn.example.com/a").unwrap(),
+            "https://cdn.example.com/a"
+        );
+        assert_eq!(r("http://other:8080/b").unwrap(), "http://other:8080/b");
+        assert!(r("ftp://files/x").is_err());
+        let u = |s: &str| s.parse::<Uri>().unwrap();
+        assert!(same_origin(
+            &u("https://A.example.com/x"),
+            &u("https://a.example.com:443/y")
+        ));
+        assert!(!same_origin(
+            &u("https://a.example.com/"),
+            &u("http://a.example.com/")
+        ));
+        assert!(!same_origin(
+            &u("https://a.example.com/"),
+            &u("https://a.example.com:8443/")
+        ));
+        assert!(!same_origin(
+            &u("https://a.example.com/"),
+            &u("https://b.example.com/")
+        ));
+        crate::secret::register("plain-looking-secret-value-31");
+        let h = |n: &str, v: &str| {
+            (
+                HeaderName::from_bytes(n.as_bytes()).unwrap(),
+                HeaderValue::from_str(v).unwrap(),
+            )
+        };
+        let (n, v) = h("authorization", "Bearer x");
+        assert!(is_credential(&n, &v));
+        let (n, v) = h("x-custom", "plain-looking-secret-value-31");
+        assert!(is_credential(&n, &v));
+        let (n, v) = h("x-trace", "abc");
+        assert!(!is_credential(&n, &v));
+        assert_eq!(
+            hop_location(&u("https://u:p@a.example.com/x?token=t")),
+            "https://a.example.com/x"
+        );
+    }
+
+    #[test]
     fn a_redirect_names_its_location_and_that_it_is_not_followed() {
         let resp = Response {
             status: 301,
