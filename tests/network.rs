@@ -16,14 +16,17 @@ use std::time::{Duration, Instant};
 const NGINX: &str = "/usr/sbin/nginx";
 const TOLERANCE: f64 = 0.002;
 
-/// A CA and a server certificate for 127.0.0.1 signed by it (PEM).
+/// A CA and a server certificate for 127.0.0.1 and api.canary.test signed by it (PEM).
 fn pki() -> (String, String, String) {
     use rcgen::{BasicConstraints, CertificateParams, ExtendedKeyUsagePurpose, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().unwrap();
     let ca = ca_params.self_signed(&ca_key).unwrap();
-    let mut srv = CertificateParams::new(vec!["127.0.0.1".to_string()]).unwrap();
+    // A name too, for `resolve:` (the name stays the TLS server name; DNS never sees it).
+    let mut srv =
+        CertificateParams::new(vec!["127.0.0.1".to_string(), "api.canary.test".to_string()])
+            .unwrap();
     srv.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
     let srv_key = KeyPair::generate().unwrap();
     let srv_cert = srv.signed_by(&srv_key, &ca, &ca_key).unwrap();
@@ -101,7 +104,8 @@ pid {ds}/nginx.pid;
 error_log {ds}/error.log info;
 events {{ worker_connections 256; }}
 http {{
-  access_log {ds}/access.log;
+  log_format canary '$connection $connection_requests $server_port "$request" $status';
+  access_log {ds}/access.log canary;
   client_body_temp_path {ds}/body;
   proxy_temp_path {ds}/proxy;
   fastcgi_temp_path {ds}/fastcgi;
@@ -169,6 +173,14 @@ impl Drop for Nginx {
     }
 }
 
+/// One server test at a time: each starts nginx (and tinyproxy) and the simulator, and the
+/// fidelity test holds measures to 2 ms, which two busy neighbours on two cores would break.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn one_at_a_time() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn cases<'a>(r: &'a Value, probe: &str) -> Vec<&'a Value> {
     r["cases"]
         .as_array()
@@ -180,6 +192,7 @@ fn cases<'a>(r: &'a Value, probe: &str) -> Vec<&'a Value> {
 
 #[test]
 fn http2_through_nginx_measures_first_token_as_the_simulator_wrote_it() {
+    let _serial = one_at_a_time();
     let sim = Sim::start(3, None);
     let nginx = Nginx::start(&sim.addr);
     let dir = tempfile::tempdir().unwrap();
@@ -398,4 +411,354 @@ fn an_unknown_http_version_or_http_on_a_websocket_is_a_load_error_naming_the_lin
         e.contains("s.yaml:11") && e.contains("`http` applies to protocols over HTTP"),
         "{e}"
     );
+}
+
+const TINYPROXY: &str = "/usr/bin/tinyproxy";
+
+/// A real forward proxy (Debian's `tinyproxy`) on loopback, run in the foreground from a
+/// temporary directory, asking for Basic credentials when given. Killed on drop.
+struct Tinyproxy {
+    child: Child,
+    dir: tempfile::TempDir,
+    port: u16,
+}
+
+impl Tinyproxy {
+    fn start(auth: Option<(&str, &str)>) -> Tinyproxy {
+        assert!(
+            Path::new(TINYPROXY).exists(),
+            "{TINYPROXY} is missing: install Debian's tinyproxy (.ci/run does)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        let port = free_port();
+        let ds = d.display();
+        // No ConnectPort line: CONNECT to any port (the test servers are not on 443).
+        let mut conf = format!(
+            "Port {port}\nListen 127.0.0.1\nTimeout 30\nLogFile \"{ds}/tinyproxy.log\"\nLogLevel Info\nPidFile \"{ds}/tinyproxy.pid\"\nMaxClients 50\nAllow 127.0.0.1\n"
+        );
+        if let Some((u, p)) = auth {
+            conf.push_str(&format!("BasicAuth {u} {p}\n"));
+        }
+        let conf_path = write(d, "tinyproxy.conf", &conf);
+        let log = d.join("stderr.log");
+        let mut child = Command::new(TINYPROXY)
+            .process_group(0)
+            .args(["-d", "-c"])
+            .arg(&conf_path)
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_for_port(port, &mut child, &log);
+        Tinyproxy { child, dir, port }
+    }
+
+    /// The requests tinyproxy logged (`CONNECT host:port`, `GET http://...`).
+    fn requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self.dir.path().join("tinyproxy.log"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.split_once("]: Request (file descriptor "))
+            .filter_map(|(_, r)| r.split_once("): ").map(|(_, req)| req.to_string()))
+            .collect()
+    }
+}
+
+impl Drop for Tinyproxy {
+    fn drop(&mut self) {
+        if let Ok(pid) = i32::try_from(self.child.id()) {
+            // SAFETY: kill(2) on the process group this test created for tinyproxy.
+            unsafe {
+                libc::kill(-pid, libc::SIGKILL);
+            }
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn case<'a>(r: &'a Value, probe: &str) -> &'a Value {
+    cases(r, probe)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no case of {probe}"))
+}
+
+#[test]
+fn http_and_https_probes_pass_through_a_real_proxy_and_no_proxy_bypasses_it() {
+    let _serial = one_at_a_time();
+    const USER: &str = "canary";
+    const PASS: &str = "tp-Planted-Secret-7391";
+    let sim = Sim::start(3, None);
+    let nginx = Nginx::start(&sim.addr);
+    let proxy = Tinyproxy::start(Some((USER, PASS)));
+    let dead = free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(&nginx.ca, d.join("ca.pem")).unwrap();
+    write(d, "proxy.pass", &format!("{PASS}\n"));
+    write(d, "g.jsonl", "{\"id\": \"fr\", \"slice\": \"factual\", \"input\": {\"text\": \"What is the capital of France?\"}, \"expect\": {\"contains\": [\"Paris\"]}}\n");
+    let (h2, h1, pp) = (nginx.tls_h2, nginx.tls_h1, proxy.port);
+    let chat = "/v1/chat/completions";
+    let sim_addr = &sim.addr;
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: proxied
+defaults: {{ timeout: 10s, concurrency: 1 }}
+endpoints:
+  https-env:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  https-h1-env:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  http-env:
+    protocol: openai-chat
+    url: "http://{sim_addr}{chat}"
+    model: sim-plain
+  direct:
+    protocol: openai-chat
+    url: "http://{sim_addr}{chat}"
+    model: sim-plain
+    proxy: none
+  fixed:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: {{ url: "http://127.0.0.1:{pp}", username: {USER}, password: "${{file:proxy.pass}}" }}
+  no-credentials:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: "http://127.0.0.1:{pp}"
+  no-credentials-http:
+    protocol: http-json
+    method: GET
+    url: "http://{sim_addr}/truth"
+    proxy: "http://127.0.0.1:{pp}"
+  dead-proxy:
+    protocol: http-json
+    method: GET
+    url: "https://127.0.0.1:{h2}/truth"
+    tls: {{ ca: ca.pem }}
+    proxy: "http://127.0.0.1:{dead}"
+probes:
+  - {{ name: https-env, endpoint: https-env, golden: g.jsonl, runs: 2 }}
+  - {{ name: https-h1-env, endpoint: https-h1-env, golden: g.jsonl, runs: 1 }}
+  - {{ name: http-env, endpoint: http-env, golden: g.jsonl, runs: 2 }}
+  - {{ name: direct, endpoint: direct, golden: g.jsonl, runs: 1 }}
+  - {{ name: fixed, endpoint: fixed, golden: g.jsonl, runs: 1 }}
+  - {{ name: no-credentials, endpoint: no-credentials, golden: g.jsonl, runs: 1 }}
+  - {{ name: no-credentials-http, endpoint: no-credentials-http, golden: g.jsonl, runs: 1 }}
+  - {{ name: dead-proxy, endpoint: dead-proxy, golden: g.jsonl, runs: 1 }}
+"#
+        ),
+    );
+    let env_proxy = format!("http://{USER}:{PASS}@127.0.0.1:{pp}");
+    let env = [
+        ("HTTPS_PROXY", env_proxy.as_str()),
+        ("http_proxy", env_proxy.as_str()),
+        ("NO_PROXY", "localhost,.internal.example"),
+    ];
+    let t0 = Instant::now();
+    let (out, r) = run_with_report(&s, &[], &env);
+    // A refusing or absent proxy is an answer, not a hang.
+    assert!(t0.elapsed() < Duration::from_secs(8), "{:?}", t0.elapsed());
+    assert_report_valid(&r);
+    let (stdout, stderr) = text(&out);
+    for p in ["https-env", "https-h1-env", "http-env", "direct", "fixed"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}\n{stderr}");
+        }
+    }
+    let proxy_name = format!("127.0.0.1:{pp}");
+    // Through the proxy: its own phase, no TCP phase to the target (that connect is the
+    // proxy's), TLS after the tunnel, and the total is the sum of the phases.
+    for p in ["https-env", "https-h1-env", "fixed"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["proxy"], proxy_name.as_str(), "{c}");
+            let phase = |k: &str| c[k].as_f64();
+            assert!(phase("proxy_seconds").is_some_and(|s| s > 0.0), "{c}");
+            assert!(c.get("tcp_seconds").is_none(), "{c}");
+            assert!(phase("tls_seconds").is_some_and(|s| s > 0.0), "{c}");
+            let sum = phase("dns_seconds").unwrap_or(0.0)
+                + phase("proxy_seconds").unwrap()
+                + phase("tls_seconds").unwrap();
+            assert!(
+                (c["connect_seconds"].as_f64().unwrap() - sum).abs() < 1e-9,
+                "{c}"
+            );
+        }
+    }
+    for c in cases(&r, "http-env") {
+        assert_eq!(c["proxy"], proxy_name.as_str(), "{c}");
+        assert!(c["proxy_seconds"].as_f64().is_some(), "{c}");
+        assert!(c.get("tls_seconds").is_none(), "{c}");
+    }
+    let direct = case(&r, "direct");
+    assert!(direct.get("proxy").is_none(), "{direct}");
+    assert!(direct.get("proxy_seconds").is_none(), "{direct}");
+    assert!(direct["tcp_seconds"].as_f64().is_some(), "{direct}");
+    // Refusals are classified: 407 for the tunnel without credentials (the plain-http
+    // request gets tinyproxy's 407 page as its answer), nothing listening at all.
+    let nc = case(&r, "no-credentials");
+    assert_eq!(nc["outcome"], "proxy", "{nc}");
+    assert!(
+        nc["error"]
+            .as_str()
+            .unwrap()
+            .contains("requires authentication"),
+        "{nc}"
+    );
+    let nch = case(&r, "no-credentials-http");
+    assert_eq!(nch["outcome"], "proxy", "{nch}");
+    let dp = case(&r, "dead-proxy");
+    assert_eq!(dp["outcome"], "proxy", "{dp}");
+    assert!(
+        dp["error"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("proxy 127.0.0.1:{dead}")),
+        "{dp}"
+    );
+    // tinyproxy's own log: a tunnel per https case, an absolute-form request per http case.
+    let logged = proxy.requests();
+    let count = |needle: &str| logged.iter().filter(|l| l.contains(needle)).count();
+    // https-env (2) + fixed (1) + no-credentials (1, refused) to the h2 port.
+    assert_eq!(count(&format!("CONNECT 127.0.0.1:{h2} ")), 4, "{logged:#?}");
+    assert_eq!(count(&format!("CONNECT 127.0.0.1:{h1} ")), 1, "{logged:#?}");
+    assert_eq!(
+        count(&format!("POST http://{sim_addr}{chat} ")),
+        2,
+        "{logged:#?}"
+    );
+    assert_eq!(
+        count(&format!("GET http://{sim_addr}/truth ")),
+        1,
+        "{logged:#?}"
+    );
+    // The password (and its Basic form) appears nowhere canary writes.
+    let report_text = std::fs::read_to_string(s.with_file_name("r.json")).unwrap();
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASS}"));
+    for (what, text) in [
+        ("report", &report_text),
+        ("stdout", &stdout),
+        ("stderr", &stderr),
+    ] {
+        assert!(!text.contains(PASS), "{what} holds the proxy password");
+        assert!(!text.contains(&basic), "{what} holds the proxy credentials");
+    }
+
+    // NO_PROXY names the targets: the same environment, and nothing goes through the proxy.
+    let before = proxy.requests().len();
+    let env = [
+        ("HTTPS_PROXY", env_proxy.as_str()),
+        ("http_proxy", env_proxy.as_str()),
+        ("no_proxy", "localhost,127.0.0.0/8"),
+    ];
+    let (_, r) = run_with_report(&s, &[], &env);
+    for p in ["https-env", "https-h1-env", "http-env", "direct"] {
+        for c in cases(&r, p) {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}");
+            assert!(c.get("proxy").is_none(), "{p}: {c}");
+            assert!(c["tcp_seconds"].as_f64().is_some(), "{p}: {c}");
+        }
+    }
+    // Only the endpoints with their own `proxy:` used it (NO_PROXY is for the environment's).
+    let after = proxy.requests();
+    assert_eq!(after.len() - before, 3, "{:#?}", &after[before..]);
+}
+
+#[test]
+fn reused_connections_carry_several_cases_over_tls_with_h2_and_http1() {
+    let _serial = one_at_a_time();
+    let sim = Sim::start(4, None);
+    let nginx = Nginx::start(&sim.addr);
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::copy(&nginx.ca, d.join("ca.pem")).unwrap();
+    write(d, "g.jsonl", "{\"id\": \"fr\", \"slice\": \"factual\", \"input\": {\"text\": \"What is the capital of France?\"}, \"expect\": {\"contains\": [\"Paris\"]}}\n");
+    let chat = "/v1/chat/completions";
+    let (h2, h1) = (nginx.tls_h2, nginx.tls_h1);
+    let s = write(
+        d,
+        "s.yaml",
+        &format!(
+            r#"suite: reuse
+defaults: {{ timeout: 10s, concurrency: 1 }}
+endpoints:
+  h2:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    connection: reuse
+  h1:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h1}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    connection: reuse
+  pinned:
+    protocol: openai-chat
+    url: "https://api.canary.test:{h2}{chat}"
+    resolve: {{ api.canary.test: 127.0.0.1 }}
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+  unpinned:
+    protocol: openai-chat
+    url: "https://127.0.0.1:{h2}{chat}"
+    model: sim-plain
+    tls: {{ ca: ca.pem }}
+    resolve: {{ api.canary.test: 127.0.0.1 }}
+probes:
+  - {{ name: h2, endpoint: h2, golden: g.jsonl, runs: 3 }}
+  - {{ name: h1, endpoint: h1, golden: g.jsonl, runs: 3 }}
+  - {{ name: pinned, endpoint: pinned, golden: g.jsonl, runs: 1 }}
+"#
+        ),
+    );
+    let (out, r) = run_with_report(&s, &[], &[]);
+    assert_report_valid(&r);
+    let (_, stderr) = text(&out);
+    for (p, version) in [("h2", "h2"), ("h1", "http/1.1")] {
+        for (i, c) in cases(&r, p).iter().enumerate() {
+            assert_eq!(c["outcome"], "ok", "{p}: {c}\n{stderr}");
+            assert_eq!(c["http_version"], version, "{c}");
+            assert_eq!(c["reused"], i > 0, "{c}");
+            assert_eq!(c["tls_seconds"].as_f64().is_some(), i == 0, "{c}");
+        }
+    }
+    // `resolve:` pins the address; the URL's name is the TLS server name the certificate
+    // is checked against, and no DNS phase is reported.
+    let pinned = cases(&r, "pinned")[0];
+    assert_eq!(pinned["outcome"], "ok", "{pinned}");
+    assert_eq!(pinned["http_version"], "h2", "{pinned}");
+    assert!(pinned.get("dns_seconds").is_none(), "{pinned}");
+    assert!(pinned["tls_seconds"].as_f64().is_some(), "{pinned}");
+    // nginx's own log: one connection per port, its request count rising 1, 2, 3.
+    let log = nginx.access_log();
+    for port in [h2, h1] {
+        let lines: Vec<Vec<&str>> = log
+            .lines()
+            .map(|l| l.split(' ').collect::<Vec<_>>())
+            .filter(|f| f.get(2) == Some(&port.to_string().as_str()))
+            .collect();
+        // The pinned case opened its own connection to the h2 port (another origin).
+        let first = lines[0][0];
+        let lines: Vec<Vec<&str>> = lines.into_iter().filter(|f| f[0] == first).collect();
+        assert_eq!(lines.len(), 3, "{log}");
+        assert!(lines.iter().all(|f| f[0] == lines[0][0]), "{log}");
+        let counts: Vec<&str> = lines.iter().map(|f| f[1]).collect();
+        assert_eq!(counts, vec!["1", "2", "3"], "{log}");
+    }
 }

@@ -55,9 +55,34 @@ impl HttpVersion {
 }
 
 /// The network settings of an endpoint.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, Default)]
 pub struct Net {
     pub http: HttpVersion,
+    /// `proxy:` (the environment's by default).
+    pub proxy: super::proxy::ProxyChoice,
+    /// `follow_redirects: N` (0: a redirect is an `http_status` error).
+    pub follow_redirects: u32,
+    /// `connection: reuse`: the endpoint's keep-alive pool (`None`: a fresh connection per
+    /// case run).
+    pub pool: Option<Arc<super::http::Pool>>,
+    /// `resolve:` host names (lowercase) and the address each connects to instead of DNS.
+    pub resolve: Vec<(String, std::net::IpAddr)>,
+    /// `auth:` the credential obtained per request.
+    pub auth: Option<Arc<super::auth::Auth>>,
+}
+
+impl Net {
+    /// The settings for a request to another service on the endpoint's behalf (a canary
+    /// fact's write, a token endpoint): the same proxy, HTTP version and pinned addresses,
+    /// without the endpoint's credential, redirects or pool.
+    pub fn for_another_service(&self) -> Net {
+        Net {
+            http: self.http,
+            proxy: self.proxy.clone(),
+            resolve: self.resolve.clone(),
+            ..Net::default()
+        }
+    }
 }
 
 /// The protocol a response came over, as the case record names it.

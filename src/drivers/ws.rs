@@ -40,7 +40,8 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
         io,
         authority,
         stamps,
-    } = http::open(&uri, endpoint.tls.as_ref(), rec).await?;
+        ..
+    } = http::open(&uri, endpoint.tls.as_ref(), Some(&endpoint.net), rec).await?;
     let mut builder = ::http::Request::builder()
         .method(::http::Method::GET)
         .uri(uri.clone())

@@ -86,10 +86,14 @@ pub fn time_to_completion(t: &Timeline) -> Option<f64> {
     since_origin(t, end)
 }
 
-/// Connection setup (resolve + TCP + TLS) before the request was written; not an SLI.
+/// Connection setup (resolve + proxy + TCP + TLS) before the request was written; not an
+/// SLI. The sum of the phases the transport recorded (a credential fetch is not in it);
+/// for a timeline without them, the start of the run to the last connection event.
 pub fn connect_time(t: &Timeline) -> Option<f64> {
-    t.last(|e| matches!(e, Event::Connected | Event::TlsEstablished))
-        .map(|d| d.as_secs_f64())
+    t.net.setup_seconds().or_else(|| {
+        t.last(|e| matches!(e, Event::Connected | Event::TlsEstablished))
+            .map(|d| d.as_secs_f64())
+    })
 }
 
 /// Cadence of a stream after the first visible token.

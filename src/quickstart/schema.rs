@@ -300,6 +300,26 @@ pub fn suite_schema() -> Value {
                     json!({ "description": "HTTP version: auto (ALPN h2 when the server offers it), 1.1, or 2 (h2 over TLS, h2c by prior knowledge over http://).", "type": ["string", "number"] }),
                 ),
                 (
+                    "proxy",
+                    json!({ "description": "Forward proxy: `env` (default: HTTPS_PROXY / HTTP_PROXY / NO_PROXY), `none`, an http:// proxy URL, or { url, username, password }. CONNECT for https and WebSocket targets, absolute-form forwarding for http.", "type": ["string", "object"], "properties": { "url": { "type": "string" }, "username": { "type": "string" }, "password": { "type": "string" } }, "additionalProperties": false }),
+                ),
+                (
+                    "follow_redirects",
+                    int("Redirects followed (0, the default: a redirect is an http_status error); credentials go to the first URL's origin only; a loop is a redirect_loop error."),
+                ),
+                (
+                    "connection",
+                    json!({ "description": "fresh (default: a new connection per case run, setup measured) or reuse (a keep-alive pool per endpoint).", "enum": ["fresh", "reuse"] }),
+                ),
+                (
+                    "resolve",
+                    strings("Host name -> IP address used instead of DNS (the Host header and TLS name stay the URL's)."),
+                ),
+                (
+                    "auth",
+                    json!({ "type": "object", "description": "A credential obtained per request: `type: aws-sigv4` (region, service, access_key_id, secret_access_key, session_token; else the AWS_* variables), `oauth2-client-credentials` (token_url, client_id, client_secret, scope, audience, client_auth), `google-service-account` (key_file, scope, audience, token_url).", "required": ["type"], "properties": { "type": { "enum": ["aws-sigv4", "oauth2-client-credentials", "google-service-account"] } } }),
+                ),
+                (
                     "stream",
                     json!({ "description": "Chat protocols: ask for a streamed answer (boolean). `protocol: stream` and the built-in described protocols: the stream description (framing, request body, event rules), inline or `{ file: PATH }`, optionally `extends: NAME`. `http-audio` (optional) and `ws-json-audio` (required): the events carrying base64 audio (`audio` paths), the transcript (`text` paths), `terminator` and `error`, e.g. `{ extends: openai-speech }`.", "type": ["boolean", "string", "object"] }),
                 ),

@@ -274,6 +274,8 @@ async fn write_fact(
         .as_ref()
         .map(|b| Bytes::from(with_nonce(b, nonce).to_string().into_bytes()));
     let mut scratch = Recorder::start();
+    // Another service: the endpoint's proxy and HTTP version, never its credential or pool.
+    let net = endpoint.net.for_another_service();
     let s = http::send(
         http::HttpRequest {
             method: fact.method.clone(),
@@ -284,7 +286,7 @@ async fn write_fact(
             accept: "application/json",
             // The knowledge source usually sits behind the same private CA as the endpoint.
             tls: endpoint.tls.as_ref(),
-            net: Some(&endpoint.net),
+            net: Some(&net),
         },
         &mut scratch,
     )

@@ -9,6 +9,7 @@ pub mod chat;
 pub mod fault;
 pub mod judge;
 pub mod mapper;
+pub mod net;
 pub mod preview;
 pub mod rag;
 pub mod streams;
@@ -117,6 +118,8 @@ pub struct SimConfig {
     pub profile: Profile,
     /// The judge on the chat route (models `sim-judge*`).
     pub judge: judge::JudgeConfig,
+    /// Redirect, echo and OAuth2 routes (`/net/*`, `/oauth/*`).
+    pub net: net::NetConfig,
 }
 
 /// Behaviour presets of the simulator.
@@ -182,6 +185,7 @@ pub struct SimState {
     embedded: std::sync::atomic::AtomicU64,
     pub preview: preview::PreviewState,
     pub rag: rag::RagState,
+    pub net: net::NetState,
     occurrences: Mutex<HashMap<u64, u64>>,
 }
 
@@ -197,6 +201,7 @@ impl SimState {
             embedded: std::sync::atomic::AtomicU64::new(0),
             preview: Default::default(),
             rag: Default::default(),
+            net: Default::default(),
             occurrences: Mutex::new(HashMap::new()),
         })
     }
@@ -435,7 +440,7 @@ async fn put_mapper(
 
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
-    streams::routes(Router::new())
+    net::routes(streams::routes(Router::new()))
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
         .route(
@@ -479,7 +484,12 @@ pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) -> s
     let listener = listener.tap_io(|tcp| {
         let _ = tcp.set_nodelay(true);
     });
-    axum::serve(listener, router(state)).await
+    // The peer address of each request (one per connection) for the network routes.
+    axum::serve(
+        listener,
+        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+    )
+    .await
 }
 
 /// Binds `addr` (port 0 picks a free port) and returns the listener and its address.

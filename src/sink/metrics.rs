@@ -83,6 +83,7 @@ pub const ESCALATIONS: &str = "canary_escalations";
 pub const TOKENS: &str = "canary_tokens";
 pub const COST: &str = "canary_cost_dollars";
 pub const JUDGMENTS: &str = "canary_judgments";
+pub const CONNECTIONS_OPENED: &str = "canary_connections_opened";
 /// Buckets of answer length in characters.
 pub const CHAR_BUCKETS: &[f64] = &[10.0, 30.0, 100.0, 300.0, 1000.0, 3000.0, 10000.0, 30000.0];
 /// Buckets of answer length in tokens.
@@ -253,6 +254,13 @@ impl MetricsModel {
         m.declare(
             ESCALATIONS,
             "Answers that escalated or refused, by the built-in or suite phrase that said so (values capped).",
+            Kind::Counter,
+            None,
+            vec![],
+        );
+        m.declare(
+            CONNECTIONS_OPENED,
+            "Case runs that opened a new connection, by the endpoint's connection mode (fresh: every run; reuse: only when no pooled connection was ready).",
             Kind::Counter,
             None,
             vec![],
@@ -605,6 +613,18 @@ impl MetricsModel {
                 ESCALATIONS,
                 Self::with(base.clone(), &[("phrase", &phrase)]),
                 1.0,
+            );
+        }
+        if let Some(c) = obs.net.connection {
+            let opened = if obs.net.setup_seconds().is_some() {
+                1.0
+            } else {
+                0.0
+            };
+            self.add(
+                CONNECTIONS_OPENED,
+                Self::with(base.clone(), &[("connection", c)]),
+                opened,
             );
         }
         if let Some(a) = obs.audio.as_ref().filter(|_| !obs.outcome.is_error()) {
@@ -1250,7 +1270,15 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     verdicts: v,
                     judged: true,
                     connect_seconds: None,
-                    net: Default::default(),
+                    // Every protocol over HTTP reports its connection mode.
+                    net: crate::timeline::NetSummary {
+                        connection: (!ep.protocol.is_voice()).then_some(if ep.net.pool.is_some() {
+                            "reuse"
+                        } else {
+                            "fresh"
+                        }),
+                        ..Default::default()
+                    },
                     stream: chat.then(|| StreamStats {
                         chunks: 1,
                         tokens_per_chunk: vec![1],

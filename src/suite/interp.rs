@@ -59,9 +59,7 @@ pub fn interpolate_tree(root: &mut Node, env: &dyn Env, base: &Path) -> Vec<Inte
         if over || !s.contains('$') {
             return;
         }
-        let in_headers = path
-            .iter()
-            .any(|seg| matches!(seg, Seg::Key(k) if k == "headers"));
+        let in_headers = secret_path(path);
         match interpolate_with(s, env, base, in_headers, &mut files) {
             Ok(v) => {
                 added += v.len().saturating_sub(s.len());
@@ -92,6 +90,26 @@ pub fn interpolate_tree(root: &mut Node, env: &dyn Env, base: &Path) -> Vec<Inte
         }
     });
     errors
+}
+
+/// Whether a value at `path` is a credential wherever it came from: request headers, a
+/// proxy (its URL may hold a password), and the secret fields of `auth`.
+fn secret_path(path: &[Seg]) -> bool {
+    let key = |seg: &Seg, names: &[&str]| matches!(seg, Seg::Key(k) if names.contains(&k.as_str()));
+    path.iter().any(|seg| key(seg, &["headers", "proxy"]))
+        || (path.iter().any(|seg| key(seg, &["auth"]))
+            && path.last().is_some_and(|seg| {
+                key(
+                    seg,
+                    &[
+                        "client_secret",
+                        "secret_access_key",
+                        "session_token",
+                        "access_key_id",
+                        "password",
+                    ],
+                )
+            }))
 }
 
 /// Interpolates one string. `secret_context` marks every substituted value as a secret.
@@ -137,6 +155,8 @@ fn interpolate_with(
         };
         let expr = &body_start[..end];
         rest = &body_start[end + 1..];
+        // `${env:NAME}` is `${NAME}` spelled out.
+        let expr = expr.strip_prefix("env:").unwrap_or(expr);
         if let Some(path) = expr.strip_prefix("file:") {
             let full = base.join(path.trim());
             if !files.contains_key(&full) {
@@ -217,6 +237,20 @@ mod tests {
             interpolate("$${URL} $5", &env(), b, false).unwrap(),
             "${URL} $5"
         );
+    }
+
+    #[test]
+    fn env_prefix_and_secret_paths() {
+        let b = Path::new(".");
+        assert_eq!(
+            interpolate("${env:URL}/x", &env(), b, false).unwrap(),
+            "http://h:1/x"
+        );
+        let key = |s: &str| Seg::Key(s.to_string());
+        assert!(secret_path(&[key("endpoints"), key("e"), key("proxy")]));
+        assert!(secret_path(&[key("e"), key("auth"), key("client_secret")]));
+        assert!(!secret_path(&[key("e"), key("auth"), key("region")]));
+        assert!(!secret_path(&[key("e"), key("url")]));
     }
 
     #[test]

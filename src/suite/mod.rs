@@ -10,6 +10,7 @@ pub mod hosts;
 pub mod interp;
 pub mod job;
 pub mod model;
+pub mod net;
 pub mod raw;
 pub mod stream;
 pub mod template;

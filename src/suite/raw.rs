@@ -120,6 +120,17 @@ pub struct RawEndpoint {
     pub http: Option<Value>,
     /// Send a W3C `traceparent` header with each probe request (default true).
     pub traceparent: Option<bool>,
+    /// `none`, `env` (default) or a proxy URL / `{ url, username, password }`.
+    pub proxy: Option<Value>,
+    /// Redirects followed (0, the default: a redirect is an error).
+    pub follow_redirects: Option<Value>,
+    /// `fresh` (default) or `reuse`.
+    pub connection: Option<Value>,
+    /// Host name -> IP address, instead of DNS.
+    pub resolve: Option<Value>,
+    /// A credential obtained per request (`type: aws-sigv4 | oauth2-client-credentials |
+    /// google-service-account`).
+    pub auth: Option<Value>,
 }
 
 /// `tls: { ca, cert, key }`: PEM files, relative to the suite.

@@ -817,6 +817,7 @@ fn net_settings(
             }
         }
     }
+    super::net::build(&mut net, raw, proto, path, ctx);
     net
 }
 
@@ -996,7 +997,8 @@ fn build_endpoint(
     let sends_secret = raw
         .headers
         .keys()
-        .any(|h| crate::secret::is_sensitive_header(h));
+        .any(|h| crate::secret::is_sensitive_header(h))
+        || raw.auth.is_some();
     if sends_secret && !raw.allow_insecure.unwrap_or(false) {
         let target = match &raw.submit {
             Some(s) => s.url.clone(),
@@ -1016,7 +1018,7 @@ fn build_endpoint(
             if plain && !loopback {
                 ctx.err(
                     &url_path,
-                    format!("credentials (`headers`) would travel in clear text to `{host}`"),
+                    format!("credentials (`headers` or `auth`) would travel in clear text to `{host}`"),
                 )
                 .hint = Some("use https:// (or wss://), or set `allow_insecure: true` on the endpoint if the network is trusted".into());
             }

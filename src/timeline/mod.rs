@@ -46,6 +46,13 @@ pub enum ErrorClass {
     StreamError,
     /// An asynchronous job ended in its failed state (the server's reason is the message).
     JobFailed,
+    /// The forward proxy could not be reached or refused the request (CONNECT answered
+    /// with a non-2xx status, 407 for missing credentials).
+    Proxy,
+    /// A followed redirect pointed back to an address already visited in the chain.
+    RedirectLoop,
+    /// A credential could not be obtained (token endpoint failed, key file unusable).
+    Auth,
 }
 
 impl ErrorClass {
@@ -66,6 +73,9 @@ impl ErrorClass {
         ErrorClass::Truncated,
         ErrorClass::StreamError,
         ErrorClass::JobFailed,
+        ErrorClass::Proxy,
+        ErrorClass::RedirectLoop,
+        ErrorClass::Auth,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -85,6 +95,9 @@ impl ErrorClass {
             ErrorClass::Truncated => "truncated",
             ErrorClass::StreamError => "stream_error",
             ErrorClass::JobFailed => "job_failed",
+            ErrorClass::Proxy => "proxy",
+            ErrorClass::RedirectLoop => "redirect_loop",
+            ErrorClass::Auth => "auth",
         }
     }
 }
@@ -255,11 +268,78 @@ impl Timeline {
 }
 
 /// How one case run crossed the network, beyond the timeline's events (case records only).
+///
+/// The setup phases of the run's first connection partition its setup time: `dns_seconds`
+/// (resolving the target, or the proxy when there is one), `proxy_seconds` (TCP to the
+/// proxy and its CONNECT answer), `tcp_seconds` (TCP to the target; none through a proxy,
+/// whose TCP connect is in `proxy_seconds`) and `tls_seconds` (the handshake with the
+/// target, through the tunnel when proxied). A reused connection has none of them.
 #[derive(Debug, Clone, PartialEq, Default, Serialize)]
 pub struct NetSummary {
     /// The protocol of the (last) response: `http/1.1`, `h2` (over TLS) or `h2c`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub http_version: Option<&'static str>,
+    /// `fresh` (a new connection per case run) or `reuse` (a keep-alive pool).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub connection: Option<&'static str>,
+    /// Under `reuse`: whether this run's first request went over a pooled connection.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub reused: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub dns_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tcp_seconds: Option<f64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_seconds: Option<f64>,
+    /// The proxy the run went through (`host:port`, never credentials).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub proxy: Option<String>,
+    /// Time spent obtaining a credential for this run (a token fetch; zero when cached),
+    /// kept out of every latency and of the connection phases.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub auth_seconds: Option<f64>,
+    /// Redirects followed, in order.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub redirects: Vec<RedirectHop>,
+}
+
+/// The setup phases of one new connection (seconds each).
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct Phases {
+    pub dns: Option<f64>,
+    pub proxy: Option<f64>,
+    pub tcp: Option<f64>,
+    pub tls: Option<f64>,
+}
+
+/// One followed redirect.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RedirectHop {
+    pub status: u16,
+    /// Where it pointed (redacted; the query string dropped).
+    pub location: String,
+    /// The new address is another origin (scheme, host or port): credentials were not sent.
+    pub cross_origin: bool,
+    /// When the redirect's head arrived, from the start of the run (seconds).
+    pub at_seconds: f64,
+}
+
+impl NetSummary {
+    /// Connection setup of the run's first new connection: the sum of its phases.
+    pub fn setup_seconds(&self) -> Option<f64> {
+        let parts = [
+            self.dns_seconds,
+            self.proxy_seconds,
+            self.tcp_seconds,
+            self.tls_seconds,
+        ];
+        parts
+            .iter()
+            .any(Option::is_some)
+            .then(|| parts.iter().flatten().sum())
+    }
 }
 
 /// How a job was followed to completion.
@@ -439,6 +519,24 @@ impl Recorder {
         self.timeline.net.http_version = Some(v);
     }
 
+    /// The network summary, for the transport to fill in.
+    pub fn net_mut(&mut self) -> &mut NetSummary {
+        &mut self.timeline.net
+    }
+
+    /// Records the setup phases of a new connection; only the run's first connection's
+    /// (later ones, after a redirect, are inside the latency the user feels).
+    pub fn set_phases(&mut self, p: Phases) {
+        let n = &mut self.timeline.net;
+        if n.setup_seconds().is_some() {
+            return;
+        }
+        n.dns_seconds = p.dns;
+        n.proxy_seconds = p.proxy;
+        n.tcp_seconds = p.tcp;
+        n.tls_seconds = p.tls;
+    }
+
     /// Records what the decoded audio held.
     pub fn set_audio(&mut self, summary: AudioSummary) {
         self.timeline.audio = Some(summary);
@@ -484,6 +582,11 @@ impl Recorder {
     /// The last time `pred` held for a recorded event.
     pub fn last_at(&self, pred: impl Fn(&Event) -> bool) -> Option<Duration> {
         self.timeline.last(pred)
+    }
+
+    /// An instant as a time on this clock (zero before the start).
+    pub fn elapsed_at(&self, at: Instant) -> Duration {
+        at.saturating_duration_since(self.t0)
     }
 
     /// The instant of a time on this clock.
