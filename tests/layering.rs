@@ -39,6 +39,21 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "the `http:` key parsed into `Net`",
     ),
     (
+        "src/suite/net.rs",
+        "crate::drivers::auth",
+        "the `auth:` key parsed into the credential provider's settings",
+    ),
+    (
+        "src/suite/net.rs",
+        "crate::drivers::proxy",
+        "the `proxy:` key parsed into the proxy settings",
+    ),
+    (
+        "src/suite/net.rs",
+        "crate::drivers::transport",
+        "the network keys parsed into `Net`",
+    ),
+    (
         "src/suite/validate.rs",
         "crate::schedule::cron",
         "`schedule` keys checked with the scheduler's own parser",
