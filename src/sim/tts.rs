@@ -479,9 +479,22 @@ pub async fn speech(
     let seed = state.config().seed
         ^ fnv1a(text.as_bytes())
         ^ fnv1a(s.id.as_deref().unwrap_or("").as_bytes());
-    let p = match plan(&format, &s, seed) {
-        Ok(p) => p,
-        Err(e) => return bad_request(e),
+    // Encoding a whole answer takes milliseconds of CPU: off the runtime's workers, so that
+    // requests arriving meanwhile are stamped on arrival and other streams are written on time.
+    let planned = {
+        let (format, s) = (format.clone(), s.clone());
+        tokio::task::spawn_blocking(move || plan(&format, &s, seed)).await
+    };
+    let p = match planned {
+        Ok(Ok(p)) => p,
+        Ok(Err(e)) => return bad_request(e),
+        Err(e) => {
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the simulator failed to encode the answer: {e}"),
+            )
+                .into_response()
+        }
     };
     let fmt_name = if sse {
         format!("sse/{}", p.format)
