@@ -120,6 +120,13 @@ impl StampedTcp {
     }
 }
 
+impl StampedTcp {
+    /// The arrival stamps of this connection's reads.
+    pub fn stamps(&self) -> RxStamps {
+        self.stamps.clone()
+    }
+}
+
 impl AsyncRead for StampedTcp {
     fn poll_read(
         mut self: Pin<&mut Self>,

@@ -372,17 +372,81 @@ async fn reset(State(state): State<Arc<SimState>>) -> &'static str {
     "cleared\n"
 }
 
-/// When the request reached the simulator (stamped before the body is read), the time base
-/// of every ground-truth record.
+/// When the request reached the simulator, the time base of every ground-truth record: the
+/// kernel's receive stamp of the request's last segment read so far (its head, at least), so
+/// that the time the simulator took to wake up and parse it is on the record's clock, as it
+/// is on the client's. Without kernel stamps, the instant the middleware ran.
 #[derive(Debug, Clone, Copy)]
 pub struct Received(pub std::time::Instant);
+
+/// A connection's peer and the arrival stamps of what it sent.
+///
+/// The stamps come from the probes' own reader ([`crate::drivers::rxstamp`]): a bias there
+/// would show twice in a comparison with the truth (late on the probe's side, early here),
+/// never cancel.
+#[derive(Debug, Clone)]
+pub struct Peer {
+    pub addr: SocketAddr,
+    pub stamps: crate::drivers::rxstamp::RxStamps,
+}
+
+impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, StampingListener>>
+    for Peer
+{
+    fn connect_info(s: axum::serve::IncomingStream<'_, StampingListener>) -> Peer {
+        Peer {
+            addr: *s.remote_addr(),
+            stamps: s.io().stamps(),
+        }
+    }
+}
+
+/// A TCP listener whose connections stamp every read with its arrival, with no Nagle delay
+/// (small stream writes leave at once, as a real streaming server sends them).
+pub struct StampingListener(tokio::net::TcpListener);
+
+impl axum::serve::Listener for StampingListener {
+    type Io = crate::drivers::rxstamp::StampedTcp;
+    type Addr = SocketAddr;
+
+    async fn accept(&mut self) -> (Self::Io, SocketAddr) {
+        loop {
+            match self.0.accept().await {
+                Ok((tcp, addr)) => {
+                    let _ = tcp.set_nodelay(true);
+                    return (crate::drivers::rxstamp::StampedTcp::new(tcp).0, addr);
+                }
+                // A connection that failed before it was accepted concerns only its client;
+                // anything else (out of file descriptors) is waited out.
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::ConnectionRefused
+                            | std::io::ErrorKind::ConnectionAborted
+                            | std::io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    tracing::warn!("simulator: accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+            }
+        }
+    }
+
+    fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.0.local_addr()
+    }
+}
 
 async fn stamp_arrival(
     State(state): State<Arc<SimState>>,
     mut req: axum::extract::Request,
     next: axum::middleware::Next,
 ) -> axum::response::Response {
-    let now = std::time::Instant::now();
+    let now = req
+        .extensions()
+        .get::<axum::extract::ConnectInfo<Peer>>()
+        .map_or_else(std::time::Instant::now, |c| c.0.stamps.last());
     req.extensions_mut().insert(Received(now));
     // Every request but the simulator's own ground-truth, health and metrics routes.
     let path = req.uri().path();
@@ -479,15 +543,11 @@ pub fn router(state: Arc<SimState>) -> Router {
 
 /// Serves on an already-bound listener until the future is dropped.
 pub async fn serve(listener: tokio::net::TcpListener, state: Arc<SimState>) -> std::io::Result<()> {
-    // No Nagle delay: small stream writes leave at once, as a real streaming server sends them.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        let _ = tcp.set_nodelay(true);
-    });
-    // The peer address of each request (one per connection) for the network routes.
+    // The peer of each request (one per connection): its address for the network routes,
+    // its arrival stamps for the truth's time base.
     axum::serve(
-        listener,
-        router(state).into_make_service_with_connect_info::<SocketAddr>(),
+        StampingListener(listener),
+        router(state).into_make_service_with_connect_info::<Peer>(),
     )
     .await
 }

@@ -132,10 +132,10 @@ impl NetState {
     }
 }
 
-type Peer = Option<axum::Extension<ConnectInfo<SocketAddr>>>;
+type Peer = Option<axum::Extension<ConnectInfo<super::Peer>>>;
 
 fn peer(p: Peer) -> Option<SocketAddr> {
-    p.map(|axum::Extension(ConnectInfo(a))| a)
+    p.map(|axum::Extension(ConnectInfo(p))| p.addr)
 }
 
 fn authority(uri: &axum::http::Uri) -> Option<String> {
