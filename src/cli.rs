@@ -431,17 +431,19 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            if let Err(e) = crate::schedule::quality::configure(&region, state.as_deref()) {
-                eprintln!("error: {e}");
-                return Ok(EXIT_USAGE);
-            }
             let cache = state
                 .as_deref()
                 .map(crate::schedule::judged::cache_path_for);
-            if let Err(e) = crate::schedule::judged::configure_cache(cache.as_deref()) {
-                eprintln!("error: {e}");
-                return Ok(EXIT_USAGE);
-            }
+            let ctx = match crate::schedule::RunContext::new(&region)
+                .with_facts(state.as_deref())
+                .and_then(|c| c.with_judgments(cache.as_deref()))
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(EXIT_USAGE);
+                }
+            };
             // SIGTERM (a CronJob's pod being stopped) or Ctrl-C: stop starting cases, keep
             // what was measured, and deliver it like any run.
             let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -460,6 +462,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 tick,
                 stop: Some(stop_rx),
                 progress: crate::quickstart::progress::Progress::for_terminal(quiet),
+                ctx: ctx.clone(),
             };
             let outputs = Outputs {
                 report,
@@ -470,10 +473,10 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 otlp,
             };
             let code = run_suites(&loaded, &region, &outputs, &opts, quiet).await?;
-            if let Err(e) = crate::schedule::quality::save() {
+            if let Err(e) = ctx.facts.save() {
                 eprintln!("warning: the fact history could not be saved: {e}");
             }
-            if let Err(e) = crate::schedule::judged::save_cache() {
+            if let Err(e) = ctx.judgments.save() {
                 eprintln!("warning: the judgment cache could not be saved: {e}");
             }
             Ok(if no_slo_exit && code == EXIT_SLO_MISSED {
@@ -522,6 +525,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 seed,
                 concurrency,
                 permits: None,
+                ctx: crate::schedule::RunContext::default(),
             };
             let outcome = match crate::gate::run(s, &opts).await {
                 Ok(o) => o,
@@ -603,14 +607,18 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let _ = crate::schedule::quality::configure("local", None);
             let cache = state
                 .as_deref()
                 .map(crate::schedule::judged::cache_path_for);
-            if let Err(e) = crate::schedule::judged::configure_cache(cache.as_deref()) {
-                eprintln!("error: {e}");
-                return Ok(EXIT_USAGE);
-            }
+            let ctx = match crate::schedule::RunContext::default()
+                .with_judgments(cache.as_deref())
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("error: {e}");
+                    return Ok(EXIT_USAGE);
+                }
+            };
             let mut all_rows = Vec::new();
             let mut judged = false;
             for s in &loaded {
@@ -621,6 +629,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 let opts = RunOptions {
                     runs,
                     concurrency,
+                    ctx: ctx.clone(),
                     ..Default::default()
                 };
                 let obs = crate::schedule::executor::execute(&only, &opts).await;
@@ -628,7 +637,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                 let stats = crate::slo::aggregate::aggregate(&obs);
                 all_rows.extend(crate::sink::calibrate::rows(&stats));
             }
-            if let Err(e) = crate::schedule::judged::save_cache() {
+            if let Err(e) = ctx.judgments.save() {
                 eprintln!("warning: the judgment cache could not be saved: {e}");
             }
             if json {
@@ -638,7 +647,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
                     "{}",
                     crate::sink::calibrate::table(
                         &all_rows,
-                        crate::schedule::judged::judge_calls()
+                        ctx.judgments.calls()
                     )
                 );
             }
@@ -650,14 +659,14 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         }
         Command::Plan {
             suites,
-            region,
+            // The plan does not depend on the region (a rotation's order does, per tick).
+            region: _,
             json,
         } => {
             let loaded = match load(&suites, &ProcessEnv::default()) {
                 Ok(s) => s,
                 Err(code) => return Ok(code),
             };
-            let _ = crate::schedule::quality::configure(&region, None);
             let plans: Vec<crate::schedule::plan::SuitePlan> =
                 loaded.iter().map(crate::schedule::plan::plan).collect();
             if json {
@@ -1371,7 +1380,6 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
     let (addr, _sim_thread) =
         start_sim_thread(state.clone()).context("cannot start the simulator")?;
     println!("canary demo: simulator on http://{addr} (seed {seed})\n");
-    let _ = crate::schedule::quality::configure("demo", None);
 
     let mut env = ProcessEnv::default();
     for v in SIM_URL_VARS {
@@ -1404,7 +1412,11 @@ async fn demo(probes: Option<PathBuf>, out: &Path, seed: u64) -> anyhow::Result<
         let before = state.truth().len();
         let before_streams = state.streams().len();
         let before_voices = state.voices().len();
-        let r = run_suite(&s, "demo", &RunOptions::default()).await;
+        let opts = RunOptions {
+            ctx: crate::schedule::RunContext::new("demo"),
+            ..RunOptions::default()
+        };
+        let r = run_suite(&s, "demo", &opts).await;
         println!("{}", r.table);
         let truth = &state.truth()[before..];
         if !truth.is_empty() {

@@ -139,10 +139,6 @@ fn run(cells: &[(&str, &str, &str)]) -> (Value, Vec<Value>, String) {
     )
 }
 
-fn close(what: &str, measured: Option<f64>, truth: Option<f64>) {
-    close_within(what, measured, truth, TOLERANCE)
-}
-
 fn close_within(what: &str, measured: Option<f64>, truth: Option<f64>, tolerance: f64) {
     let (m, t) = match (measured, truth) {
         (Some(m), Some(t)) => (m, t),
@@ -188,10 +184,20 @@ fn check_fidelity(models: &[&str], modes: &[&str]) {
             .unwrap_or_else(|| panic!("no truth for {name} ({path})"));
         let lat = |k: &str| c["latency"][k].as_f64();
         let tv = |k: &str| t[k].as_f64();
-        close(
+        // Byte by byte, the head is followed at once by one-byte segments: a read that comes
+        // late finds the head and the bytes behind it, and the kernel stamps what one read
+        // returns with the arrival of its last segment (docs/ARCHITECTURE.md, "Arrival
+        // stamps"): the head's stamp is then late by as much as the read was, which a busy
+        // two-core machine makes a few milliseconds.
+        close_within(
             &format!("{name} ttfb"),
             lat("time_to_first_byte"),
             tv("headers"),
+            if *mode == "bytes" {
+                GAP_TOLERANCE
+            } else {
+                TOLERANCE
+            },
         );
         // The later phases from the response head on both sides (as the demo compares them):
         // the accept and request-parse time of the server, which the absolute ttfb check

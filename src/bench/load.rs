@@ -55,8 +55,7 @@ pub async fn run(jobs: Vec<Job>, in_flight: usize, deadline: Duration) -> Vec<Do
             let _permit = permit;
             let vars = RunVars {
                 run: job.run,
-                seed: None,
-                stop_early: false,
+                ..RunVars::default()
             };
             let timeline = drivers::run_case(&job.endpoint, &job.case, vars, deadline).await;
             let observation = Observation::from_timeline(

@@ -17,11 +17,9 @@ use std::time::{Duration, Instant, SystemTime};
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
-use super::transport::Net;
 use crate::timeline::{ErrorClass, ProbeError, Recorder};
 
 /// Largest token response read.
-const MAX_TOKEN_BODY: u64 = 64 * 1024;
 /// Lifetime assumed when a token response gives none.
 const DEFAULT_TOKEN_LIFETIME: Duration = Duration::from_secs(3600);
 /// Lifetime of a Google service account's self-signed JWT or assertion.
@@ -229,19 +227,15 @@ impl TokenSource {
         }
     }
 
-    /// The bearer header: cached, or fetched now (one fetch at a time).
-    async fn bearer(
-        &self,
-        net: Option<&Net>,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-    ) -> Result<HeaderValue, ProbeError> {
+    /// The bearer header: cached, or fetched now through `transport` (one fetch at a time).
+    async fn bearer(&self, transport: &dyn TokenTransport) -> Result<HeaderValue, ProbeError> {
         let mut cache = self.cache.lock().await;
         if let Some(c) = cache.as_ref() {
             if Instant::now() < c.refresh_at {
                 return Ok(c.header.clone());
             }
         }
-        let (token, lifetime) = self.fetch(net, tls).await?;
+        let (token, lifetime) = self.fetch(transport).await?;
         crate::secret::register(&token);
         let header = HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| {
             auth_err("the token endpoint issued a token that is not a valid header value")
@@ -253,11 +247,7 @@ impl TokenSource {
         Ok(header)
     }
 
-    async fn fetch(
-        &self,
-        net: Option<&Net>,
-        tls: Option<&Arc<rustls::ClientConfig>>,
-    ) -> Result<(String, Duration), ProbeError> {
+    async fn fetch(&self, transport: &dyn TokenTransport) -> Result<(String, Duration), ProbeError> {
         let mut form: Vec<(&str, String)> = Vec::new();
         let mut basic = None;
         match &self.kind {
@@ -320,41 +310,25 @@ impl TokenSource {
             })?;
             headers.push((http::header::AUTHORIZATION, v));
         }
-        // The token request: the endpoint's proxy and TLS settings, a connection of its
-        // own, its own clock (none of its phases is the probe's).
-        let token_net = net.map(Net::for_another_service).unwrap_or_default();
-        let mut scratch = Recorder::start();
-        let url = self.token_url.clone();
-        let fut = Box::pin(super::http::send(
-            super::http::HttpRequest {
-                method: Method::POST,
-                uri: &url,
-                headers: &headers,
-                body: Some(Bytes::from(body)),
-                content_type: Some("application/x-www-form-urlencoded"),
-                accept: "application/json",
-                tls,
-                net: Some(&token_net),
-            },
-            &mut scratch,
-        ));
-        let streaming = fut.await.map_err(|e| {
-            auth_err(format!(
-                "token request to {} failed: {}",
-                self.token_url, e.message
-            ))
-        })?;
-        let resp = streaming
-            .read_all(MAX_TOKEN_BODY, &mut scratch)
+        let (status, answer) = transport
+            .send(TokenRequest {
+                url: self.token_url.clone(),
+                headers,
+                body: Bytes::from(body),
+            })
             .await
-            .map_err(|(e, _)| {
-                auth_err(format!(
-                    "token response from {} broken: {}",
-                    self.token_url, e.message
-                ))
+            .map_err(|e| {
+                auth_err(match e {
+                    TokenSendError::Request(m) => {
+                        format!("token request to {} failed: {m}", self.token_url)
+                    }
+                    TokenSendError::Body(m) => {
+                        format!("token response from {} broken: {m}", self.token_url)
+                    }
+                })
             })?;
-        let doc: serde_json::Value = serde_json::from_slice(&resp.body).unwrap_or_default();
-        if !(200..300).contains(&resp.status) {
+        let doc: serde_json::Value = serde_json::from_slice(&answer).unwrap_or_default();
+        if !(200..300).contains(&status) {
             let why = [doc["error"].as_str(), doc["error_description"].as_str()]
                 .into_iter()
                 .flatten()
@@ -364,7 +338,7 @@ impl TokenSource {
             return Err(auth_err(format!(
                 "token endpoint {} answered HTTP {}{}",
                 self.token_url,
-                resp.status,
+                status,
                 if why.is_empty() {
                     String::new()
                 } else {
@@ -438,6 +412,38 @@ fn urlencode(s: &str) -> String {
     out
 }
 
+/// A token request for the transport to send: `POST url` with a form body, and the
+/// client's Basic credential when it is not in the body.
+pub struct TokenRequest {
+    pub url: Uri,
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub body: Bytes,
+}
+
+/// Why a token request got no complete answer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenSendError {
+    /// It could not be sent, or no response head came.
+    Request(String),
+    /// The response's body broke off or was too large.
+    Body(String),
+}
+
+/// The largest token response read.
+pub const MAX_TOKEN_BODY: u64 = 64 * 1024;
+
+/// A token response's status and body.
+pub type TokenFuture<'a> = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(u16, Bytes), TokenSendError>> + Send + 'a>,
+>;
+
+/// Sends token requests: the transport's side (the endpoint's proxy and TLS settings, a
+/// connection of its own, its own clock: none of its phases is the probe's). Keeps this
+/// module free of the HTTP client, which uses it.
+pub trait TokenTransport: Sync {
+    fn send(&self, req: TokenRequest) -> TokenFuture<'_>;
+}
+
 /// A credential ready for one request.
 pub enum Prepared {
     Bearer(HeaderValue),
@@ -457,8 +463,7 @@ impl Auth {
     /// contain each other; the box gives the type an end.
     pub fn prepare<'a>(
         &'a self,
-        net: Option<&'a Net>,
-        tls: Option<&'a Arc<rustls::ClientConfig>>,
+        transport: &'a dyn TokenTransport,
         rec: &'a mut Recorder,
     ) -> std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<Prepared, ProbeError>> + Send + 'a>,
@@ -472,7 +477,7 @@ impl Auth {
                     service: s.service.clone(),
                     time: SystemTime::now(),
                 }),
-                Auth::Token(t) => t.bearer(net, tls).await.map(Prepared::Bearer),
+                Auth::Token(t) => t.bearer(transport).await.map(Prepared::Bearer),
             };
             let spent = t0.elapsed().as_secs_f64();
             let n = rec.net_mut();

@@ -11,8 +11,7 @@
 //! warm connection. Body pieces are stamped with the arrival of the read that completed them
 //! (the kernel's receive timestamp, [`super::rxstamp`]), before parsing.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, OnceLock};
 use std::time::Instant;
 
 use bytes::{Bytes, BytesMut};
@@ -22,6 +21,7 @@ use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
 
+use super::pool::{ConnFuture, ConnInfo, Idle, Pool, Sender, DRAIN_MAX_BYTES, DRAIN_MAX_TIME};
 use super::proxy::Proxy;
 use super::transport::{HttpVersion, Net};
 use crate::timeline::{ErrorClass, Event, Phases, ProbeError, Recorder, RedirectHop, Response};
@@ -67,133 +67,10 @@ pub struct Streaming {
     head_at: Instant,
 }
 
-type ConnFuture = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 // The roots and the client configuration are shared with the suite loader (an endpoint's
 // `tls:` files): they live in `crate::tls`.
 pub use crate::tls::{client_config, system_roots};
-
-/// A connection's request sender.
-enum Sender {
-    H1(hyper::client::conn::http1::SendRequest<Full<Bytes>>),
-    H2(hyper::client::conn::http2::SendRequest<Full<Bytes>>),
-}
-
-impl Sender {
-    fn usable(&self) -> bool {
-        match self {
-            Sender::H1(s) => s.is_ready() && !s.is_closed(),
-            Sender::H2(s) => s.is_ready() && !s.is_closed(),
-        }
-    }
-}
-
-/// What a pooled connection is: how requests on it are written.
-#[derive(Clone)]
-struct ConnInfo {
-    https: bool,
-    h2: bool,
-    authority: String,
-    forward: Option<Arc<Proxy>>,
-}
-
-/// An idle connection kept for the next case run.
-struct Idle {
-    sender: Sender,
-    conn: ConnFuture,
-    stamps: super::rxstamp::RxStamps,
-    info: ConnInfo,
-}
-
-/// Idle connections an endpoint keeps at most per origin (more are closed).
-const POOL_IDLE_MAX: usize = 8;
-
-/// An endpoint's keep-alive pool (`connection: reuse`): idle connections by origin (and
-/// proxy). A connection is taken by one case run at a time, driven in that run's task as a
-/// fresh one is, and put back only when its response was read to the end.
-#[derive(Default)]
-pub struct Pool {
-    idle: Mutex<HashMap<String, Vec<Idle>>>,
-    /// HTTP/1.1 connections whose last body is being read to its end in the background.
-    draining: Mutex<HashMap<String, usize>>,
-    changed: tokio::sync::Notify,
-}
-
-/// How long a case run waits for a connection being drained before opening a new one.
-const DRAIN_WAIT: std::time::Duration = std::time::Duration::from_millis(200);
-/// Most a background drain reads, and how long it may take, before the connection is
-/// closed instead of pooled.
-const DRAIN_MAX_BYTES: usize = 1 << 20;
-const DRAIN_MAX_TIME: std::time::Duration = std::time::Duration::from_secs(2);
-
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Pool")
-    }
-}
-
-impl Pool {
-    /// An idle connection to `key` that is still open and ready for a request.
-    fn take(&self, key: &str) -> Option<Idle> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(key)?;
-        while let Some(mut c) = list.pop() {
-            // Let the connection notice a close or an EOF that came while it was idle.
-            let waker = futures_util::task::noop_waker();
-            let mut cx = std::task::Context::from_waker(&waker);
-            if c.conn.as_mut().poll(&mut cx).is_ready() {
-                continue;
-            }
-            if c.sender.usable() {
-                return Some(c);
-            }
-        }
-        None
-    }
-
-    fn put(&self, key: String, c: Idle) {
-        {
-            let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-            let list = idle.entry(key).or_default();
-            if list.len() < POOL_IDLE_MAX {
-                list.push(c);
-            }
-        }
-        self.changed.notify_waiters();
-    }
-
-    fn draining(&self, key: &str, delta: isize) {
-        {
-            let mut d = self.draining.lock().unwrap_or_else(|e| e.into_inner());
-            let n = d.entry(key.to_string()).or_default();
-            *n = n.saturating_add_signed(delta);
-        }
-        self.changed.notify_waiters();
-    }
-
-    /// An idle connection to `key`; when none is idle but one is being drained, waits for
-    /// it a little (the previous case run left it a moment ago).
-    async fn checkout(&self, key: &str) -> Option<Idle> {
-        let until = tokio::time::Instant::now() + DRAIN_WAIT;
-        loop {
-            let changed = self.changed.notified();
-            if let Some(c) = self.take(key) {
-                return Some(c);
-            }
-            let busy = self
-                .draining
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .get(key)
-                .copied()
-                .unwrap_or(0);
-            if busy == 0 || tokio::time::Instant::now() >= until {
-                return None;
-            }
-            let _ = tokio::time::timeout_at(until, changed).await;
-        }
-    }
-}
 
 impl Drop for Streaming {
     /// Under `connection: reuse`, puts the connection back in the pool: at once when the
@@ -275,6 +152,43 @@ fn tls_config() -> Arc<rustls::ClientConfig> {
             client_config(system_roots(), None).expect("ring supports TLS 1.2 and 1.3")
         })
         .clone()
+}
+
+/// Sends an endpoint's token requests (`auth:`): its proxy, HTTP version and TLS settings,
+/// a connection of its own and a clock of its own (none of its phases is the probe's).
+struct TokenSender<'a> {
+    net: Option<&'a Net>,
+    tls: Option<&'a Arc<rustls::ClientConfig>>,
+}
+
+impl super::auth::TokenTransport for TokenSender<'_> {
+    fn send(&self, r: super::auth::TokenRequest) -> super::auth::TokenFuture<'_> {
+        use super::auth::{TokenSendError, MAX_TOKEN_BODY};
+        Box::pin(async move {
+            let token_net = self.net.map(Net::for_another_service).unwrap_or_default();
+            let mut scratch = Recorder::start();
+            let streaming = Box::pin(send(
+                HttpRequest {
+                    method: Method::POST,
+                    uri: &r.url,
+                    headers: &r.headers,
+                    body: Some(r.body),
+                    content_type: Some("application/x-www-form-urlencoded"),
+                    accept: "application/json",
+                    tls: self.tls,
+                    net: Some(&token_net),
+                },
+                &mut scratch,
+            ))
+            .await
+            .map_err(|e| TokenSendError::Request(e.message))?;
+            let resp = streaming
+                .read_all(MAX_TOKEN_BODY, &mut scratch)
+                .await
+                .map_err(|(e, _)| TokenSendError::Body(e.message))?;
+            Ok((resp.status, resp.body))
+        })
+    }
 }
 
 /// The default configuration offering the ALPN protocols of `version` (cached: each is
@@ -789,7 +703,13 @@ async fn send_once(req: Once<'_>, rec: &mut Recorder) -> Result<Streaming, Probe
     // The credential for this request (a cached token, or one fetched now: its time is
     // recorded apart and is in no latency and no connection phase).
     let auth_headers = match (req.credentials, req.net.and_then(|n| n.auth.as_ref())) {
-        (true, Some(a)) => Some(a.prepare(req.net, req.tls, rec).await?),
+        (true, Some(a)) => {
+            let transport = TokenSender {
+                net: req.net,
+                tls: req.tls,
+            };
+            Some(a.prepare(&transport, rec).await?)
+        }
         _ => None,
     };
     let mut idle = match &pool {

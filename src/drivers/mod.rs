@@ -9,6 +9,7 @@ pub mod http;
 pub mod http_audio;
 pub mod http_json;
 pub mod job;
+pub mod pool;
 pub mod proxy;
 pub mod realtime;
 pub mod rxstamp;
@@ -25,30 +26,45 @@ use std::time::Duration;
 use crate::suite::{Case, Endpoint, Protocol};
 use crate::timeline::{ErrorClass, ProbeError, Recorder, Timeline};
 
-/// Which run of a case this is, for `{{run}}` and `{{seed}}` in request templates.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+/// Which run of a case this is, for `{{run}}`, `{{seed}}` and `{{region}}` in request
+/// templates.
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct RunVars {
     /// 1-based run number of the case within the invocation.
     pub run: u32,
     pub seed: Option<u64>,
     /// Stop reading a stream at its first visible token (`stop_after: first_visible`).
     pub stop_early: bool,
+    /// The vantage point's region (`--region`).
+    pub region: std::sync::Arc<str>,
+}
+
+impl Default for RunVars {
+    fn default() -> Self {
+        RunVars {
+            run: 0,
+            seed: None,
+            stop_early: false,
+            region: std::sync::Arc::from("local"),
+        }
+    }
 }
 
 impl RunVars {
     /// What `{{...}}` placeholders can name for this run of `case`.
-    pub fn template<'a>(&self, case: &'a Case) -> crate::suite::template::Vars<'a> {
+    pub fn template<'a>(&'a self, case: &'a Case) -> crate::suite::template::Vars<'a> {
         crate::suite::template::Vars {
             case,
             run: Some(self.run),
             seed: self.seed,
+            region: &self.region,
         }
     }
 
     /// Renders `{{run}}`, `{{seed}}`, `{{case.*}}` and `{{input.*}}` in a request body a
     /// golden case holds (other `{{...}}` text is left as written).
     pub fn render(
-        self,
+        &self,
         body: &serde_json::Value,
         case: &Case,
     ) -> Result<serde_json::Value, ProbeError> {

@@ -64,7 +64,7 @@ pub struct Net {
     pub follow_redirects: u32,
     /// `connection: reuse`: the endpoint's keep-alive pool (`None`: a fresh connection per
     /// case run).
-    pub pool: Option<Arc<super::http::Pool>>,
+    pub pool: Option<Arc<super::pool::Pool>>,
     /// `resolve:` host names (lowercase) and the address each connects to instead of DNS.
     pub resolve: Vec<(String, std::net::IpAddr)>,
     /// `auth:` the credential obtained per request.

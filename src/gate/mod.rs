@@ -191,6 +191,8 @@ pub struct GateOptions {
     pub concurrency: usize,
     /// A concurrency limit to share (serve's own), instead of a new one of `concurrency`.
     pub permits: Option<Arc<Semaphore>>,
+    /// The region, judgment cache and backoff table the gate's runs use.
+    pub ctx: crate::schedule::RunContext,
 }
 
 /// The gate's overall verdict.
@@ -288,7 +290,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         .permits
         .clone()
         .unwrap_or_else(|| Arc::new(Semaphore::new(opts.concurrency.max(1))));
-    let results = execute_plan(plan, permits).await;
+    let results = execute_plan(plan, permits, &opts.ctx).await;
     let finished = SystemTime::now();
     let mut c_obs: Vec<Observation> = Vec::new();
     let mut b_obs: Vec<Observation> = Vec::new();

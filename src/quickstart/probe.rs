@@ -421,7 +421,6 @@ pub async fn run(args: ProbeArgs) -> u8 {
             }
         }
     }
-    let _ = crate::schedule::quality::configure("local", None);
     let r = crate::cli::run_suite(&suite, "local", &RunOptions::default()).await;
     let url = crate::secret::redact(&plan.url);
     if args.json {

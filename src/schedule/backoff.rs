@@ -1,9 +1,9 @@
 //! Honouring `Retry-After`: when an endpoint answers 429 with `Retry-After: N` (seconds), the
 //! next case runs to that endpoint wait until then (at most [`MAX_WAIT`]) instead of adding to
-//! the storm. Shared by every run in the process (`run`, `gate`, `serve`), keyed by URL.
+//! the storm. Kept per run context (one per `run`, `gate` or `serve`), keyed by URL.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use crate::timeline::Timeline;
@@ -11,9 +11,10 @@ use crate::timeline::Timeline;
 /// The longest wait honoured, whatever the server asks.
 pub const MAX_WAIT: Duration = Duration::from_secs(120);
 
-fn table() -> &'static Mutex<HashMap<String, Instant>> {
-    static T: OnceLock<Mutex<HashMap<String, Instant>>> = OnceLock::new();
-    T.get_or_init(|| Mutex::new(HashMap::new()))
+/// Until when each endpoint URL asked to be left alone.
+#[derive(Debug, Default)]
+pub struct Backoff {
+    until: Mutex<HashMap<String, Instant>>,
 }
 
 /// The `Retry-After` of a 429 answer, in seconds (HTTP dates are not honoured).
@@ -23,26 +24,28 @@ pub fn retry_after(t: &Timeline) -> Option<Duration> {
     Some(Duration::from_secs(secs).min(MAX_WAIT))
 }
 
-/// Records a timeline's `Retry-After` for its endpoint URL.
-pub fn note(url: &str, t: &Timeline) {
-    if let Some(wait) = retry_after(t) {
-        let until = Instant::now() + wait;
-        if let Ok(mut m) = table().lock() {
-            let e = m.entry(url.to_string()).or_insert(until);
-            if *e < until {
-                *e = until;
+impl Backoff {
+    /// Records a timeline's `Retry-After` for its endpoint URL.
+    pub fn note(&self, url: &str, t: &Timeline) {
+        if let Some(wait) = retry_after(t) {
+            let until = Instant::now() + wait;
+            if let Ok(mut m) = self.until.lock() {
+                let e = m.entry(url.to_string()).or_insert(until);
+                if *e < until {
+                    *e = until;
+                }
             }
         }
     }
-}
 
-/// How long a new case run to `url` should wait, if at all.
-pub fn wait_for(url: &str) -> Option<Duration> {
-    let m = table().lock().ok()?;
-    let until = *m.get(url)?;
-    until
-        .checked_duration_since(Instant::now())
-        .filter(|d| !d.is_zero())
+    /// How long a new case run to `url` should wait, if at all.
+    pub fn wait_for(&self, url: &str) -> Option<Duration> {
+        let m = self.until.lock().ok()?;
+        let until = *m.get(url)?;
+        until
+            .checked_duration_since(Instant::now())
+            .filter(|d| !d.is_zero())
+    }
 }
 
 #[cfg(test)]
@@ -92,13 +95,14 @@ mod tests {
     #[test]
     fn a_429_makes_the_next_run_wait() {
         let url = "http://backoff-test.invalid/x";
-        assert_eq!(wait_for(url), None);
-        note(url, &tl(429, Some("5")));
-        let w = wait_for(url).unwrap();
+        let b = Backoff::default();
+        assert_eq!(b.wait_for(url), None);
+        b.note(url, &tl(429, Some("5")));
+        let w = b.wait_for(url).unwrap();
         assert!(
             w > Duration::from_secs(4) && w <= Duration::from_secs(5),
             "{w:?}"
         );
-        assert_eq!(wait_for("http://other.invalid/"), None);
+        assert_eq!(b.wait_for("http://other.invalid/"), None);
     }
 }

@@ -35,6 +35,8 @@ pub struct RunOptions {
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Counts finished case runs for the progress line of `canary run` on a terminal.
     pub progress: Option<Arc<crate::quickstart::progress::Progress>>,
+    /// The region, the fact history, the judgment cache and the backoff table of this run.
+    pub ctx: super::RunContext,
 }
 
 /// Resolves once `stop` says stop (never, when there is no `stop`).
@@ -90,12 +92,13 @@ pub async fn warm_up(suite: &Suite, opts: &RunOptions) {
                 let suite = Arc::clone(&suite);
                 let permits = Arc::clone(&permits);
                 let (timeout, seed) = (opts.timeout, opts.seed);
+                let region = opts.ctx.region.clone();
                 set.spawn(async move {
                     let _permit = permits.acquire_owned().await.ok();
                     let probe = suite.probes.get(pi)?;
                     let case = probe.cases.get(ci)?;
                     let endpoint = suite.endpoints.get(&probe.endpoint)?;
-                    let vars = drivers::RunVars { run: round, seed, stop_early: probe.stop_after_first_visible };
+                    let vars = drivers::RunVars { run: round, seed, stop_early: probe.stop_after_first_visible, region };
                     let t = drivers::run_case(
                         endpoint,
                         case,
@@ -174,6 +177,7 @@ pub async fn execute_probes(
         let suite = Arc::clone(&suite);
         let timeout = opts.timeout;
         let progress = opts.progress.clone();
+        let ctx = opts.ctx.clone();
         // The slot is taken here, in order, so runs start in the (seeded) order of the list.
         // The semaphore is never closed; if it were, run without a permit rather than lose the case.
         let permit = tokio::select! {
@@ -192,8 +196,9 @@ pub async fn execute_probes(
                 run: job.run,
                 seed,
                 stop_early: probe.stop_after_first_visible,
+                region: ctx.region.clone(),
             };
-            let obs = run_one(endpoint, probe, case, vars, deadline).await;
+            let obs = run_one(endpoint, probe, case, vars, deadline, &ctx).await;
             if let Some(p) = &progress {
                 p.finished(obs.outcome.is_error());
             }
@@ -250,7 +255,7 @@ pub fn tick_subset(
     let ticks = crate::schedule::cron::ticks_per_day(probe.schedule.as_deref()?).ok()?;
     let endpoint = suite.endpoints.get(&probe.endpoint)?;
     let rate = super::rotation::cases_per_tick(probe, endpoint, ticks)?;
-    let order = super::rotation::order(probe, opts.seed.unwrap_or(0), &super::quality::region());
+    let order = super::rotation::order(probe, opts.seed.unwrap_or(0), &opts.ctx.region);
     let tick = opts.tick.unwrap_or_else(|| {
         let now = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -269,8 +274,9 @@ async fn run_one(
     case: &crate::suite::Case,
     vars: drivers::RunVars,
     deadline: Duration,
+    ctx: &super::RunContext,
 ) -> Observation {
-    if let Some(wait) = super::backoff::wait_for(&endpoint.url) {
+    if let Some(wait) = ctx.backoff.wait_for(&endpoint.url) {
         tokio::time::sleep(wait).await;
     }
     // One trace per case run: its span covers the quality signals' reads and writes, the
@@ -284,10 +290,10 @@ async fn run_one(
         let (mut obs, timeline) = case_scope
             .scope(
                 scope.clone(),
-                super::judged::run_conversation(endpoint, probe, case, vars, deadline),
+                super::judged::run_conversation(endpoint, probe, case, vars, deadline, ctx),
             )
             .await;
-        super::backoff::note(&endpoint.url, &timeline);
+        ctx.backoff.note(&endpoint.url, &timeline);
         // A conversation's span: its turns' requests and judge calls as children; the
         // per-turn moments are in the case record's `turns`.
         obs.trace = Some(Box::new(crate::timeline::trace::CaseTrace {
@@ -301,18 +307,19 @@ async fn run_one(
         }));
         return obs;
     }
+    let run = vars.run;
     let (timeline, quality) = case_scope
         .scope(
             scope.clone(),
-            super::quality::run_case(endpoint, probe, case, vars, deadline),
+            super::quality::run_case(endpoint, probe, case, vars, deadline, ctx),
         )
         .await;
-    super::backoff::note(&endpoint.url, &timeline);
+    ctx.backoff.note(&endpoint.url, &timeline);
     let obs = Observation::from_timeline(
         endpoint,
         &probe.name,
         case,
-        vars.run,
+        run,
         probe.stall,
         &timeline,
     )
@@ -321,7 +328,7 @@ async fn run_one(
     let mut obs = case_scope
         .scope(
             scope.clone(),
-            super::judged::judge_observation(obs, endpoint, case, &timeline),
+            super::judged::judge_observation(obs, endpoint, case, &timeline, ctx),
         )
         .await;
     let end = std::time::SystemTime::now();
@@ -364,9 +371,11 @@ pub struct Planned {
 pub async fn execute_plan(
     plan: Vec<Planned>,
     permits: Arc<Semaphore>,
+    ctx: &super::RunContext,
 ) -> Vec<(usize, Observation)> {
     let mut set = JoinSet::new();
     for (order, job) in plan.into_iter().enumerate() {
+        let ctx = ctx.clone();
         // Slots are taken in plan order, so runs start in that order.
         let permit = Arc::clone(&permits).acquire_owned().await.ok();
         set.spawn(async move {
@@ -378,8 +387,9 @@ pub async fn execute_plan(
                 run: job.run,
                 seed: job.seed,
                 stop_early: probe.stop_after_first_visible,
+                region: ctx.region.clone(),
             };
-            let obs = run_one(endpoint, probe, case, vars, probe.timeout).await;
+            let obs = run_one(endpoint, probe, case, vars, probe.timeout, &ctx).await;
             Some((order, job.side, obs))
         });
     }

@@ -7,12 +7,14 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, OnceLock};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
 
+use super::state_file::{read_state, write_state, StateError};
+use super::RunContext;
 use crate::check::judge::{self, Judgment};
 use crate::check::CheckResult;
 use crate::drivers::{self, RunVars};
@@ -32,40 +34,27 @@ struct CacheFile {
     judgments: HashMap<String, Judgment>,
 }
 
+#[derive(Debug, Default)]
 struct Cache {
     map: HashMap<String, Judgment>,
-    path: Option<PathBuf>,
     dirty: bool,
 }
 
 /// Most judgments kept; new ones are not cached beyond it.
 pub const MAX_CACHED: usize = 100_000;
 
-fn cache() -> &'static Mutex<Cache> {
-    static C: OnceLock<Mutex<Cache>> = OnceLock::new();
-    C.get_or_init(|| {
-        Mutex::new(Cache {
-            map: HashMap::new(),
-            path: None,
-            dirty: false,
-        })
-    })
-}
-
-static JUDGE_CALLS: AtomicU64 = AtomicU64::new(0);
-
 type Inflight = HashMap<String, std::sync::Arc<tokio::sync::Mutex<()>>>;
 
-/// One lock per judgment being asked, so that runs of one answer in flight together ask
-/// the judge once and the others take the cached judgment.
-fn inflight() -> &'static Mutex<Inflight> {
-    static I: OnceLock<Mutex<Inflight>> = OnceLock::new();
-    I.get_or_init(|| Mutex::new(HashMap::new()))
-}
-
-/// Judge requests this process has made (cache hits make none).
-pub fn judge_calls() -> u64 {
-    JUDGE_CALLS.load(Ordering::Relaxed)
+/// The judgments of a run (across runs when it has a file), the judgments being asked, and
+/// how many judge requests were made (cache hits make none).
+#[derive(Debug, Default)]
+pub struct JudgmentCache {
+    cache: Mutex<Cache>,
+    path: Option<PathBuf>,
+    /// One lock per judgment being asked, so that runs of one answer in flight together ask
+    /// the judge once and the others take the cached judgment.
+    inflight: Mutex<Inflight>,
+    calls: AtomicU64,
 }
 
 /// Where the judgment cache of a state file lives: the state file with the extension
@@ -74,63 +63,71 @@ pub fn cache_path_for(state: &Path) -> PathBuf {
     state.with_extension("judgments.json")
 }
 
-/// Loads the judgment cache from `path` (a missing file starts empty) and saves to it later.
-pub fn configure_cache(path: Option<&Path>) -> Result<(), String> {
-    let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-    c.path = path.map(Path::to_path_buf);
-    c.map.clear();
-    c.dirty = false;
-    if let Some(p) = path {
-        match std::fs::read_to_string(p) {
-            Ok(text) => {
-                let f: CacheFile = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: not a canary judgment cache: {e}", p.display()))?;
-                c.map = f.judgments;
+impl JudgmentCache {
+    /// The cache in `path` (a missing file starts empty), saved there by [`Self::save`].
+    pub fn load(path: Option<&Path>) -> Result<JudgmentCache, StateError> {
+        let mut map = HashMap::new();
+        if let Some(p) = path {
+            if let Some(text) = read_state(p)? {
+                let f: CacheFile =
+                    serde_json::from_str(&text).map_err(|source| StateError::Malformed {
+                        path: p.to_path_buf(),
+                        what: "judgment cache",
+                        source,
+                    })?;
+                map = f.judgments;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", p.display())),
         }
+        Ok(JudgmentCache {
+            cache: Mutex::new(Cache { map, dirty: false }),
+            path: path.map(Path::to_path_buf),
+            ..JudgmentCache::default()
+        })
     }
-    Ok(())
-}
 
-/// Writes the cache to its file, if it has one and changed (a temporary file, then a rename).
-pub fn save_cache() -> Result<(), String> {
-    let (text, path) = {
-        let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-        let Some(path) = c.path.clone().filter(|_| c.dirty) else {
+    /// Writes the cache to its file, if it has one and changed, atomically.
+    pub fn save(&self) -> Result<(), StateError> {
+        let Some(path) = &self.path else {
             return Ok(());
         };
-        c.dirty = false;
-        let f = CacheFile {
-            version: 1,
-            judgments: c.map.clone(),
+        let text = {
+            let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+            if !c.dirty {
+                return Ok(());
+            }
+            c.dirty = false;
+            let f = CacheFile {
+                version: 1,
+                judgments: c.map.clone(),
+            };
+            serde_json::to_string(&f).map_err(|source| StateError::Encode {
+                what: "judgment cache",
+                source,
+            })?
         };
-        (serde_json::to_string(&f).map_err(|e| e.to_string())?, path)
-    };
-    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        write_state(path, &text)
     }
-    let tmp = path.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &path))
-        .map_err(|e| format!("{}: {e}", path.display()))
-}
 
-fn cached(key: &str) -> Option<Judgment> {
-    cache()
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .map
-        .get(key)
-        .cloned()
-}
+    /// Judge requests made through this cache.
+    pub fn calls(&self) -> u64 {
+        self.calls.load(Ordering::Relaxed)
+    }
 
-fn remember(key: String, j: &Judgment) {
-    let mut c = cache().lock().unwrap_or_else(|e| e.into_inner());
-    if c.map.len() < MAX_CACHED || c.map.contains_key(&key) {
-        c.map.insert(key, j.clone());
-        c.dirty = true;
+    fn cached(&self, key: &str) -> Option<Judgment> {
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .map
+            .get(key)
+            .cloned()
+    }
+
+    fn remember(&self, key: String, j: &Judgment) {
+        let mut c = self.cache.lock().unwrap_or_else(|e| e.into_inner());
+        if c.map.len() < MAX_CACHED || c.map.contains_key(&key) {
+            c.map.insert(key, j.clone());
+            c.dirty = true;
+        }
     }
 }
 
@@ -181,18 +178,22 @@ pub async fn judge(
     reference: Option<&str>,
     label: Option<bool>,
     turn: Option<u32>,
+    ctx: &RunContext,
 ) -> JudgeRecord {
     let key = judge::cache_key(spec, question, answer, reference);
-    let lock = inflight()
+    let cache = &ctx.judgments;
+    let lock = cache
+        .inflight
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .entry(key.clone())
         .or_default()
         .clone();
     let guard = lock.lock().await;
-    let r = judge_locked(spec, &key, question, answer, reference, label, turn).await;
+    let prompt = judge::prompt(question, answer, reference, &spec.rubric);
+    let r = judge_locked(spec, &key, prompt, label, turn, ctx).await;
     drop(guard);
-    let mut map = inflight().lock().unwrap_or_else(|e| e.into_inner());
+    let mut map = cache.inflight.lock().unwrap_or_else(|e| e.into_inner());
     // The map's own handle and ours: nobody else waits on this judgment.
     if std::sync::Arc::strong_count(&lock) <= 2 {
         map.remove(&key);
@@ -203,16 +204,14 @@ pub async fn judge(
 async fn judge_locked(
     spec: &JudgeSpec,
     key: &str,
-    question: &str,
-    answer: &str,
-    reference: Option<&str>,
+    prompt: String,
     label: Option<bool>,
     turn: Option<u32>,
+    ctx: &RunContext,
 ) -> JudgeRecord {
-    if let Some(j) = cached(key) {
+    if let Some(j) = ctx.judgments.cached(key) {
         return record(j, label, turn, true);
     }
-    let prompt = judge::prompt(question, answer, reference, &spec.rubric);
     let mut verdicts = Vec::new();
     let (mut input_tokens, mut output_tokens) = (0u64, 0u64);
     for sample in 0..spec.samples {
@@ -234,7 +233,7 @@ async fn judge_locked(
                 "params": params,
             }),
         );
-        JUDGE_CALLS.fetch_add(1, Ordering::Relaxed);
+        ctx.judgments.calls.fetch_add(1, Ordering::Relaxed);
         // A child span of the case run (when one is being traced).
         let mut span = crate::timeline::trace::child("canary.judge");
         span.attribute("canary.judge.endpoint", spec.endpoint.name.clone());
@@ -243,6 +242,7 @@ async fn judge_locked(
             &case,
             RunVars {
                 run: sample + 1,
+                region: ctx.region.clone(),
                 ..RunVars::default()
             },
             spec.endpoint.timeout,
@@ -277,7 +277,7 @@ async fn judge_locked(
         .map(|p| p.cost(input_tokens, output_tokens));
     // A judgment whose requests failed is not kept: the next run asks again.
     if verdicts.iter().all(Result::is_ok) {
-        remember(key.to_string(), &j);
+        ctx.judgments.remember(key.to_string(), &j);
     }
     record(j, label, turn, false)
 }
@@ -318,6 +318,7 @@ pub async fn similar(
     answer: &str,
     reference: &str,
     turn: Option<u32>,
+    ctx: &RunContext,
 ) -> SimilarRecord {
     let mut body = Map::new();
     if let Some(m) = &spec.endpoint.model {
@@ -329,7 +330,10 @@ pub async fn similar(
     let tl = drivers::run_case(
         &spec.endpoint,
         &case,
-        RunVars::default(),
+        RunVars {
+            region: ctx.region.clone(),
+            ..RunVars::default()
+        },
         spec.endpoint.timeout,
     )
     .await;
@@ -381,12 +385,13 @@ pub async fn assess(
     question: &str,
     answer: &str,
     turn: Option<u32>,
+    ctx: &RunContext,
 ) -> (Option<JudgeRecord>, Option<SimilarRecord>, Vec<CheckResult>) {
     let mut checks = Vec::new();
     let reference = expect.reference.as_deref();
     let j = match &expect.judge {
         Some(spec) => {
-            let r = judge(spec, question, answer, reference, expect.label, turn).await;
+            let r = judge(spec, question, answer, reference, expect.label, turn, ctx).await;
             let j = &r.judgment;
             let score = j
                 .score
@@ -410,7 +415,7 @@ pub async fn assess(
     };
     let s = match (&expect.similar, reference) {
         (Some(spec), Some(reference)) => {
-            let r = similar(spec, answer, reference, turn).await;
+            let r = similar(spec, answer, reference, turn, ctx).await;
             let detail = match (r.similarity, &r.error) {
                 (Some(v), _) => format!("similarity {v:.3}, threshold {:.3}", r.threshold),
                 (None, Some(e)) => format!("similar_error: {e}"),
@@ -430,6 +435,7 @@ pub async fn judge_observation(
     endpoint: &Endpoint,
     case: &Case,
     timeline: &Timeline,
+    ctx: &RunContext,
 ) -> Observation {
     let e = &case.expect;
     if (e.judge.is_none() && e.similar.is_none()) || !obs.judged || obs.outcome.is_error() {
@@ -439,7 +445,7 @@ pub async fn judge_observation(
         return obs;
     };
     let question = question_of(&case.input);
-    let (j, s, checks) = assess(e, &question, &answer, None).await;
+    let (j, s, checks) = assess(e, &question, &answer, None, ctx).await;
     add(&mut obs, j, s, checks);
     obs
 }
@@ -622,6 +628,7 @@ pub async fn run_conversation(
     case: &Case,
     vars: RunVars,
     deadline: Duration,
+    ctx: &RunContext,
 ) -> (Observation, Timeline) {
     let start = Instant::now();
     let mut history: Vec<Value> = case
@@ -659,7 +666,7 @@ pub async fn run_conversation(
                 line: case.line,
                 turns: Vec::new(),
             };
-            let tl = drivers::run_case(endpoint, &turn_case, vars, deadline).await;
+            let tl = drivers::run_case(endpoint, &turn_case, vars.clone(), deadline).await;
             let calls = if tl.error.is_none() {
                 tool_calls(endpoint.protocol, &tl)
             } else {
@@ -685,7 +692,7 @@ pub async fn run_conversation(
         let answer = crate::check::answer_text(endpoint, &tl);
         if obs.judged && !obs.outcome.is_error() {
             if let Some(a) = &answer {
-                let (j, s, checks) = assess(&turn.expect, &turn.user, a, Some(n)).await;
+                let (j, s, checks) = assess(&turn.expect, &turn.user, a, Some(n), ctx).await;
                 add(&mut obs, j, s, checks);
             }
         }
@@ -726,9 +733,9 @@ pub async fn run_conversation(
     }
     let Some(tl) = last_tl else {
         // Validation gives every conversation at least one turn.
+        let run = vars.run;
         let tl = drivers::run_case(endpoint, case, vars, deadline).await;
-        let obs =
-            Observation::from_timeline(endpoint, &probe.name, case, vars.run, probe.stall, &tl);
+        let obs = Observation::from_timeline(endpoint, &probe.name, case, run, probe.stall, &tl);
         return (obs, tl);
     };
     let Some(mut obs) = turn_obs.pop() else {
@@ -802,7 +809,7 @@ pub async fn run_conversation(
             .map(|t| t.user.as_str())
             .collect::<Vec<_>>()
             .join("\n");
-        let (j, s, checks) = assess(&case.expect, &question, &transcript, None).await;
+        let (j, s, checks) = assess(&case.expect, &question, &transcript, None, ctx).await;
         whole.extend(checks.into_iter().map(|mut c| {
             c.detail = format!("conversation: {}", c.detail);
             c

@@ -4,12 +4,15 @@
 //! the driver. The values of each fact seen are remembered across runs (`--state FILE`).
 
 use std::path::{Path, PathBuf};
-use std::sync::{Mutex, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
 use serde_json::Value;
 
+use super::state_file::{read_state, write_state, StateError};
+use super::RunContext;
 use crate::check::freshness::{self, History, TruthRead};
 use crate::drivers::{self, http, RunVars};
 use crate::suite::{Case, Endpoint, Probe};
@@ -19,69 +22,50 @@ use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Stamped, Timeline
 // without depending on the scheduler.
 pub use crate::check::signals::{FactLag, Quality};
 
-struct Shared {
-    history: History,
-    region: String,
-    state: Option<PathBuf>,
+/// The values of each fact seen by freshness probes, across runs when it has a file
+/// (`--state FILE`, or beside `serve`'s database).
+#[derive(Debug, Default)]
+pub struct FactStore {
+    history: Mutex<History>,
+    path: Option<PathBuf>,
+    /// Canary-fact nonces made so far (each one distinct within the run).
+    nonces: AtomicU64,
 }
 
-fn shared() -> &'static Mutex<Shared> {
-    static S: OnceLock<Mutex<Shared>> = OnceLock::new();
-    S.get_or_init(|| {
-        Mutex::new(Shared {
-            history: History::default(),
-            region: "local".into(),
-            state: None,
-        })
-    })
-}
-
-/// The region of this vantage point (`{{region}}` in templates).
-pub fn region() -> String {
-    shared()
-        .lock()
-        .map(|s| s.region.clone())
-        .unwrap_or_else(|e| e.into_inner().region.clone())
-}
-
-/// Sets the region (part of every nonce) and loads the fact history from `state`.
-pub fn configure(region: &str, state: Option<&Path>) -> Result<(), String> {
-    let mut s = shared().lock().unwrap_or_else(|e| e.into_inner());
-    s.region = region.to_string();
-    s.state = state.map(Path::to_path_buf);
-    if let Some(p) = state {
-        match std::fs::read_to_string(p) {
-            Ok(text) => {
-                s.history = serde_json::from_str(&text)
-                    .map_err(|e| format!("{}: not a canary state file: {e}", p.display()))?;
+impl FactStore {
+    /// The history in `path` (a missing file starts empty), saved there by [`Self::save`].
+    pub fn load(path: Option<&Path>) -> Result<FactStore, StateError> {
+        let mut history = History::default();
+        if let Some(p) = path {
+            if let Some(text) = read_state(p)? {
+                history = serde_json::from_str(&text).map_err(|source| StateError::Malformed {
+                    path: p.to_path_buf(),
+                    what: "state file",
+                    source,
+                })?;
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("{}: {e}", p.display())),
         }
+        Ok(FactStore {
+            history: Mutex::new(history),
+            path: path.map(Path::to_path_buf),
+            nonces: AtomicU64::new(0),
+        })
     }
-    Ok(())
-}
 
-/// Writes the fact history to the configured state file, if any, atomically (a temporary
-/// file, then a rename).
-pub fn save() -> Result<(), String> {
-    let (text, state) = {
-        let s = shared().lock().unwrap_or_else(|e| e.into_inner());
-        let Some(state) = s.state.clone() else {
+    /// Writes the history to its file, if it has one, atomically.
+    pub fn save(&self) -> Result<(), StateError> {
+        let Some(path) = &self.path else {
             return Ok(());
         };
-        (
-            serde_json::to_string(&s.history).map_err(|e| e.to_string())?,
-            state,
-        )
-    };
-    if let Some(dir) = state.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+        let text = {
+            let h = self.history.lock().unwrap_or_else(|e| e.into_inner());
+            serde_json::to_string(&*h).map_err(|source| StateError::Encode {
+                what: "fact history",
+                source,
+            })?
+        };
+        write_state(path, &text)
     }
-    let tmp: PathBuf = state.with_extension("tmp");
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, &state))
-        .map_err(|e| format!("{}: {e}", state.display()))
 }
 
 /// `{field}` in a URL replaced by the case's input field (percent-encoded).
@@ -170,10 +154,11 @@ pub async fn run_case(
     case: &Case,
     vars: RunVars,
     deadline: Duration,
+    ctx: &RunContext,
 ) -> (Timeline, Quality) {
     let mut q = Quality::default();
     if let Some(fact) = &probe.canary_fact {
-        let (t, lag) = canary_fact(endpoint, fact, case, vars, deadline).await;
+        let (t, lag) = canary_fact(endpoint, fact, case, vars, deadline, &ctx.facts).await;
         q.fact = Some(lag);
         return (t, q);
     }
@@ -182,7 +167,7 @@ pub async fn run_case(
     };
     // A case without the fields the truth URL names asks about no fact: it is not judged
     // for freshness (a question meant to be escalated, say).
-    let Ok(url) = fill_url(&spec.url.replace("{{region}}", &region()), case) else {
+    let Ok(url) = fill_url(&spec.url.replace("{{region}}", &vars.region), case) else {
         return (drivers::run_case(endpoint, case, vars, deadline).await, q);
     };
     let before = read_truth(spec, &url).await;
@@ -191,9 +176,9 @@ pub async fn run_case(
     let fact_key = url.clone();
     match (before, after) {
         (Ok(b), Ok(a)) => {
-            let mut s = shared().lock().unwrap_or_else(|e| e.into_inner());
-            s.history.note(&fact_key, &b);
-            s.history.note(&fact_key, &a);
+            let mut history = ctx.facts.history.lock().unwrap_or_else(|e| e.into_inner());
+            history.note(&fact_key, &b);
+            history.note(&fact_key, &a);
             if t.error.is_none() {
                 if let Some(answer) = crate::check::answer_text(endpoint, &t) {
                     q.freshness = Some(freshness::judge(
@@ -201,7 +186,7 @@ pub async fn run_case(
                         &answer,
                         &b,
                         &a,
-                        &s.history,
+                        &history,
                         now_unix(),
                     ));
                 }
@@ -216,16 +201,21 @@ pub async fn run_case(
 }
 
 /// A nonce unique per run and region: fleets in several regions never write the same one.
-fn nonce(region: &str, vars: RunVars) -> String {
+/// `n` tells apart the nonces of one store made in the same millisecond, and the salt's
+/// random hash keys those of two stores (two runs in one process).
+fn nonce(region: &str, run: u32, n: u64) -> String {
+    use std::hash::BuildHasher;
     let ms = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .map(|d| d.as_millis())
         .unwrap_or(0);
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let salt = crate::rng::fnv1a(
-        format!("{region}/{ms}/{}/{n}/{}", vars.run, std::process::id()).as_bytes(),
-    );
+    let salt = std::collections::hash_map::RandomState::new().hash_one((
+        region,
+        ms,
+        run,
+        n,
+        std::process::id(),
+    ));
     let region: String = region
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '-' })
@@ -233,16 +223,16 @@ fn nonce(region: &str, vars: RunVars) -> String {
     format!("canary-{region}-{ms}-{:06x}", salt & 0xff_ffff)
 }
 
-fn with_nonce(v: &Value, nonce: &str) -> Value {
+fn with_nonce(v: &Value, nonce: &str, region: &str) -> Value {
     match v {
         Value::String(s) => Value::String(
             s.replace("{{nonce}}", nonce)
-                .replace("{{region}}", &region()),
+                .replace("{{region}}", region),
         ),
-        Value::Array(a) => Value::Array(a.iter().map(|x| with_nonce(x, nonce)).collect()),
+        Value::Array(a) => Value::Array(a.iter().map(|x| with_nonce(x, nonce, region)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
-                .map(|(k, x)| (k.clone(), with_nonce(x, nonce)))
+                .map(|(k, x)| (k.clone(), with_nonce(x, nonce, region)))
                 .collect(),
         ),
         other => other.clone(),
@@ -261,18 +251,19 @@ async fn write_fact(
     fact: &crate::suite::CanaryFactSpec,
     case: &Case,
     nonce: &str,
+    region: &str,
 ) -> Result<(), ProbeError> {
     let url = fill_url(&fact.url, case)
         .map_err(|m| ProbeError::new(ErrorClass::Request, m))?
         .replace("{{nonce}}", nonce)
-        .replace("{{region}}", &region());
+        .replace("{{region}}", region);
     let uri: ::http::Uri = url
         .parse()
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid write URL: {e}")))?;
     let body = fact
         .body
         .as_ref()
-        .map(|b| Bytes::from(with_nonce(b, nonce).to_string().into_bytes()));
+        .map(|b| Bytes::from(with_nonce(b, nonce, region).to_string().into_bytes()));
     let mut scratch = Recorder::start();
     // Another service: the endpoint's proxy and HTTP version, never its credential or pool.
     let net = endpoint.net.for_another_service();
@@ -311,9 +302,10 @@ async fn canary_fact(
     case: &Case,
     vars: RunVars,
     deadline: Duration,
+    facts: &FactStore,
 ) -> (Timeline, FactLag) {
-    let region = region();
-    let nonce = nonce(&region, vars);
+    let region = vars.region.clone();
+    let nonce = nonce(&region, vars.run, facts.nonces.fetch_add(1, Ordering::Relaxed));
     let mut lag = FactLag {
         nonce: nonce.clone(),
         lag_seconds: None,
@@ -322,7 +314,7 @@ async fn canary_fact(
         read_every: fact.read_every.as_secs_f64(),
     };
     let span = crate::timeline::trace::child("canary.fact.write");
-    let write = tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce)).await;
+    let write = tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce, &region)).await;
     span.end(match &write {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.message.as_str()),
@@ -345,7 +337,7 @@ async fn canary_fact(
     loop {
         let asked = Instant::now();
         let mut span = crate::timeline::trace::child("canary.fact.question");
-        let mut t = drivers::run_case(endpoint, case, vars, deadline).await;
+        let mut t = drivers::run_case(endpoint, case, vars.clone(), deadline).await;
         lag.reads += 1;
         let holds = t.error.is_none()
             && crate::check::answer_text(endpoint, &t).is_some_and(|a| a.contains(&nonce));
@@ -417,18 +409,18 @@ mod tests {
 
     #[test]
     fn nonces_differ_by_region_and_call() {
-        let v = RunVars {
-            run: 1,
-            seed: None,
-            stop_early: false,
-        };
-        let a = nonce("eu-west-1", v);
-        let b = nonce("us-east-1", v);
+        let a = nonce("eu-west-1", 1, 0);
+        let b = nonce("us-east-1", 1, 0);
         assert!(a.starts_with("canary-eu-west-1-"));
         assert_ne!(a, b);
+        assert_ne!(nonce("eu-west-1", 1, 0), nonce("eu-west-1", 1, 1));
         assert_eq!(
-            with_nonce(&json!({"value": "{{nonce}}", "n": ["x {{nonce}}"]}), "N"),
-            json!({"value": "N", "n": ["x N"]})
+            with_nonce(
+                &json!({"value": "{{nonce}}", "n": ["x {{nonce}} {{region}}"]}),
+                "N",
+                "eu"
+            ),
+            json!({"value": "N", "n": ["x N eu"]})
         );
     }
 }

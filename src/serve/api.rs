@@ -6,131 +6,17 @@
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use axum::extract::{Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
-use serde::Serialize;
 use serde_json::{json, Value};
 
+use super::slo_state::{now_unix, slo_states};
 use super::ServeState;
-use crate::slo::burn::{self, BurnState, Events};
-
-/// The state of one SLO on one slice (or `*`).
-#[derive(Debug, Clone, Serialize)]
-pub struct SliceState {
-    pub slice: String,
-    #[serde(flatten)]
-    pub state: BurnState,
-}
-
-/// One SLO with its slices.
-#[derive(Debug, Clone, Serialize)]
-pub struct SloState {
-    pub suite: String,
-    pub name: String,
-    pub probe: String,
-    pub endpoint: String,
-    pub sli: String,
-    pub objective: f64,
-    pub threshold: Option<f64>,
-    pub window: String,
-    pub per_slice: bool,
-    /// Schedule period of the probe (seconds): no alert window is shorter than two of them.
-    pub period_seconds: f64,
-    /// Any slice (or the aggregate) breached.
-    pub breached: bool,
-    /// The worst state of any slice (or the aggregate): `breached`, `budget_exhausted`,
-    /// `burning`, `ok`, `no_data`.
-    pub status: burn::Status,
-    /// The window of `current_burn` (the long window of the fastest page pair).
-    pub burn_window: String,
-    pub slices: Vec<SliceState>,
-}
-
-/// Evaluates every SLO from the history at `now` (Unix seconds).
-pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
-    let mut out = Vec::new();
-    for suite in state.suites().iter() {
-        for slo in &suite.slos {
-            let since = now - slo.window.as_secs_f64();
-            let rows = state
-                .history
-                .slo_events(&suite.name, &slo.name, since)
-                .unwrap_or_else(|e| {
-                    tracing::error!("cannot read the history: {e}");
-                    Vec::new()
-                });
-            let all: Vec<Events> = rows.iter().map(|(_, e)| *e).collect();
-            let step = Duration::from_secs(60);
-            let period = crate::slo::rules::slo_period(suite, slo);
-            let mut slices = vec![SliceState {
-                slice: "*".into(),
-                state: burn::evaluate(&all, now, slo.objective, slo.window, step, period),
-            }];
-            if slo.per_slice {
-                let mut names: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
-                if let Some(p) = suite.probes.iter().find(|p| p.name == slo.probe) {
-                    names.extend(p.cases.iter().map(|c| c.slice.clone()));
-                }
-                names.sort();
-                names.dedup();
-                for name in names {
-                    let ev: Vec<Events> = rows
-                        .iter()
-                        .filter(|(s, _)| *s == name)
-                        .map(|(_, e)| *e)
-                        .collect();
-                    slices.push(SliceState {
-                        slice: name,
-                        state: burn::evaluate(&ev, now, slo.objective, slo.window, step, period),
-                    });
-                }
-            }
-            let endpoint = suite
-                .probes
-                .iter()
-                .find(|p| p.name == slo.probe)
-                .map(|p| p.endpoint.clone())
-                .unwrap_or_default();
-            out.push(SloState {
-                suite: suite.name.clone(),
-                name: slo.name.clone(),
-                probe: slo.probe.clone(),
-                endpoint,
-                sli: slo.sli.name().to_string(),
-                objective: slo.objective,
-                threshold: slo.threshold.map(|t| t.as_secs_f64()),
-                window: burn::prom_duration(slo.window),
-                per_slice: slo.per_slice,
-                period_seconds: period.as_secs_f64(),
-                breached: slices.iter().any(|s| s.state.breached),
-                status: slices
-                    .iter()
-                    .map(|s| s.state.status)
-                    .filter(|s| *s != burn::Status::NoData)
-                    .min()
-                    .unwrap_or(burn::Status::NoData),
-                burn_window: burn::windows(slo.window, period, slo.objective)
-                    .first()
-                    .map(|w| burn::prom_duration(w.long))
-                    .unwrap_or_default(),
-                slices,
-            });
-        }
-    }
-    out
-}
-
-pub fn now_unix() -> f64 {
-    SystemTime::now()
-        .duration_since(SystemTime::UNIX_EPOCH)
-        .map(|d| d.as_secs_f64())
-        .unwrap_or(0.0)
-}
 
 async fn slo(State(state): State<Arc<ServeState>>) -> Response {
     let now = now_unix();
@@ -144,15 +30,54 @@ async fn slo(State(state): State<Arc<ServeState>>) -> Response {
             "slos": slos,
         }))
         .into_response(),
-        Err(e) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &format!("evaluation failed: {e}"),
-        ),
+        Err(e) => ApiError::Internal(format!("evaluation failed: {e}")).into_response(),
     }
 }
 
-fn error(status: StatusCode, msg: &str) -> Response {
-    (status, Json(json!({ "error": msg }))).into_response()
+/// Why an API request is refused or failed; each variant has its status, and the body is
+/// `{"error": message}` (redacted).
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// No valid bearer token (the body and `WWW-Authenticate` come from `auth`).
+    #[error("unauthorized")]
+    Unauthorized,
+    #[error("the gate endpoint is off: start serve with --allow-gate (it sends the suite's requests, credentials included, to the URLs given)")]
+    GateOff,
+    /// A request from a web page, or to a host the suite does not allow.
+    #[error("{0}")]
+    Forbidden(String),
+    /// The body is not declared JSON.
+    #[error("{0}")]
+    NotJson(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Internal(String),
+}
+
+impl ApiError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            ApiError::Unauthorized => StatusCode::UNAUTHORIZED,
+            ApiError::GateOff | ApiError::Forbidden(_) => StatusCode::FORBIDDEN,
+            ApiError::NotJson(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            ApiError::NotFound(_) => StatusCode::NOT_FOUND,
+            ApiError::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        if let ApiError::Unauthorized = self {
+            return super::auth::unauthorized();
+        }
+        let msg = crate::secret::redact(&self.to_string());
+        (self.status(), Json(json!({ "error": msg }))).into_response()
+    }
 }
 
 /// The probes with their last runs and recent failures.
@@ -193,27 +118,28 @@ pub fn probes_value(state: &ServeState) -> Value {
 async fn probes(State(state): State<Arc<ServeState>>) -> Response {
     match tokio::task::spawn_blocking(move || probes_value(&state)).await {
         Ok(v) => Json(v).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &format!("{e}")),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
 }
 
-async fn run(State(state): State<Arc<ServeState>>, Path(id): Path<String>) -> Response {
+async fn run(
+    State(state): State<Arc<ServeState>>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     let Ok(id) = id.parse::<i64>() else {
-        return error(StatusCode::BAD_REQUEST, "a run id is a number");
+        return Err(ApiError::BadRequest("a run id is a number".into()));
     };
     let h = state.history.clone();
     match tokio::task::spawn_blocking(move || h.run(id)).await {
         Ok(Ok(Some(r))) => {
             let record: Value = serde_json::from_str(&r.record).unwrap_or(Value::Null);
-            Json(json!({"id": r.id, "ts": r.ts, "suite": r.suite, "record": record}))
-                .into_response()
+            Ok(Json(json!({"id": r.id, "ts": r.ts, "suite": r.suite, "record": record})).into_response())
         }
-        Ok(Ok(None)) => error(
-            StatusCode::NOT_FOUND,
-            &format!("no run {id} (runs are kept for a limited time)"),
-        ),
-        Ok(Err(e)) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Ok(Ok(None)) => Err(ApiError::NotFound(format!(
+            "no run {id} (runs are kept for a limited time)"
+        ))),
+        Ok(Err(e)) => Err(ApiError::Internal(e.to_string())),
+        Err(e) => Err(ApiError::Internal(e.to_string())),
     }
 }
 
@@ -256,7 +182,7 @@ async fn ready(State(state): State<Arc<ServeState>>) -> Response {
 async fn page(State(state): State<Arc<ServeState>>) -> Response {
     match tokio::task::spawn_blocking(move || super::page::render(&state, now_unix())).await {
         Ok(html) => Html(html).into_response(),
-        Err(e) => error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string()),
+        Err(e) => ApiError::Internal(e.to_string()).into_response(),
     }
 }
 
@@ -328,7 +254,7 @@ async fn gate(
     State(state): State<Arc<ServeState>>,
     headers: HeaderMap,
     body: axum::body::Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     // The token: `Authorization: Bearer`, or for Flagger, whose webhooks cannot set headers,
     // `token` in the body's `metadata` (read only when no Authorization header came).
     if state.access.token.is_some() {
@@ -344,25 +270,16 @@ async fn gate(
             })
         };
         if !state.access.allows(&headers, body_token.as_deref()) {
-            return super::auth::unauthorized();
+            return Err(ApiError::Unauthorized);
         }
     }
     if !state.allow_gate {
-        return error(
-            StatusCode::FORBIDDEN,
-            "the gate endpoint is off: start serve with --allow-gate (it sends the suite's requests, credentials included, to the URLs given)",
-        );
+        return Err(ApiError::GateOff);
     }
-    if let Err(e) = own_origin(&headers) {
-        return error(StatusCode::FORBIDDEN, &e);
-    }
-    if let Err(e) = json_content_type(&headers) {
-        return error(StatusCode::UNSUPPORTED_MEDIA_TYPE, &e);
-    }
-    let v: Value = match serde_json::from_slice(&body) {
-        Ok(v) => v,
-        Err(e) => return error(StatusCode::BAD_REQUEST, &format!("body is not JSON: {e}")),
-    };
+    own_origin(&headers).map_err(ApiError::Forbidden)?;
+    json_content_type(&headers).map_err(ApiError::NotJson)?;
+    let v: Value = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::BadRequest(format!("body is not JSON: {e}")))?;
     let src = v.get("metadata").filter(|m| m.is_object()).unwrap_or(&v);
     let text = |k: &str| {
         src.get(k).and_then(|x| {
@@ -393,33 +310,25 @@ async fn gate(
     };
     let Some(suite) = suite else {
         let names: Vec<&str> = suites.iter().map(|s| s.name.as_str()).collect();
-        return error(
-            StatusCode::BAD_REQUEST,
-            &format!(
-                "name the suite to gate with `suite` (served: {})",
-                names.join(", ")
-            ),
-        );
+        return Err(ApiError::BadRequest(format!(
+            "name the suite to gate with `suite` (served: {})",
+            names.join(", ")
+        )));
     };
     let candidate = list("candidate");
     if candidate.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "give `candidate`: a base URL, or NAME=URL per endpoint",
-        );
+        return Err(ApiError::BadRequest(
+            "give `candidate`: a base URL, or NAME=URL per endpoint".into(),
+        ));
     }
     let parse = |l: &[String]| crate::gate::Targets::parse(l);
     let (Ok(cand), Ok(base)) = (parse(&candidate), parse(&list("baseline"))) else {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "`candidate`/`baseline`: one base URL, or NAME=URL per endpoint",
-        );
+        return Err(ApiError::BadRequest(
+            "`candidate`/`baseline`: one base URL, or NAME=URL per endpoint".into(),
+        ));
     };
-    if let Err(e) =
-        crate::gate::check_hosts(&suite, &[&cand, &base], crate::gate::HostPolicy::Remote)
-    {
-        return error(StatusCode::FORBIDDEN, &e);
-    }
+    crate::gate::check_hosts(&suite, &[&cand, &base], crate::gate::HostPolicy::Remote)
+        .map_err(ApiError::Forbidden)?;
     let opts = crate::gate::GateOptions {
         candidate: cand,
         baseline: base,
@@ -431,10 +340,11 @@ async fn gate(
         concurrency: 8,
         // Within serve's own concurrency limit, one gate at a time.
         permits: Some(state.permits.clone()),
+        ctx: state.ctx.clone(),
     };
     let _one_gate = state.gate_lock.lock().await;
     match crate::gate::run(&suite, &opts).await {
-        Ok(o) => {
+        Ok(o) => Ok({
             let status = if o.verdict == crate::gate::Verdict::Pass {
                 StatusCode::OK
             } else {
@@ -446,8 +356,8 @@ async fn gate(
                 "summary": crate::gate::output::markdown(&o),
             });
             (status, Json(body)).into_response()
-        }
-        Err(e) => error(StatusCode::BAD_REQUEST, &crate::secret::redact(&e)),
+        }),
+        Err(e) => Err(ApiError::BadRequest(e.to_string())),
     }
 }
 

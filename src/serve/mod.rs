@@ -13,6 +13,7 @@ pub mod notify;
 pub mod page;
 pub mod scheduler;
 pub mod shard;
+pub mod slo_state;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -29,7 +30,7 @@ use crate::sink::metrics::MetricsModel;
 use crate::sink::report::Report;
 use crate::slo;
 use crate::suite::{self, Diagnostic, ProcessEnv, Suite};
-use history::{History, RunRow, SloEvent};
+use history::{History, HistoryError, RunRow, SloEvent};
 use scheduler::{Clock, LoopStats};
 
 /// The default schedule of a probe that declares none.
@@ -136,6 +137,9 @@ pub struct ServeState {
     /// Wakes the notifier after a probe run (none without receivers).
     pub poke: Option<Arc<tokio::sync::Notify>>,
     pub otlp: crate::sink::otlp::Config,
+    /// The region, the fact history and judgment cache (beside the database), and the
+    /// backoff table every probe run and gate of this monitor shares.
+    pub ctx: crate::schedule::RunContext,
 }
 
 impl ServeState {
@@ -207,17 +211,20 @@ pub async fn run_probe(state: Arc<ServeState>, suite: Arc<Suite>, probe_index: u
     let observations = executor::execute_probes(
         suite.clone(),
         &[probe_index],
-        &RunOptions::default(),
+        &RunOptions {
+            ctx: state.ctx.clone(),
+            ..RunOptions::default()
+        },
         state.permits.clone(),
     )
     .await;
     let finished = SystemTime::now();
     if suite.probes[probe_index].freshness.is_some() {
-        if let Err(e) = crate::schedule::quality::save() {
+        if let Err(e) = state.ctx.facts.save() {
             tracing::warn!("the fact history could not be saved: {e}");
         }
     }
-    if let Err(e) = crate::schedule::judged::save_cache() {
+    if let Err(e) = state.ctx.judgments.save() {
         tracing::warn!("the judgment cache could not be saved: {e}");
     }
     record(&state, &suite, &observations, finished).await;
@@ -423,9 +430,46 @@ async fn drain(
     }
 }
 
+/// Why the monitor cannot start. The cause of a failed step is its `source` (printed after
+/// it by the CLI), not part of the message.
+#[derive(Debug, thiserror::Error)]
+pub enum ServeError {
+    #[error(transparent)]
+    Access(#[from] auth::AuthError),
+    #[error(transparent)]
+    Shard(#[from] shard::ShardError),
+    #[error("--notify-{flag}: {url} is not an http:// or https:// URL")]
+    NotifyUrl { flag: &'static str, url: String },
+    /// The suites' diagnostics, one per line, redacted.
+    #[error("{0}")]
+    Suites(String),
+    #[error("cannot create {}", .path.display())]
+    CreateDir {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The fact history or the judgment cache beside the database is unreadable.
+    #[error(transparent)]
+    State(#[from] crate::schedule::state_file::StateError),
+    #[error("cannot open {}", .path.display())]
+    History {
+        path: PathBuf,
+        #[source]
+        source: HistoryError,
+    },
+    #[error("cannot listen on {addr}")]
+    Listen {
+        addr: SocketAddr,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
+
 /// Runs the monitor until SIGTERM or SIGINT.
-pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
-    use anyhow::Context;
+pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
     // Access first: an unprotected costly route on the network is refused before anything
     // is loaded or bound.
     let access = auth::Access {
@@ -449,15 +493,16 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
             match url.parse::<http::Uri>() {
                 Ok(u) if matches!(u.scheme_str(), Some("http" | "https")) && u.host().is_some() => {
                 }
-                _ => anyhow::bail!(
-                    "--notify-{}: {} is not an http:// or https:// URL",
-                    if format == notify::Format::Json {
-                        "webhook"
-                    } else {
-                        "alertmanager"
-                    },
-                    notify::shown(url)
-                ),
+                _ => {
+                    return Err(ServeError::NotifyUrl {
+                        flag: if format == notify::Format::Json {
+                            "webhook"
+                        } else {
+                            "alertmanager"
+                        },
+                        url: notify::shown(url),
+                    })
+                }
             }
             receivers.push(notify::Receiver {
                 format,
@@ -466,25 +511,30 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         }
     }
     let all = load_suites(&cfg.paths).map_err(|d| {
-        anyhow::anyhow!(d
-            .iter()
-            .map(|d| crate::secret::redact(&d.to_string()))
-            .collect::<Vec<_>>()
-            .join("\n"))
+        ServeError::Suites(
+            d.iter()
+                .map(|d| crate::secret::redact(&d.to_string()))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
     })?;
     let suites = shard.own(&all);
     if let Some(dir) = cfg.db.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        std::fs::create_dir_all(dir).map_err(|source| ServeError::CreateDir {
+            path: dir.to_path_buf(),
+            source,
+        })?;
     }
     // The values of facts seen by freshness probes, and the judgment cache, live beside the
     // database.
-    crate::schedule::judged::configure_cache(Some(&cfg.db.with_extension("judgments.json")))
-        .map_err(|e| anyhow::anyhow!(e))?;
-    let facts = cfg.db.with_extension("facts.json");
-    crate::schedule::quality::configure(&cfg.region, Some(&facts))
-        .map_err(|e| anyhow::anyhow!(e))?;
+    let ctx = crate::schedule::RunContext::new(&cfg.region)
+        .with_judgments(Some(&cfg.db.with_extension("judgments.json")))?
+        .with_facts(Some(&cfg.db.with_extension("facts.json")))?;
     let history = Arc::new(
-        History::open(&cfg.db).with_context(|| format!("cannot open {}", cfg.db.display()))?,
+        History::open(&cfg.db).map_err(|source| ServeError::History {
+            path: cfg.db.clone(),
+            source,
+        })?,
     );
     let poke = (!receivers.is_empty()).then(|| Arc::new(tokio::sync::Notify::new()));
     let state = Arc::new(ServeState {
@@ -504,10 +554,14 @@ pub async fn serve(cfg: ServeConfig) -> anyhow::Result<()> {
         gate_suites: RwLock::new(Arc::new(all)),
         poke: poke.clone(),
         otlp: cfg.otlp.clone(),
+        ctx,
     });
     let listener = tokio::net::TcpListener::bind(cfg.listen)
         .await
-        .with_context(|| format!("cannot listen on {}", cfg.listen))?;
+        .map_err(|source| ServeError::Listen {
+            addr: cfg.listen,
+            source,
+        })?;
     let addr = listener.local_addr()?;
     let (http_stop, mut http_stop_rx) = watch::channel(false);
     let app = api::router(state.clone());

@@ -15,7 +15,7 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::api::SloState;
+use super::slo_state::SloState;
 use super::shard::{fnv1a64, Shard};
 use crate::sink::http_out::{self, Failure};
 use crate::sink::spool::{self, Entry};
@@ -303,7 +303,7 @@ pub async fn run(
         let n = notifier.clone();
         let evaluated = tokio::task::spawn_blocking(move || {
             let now = SystemTime::now();
-            let states = super::api::slo_states(&st, super::api::now_unix());
+            let states = super::slo_state::slo_states(&st, super::slo_state::now_unix());
             n.observe(&states, now)
         })
         .await;
@@ -325,7 +325,7 @@ pub async fn run(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::serve::api::SliceState;
+    use crate::serve::slo_state::SliceState;
     use crate::slo::burn::{BurnState, Status};
 
     fn state(breached: bool) -> SloState {

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::fmt::Write;
 
-use super::api::{slo_states, SloState};
+use super::slo_state::{slo_states, SloState};
 use super::ServeState;
 use crate::slo::burn::Status;
 
@@ -445,7 +445,7 @@ mod tests {
             breached: status == Status::Breached,
             status,
             burn_window: "1h".into(),
-            slices: vec![super::super::api::SliceState {
+            slices: vec![super::super::slo_state::SliceState {
                 slice: "*".into(),
                 state,
             }],

@@ -37,25 +37,8 @@ use http_body::Frame;
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 
+pub use super::api::{Api, Sem};
 use super::SimState;
-
-/// Which wire format to speak.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Api {
-    OpenaiChat,
-    OpenaiResponses,
-    AnthropicMessages,
-    /// The described-stream protocols ([`super::streams`]).
-    Gemini,
-    /// Gemini without `alt=sse`: one streamed JSON array.
-    GeminiArray,
-    Ollama,
-    Tgi,
-    BedrockConverse,
-    /// The in-house NDJSON example (`{"delta": ..., "phase": "thinking"|"answer"}`).
-    InHouse,
-}
 
 /// How the body bytes are written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -64,19 +47,6 @@ pub enum WriteMode {
     Events,
     Bytes,
     Coalesce,
-}
-
-/// The semantic kind of one scheduled event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Sem {
-    Meta,
-    Reasoning,
-    /// A visible delta that holds only whitespace.
-    Blank,
-    Visible,
-    Terminator,
-    Error,
 }
 
 /// One scheduled event: when (after the headers), what, and its bytes.
@@ -973,40 +943,6 @@ pub(crate) async fn handle(
     resp
 }
 
-impl Api {
-    /// The route the simulator serves this API on.
-    pub fn path(self) -> &'static str {
-        match self {
-            Api::OpenaiChat => "/v1/chat/completions",
-            Api::OpenaiResponses => "/v1/responses",
-            Api::AnthropicMessages => "/v1/messages",
-            Api::Gemini | Api::GeminiArray => "/v1beta/models/{call}",
-            Api::Ollama => "/api/chat",
-            Api::Tgi => "/generate_stream",
-            Api::BedrockConverse => "/model/{id}/converse-stream",
-            Api::InHouse => "/inhouse/stream",
-        }
-    }
-
-    /// The described-stream routes answer with a stream whatever the body says.
-    pub fn always_streams(self) -> bool {
-        !matches!(
-            self,
-            Api::OpenaiChat | Api::OpenaiResponses | Api::AnthropicMessages
-        )
-    }
-
-    /// The content type of a streamed answer.
-    pub fn content_type(self) -> &'static str {
-        match self {
-            Api::Ollama | Api::InHouse => "application/x-ndjson",
-            Api::GeminiArray => "application/json",
-            Api::BedrockConverse => "application/vnd.amazon.eventstream",
-            _ => "text/event-stream",
-        }
-    }
-}
-
 /// The POST handler of one API.
 pub fn route(api: Api) -> axum::routing::MethodRouter<Arc<SimState>> {
     axum::routing::post(
@@ -1024,6 +960,84 @@ pub fn route(api: Api) -> axum::routing::MethodRouter<Arc<SimState>> {
                 None,
             )
             .await
+        },
+    )
+}
+
+/// The described-stream routes ([`super::streams`] renders their events), with the model
+/// taken from the URL where the protocol puts it there.
+pub fn stream_routes(router: axum::Router<Arc<SimState>>) -> axum::Router<Arc<SimState>> {
+    use axum::routing::post;
+    router
+        .route(
+            Api::Gemini.path(),
+            post(
+                |State(state): State<Arc<SimState>>,
+                 axum::extract::Path(call): axum::extract::Path<String>,
+                 axum::extract::RawQuery(query): axum::extract::RawQuery,
+                 r: Option<axum::Extension<super::Received>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let model = call.split(':').next().unwrap_or("").to_string();
+                    let alt_sse = query
+                        .as_deref()
+                        .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
+                    let api = if alt_sse {
+                        Api::Gemini
+                    } else {
+                        Api::GeminiArray
+                    };
+                    let path = format!("/v1beta/models/{call}");
+                    handle(
+                        api,
+                        &path,
+                        super::received(r),
+                        state,
+                        headers,
+                        body,
+                        Some(model),
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(
+            Api::BedrockConverse.path(),
+            post(
+                |State(state): State<Arc<SimState>>,
+                 axum::extract::Path(id): axum::extract::Path<String>,
+                 r: Option<axum::Extension<super::Received>>,
+                 headers: HeaderMap,
+                 body: Bytes| async move {
+                    let path = format!("/model/{id}/converse-stream");
+                    handle(
+                        Api::BedrockConverse,
+                        &path,
+                        super::received(r),
+                        state,
+                        headers,
+                        body,
+                        Some(id),
+                    )
+                    .await
+                },
+            ),
+        )
+        .route(Api::Ollama.path(), plain(Api::Ollama, "/api/chat"))
+        .route("/api/generate", plain(Api::Ollama, "/api/generate"))
+        .route(Api::Tgi.path(), plain(Api::Tgi, "/generate_stream"))
+        .route(Api::InHouse.path(), plain(Api::InHouse, "/inhouse/stream"))
+}
+
+fn plain(api: Api, path: &'static str) -> axum::routing::MethodRouter<Arc<SimState>> {
+    axum::routing::post(
+        move |State(state): State<Arc<SimState>>,
+              r: Option<axum::Extension<super::Received>>,
+              headers: HeaderMap,
+              body: Bytes| async move {
+            let resp: Response =
+                handle(api, path, super::received(r), state, headers, body, None).await;
+            resp
         },
     )
 }

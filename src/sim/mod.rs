@@ -5,6 +5,7 @@
 //! takes its own timestamps, so a bug in a probe cannot be cancelled by the same bug here.
 //! Faults are injected per request with the `x-sim-fault` header (see [`fault::Fault`]).
 
+pub mod api;
 pub mod chat;
 pub mod fault;
 pub mod judge;
@@ -504,7 +505,7 @@ async fn put_mapper(
 
 /// The simulator's routes.
 pub fn router(state: Arc<SimState>) -> Router {
-    net::routes(streams::routes(Router::new()))
+    net::routes(chat::stream_routes(Router::new()))
         .route("/map", post(mapper::map))
         .route("/map/batch", post(mapper::map_batch))
         .route(

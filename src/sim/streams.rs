@@ -5,22 +5,17 @@
 //! (`/generate_stream`), Bedrock ConverseStream (`/model/{id}/converse-stream`) and an
 //! in-house NDJSON example (`/inhouse/stream`, `{"delta": ..., "phase": "thinking"|"answer"}`).
 //!
-//! Scenarios, write modes (`x-sim-write`) and ground truth are the chat routes' own
-//! ([`super::chat`]): only the rendering of each scheduled event differs. The model comes from
+//! Scenarios, write modes (`x-sim-write`), ground truth and the routes are the chat module's
+//! ([`super::chat`], which calls [`render`] here): only the rendering of each scheduled event
+//! differs. The model comes from
 //! the URL (Gemini, Bedrock), the body's `model` (Ollama), or the `x-sim-model` header (TGI,
 //! in-house). `throttle` in the model name ends the stream half-way with the protocol's rate
 //! limit error (Bedrock's `throttlingException`, Gemini's `RESOURCE_EXHAUSTED`).
 
-use std::sync::Arc;
-
-use axum::extract::{Path, RawQuery, State};
-use axum::http::HeaderMap;
-use axum::response::Response;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use super::chat::{handle, Api, Sem};
-use super::SimState;
+use super::api::{Api, Sem};
 
 /// Every string under `text`, `content`, `prompt` or `inputs` in a request, joined: the
 /// prompt whatever the protocol's request shape.
@@ -227,83 +222,6 @@ pub fn render(api: Api, sem: Sem, text: &str, model: &str, words: u32, reasoning
         Api::OpenaiChat | Api::OpenaiResponses | Api::AnthropicMessages => Vec::new(),
     };
     Bytes::from(b)
-}
-
-/// The routes, with the model taken from the URL where the protocol puts it there.
-pub fn routes(router: axum::Router<Arc<SimState>>) -> axum::Router<Arc<SimState>> {
-    use axum::routing::post;
-    router
-        .route(
-            Api::Gemini.path(),
-            post(
-                |State(state): State<Arc<SimState>>,
-                 Path(call): Path<String>,
-                 RawQuery(query): RawQuery,
-                 r: Option<axum::Extension<super::Received>>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let model = call.split(':').next().unwrap_or("").to_string();
-                    let alt_sse = query
-                        .as_deref()
-                        .is_some_and(|q| q.split('&').any(|kv| kv == "alt=sse"));
-                    let api = if alt_sse {
-                        Api::Gemini
-                    } else {
-                        Api::GeminiArray
-                    };
-                    let path = format!("/v1beta/models/{call}");
-                    handle(
-                        api,
-                        &path,
-                        super::received(r),
-                        state,
-                        headers,
-                        body,
-                        Some(model),
-                    )
-                    .await
-                },
-            ),
-        )
-        .route(
-            Api::BedrockConverse.path(),
-            post(
-                |State(state): State<Arc<SimState>>,
-                 Path(id): Path<String>,
-                 r: Option<axum::Extension<super::Received>>,
-                 headers: HeaderMap,
-                 body: Bytes| async move {
-                    let path = format!("/model/{id}/converse-stream");
-                    handle(
-                        Api::BedrockConverse,
-                        &path,
-                        super::received(r),
-                        state,
-                        headers,
-                        body,
-                        Some(id),
-                    )
-                    .await
-                },
-            ),
-        )
-        .route(Api::Ollama.path(), plain(Api::Ollama, "/api/chat"))
-        .route("/api/generate", plain(Api::Ollama, "/api/generate"))
-        .route(Api::Tgi.path(), plain(Api::Tgi, "/generate_stream"))
-        .route(Api::InHouse.path(), plain(Api::InHouse, "/inhouse/stream"))
-}
-
-fn plain(api: Api, path: &'static str) -> axum::routing::MethodRouter<Arc<SimState>> {
-    axum::routing::post(
-        move |State(state): State<Arc<SimState>>,
-              r: Option<axum::Extension<super::Received>>,
-              headers: HeaderMap,
-              body: Bytes| async move {
-            let resp: Response =
-                handle(api, path, super::received(r), state, headers, body, None).await;
-            resp
-        },
-    )
 }
 
 #[cfg(test)]

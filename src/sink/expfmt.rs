@@ -4,11 +4,45 @@
 //! `serve`'s `/metrics`, whose `prometheus-client` encoder writes label values verbatim).
 //! Reading: a parser for sample lines (0.0.4 and OpenMetrics), enough to read back canary's
 //! own series from a Pushgateway or a textfile so counters can be carried forward. Comments,
-//! HELP/TYPE lines and malformed lines are skipped.
+//! HELP/TYPE lines and malformed lines are skipped. The vocabulary both directions share
+//! ([`Labels`], [`Sample`], [`render_labels`], [`parse_float`]) is defined here, below the
+//! metrics model that uses it.
 
 use std::borrow::Cow;
 
-use super::metrics::{parse_float, Labels, Sample};
+
+/// Label pairs in a fixed order.
+pub type Labels = Vec<(String, String)>;
+
+/// One flattened sample, as Prometheus stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    pub name: String,
+    pub labels: Labels,
+    pub value: f64,
+}
+
+/// Parses a sample value or `le` as Prometheus writes them (`+Inf`, `NaN`, `1e-3`).
+pub fn parse_float(s: &str) -> Option<f64> {
+    match s.trim() {
+        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
+        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
+        "NaN" | "nan" => Some(f64::NAN),
+        t => t.parse().ok(),
+    }
+}
+
+/// `{a="x",b="y"}` with label values escaped (`expfmt::escape_label_value`).
+pub fn render_labels(labels: &Labels) -> String {
+    if labels.is_empty() {
+        return String::new();
+    }
+    let inner: Vec<String> = labels
+        .iter()
+        .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
+        .collect();
+    format!("{{{}}}", inner.join(","))
+}
 
 /// A label value as both formats write it between double quotes: `\` -> `\\`, `"` -> `\"`,
 /// line feed -> `\n`; everything else (any UTF-8, `<script>`, `}`) is literal. Values are
@@ -123,7 +157,7 @@ mod tests {
     #[test]
     fn round_trips_our_own_encoding() {
         let labels = vec![("region".to_string(), "eu \"west\"".to_string())];
-        let line = format!("m_total{} 7", super::super::metrics::render_labels(&labels));
+        let line = format!("m_total{} 7", render_labels(&labels));
         let s = parse(&line);
         assert_eq!(s[0].labels, labels);
     }

@@ -22,13 +22,12 @@ use prometheus_client::registry::Unit;
 
 use crate::measure::sli::{Sli, SliKind};
 use crate::observation::{Observation, Outcome};
+// The exposition's vocabulary lives with the exposition format; re-exported for the model's users.
+pub use crate::sink::expfmt::{parse_float, render_labels, Labels, Sample};
 use crate::sink::expfmt::{escape_help, escape_label_value};
 use crate::slo;
 use crate::suite::Suite;
 use crate::timeline::ErrorClass;
-
-/// Label pairs in a fixed order.
-pub type Labels = Vec<(String, String)>;
 
 /// What kind of series a family holds.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,14 +60,6 @@ pub struct Family {
     /// Upper bounds (histograms), increasing, without +Inf.
     pub buckets: Vec<f64>,
     pub series: BTreeMap<Labels, Value>,
-}
-
-/// One flattened sample, as Prometheus stores it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Sample {
-    pub name: String,
-    pub labels: Labels,
-    pub value: f64,
 }
 
 pub const PROBE_RUNS: &str = "canary_probe_runs";
@@ -1016,34 +1007,12 @@ pub fn fmt_float(v: f64) -> String {
     }
 }
 
-/// Parses a sample value or `le` as Prometheus writes them (`+Inf`, `NaN`, `1e-3`).
-pub fn parse_float(s: &str) -> Option<f64> {
-    match s.trim() {
-        "+Inf" | "Inf" | "inf" | "+inf" => Some(f64::INFINITY),
-        "-Inf" | "-inf" => Some(f64::NEG_INFINITY),
-        "NaN" | "nan" => Some(f64::NAN),
-        t => t.parse().ok(),
-    }
-}
-
 fn fmt_value(v: f64) -> String {
     if v.is_nan() {
         "NaN".into()
     } else {
         fmt_float(v)
     }
-}
-
-/// `{a="x",b="y"}` with label values escaped (`expfmt::escape_label_value`).
-pub fn render_labels(labels: &Labels) -> String {
-    if labels.is_empty() {
-        return String::new();
-    }
-    let inner: Vec<String> = labels
-        .iter()
-        .map(|(k, v)| format!("{k}=\"{}\"", escape_label_value(v)))
-        .collect();
-    format!("{{{}}}", inner.join(","))
 }
 
 /// A series' labels as `prometheus-client` encodes them. Its encoder writes a label value
@@ -1323,7 +1292,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     answer: None,
                     trace: None,
                     judgments: if judged {
-                        vec![crate::schedule::judged::JudgeRecord {
+                        vec![crate::check::records::JudgeRecord {
                             turn: None,
                             verdict: if good { "pass" } else { "fail" },
                             judgment: crate::check::judge::decide(&[Ok(

@@ -208,7 +208,7 @@ pub struct CaseReport {
     pub trace_id: Option<String>,
     /// What the judges said (per judged turn, and for the case).
     #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub judgments: Vec<crate::schedule::judged::JudgeRecord>,
+    pub judgments: Vec<crate::check::records::JudgeRecord>,
     /// Similarity to the reference.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub similar: Vec<crate::schedule::judged::SimilarRecord>,

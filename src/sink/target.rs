@@ -10,7 +10,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::expfmt;
-use super::metrics::Sample;
+use super::expfmt::Sample;
 use crate::drivers::http::{self, HttpRequest};
 use crate::observation::Observation;
 use crate::suite::{Endpoint, SeriesSelector, TargetSeries};

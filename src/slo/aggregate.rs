@@ -186,7 +186,7 @@ impl JudgeAgg {
         (self.judged > 0).then(|| self.errors as f64 / self.judged as f64)
     }
 
-    pub fn add(&mut self, j: &crate::schedule::judged::JudgeRecord) {
+    pub fn add(&mut self, j: &crate::check::records::JudgeRecord) {
         let g = &j.judgment;
         self.judged += 1;
         match g.passed {

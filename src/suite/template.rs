@@ -15,6 +15,8 @@ pub struct Vars<'a> {
     pub run: Option<u32>,
     /// The invocation's seed, when one was given.
     pub seed: Option<u64>,
+    /// The vantage point's region (`--region`): keeps the facts of regional fleets apart.
+    pub region: &'a str,
 }
 
 /// Renders every string in `template`; an unknown placeholder is an error.
@@ -118,8 +120,7 @@ fn lookup(name: &str, vars: &Vars) -> Result<Value, String> {
             .map(Value::from)
             .ok_or_else(|| "`{{seed}}` needs `--seed`".to_string()),
         "input" => Ok(vars.case.input.clone()),
-        // The vantage point's region (`--region`): keeps the facts of regional fleets apart.
-        "region" => Ok(Value::String(crate::schedule::quality::region())),
+        "region" => Ok(Value::String(vars.region.to_string())),
         _ => {
             let Some(path) = name.strip_prefix("input.") else {
                 return Err(format!(
@@ -190,6 +191,7 @@ mod tests {
             case: &c,
             run: Some(2),
             seed: None,
+            region: "eu-west-1",
         };
         let t = json!({"type": "start", "text": "{{input.text}}", "n": "{{ input.n }}",
                        "voice": "{{input.v.name}}", "tag": "{{case.id}}/{{case.slice}}#{{run}}"});
@@ -201,6 +203,7 @@ mod tests {
             .unwrap_err()
             .contains("input.nope"));
         assert!(render(&json!("{{seed}}"), &vars).is_err());
+        assert_eq!(render(&json!("{{region}}"), &vars).unwrap(), json!("eu-west-1"));
         assert!(render(&json!("{{wat}}"), &vars).is_err());
         // An unclosed brace is text.
         assert_eq!(render(&json!("a {{b"), &vars).unwrap(), json!("a {{b"));
@@ -213,6 +216,7 @@ mod tests {
             case: &c,
             run: Some(3),
             seed: Some(9),
+            region: "local",
         };
         let body =
             json!({"prompt": "Fill {{name}} in", "nonce": "{{seed}}-{{run}}", "n": "{{run}}"});

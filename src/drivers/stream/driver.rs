@@ -193,7 +193,7 @@ async fn exchange(
         ));
     };
     let uri = url_for(endpoint, case)?;
-    let body = request_body(&spec, endpoint, case, vars)?;
+    let body = request_body(&spec, endpoint, case, vars.clone())?;
     let bytes = match &body {
         Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
             ProbeError::new(

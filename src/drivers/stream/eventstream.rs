@@ -9,7 +9,7 @@
 
 use std::time::Instant;
 
-use super::framing::{Unit, UnitKind};
+use super::unit::{Unit, UnitKind};
 use crate::timeline::{ErrorClass, ProbeError};
 
 /// The CRC32 (IEEE 802.3, reflected, polynomial 0xEDB88320) lookup table.

@@ -7,6 +7,7 @@ use std::time::Instant;
 use super::eventstream::EventStreamParser;
 use super::jsonseq::JsonSeqParser;
 use super::ndjson::NdjsonParser;
+pub use super::unit::{Unit, UnitKind};
 use crate::drivers::sse::{SseEvent, SseParser};
 use crate::timeline::ProbeError;
 
@@ -53,27 +54,6 @@ impl Framing {
             Framing::AwsEventStream => "application/vnd.amazon.eventstream",
         }
     }
-}
-
-/// What kind of unit arrived.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum UnitKind {
-    /// An ordinary event.
-    Event,
-    /// An exception or error frame (AWS event stream), with its type or code.
-    Exception(String),
-}
-
-/// One framed unit of a stream.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Unit {
-    /// Arrival of the read that completed the unit.
-    pub at: Instant,
-    /// The SSE `event:` name or the event stream's `:event-type` (empty when absent).
-    pub event: String,
-    pub kind: UnitKind,
-    /// The unit's text (JSON for every framing but SSE, where it may be anything).
-    pub data: String,
 }
 
 /// An incremental parser for one framing.

@@ -5,7 +5,7 @@
 
 use std::time::Instant;
 
-use super::framing::{Unit, UnitKind};
+use super::unit::{Unit, UnitKind};
 use crate::timeline::{ErrorClass, ProbeError};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -12,6 +12,7 @@ pub mod framing;
 pub mod jsonseq;
 pub mod ndjson;
 pub mod spec;
+pub mod unit;
 
 pub use framing::{Framer, Framing, Unit, UnitKind};
 pub use spec::StreamSpec;
