@@ -18,7 +18,8 @@
 //! - [`serve`]: the long-running monitor (schedules, SQLite history, SLO state API, status page).
 //! - [`sim`]: the reference simulator with ground truth.
 //! - [`bench`]: fidelity and cost benchmarks against the simulator's truth and a peer.
-//! - [`cli`]: the command line and exit codes.
+//! - [`cli`]: the command line.
+//! - [`exit`]: the exit codes every command uses.
 //! - [`quickstart`]: `canary probe URL` and `canary init KIND`, the first ten minutes.
 //! - [`examples`]: the example suites and golden sets the demo carries in the binary.
 //! - [`secret`]: redaction of credentials from everything that leaves the process.
@@ -34,6 +35,7 @@ pub mod check;
 pub mod cli;
 pub mod drivers;
 pub mod examples;
+pub mod exit;
 pub mod fuzzing;
 pub mod gate;
 pub mod measure;

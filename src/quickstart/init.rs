@@ -291,11 +291,11 @@ pub fn run(a: &InitArgs) -> u8 {
                 "next: `canary validate {0}`, then `canary sim &` and `canary run {0}`; edit the URL and headers for your endpoint",
                 suite.display()
             );
-            crate::cli::EXIT_OK
+            crate::exit::EXIT_OK
         }
         Err(e) => {
             eprintln!("error: {e}");
-            crate::cli::EXIT_USAGE
+            crate::exit::EXIT_USAGE
         }
     }
 }

@@ -16,10 +16,10 @@ use crate::suite::{ProcessEnv, Suite};
 
 /// Exit codes (as `canary run`): 0 every run answered, 1 some run failed, 2 usage, 3 nothing
 /// could be measured.
-const EXIT_OK: u8 = crate::cli::EXIT_OK;
-const EXIT_SOME_FAILED: u8 = crate::cli::EXIT_SLO_MISSED;
-const EXIT_USAGE: u8 = crate::cli::EXIT_USAGE;
-const EXIT_NOTHING: u8 = crate::cli::EXIT_NOTHING_MEASURED;
+const EXIT_OK: u8 = crate::exit::EXIT_OK;
+const EXIT_SOME_FAILED: u8 = crate::exit::EXIT_SLO_MISSED;
+const EXIT_USAGE: u8 = crate::exit::EXIT_USAGE;
+const EXIT_NOTHING: u8 = crate::exit::EXIT_NOTHING_MEASURED;
 
 /// The prompt sent when none is given: short, so the probe is cheap, and with an answer that
 /// streams over several tokens.
@@ -479,7 +479,7 @@ pub fn render(plan: &Plan, url: &str, obs: &[Observation]) -> String {
         "canary probe {url}\n  protocol {} ({}), {}, {} at once\n\n",
         plan.protocol,
         plan.why,
-        crate::cli::plural(plan.runs as usize, "run"),
+        crate::sink::table::plural(plan.runs as usize, "run"),
         plan.concurrency
     );
     let mut sorted: Vec<&Observation> = obs.iter().collect();
@@ -605,7 +605,7 @@ pub fn timeline(plan: &Plan, o: &Observation) -> String {
         line(
             &mut out,
             "cadence",
-            &crate::cli::plural(s.stalls as usize, "stall"),
+            &crate::sink::table::plural(s.stalls as usize, "stall"),
             &cadence,
         );
     }

@@ -8,6 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use crate::schedule::executor::ProgressSink;
+
 /// How often the line is redrawn.
 const EVERY: Duration = Duration::from_millis(200);
 
@@ -24,7 +26,7 @@ pub struct Progress {
 
 impl Progress {
     /// A progress line on stderr when it is a terminal and the run is not quiet.
-    pub fn for_terminal(quiet: bool) -> Option<Arc<Progress>> {
+    pub fn for_terminal(quiet: bool) -> Option<Arc<dyn ProgressSink>> {
         if quiet || !std::io::IsTerminal::is_terminal(&std::io::stderr()) {
             return None;
         }
@@ -44,7 +46,7 @@ impl Progress {
                 let Some(p) = weak.upgrade() else { return };
                 p.draw();
             });
-        spawned.ok().map(|_| p)
+        spawned.ok().map(|_| p as Arc<dyn ProgressSink>)
     }
 
     /// A suite of `total` case runs starts.
@@ -98,6 +100,18 @@ impl Progress {
     }
 }
 
+impl ProgressSink for Progress {
+    fn begin(&self, suite: &str, total: usize) {
+        Progress::begin(self, suite, total);
+    }
+    fn finished(&self, error: bool) {
+        Progress::finished(self, error);
+    }
+    fn end(&self) {
+        Progress::end(self);
+    }
+}
+
 /// `chat: 37/120 case runs, 2 errors, 12s elapsed, ~28s left`.
 pub fn line(suite: &str, done: usize, total: usize, errors: usize, elapsed: Duration) -> String {
     let left = if done == 0 || done >= total {
@@ -108,7 +122,7 @@ pub fn line(suite: &str, done: usize, total: usize, errors: usize, elapsed: Dura
     };
     format!(
         "{suite}: {done}/{total} case runs, {}, {} elapsed, {left} left",
-        crate::cli::plural(errors, "error"),
+        crate::sink::table::plural(errors, "error"),
         secs(elapsed.as_secs_f64().floor())
     )
 }

@@ -28,7 +28,7 @@ pub fn run_completions(shell: clap_complete::Shell) -> u8 {
     let mut out = std::io::stdout().lock();
     completions(shell, &mut out);
     let _ = out.flush();
-    crate::cli::EXIT_OK
+    crate::exit::EXIT_OK
 }
 
 /// `canary man`: the exit code.
@@ -36,15 +36,15 @@ pub fn run_man() -> u8 {
     let mut buf = Vec::new();
     if let Err(e) = man(&mut buf) {
         eprintln!("error: cannot render the man page: {e}");
-        return crate::cli::EXIT_USAGE;
+        return crate::exit::EXIT_USAGE;
     }
     let mut out = std::io::stdout().lock();
     match out.write_all(&buf).and_then(|()| out.flush()) {
         Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
             eprintln!("error: {e}");
-            crate::cli::EXIT_USAGE
+            crate::exit::EXIT_USAGE
         }
-        _ => crate::cli::EXIT_OK,
+        _ => crate::exit::EXIT_OK,
     }
 }
 

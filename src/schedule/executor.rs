@@ -34,9 +34,19 @@ pub struct RunOptions {
     /// measured so far is returned (SIGTERM during `canary run`).
     pub stop: Option<tokio::sync::watch::Receiver<bool>>,
     /// Counts finished case runs for the progress line of `canary run` on a terminal.
-    pub progress: Option<Arc<crate::quickstart::progress::Progress>>,
+    pub progress: Option<Arc<dyn ProgressSink>>,
     /// The region, the fact history, the judgment cache and the backoff table of this run.
     pub ctx: super::RunContext,
+}
+
+/// Told how a run advances (the progress line of `canary run` on a terminal).
+pub trait ProgressSink: Send + Sync + std::fmt::Debug {
+    /// A suite starts with `total` case runs.
+    fn begin(&self, suite: &str, total: usize);
+    /// A case run finished (`error`: its outcome is an error).
+    fn finished(&self, error: bool);
+    /// The suite's runs are over.
+    fn end(&self);
 }
 
 /// Resolves once `stop` says stop (never, when there is no `stop`).

@@ -617,7 +617,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
         "canary serve listening on http://{addr} (region {}, db {}, shard {shard}: {})",
         cfg.region,
         cfg.db.display(),
-        crate::cli::plural(state.suites().iter().map(|s| s.probes.len()).sum(), "probe")
+        crate::sink::table::plural(state.suites().iter().map(|s| s.probes.len()).sum(), "probe")
     );
     use std::io::Write;
     let _ = std::io::stdout().flush();
@@ -632,7 +632,7 @@ pub async fn serve(cfg: ServeConfig) -> Result<(), ServeError> {
                 match load_suites(&cfg.paths) {
                     Ok(all) => {
                         // Once, on stderr (it is an event the operator asked for, not a warning).
-                        eprintln!("SIGHUP: reloaded {}", crate::cli::plural(all.len(), "suite"));
+                        eprintln!("SIGHUP: reloaded {}", crate::sink::table::plural(all.len(), "suite"));
                         let new = state.shard.own(&all);
                         if let Ok(mut g) = state.gate_suites.write() {
                             *g = Arc::new(all);

@@ -470,6 +470,11 @@ pub fn target_lines(t: &super::target::TargetReport) -> String {
     out
 }
 
+/// `1 probe`, `2 probes`.
+pub fn plural(n: usize, word: &str) -> String {
+    format!("{n} {word}{}", if n == 1 { "" } else { "s" })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
