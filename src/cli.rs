@@ -610,8 +610,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             let cache = state
                 .as_deref()
                 .map(crate::schedule::judged::cache_path_for);
-            let ctx = match crate::schedule::RunContext::default()
-                .with_judgments(cache.as_deref())
+            let ctx = match crate::schedule::RunContext::default().with_judgments(cache.as_deref())
             {
                 Ok(c) => c,
                 Err(e) => {
@@ -645,10 +644,7 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
             } else {
                 print!(
                     "{}",
-                    crate::sink::calibrate::table(
-                        &all_rows,
-                        ctx.judgments.calls()
-                    )
+                    crate::sink::calibrate::table(&all_rows, ctx.judgments.calls())
                 );
             }
             if !judged {

@@ -124,7 +124,103 @@ pub struct Observation {
     pub judge_cost_dollars: Option<f64>,
 }
 
+/// Builds an observation from what a caller knows, everything else empty (no error, no
+/// stream, no audio, no quality signals): for tests, and for the synthetic runs the metrics
+/// model counts its series with. Starts as a run 1 of case `""` in slice `""`, `ok`, HTTP
+/// 200, judged, at the Unix epoch.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct ObservationBuilder(Observation);
+
+impl ObservationBuilder {
+    pub fn case(mut self, id: &str) -> Self {
+        self.0.case_id = id.to_string();
+        self
+    }
+    pub fn slice(mut self, slice: &str) -> Self {
+        self.0.slice = slice.to_string();
+        self
+    }
+    pub fn run(mut self, run: u32) -> Self {
+        self.0.run = run;
+        self
+    }
+    pub fn started_at(mut self, at: SystemTime) -> Self {
+        self.0.started_at = at;
+        self
+    }
+    pub fn outcome(mut self, outcome: Outcome) -> Self {
+        self.0.outcome = outcome;
+        self
+    }
+    pub fn status(mut self, status: Option<u16>) -> Self {
+        self.0.status = status;
+        self
+    }
+    /// One latency SLI's value (seconds).
+    pub fn latency(mut self, sli: Sli, seconds: f64) -> Self {
+        self.0.latency.insert(sli, seconds);
+        self
+    }
+    pub fn verdicts(mut self, verdicts: Verdicts) -> Self {
+        self.0.verdicts = verdicts;
+        self
+    }
+    pub fn judged(mut self, judged: bool) -> Self {
+        self.0.judged = judged;
+        self
+    }
+    /// Any other field.
+    pub fn with(mut self, set: impl FnOnce(&mut Observation)) -> Self {
+        set(&mut self.0);
+        self
+    }
+    pub fn build(self) -> Observation {
+        self.0
+    }
+}
+
 impl Observation {
+    /// An observation of `endpoint`'s `probe` to fill in (see [`ObservationBuilder`]).
+    pub fn builder(endpoint: &str, probe: &str) -> ObservationBuilder {
+        ObservationBuilder(Observation {
+            endpoint: endpoint.to_string(),
+            probe: probe.to_string(),
+            case_id: String::new(),
+            slice: String::new(),
+            run: 1,
+            started_at: SystemTime::UNIX_EPOCH,
+            outcome: Outcome::Ok,
+            error: None,
+            status: Some(200),
+            latency: BTreeMap::new(),
+            verdicts: Verdicts::default(),
+            judged: true,
+            connect_seconds: None,
+            net: NetSummary::default(),
+            stream: None,
+            audio: None,
+            job: None,
+            freshness: None,
+            fact: None,
+            quality_errors: Vec::new(),
+            answer_chars: None,
+            answer_tokens: None,
+            tokens: None,
+            cost_dollars: None,
+            stopped_early: false,
+            elapsed_seconds: 0.0,
+            usage: None,
+            answer: None,
+            trace: None,
+            judgments: Vec::new(),
+            similar: Vec::new(),
+            turns: Vec::new(),
+            judge_tokens: None,
+            judge_cost_dollars: None,
+        })
+    }
+
     /// Measures and judges a finished timeline.
     pub fn from_timeline(
         endpoint: &Endpoint,

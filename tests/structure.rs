@@ -114,7 +114,11 @@ fn expand(tree: &str) -> Vec<String> {
         }
     }
     let mut out = Vec::new();
-    walk("", &tree.split_whitespace().collect::<Vec<_>>().join(" "), &mut out);
+    walk(
+        "",
+        &tree.split_whitespace().collect::<Vec<_>>().join(" "),
+        &mut out,
+    );
     out
 }
 
@@ -133,11 +137,7 @@ fn paths(code: &str) -> Vec<String> {
 }
 
 /// The module a path names from `current`: the longest known module prefix.
-fn resolve(
-    current: &str,
-    path: &str,
-    known: &BTreeMap<String, String>,
-) -> Option<String> {
+fn resolve(current: &str, path: &str, known: &BTreeMap<String, String>) -> Option<String> {
     let mut segs: Vec<&str> = path.split("::").filter(|s| !s.is_empty()).collect();
     let mut base: Vec<&str> = if current.is_empty() {
         Vec::new()
@@ -257,8 +257,14 @@ fn use_trees_expand_and_paths_resolve() {
         .iter()
         .map(|m| (m.to_string(), String::new()))
         .collect();
-    assert_eq!(resolve("a::b", "super::b::c::Item", &known).as_deref(), Some("a::b::c"));
-    assert_eq!(resolve("a::b", "crate::d::x::y", &known).as_deref(), Some("d"));
+    assert_eq!(
+        resolve("a::b", "super::b::c::Item", &known).as_deref(),
+        Some("a::b::c")
+    );
+    assert_eq!(
+        resolve("a::b", "crate::d::x::y", &known).as_deref(),
+        Some("d")
+    );
     assert_eq!(resolve("a", "self::b::f", &known).as_deref(), Some("a::b"));
     assert_eq!(resolve("a", "std::fs", &known), None);
     let code = code_of(
@@ -288,7 +294,11 @@ fn no_two_modules_import_each_other() {
     let g = graph(&known);
     // The scan sees the code: a module graph this small would mean the parser broke.
     assert!(g.len() > 100, "{} modules", g.len());
-    assert!(g["schedule::executor"].contains("drivers"), "{:?}", g["schedule::executor"]);
+    assert!(
+        g["schedule::executor"].contains("drivers"),
+        "{:?}",
+        g["schedule::executor"]
+    );
     let found = cycles(&g);
     let shown: Vec<String> = found
         .iter()
@@ -378,5 +388,8 @@ fn process_wide_state_is_only_where_listed() {
         .map(|(f, _)| *f)
         .filter(|f| !found.contains(*f))
         .collect();
-    assert!(stale.is_empty(), "no longer global, remove from GLOBALS: {stale:?}");
+    assert!(
+        stale.is_empty(),
+        "no longer global, remove from GLOBALS: {stale:?}"
+    );
 }

@@ -247,7 +247,10 @@ impl TokenSource {
         Ok(header)
     }
 
-    async fn fetch(&self, transport: &dyn TokenTransport) -> Result<(String, Duration), ProbeError> {
+    async fn fetch(
+        &self,
+        transport: &dyn TokenTransport,
+    ) -> Result<(String, Duration), ProbeError> {
         let mut form: Vec<(&str, String)> = Vec::new();
         let mut basic = None;
         match &self.kind {

@@ -67,7 +67,6 @@ pub struct Streaming {
     head_at: Instant,
 }
 
-
 // The roots and the client configuration are shared with the suite loader (an endpoint's
 // `tls:` files): they live in `crate::tls`.
 pub use crate::tls::{client_config, system_roots};

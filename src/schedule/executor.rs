@@ -325,16 +325,9 @@ async fn run_one(
         )
         .await;
     ctx.backoff.note(&endpoint.url, &timeline);
-    let obs = Observation::from_timeline(
-        endpoint,
-        &probe.name,
-        case,
-        run,
-        probe.stall,
-        &timeline,
-    )
-    .with_quality(quality, case)
-    .account_tokens(endpoint, case);
+    let obs = Observation::from_timeline(endpoint, &probe.name, case, run, probe.stall, &timeline)
+        .with_quality(quality, case)
+        .account_tokens(endpoint, case);
     let mut obs = case_scope
         .scope(
             scope.clone(),

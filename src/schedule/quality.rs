@@ -225,10 +225,9 @@ fn nonce(region: &str, run: u32, n: u64) -> String {
 
 fn with_nonce(v: &Value, nonce: &str, region: &str) -> Value {
     match v {
-        Value::String(s) => Value::String(
-            s.replace("{{nonce}}", nonce)
-                .replace("{{region}}", region),
-        ),
+        Value::String(s) => {
+            Value::String(s.replace("{{nonce}}", nonce).replace("{{region}}", region))
+        }
         Value::Array(a) => Value::Array(a.iter().map(|x| with_nonce(x, nonce, region)).collect()),
         Value::Object(o) => Value::Object(
             o.iter()
@@ -305,7 +304,11 @@ async fn canary_fact(
     facts: &FactStore,
 ) -> (Timeline, FactLag) {
     let region = vars.region.clone();
-    let nonce = nonce(&region, vars.run, facts.nonces.fetch_add(1, Ordering::Relaxed));
+    let nonce = nonce(
+        &region,
+        vars.run,
+        facts.nonces.fetch_add(1, Ordering::Relaxed),
+    );
     let mut lag = FactLag {
         nonce: nonce.clone(),
         lag_seconds: None,
@@ -314,7 +317,8 @@ async fn canary_fact(
         read_every: fact.read_every.as_secs_f64(),
     };
     let span = crate::timeline::trace::child("canary.fact.write");
-    let write = tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce, &region)).await;
+    let write =
+        tokio::time::timeout(deadline, write_fact(endpoint, fact, case, &nonce, &region)).await;
     span.end(match &write {
         Ok(Ok(())) => Ok(()),
         Ok(Err(e)) => Err(e.message.as_str()),

@@ -71,6 +71,9 @@ mod tests {
         assert!(!p.with_extension("tmp").exists());
         // A directory where the file should be is an I/O error naming the path.
         let e = read_state(dir.path()).unwrap_err();
-        assert!(e.to_string().starts_with(&dir.path().display().to_string()), "{e}");
+        assert!(
+            e.to_string().starts_with(&dir.path().display().to_string()),
+            "{e}"
+        );
     }
 }

@@ -133,7 +133,10 @@ async fn run(
     match tokio::task::spawn_blocking(move || h.run(id)).await {
         Ok(Ok(Some(r))) => {
             let record: Value = serde_json::from_str(&r.record).unwrap_or(Value::Null);
-            Ok(Json(json!({"id": r.id, "ts": r.ts, "suite": r.suite, "record": record})).into_response())
+            Ok(
+                Json(json!({"id": r.id, "ts": r.ts, "suite": r.suite, "record": record}))
+                    .into_response(),
+            )
         }
         Ok(Ok(None)) => Err(ApiError::NotFound(format!(
             "no run {id} (runs are kept for a limited time)"

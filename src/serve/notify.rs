@@ -15,8 +15,8 @@ use std::time::{Duration, SystemTime};
 use http::Method;
 use serde_json::{json, Value};
 
-use super::slo_state::SloState;
 use super::shard::{fnv1a64, Shard};
+use super::slo_state::SloState;
 use crate::sink::http_out::{self, Failure};
 use crate::sink::spool::{self, Entry};
 

@@ -10,7 +10,6 @@
 
 use std::borrow::Cow;
 
-
 /// Label pairs in a fixed order.
 pub type Labels = Vec<(String, String)>;
 

@@ -23,8 +23,8 @@ use prometheus_client::registry::Unit;
 use crate::measure::sli::{Sli, SliKind};
 use crate::observation::{Observation, Outcome};
 // The exposition's vocabulary lives with the exposition format; re-exported for the model's users.
-pub use crate::sink::expfmt::{parse_float, render_labels, Labels, Sample};
 use crate::sink::expfmt::{escape_help, escape_label_value};
+pub use crate::sink::expfmt::{parse_float, render_labels, Labels, Sample};
 use crate::slo;
 use crate::suite::Suite;
 use crate::timeline::ErrorClass;

@@ -186,7 +186,6 @@ mod tests {
     use crate::check::Verdicts;
     use crate::observation::Outcome;
     use crate::timeline::ErrorClass;
-    use std::collections::BTreeMap;
     use std::time::{Duration, SystemTime};
 
     fn obs(
@@ -195,49 +194,20 @@ mod tests {
         outcome: Outcome,
         schema_valid: Option<bool>,
     ) -> Observation {
-        let mut latency = BTreeMap::new();
-        if let Some(v) = ttc {
-            latency.insert(Sli::TimeToCompletion, v);
-        }
-        Observation {
-            endpoint: "e".into(),
-            probe: "p".into(),
-            case_id: "c".into(),
-            slice: slice.into(),
-            run: 1,
-            started_at: SystemTime::now(),
-            outcome,
-            error: None,
-            status: Some(200),
-            latency,
-            verdicts: Verdicts {
+        let mut b = Observation::builder("e", "p")
+            .case("c")
+            .slice(slice)
+            .started_at(SystemTime::now())
+            .outcome(outcome)
+            .verdicts(Verdicts {
                 schema_valid,
                 ..Default::default()
-            },
-            judged: !outcome.is_error(),
-            connect_seconds: None,
-            net: Default::default(),
-            stream: None,
-            audio: None,
-            job: None,
-            freshness: None,
-            fact: None,
-            quality_errors: Vec::new(),
-            answer_chars: None,
-            answer_tokens: None,
-            tokens: None,
-            cost_dollars: None,
-            stopped_early: false,
-            elapsed_seconds: 0.0,
-            usage: None,
-            answer: None,
-            trace: None,
-            judgments: Vec::new(),
-            similar: Vec::new(),
-            turns: Vec::new(),
-            judge_tokens: None,
-            judge_cost_dollars: None,
+            })
+            .judged(!outcome.is_error());
+        if let Some(v) = ttc {
+            b = b.latency(Sli::TimeToCompletion, v);
         }
+        b.build()
     }
 
     fn slo(sli: Sli, threshold: Option<u64>, objective: f64) -> Slo {

@@ -203,7 +203,10 @@ mod tests {
             .unwrap_err()
             .contains("input.nope"));
         assert!(render(&json!("{{seed}}"), &vars).is_err());
-        assert_eq!(render(&json!("{{region}}"), &vars).unwrap(), json!("eu-west-1"));
+        assert_eq!(
+            render(&json!("{{region}}"), &vars).unwrap(),
+            json!("eu-west-1")
+        );
         assert!(render(&json!("{{wat}}"), &vars).is_err());
         // An unclosed brace is text.
         assert_eq!(render(&json!("a {{b"), &vars).unwrap(), json!("a {{b"));

@@ -3,7 +3,6 @@
 use super::*;
 use crate::check::Verdicts;
 use crate::suite::{load_suite, ProcessEnv};
-use std::collections::BTreeMap;
 use std::path::Path;
 use std::time::Duration;
 
@@ -18,47 +17,18 @@ fn suite(name: &str) -> Suite {
 }
 
 fn obs(slice: &str, ttc: f64, outcome: Outcome, schema_valid: bool, fallback: bool) -> Observation {
-    Observation {
-        endpoint: "mapper".into(),
-        probe: "map".into(),
-        case_id: "c".into(),
-        slice: slice.into(),
-        run: 1,
-        started_at: SystemTime::UNIX_EPOCH,
-        outcome,
-        error: None,
-        status: Some(200),
-        latency: BTreeMap::from([(Sli::TimeToCompletion, ttc)]),
-        verdicts: Verdicts {
+    Observation::builder("mapper", "map")
+        .case("c")
+        .slice(slice)
+        .outcome(outcome)
+        .latency(Sli::TimeToCompletion, ttc)
+        .verdicts(Verdicts {
             schema_valid: Some(schema_valid),
             fallback: Some(fallback),
             tier: Some("mapper-lora-v3".into()),
             ..Default::default()
-        },
-        judged: true,
-        connect_seconds: None,
-        net: Default::default(),
-        stream: None,
-        audio: None,
-        job: None,
-        freshness: None,
-        fact: None,
-        quality_errors: Vec::new(),
-        answer_chars: None,
-        answer_tokens: None,
-        tokens: None,
-        cost_dollars: None,
-        stopped_early: false,
-        elapsed_seconds: 0.0,
-        usage: None,
-        answer: None,
-        trace: None,
-        judgments: Vec::new(),
-        similar: Vec::new(),
-        turns: Vec::new(),
-        judge_tokens: None,
-        judge_cost_dollars: None,
-    }
+        })
+        .build()
 }
 
 fn value(samples: &[Sample], name: &str, want: &[(&str, &str)]) -> Option<f64> {
