@@ -325,7 +325,7 @@ impl Observation {
     /// chat and voice protocols, and to any endpoint with a price.
     pub fn account_tokens(mut self, endpoint: &Endpoint, case: &Case) -> Self {
         let llm =
-            endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
+            endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
         if !llm || (self.outcome.is_error() && self.answer_chars.is_none() && self.usage.is_none())
         {
             return self;

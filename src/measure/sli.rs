@@ -128,77 +128,10 @@ impl Sli {
         }
     }
 
-    /// The SLIs a protocol's driver produces in this build (the validator rejects the others).
+    /// The SLIs a protocol's driver produces in this build (the validator rejects the
+    /// others): the protocol table's (`suite::protocol`).
     pub fn produced_by(protocol: Protocol) -> &'static [Sli] {
-        use Sli::*;
-        match protocol {
-            Protocol::HttpJson => &[
-                TimeToFirstByte,
-                TimeToCompletion,
-                Success,
-                ChecksPassed,
-                SchemaValid,
-                NotFallback,
-                NotEscalated,
-                CacheHit,
-                TierPrimary,
-                JudgePassed,
-                Similar,
-            ],
-            Protocol::OpenaiChat
-            | Protocol::OpenaiResponses
-            | Protocol::AnthropicMessages
-            | Protocol::Stream
-            | Protocol::Gemini
-            | Protocol::Ollama
-            | Protocol::Tgi
-            | Protocol::BedrockConverse => &[
-                TimeToFirstByte,
-                TimeToFirstToken,
-                TimeToFirstVisibleToken,
-                TimeToCompletion,
-                InterChunkGap,
-                NoStall,
-                Success,
-                ChecksPassed,
-                SchemaValid,
-                NotFallback,
-                NotEscalated,
-                CacheHit,
-                TierPrimary,
-                JudgePassed,
-                Similar,
-                ConversationDuration,
-            ],
-            Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio => {
-                &[
-                    TimeToFirstByte,
-                    TimeToFirstToken,
-                    TimeToFirstAudio,
-                    LeadingSilence,
-                    TimeToCompletion,
-                    NoUnderrun,
-                    Success,
-                    ChecksPassed,
-                    NotEscalated,
-                    TierPrimary,
-                    JudgePassed,
-                    Similar,
-                ]
-            }
-            Protocol::Job => &[
-                TimeToFirstByte,
-                TimeToCompletion,
-                Success,
-                ChecksPassed,
-                SchemaValid,
-                NotFallback,
-                CacheHit,
-                TierPrimary,
-                JudgePassed,
-                Similar,
-            ],
-        }
+        protocol.info().slis
     }
 }
 

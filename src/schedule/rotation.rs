@@ -22,7 +22,7 @@ pub fn case_tokens(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
         .map(|(_, i, o)| i + o)
         .sum();
     let llm =
-        endpoint.protocol.is_chat() || endpoint.protocol.is_voice() || endpoint.price.is_some();
+        endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
     if !llm {
         return judges as f64;
     }

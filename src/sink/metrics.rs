@@ -1178,7 +1178,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
             latencies.retain(|s| !matches!(s, Sli::TimeToCompletion | Sli::InterChunkGap));
         }
         let any_schema = ep.schema.is_some() || p.cases.iter().any(|c| c.expect.schema.is_some());
-        let llm = ep.protocol.is_chat() || ep.protocol.is_voice() || ep.price.is_some();
+        let llm = ep.protocol.info().counts_tokens() || ep.price.is_some();
         for slice in &slices {
             let names: std::collections::BTreeSet<&'static str> = p
                 .cases
@@ -1283,7 +1283,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     quality_errors: Vec::new(),
                     answer_chars: Some(10),
                     // Answers a protocol driver assembles (chat, voice) are counted in tokens.
-                    answer_tokens: (ep.protocol.is_chat() || ep.protocol.is_voice()).then_some(3),
+                    answer_tokens: ep.protocol.info().answers_text.then_some(3),
                     tokens: llm.then(crate::observation::Tokens::default),
                     cost_dollars: ep.price.map(|_| 0.0),
                     stopped_early: false,

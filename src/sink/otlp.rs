@@ -272,13 +272,7 @@ fn nanos(t: SystemTime) -> u64 {
 
 /// The GenAI semantic conventions' `gen_ai.system` of a protocol, where it names one.
 pub fn gen_ai_system(p: Protocol) -> Option<&'static str> {
-    match p {
-        Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::Realtime => Some("openai"),
-        Protocol::AnthropicMessages => Some("anthropic"),
-        Protocol::BedrockConverse => Some("aws.bedrock"),
-        Protocol::Gemini => Some("gcp.gemini"),
-        _ => None,
-    }
+    p.info().gen_ai_system
 }
 
 /// The resource of one suite's export: `service.name`, `service.version`, `region`,

@@ -11,6 +11,7 @@ pub mod interp;
 pub mod job;
 pub mod model;
 pub mod net;
+pub mod protocol;
 pub mod raw;
 pub mod stream;
 pub mod template;

@@ -82,38 +82,22 @@ impl Protocol {
 
     /// Voice protocols: audio answers (over a WebSocket or an HTTP response).
     pub fn is_voice(self) -> bool {
-        matches!(
-            self,
-            Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio
-        )
+        self.info().family == super::protocol::Family::Voice
     }
 
     /// Protocols spoken over a WebSocket (`ws://`, `wss://`).
     pub fn is_websocket(self) -> bool {
-        matches!(
-            self,
-            Protocol::WsOpus | Protocol::Realtime | Protocol::WsJsonAudio
-        )
+        self.info().websocket
     }
 
     /// Chat protocols: text answers, possibly streamed (described streams included).
     pub fn is_chat(self) -> bool {
-        matches!(
-            self,
-            Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages
-        ) || self.is_described()
+        self.info().family == super::protocol::Family::Chat
     }
 
     /// Streams read through a description (`stream`, and the built-in descriptions).
     pub fn is_described(self) -> bool {
-        matches!(
-            self,
-            Protocol::Stream
-                | Protocol::Gemini
-                | Protocol::Ollama
-                | Protocol::Tgi
-                | Protocol::BedrockConverse
-        )
+        self.info().described
     }
 }
 
