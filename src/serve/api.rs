@@ -447,7 +447,10 @@ async fn gate(
             });
             (status, Json(body)).into_response()
         }
-        Err(e) => error(StatusCode::BAD_REQUEST, &crate::secret::redact(&e)),
+        Err(e) => error(
+            StatusCode::BAD_REQUEST,
+            &crate::secret::redact(&e.to_string()),
+        ),
     }
 }
 
