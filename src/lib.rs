@@ -41,7 +41,6 @@ pub mod gate;
 pub mod measure;
 pub mod observation;
 pub mod procfs;
-pub mod protocols_cmd;
 pub mod quickstart;
 pub mod rng;
 pub mod schedule;

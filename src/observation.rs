@@ -324,8 +324,7 @@ impl Observation {
     /// estimated from the case's input and the answer (and marked as estimated). Applies to
     /// chat and voice protocols, and to any endpoint with a price.
     pub fn account_tokens(mut self, endpoint: &Endpoint, case: &Case) -> Self {
-        let llm =
-            endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
+        let llm = endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
         if !llm || (self.outcome.is_error() && self.answer_chars.is_none() && self.usage.is_none())
         {
             return self;

@@ -181,6 +181,27 @@ pub fn retarget(suite: &Suite, targets: &Targets) -> Result<Suite, String> {
     Ok(s)
 }
 
+/// Why a gate could not decide at all. The messages are the ones the CLI prints and serve's
+/// API answers; the CLI picks its exit code by variant (`NothingMeasured` is exit 3).
+#[derive(Debug, thiserror::Error)]
+pub enum GateError {
+    /// A candidate or baseline URL whose host the suite's `gate.allowed_hosts` (or, over the
+    /// API, the suite's own endpoints) does not allow, or whose host cannot be read; nothing
+    /// was sent.
+    #[error("{0}")]
+    HostNotAllowed(String),
+    /// A target that does not fit the suite: an unknown endpoint name, or a base URL that
+    /// cannot be put in front of an endpoint's URL.
+    #[error("{0}")]
+    Target(String),
+    /// Every case run failed on both sides.
+    #[error("nothing could be measured: every case run failed on both sides")]
+    NothingMeasured,
+    /// The comparison's worker did not finish (it panicked or was cancelled).
+    #[error("the comparison failed: {0}")]
+    Comparison(tokio::task::JoinError),
+}
+
 /// How `canary gate` runs.
 #[derive(Debug, Clone)]
 pub struct GateOptions {
@@ -241,16 +262,17 @@ pub struct GateOutcome {
 }
 
 /// Runs the gate for one suite.
-pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, String> {
+pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, GateError> {
     // The suite's allowed hosts hold for the operator too; serve's API checks its own,
     // stricter policy before it gets here.
     check_hosts(
         suite,
         &[&opts.candidate, &opts.baseline],
         HostPolicy::Operator,
-    )?;
-    let cand = Arc::new(retarget(suite, &opts.candidate)?);
-    let base = Arc::new(retarget(suite, &opts.baseline)?);
+    )
+    .map_err(GateError::HostNotAllowed)?;
+    let cand = Arc::new(retarget(suite, &opts.candidate).map_err(GateError::Target)?);
+    let base = Arc::new(retarget(suite, &opts.baseline).map_err(GateError::Target)?);
     let mut plan = Vec::new();
     let mut rng = SplitMix64::new(opts.seed);
     for run in 1..=opts.runs.max(1) {
@@ -302,7 +324,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         }
     }
     if c_obs.iter().chain(&b_obs).all(|o| o.outcome.is_error()) {
-        return Err("nothing could be measured: every case run failed on both sides".into());
+        return Err(GateError::NothingMeasured);
     }
     let report = |s: &Suite, obs: &[Observation], region: &str| {
         let stats = aggregate::aggregate(obs);
@@ -323,7 +345,7 @@ pub async fn run(suite: &Suite, opts: &GateOptions) -> Result<GateOutcome, Strin
         );
         tokio::task::spawn_blocking(move || compare(&s, &b, &c, seed, runs))
             .await
-            .map_err(|e| format!("the comparison failed: {e}"))?
+            .map_err(GateError::Comparison)?
     };
     let mut reasons = Vec::new();
     for v in slos.iter().filter(|v| !v.met) {

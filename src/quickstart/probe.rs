@@ -421,7 +421,7 @@ pub async fn run(args: ProbeArgs) -> u8 {
             }
         }
     }
-    let r = crate::cli::run_suite(&suite, "local", &RunOptions::default()).await;
+    let r = crate::cli::run::run_suite(&suite, "local", &RunOptions::default()).await;
     let url = crate::secret::redact(&plan.url);
     if args.json {
         let mut out = r.report.to_json();

@@ -21,8 +21,7 @@ pub fn case_tokens(probe: &Probe, endpoint: &Endpoint, case: usize) -> f64 {
         .iter()
         .map(|(_, i, o)| i + o)
         .sum();
-    let llm =
-        endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
+    let llm = endpoint.protocol.info().counts_tokens() || endpoint.price.is_some();
     if !llm {
         return judges as f64;
     }

@@ -6,100 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use regex::Regex;
-use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use serde_json_path::JsonPath;
 
 use crate::check::extract::{Extractor, Matcher};
 use crate::measure::sli::Sli;
 
-/// The wire protocol of an endpoint; one driver each.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Protocol {
-    HttpJson,
-    OpenaiChat,
-    OpenaiResponses,
-    AnthropicMessages,
-    WsOpus,
-    Realtime,
-    /// Audio in an HTTP response: a chunked body of PCM, WAV, Ogg Opus or MP3, or SSE/NDJSON
-    /// events carrying base64 audio (text-to-speech services).
-    HttpAudio,
-    /// JSON messages over a WebSocket carrying base64 audio (text-to-speech services).
-    WsJsonAudio,
-    Job,
-    /// A stream described in the suite (`stream:`).
-    Stream,
-    /// Built-in stream descriptions (`protocols/*.yaml`).
-    Gemini,
-    Ollama,
-    Tgi,
-    BedrockConverse,
-}
-
-impl Protocol {
-    pub const ALL: &'static [Protocol] = &[
-        Protocol::HttpJson,
-        Protocol::OpenaiChat,
-        Protocol::OpenaiResponses,
-        Protocol::AnthropicMessages,
-        Protocol::WsOpus,
-        Protocol::Realtime,
-        Protocol::HttpAudio,
-        Protocol::WsJsonAudio,
-        Protocol::Job,
-        Protocol::Stream,
-        Protocol::Gemini,
-        Protocol::Ollama,
-        Protocol::Tgi,
-        Protocol::BedrockConverse,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Protocol::HttpJson => "http-json",
-            Protocol::OpenaiChat => "openai-chat",
-            Protocol::OpenaiResponses => "openai-responses",
-            Protocol::AnthropicMessages => "anthropic-messages",
-            Protocol::WsOpus => "ws-opus",
-            Protocol::Realtime => "realtime",
-            Protocol::HttpAudio => "http-audio",
-            Protocol::WsJsonAudio => "ws-json-audio",
-            Protocol::Job => "job",
-            Protocol::Stream => "stream",
-            Protocol::Gemini => "gemini",
-            Protocol::Ollama => "ollama",
-            Protocol::Tgi => "tgi",
-            Protocol::BedrockConverse => "bedrock-converse",
-        }
-    }
-
-    /// Whether this build has a driver for the protocol.
-    pub fn implemented(self) -> bool {
-        true
-    }
-
-    /// Voice protocols: audio answers (over a WebSocket or an HTTP response).
-    pub fn is_voice(self) -> bool {
-        self.info().family == super::protocol::Family::Voice
-    }
-
-    /// Protocols spoken over a WebSocket (`ws://`, `wss://`).
-    pub fn is_websocket(self) -> bool {
-        self.info().websocket
-    }
-
-    /// Chat protocols: text answers, possibly streamed (described streams included).
-    pub fn is_chat(self) -> bool {
-        self.info().family == super::protocol::Family::Chat
-    }
-
-    /// Streams read through a description (`stream`, and the built-in descriptions).
-    pub fn is_described(self) -> bool {
-        self.info().described
-    }
-}
+pub use super::protocol::Protocol;
 
 /// A validated suite.
 #[derive(Debug, Clone)]

@@ -7,13 +7,13 @@ use clap::CommandFactory;
 
 /// Writes the completion script of `shell` to `out`.
 pub fn completions(shell: clap_complete::Shell, out: &mut dyn Write) {
-    let mut cmd = crate::cli::Cli::command();
+    let mut cmd = super::Cli::command();
     clap_complete::generate(shell, &mut cmd, "canary", out);
 }
 
 /// Writes the man page (roff): `canary(1)` with a section per subcommand.
 pub fn man(out: &mut dyn Write) -> std::io::Result<()> {
-    let cmd = crate::cli::Cli::command();
+    let cmd = super::Cli::command();
     clap_mangen::Man::new(cmd.clone()).render(out)?;
     for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
         let name = format!("canary-{}", sub.get_name());

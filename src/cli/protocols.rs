@@ -2,15 +2,15 @@
 //! (name, framing, terminator, file), one description printed (`--show NAME`), and
 //! description files checked as the suite loader would check them.
 
-use std::path::PathBuf;
-
-use crate::cli::{EXIT_OK, EXIT_USAGE};
 use crate::suite::stream::{builtin, builtin_spec, compile_text, BUILTINS};
 use crate::suite::Protocol;
 
-/// Runs the subcommand; returns the exit code.
-pub fn run(show: Option<&str>, files: &[PathBuf]) -> anyhow::Result<u8> {
-    if let Some(name) = show {
+use super::{ProtocolsArgs, EXIT_OK, EXIT_USAGE};
+
+/// Runs `canary protocols`; returns the exit code.
+pub(super) fn exec(a: &ProtocolsArgs) -> anyhow::Result<u8> {
+    let files = &a.files;
+    if let Some(name) = a.show.as_deref() {
         return Ok(match builtin(name) {
             Some((_, text)) => {
                 print!("{text}");
