@@ -4,14 +4,21 @@
 //! `validate` (meaning, references, compiled paths and schemas), collecting every error
 //! with its file, line, column and field ([`Diagnostic`]).
 
+pub mod cron;
+pub mod ctx;
 pub mod diag;
+mod endpoints;
 pub mod golden;
 pub mod hosts;
 pub mod interp;
 pub mod job;
 pub mod model;
 pub mod net;
+mod probes;
+mod quality;
 pub mod raw;
+mod settings;
+mod slos;
 pub mod stream;
 pub mod template;
 pub mod units;
