@@ -29,6 +29,7 @@ use super::settings::{
 use super::slos::build_slo;
 use super::yaml::{self, path_string, Node, Seg};
 
+/// The keys a suite file may have at its top level.
 pub(crate) const TOP_KEYS: &[&str] = &[
     "suite",
     "labels",
@@ -765,6 +766,55 @@ mod tests {
             "endpoints.j: missing required key `submit` for protocol `job`",
         );
         has(&text, "probes[0].stall: stall must be more than zero");
+    }
+
+    #[test]
+    fn schedules_are_parsed_once_at_load_and_their_errors_located() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "g.jsonl", GOLDEN);
+        let ep = "endpoints:\n  e: { protocol: http-json, url: \"http://127.0.0.1:1/x\" }\n";
+        // The model carries the parsed schedule: the probe's own, else the default.
+        let p = write(
+            dir.path(),
+            "ok.yaml",
+            &format!("suite: x\ndefaults: {{ schedule: \"@hourly\" }}\n{ep}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl, sample: {{ per_tick: 1 }} }}\n  - {{ name: q, endpoint: e, golden: g.jsonl, schedule: \"*/5 * * * *\" }}\n"),
+        );
+        let s = load_suite(&p, &ProcessEnv::default()).unwrap();
+        let at = |i: usize| s.probes[i].schedule.as_ref().unwrap();
+        assert_eq!(at(0).expr, "@hourly");
+        assert_eq!(at(0).ticks_per_day().unwrap(), 24);
+        assert_eq!(at(1).expr, "*/5 * * * *");
+        assert_eq!(at(1).period(), std::time::Duration::from_secs(300));
+        assert_eq!(s.defaults.schedule.as_ref().unwrap().expr, "@hourly");
+        // An invalid default is reported where it is written, and again on a rotation that
+        // would tick over it; an invalid schedule of a rotating probe twice, as before the
+        // model held parsed schedules.
+        let p = write(
+            dir.path(),
+            "bad.yaml",
+            &format!("suite: x\ndefaults: {{ schedule: \"bad\" }}\n{ep}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl, sample: {{ per_tick: 1 }} }}\n  - {{ name: q, endpoint: e, golden: g.jsonl, schedule: \"0 9 * * 8\", sample: {{ per_tick: 1 }} }}\n  - {{ name: r, endpoint: e, golden: g.jsonl, schedule: \"*/5 9-17 * * *\", sample: {{ per_tick: 1 }} }}\n"),
+        );
+        let d = load_suite(&p, &ProcessEnv::default()).unwrap_err();
+        let text: Vec<String> = d
+            .iter()
+            .map(|d| {
+                d.to_string()
+                    .replace(&format!("{}/", dir.path().display()), "")
+            })
+            .collect();
+        let fields =
+            "has 1 fields; expected 5 (minute hour day month weekday) or 6 (seconds first)";
+        let range = "weekday 8 is out of range; expected 0-7 (Sunday = 0 or 7) or MON-SUN";
+        assert_eq!(
+            text,
+            [
+                format!("bad.yaml:2:23: defaults.schedule: schedule `bad` {fields} (5 or 6 fields, e.g. \"*/5 * * * *\" (every 5 minutes))"),
+                format!("bad.yaml:6:5: probes[0].schedule: schedule `bad` {fields}"),
+                format!("bad.yaml:7:56: probes[1].schedule: {range}"),
+                format!("bad.yaml:7:56: probes[1].schedule: {range}"),
+                "bad.yaml:8:56: probes[2].schedule: `*/5 9-17 * * *` fires at uneven intervals; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)".to_string(),
+            ]
+        );
     }
 
     #[test]
