@@ -14,7 +14,7 @@
 mod common;
 use common::repo;
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The stages above the loader and the observation: neither may depend on them.
 const UPPER: &[&str] = &["drivers", "schedule", "sink", "slo", "gate", "serve", "cli"];
@@ -38,7 +38,7 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "an endpoint's network settings (`Net`)",
     ),
     (
-        "src/suite/validate.rs",
+        "src/suite/endpoints.rs",
         "crate::drivers::transport",
         "the `http:` key parsed into `Net`",
     ),
@@ -58,27 +58,22 @@ const KNOWN: &[(&str, &str, &str)] = &[
         "the network keys parsed into `Net`",
     ),
     (
-        "src/suite/validate.rs",
-        "crate::schedule::cron",
-        "`schedule` keys checked with the scheduler's own parser",
-    ),
-    (
-        "src/suite/validate.rs",
+        "src/suite/settings.rs",
         "crate::schedule::plan",
         "`max_series` checked against the rotation plan",
     ),
     (
-        "src/suite/validate.rs",
+        "src/suite/settings.rs",
         "crate::sink::metrics",
         "`max_series` against the series the metrics model would write",
     ),
     (
-        "src/suite/validate.rs",
+        "src/suite/slos.rs",
         "crate::sink::table",
         "a value shortened for a diagnostic as the table shortens it",
     ),
     (
-        "src/suite/validate.rs",
+        "src/suite/slos.rs",
         "crate::slo::burn",
         "the warning for an SLO whose alert windows cannot be met",
     ),
@@ -257,6 +252,7 @@ fn the_moved_pieces_stay_moved() {
     // The two crossings this guard was written for, named so that their return is explicit.
     let read = |p: &str| strip_comments(&std::fs::read_to_string(repo().join(p)).unwrap());
     assert!(!read("src/suite/validate.rs").contains("crate::drivers::http"));
+    assert!(!read("src/suite/endpoints.rs").contains("crate::drivers::http"));
     assert!(!read("src/suite/golden.rs").contains("crate::drivers::realtime"));
     assert!(!read("src/observation.rs").contains("crate::schedule::quality"));
 }
@@ -362,4 +358,102 @@ fn the_cli_module_only_parses_and_dispatches() {
          (shared helpers in src/cli/shared.rs)"
     );
     assert!(found.contains("dispatch"), "{found:?}");
+/// The modules of `src/suite/` a file of it names, outside its unit tests: `super::x`,
+/// `crate::suite::x` and the items of `use super::{x, y::z}` groups.
+fn suite_deps(src: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
+    let code = match src.find("#[cfg(test)]") {
+        Some(at) => &src[..at],
+        None => src,
+    };
+    let text = strip_comments(code);
+    let path =
+        regex::Regex::new(r"\b(?:super|crate\s*::\s*suite)\s*::\s*([a-z_][a-z0-9_]*)").unwrap();
+    let group = regex::Regex::new(r"\b(?:super|crate\s*::\s*suite)\s*::\s*\{").unwrap();
+    let mut out: BTreeSet<String> = path
+        .captures_iter(&text)
+        .map(|c| c[1].to_string())
+        .collect();
+    for m in group.find_iter(&text) {
+        // The top-level items of the group, nested groups skipped.
+        let mut depth = 0;
+        let mut item = String::new();
+        for c in text[m.end()..].chars() {
+            match c {
+                '{' => depth += 1,
+                '}' if depth == 0 => break,
+                '}' => depth -= 1,
+                ',' if depth == 0 => item.clear(),
+                c if depth == 0
+                    && (c.is_ascii_alphanumeric() || c == '_')
+                    && !item.contains(':') =>
+                {
+                    item.push(c);
+                    out.insert(item.clone());
+                }
+                ':' if depth == 0 => item.push(':'),
+                _ => {}
+            }
+        }
+    }
+    out.retain(|m| modules.contains(m));
+    out
+}
+
+#[test]
+fn the_suite_loader_has_no_import_cycle_and_only_its_parent_names_the_entry() {
+    let dir = repo().join("src/suite");
+    let mut files = BTreeMap::new();
+    for e in std::fs::read_dir(&dir).unwrap() {
+        let p = e.unwrap().path();
+        if p.extension().is_some_and(|x| x == "rs") {
+            let name = p.file_stem().unwrap().to_string_lossy().into_owned();
+            files.insert(name, std::fs::read_to_string(&p).unwrap());
+        }
+    }
+    let modules: BTreeSet<String> = files.keys().filter(|m| *m != "mod").cloned().collect();
+    let graph: BTreeMap<String, BTreeSet<String>> = files
+        .iter()
+        .filter(|(m, _)| *m != "mod")
+        .map(|(m, src)| {
+            let mut deps = suite_deps(src, &modules);
+            deps.remove(m);
+            (m.clone(), deps)
+        })
+        .collect();
+    assert!(
+        graph["job"].contains("ctx") && graph["validate"].contains("probes"),
+        "the scan broke: {graph:?}"
+    );
+    // The sections and helpers import `ctx`, never the entry (`validate`).
+    let naming_entry: Vec<&String> = graph
+        .iter()
+        .filter(|(_, deps)| deps.contains("validate"))
+        .map(|(m, _)| m)
+        .collect();
+    assert!(
+        naming_entry.is_empty(),
+        "only src/suite/mod.rs may import `validate` (the loader's shared helpers are in `ctx`): {naming_entry:?}"
+    );
+    // No module reaches itself through the others.
+    for start in graph.keys() {
+        let mut stack: Vec<(String, Vec<String>)> = graph[start]
+            .iter()
+            .map(|d| (d.clone(), vec![start.clone(), d.clone()]))
+            .collect();
+        let mut seen = BTreeSet::new();
+        while let Some((m, trail)) = stack.pop() {
+            assert!(
+                m != *start,
+                "an import cycle in src/suite/: {}",
+                trail.join(" -> ")
+            );
+            if seen.insert(m.clone()) {
+                for d in &graph[&m] {
+                    let mut t = trail.clone();
+                    t.push(d.clone());
+                    stack.push((d.clone(), t));
+                }
+            }
+        }
+    }
 }

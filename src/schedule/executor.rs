@@ -262,7 +262,7 @@ pub fn tick_subset(
     opts: &RunOptions,
 ) -> Option<Vec<usize>> {
     probe.sampling.as_ref()?;
-    let ticks = crate::schedule::cron::ticks_per_day(probe.schedule.as_deref()?).ok()?;
+    let ticks = probe.schedule.as_ref()?.ticks_per_day().ok()?;
     let endpoint = suite.endpoints.get(&probe.endpoint)?;
     let rate = super::rotation::cases_per_tick(probe, endpoint, ticks)?;
     let order = super::rotation::order(probe, opts.seed.unwrap_or(0), &opts.ctx.region);

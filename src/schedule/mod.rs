@@ -1,9 +1,9 @@
 //! Scheduling: which case runs happen when. `executor` runs a suite once (N runs of each
-//! case) with a concurrency limit and a hard deadline per case run; `cron` parses schedules;
-//! [`RunContext`] is what a run carries from case to case (region, facts, judgments, backoff).
+//! case) with a concurrency limit and a hard deadline per case run. Cron schedules are parsed
+//! when the suite loads (`suite::cron`); the model carries them. [`RunContext`] is what a run
+//! carries from case to case (region, facts, judgments, backoff).
 
 pub mod backoff;
-pub mod cron;
 pub mod executor;
 pub mod judged;
 pub mod plan;

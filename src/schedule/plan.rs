@@ -59,10 +59,7 @@ pub fn plan(suite: &Suite) -> SuitePlan {
             continue;
         };
         let n = p.cases.len();
-        let ticks = p
-            .schedule
-            .as_deref()
-            .and_then(|s| super::cron::ticks_per_day(s).ok());
+        let ticks = p.schedule.as_ref().and_then(|s| s.ticks_per_day().ok());
         let per_tick = ticks
             .and_then(|t| rotation::cases_per_tick(p, ep, t))
             .unwrap_or(n as f64);
@@ -103,7 +100,7 @@ pub fn plan(suite: &Suite) -> SuitePlan {
                 .map(|c| c.slice.as_str())
                 .collect::<std::collections::BTreeSet<_>>()
                 .len(),
-            schedule: p.schedule.clone(),
+            schedule: p.schedule.as_ref().map(|s| s.expr.clone()),
             ticks_per_day: ticks,
             cases_per_tick: per_tick,
             runs_per_tick: per_tick * runs,

@@ -235,7 +235,7 @@ mod tests {
             stall: std::time::Duration::from_secs(1),
             timeout: std::time::Duration::from_secs(1),
             runs: 1,
-            schedule: Some("*/5 * * * *".into()),
+            schedule: crate::suite::cron::parse("*/5 * * * *").ok(),
             freshness: None,
             canary_fact: None,
             sampling: Some(Sampling {

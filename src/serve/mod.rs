@@ -354,12 +354,13 @@ fn start_loops(
     for suite in state.suites().iter() {
         let suite = Arc::new(suite.clone());
         for (i, p) in suite.probes.iter().enumerate() {
-            let expr = p
+            // The schedule was parsed when the suite loaded.
+            let Some(schedule) = p
                 .schedule
                 .clone()
-                .unwrap_or_else(|| DEFAULT_SCHEDULE.to_string());
-            let Ok(schedule) = crate::schedule::cron::parse(&expr) else {
-                tracing::error!(probe = %p.name, "invalid schedule {expr}; probe not scheduled");
+                .or_else(|| crate::suite::cron::parse(DEFAULT_SCHEDULE).ok())
+            else {
+                tracing::error!(probe = %p.name, "invalid schedule {DEFAULT_SCHEDULE}; probe not scheduled");
                 continue;
             };
             let key = (suite.name.clone(), p.name.clone());
@@ -372,7 +373,7 @@ fn start_loops(
                 e.suite = suite.name.clone();
                 e.probe = p.name.clone();
                 e.endpoint = p.endpoint.clone();
-                e.schedule = expr.clone();
+                e.schedule = schedule.expr.clone();
             }
             // The splay never reaches the period, or the probe would skip firings.
             let cap = schedule.period() / 2;

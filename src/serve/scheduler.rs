@@ -13,7 +13,7 @@ use chrono::{DateTime, Utc};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::schedule::cron::CronSchedule;
+use crate::suite::cron::CronSchedule;
 
 /// A stable offset in `[0, splay)` for one probe of one region (FNV-1a of the names).
 pub fn splay_offset(region: &str, suite: &str, probe: &str, splay: Duration) -> Duration {
@@ -110,7 +110,7 @@ pub async fn probe_loop(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::schedule::cron;
+    use crate::suite::cron;
     use std::sync::atomic::AtomicUsize;
 
     fn counting_runner(runs: Arc<AtomicUsize>, takes: Duration) -> Runner {

@@ -125,12 +125,7 @@ pub fn slo_period(suite: &Suite, slo: &Slo) -> Duration {
         .probes
         .iter()
         .find(|p| p.name == slo.probe)
-        .and_then(|p| {
-            p.schedule
-                .clone()
-                .or_else(|| suite.defaults.schedule.clone())
-        })
-        .and_then(|s| crate::schedule::cron::parse(&s).ok())
+        .and_then(|p| p.schedule.as_ref().or(suite.defaults.schedule.as_ref()))
         .map(|c| c.period())
         .unwrap_or(DEFAULT_PERIOD)
 }
@@ -143,11 +138,8 @@ pub fn period(suite: &Suite) -> Duration {
         .iter()
         .map(|p| {
             p.schedule
-                .clone()
-                .or_else(|| suite.defaults.schedule.clone())
-        })
-        .map(|s| {
-            s.and_then(|s| crate::schedule::cron::parse(&s).ok())
+                .as_ref()
+                .or(suite.defaults.schedule.as_ref())
                 .map(|c| c.period())
                 .unwrap_or(DEFAULT_PERIOD)
         })

@@ -9,9 +9,9 @@ use super::diag::{list, Diagnostic};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
+use super::ctx::{compile_expect_path, compile_regex, load_schema, remove_at};
 use super::model::{Case, Endpoint, Expect, JudgeSpec, Protocol, SimilarSpec, Turn};
 use super::raw::{RawCase, RawCaseJudge, RawCaseSimilar, RawExpect, RawJudge, RawSimilar, RawTurn};
-use super::validate::{compile_expect_path, compile_regex, load_schema};
 use super::yaml::{path_string, Pos, Seg};
 
 /// Default slice of a case that names none.
@@ -131,7 +131,7 @@ pub fn load(path: &Path) -> Result<(Vec<(usize, RawCase, String)>, Vec<Diagnosti
                 Diagnostic::new(path, Some(col_of(line, lineno, &key)), shown, message)
                     .maybe_hint(hint),
             );
-            if remove.is_empty() || !super::validate::remove_at(&mut value, &remove) {
+            if remove.is_empty() || !remove_at(&mut value, &remove) {
                 break;
             }
         }

@@ -5,11 +5,11 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+use super::ctx::{collect, k, matcher, p, source_of, Ctx, RESERVED_LABELS};
 use super::model::{
     JobFollow, JobSpec, Protocol, SeriesSelector, TargetMetrics, TargetSeries, DEFAULT_POLL_EVERY,
 };
 use super::raw::{RawCompare, RawEndpoint, RawMatcher};
-use super::validate::{collect, k, matcher, p, source_of, Ctx};
 use super::yaml::Seg;
 use crate::check::extract::{Extractor, Source};
 use crate::measure::sli::{Sli, SliKind};
@@ -345,7 +345,7 @@ pub(crate) fn labels(
             && !name.starts_with("__");
         if !valid {
             ctx.key_err(&lpath, format!("`{name}` is not a valid label name"));
-        } else if super::validate::RESERVED_LABELS.contains(&name.as_str()) {
+        } else if RESERVED_LABELS.contains(&name.as_str()) {
             ctx.key_err(&lpath, format!("`{name}` is a label canary sets itself"));
         } else {
             out.insert(name, value);

@@ -4,7 +4,10 @@
 //! `validate` (meaning, references, compiled paths and schemas), collecting every error
 //! with its file, line, column and field ([`Diagnostic`]).
 
+pub mod cron;
+pub mod ctx;
 pub mod diag;
+mod endpoints;
 pub mod golden;
 pub mod hosts;
 pub mod interp;
@@ -12,7 +15,11 @@ pub mod job;
 pub mod model;
 pub mod net;
 pub mod protocol;
+mod probes;
+mod quality;
 pub mod raw;
+mod settings;
+mod slos;
 pub mod stream;
 pub mod template;
 pub mod units;

@@ -73,7 +73,8 @@ pub struct Defaults {
     pub timeout: Duration,
     pub runs: u32,
     pub concurrency: usize,
-    pub schedule: Option<String>,
+    /// The suite's default cron schedule, parsed at load time.
+    pub schedule: Option<super::cron::CronSchedule>,
     pub max_body: u64,
 }
 
@@ -386,8 +387,9 @@ pub struct Probe {
     pub stall: Duration,
     pub timeout: Duration,
     pub runs: u32,
-    /// Cron schedule for `serve` (the probe's own, else the suite's default).
-    pub schedule: Option<String>,
+    /// Cron schedule for `serve` and the rotation's ticks (the probe's own, else the suite's
+    /// default), parsed at load time.
+    pub schedule: Option<super::cron::CronSchedule>,
     /// Answers must reflect the current value of a source of truth.
     pub freshness: Option<FreshnessSpec>,
     /// Write a unique fact, then ask until the answer reflects it.

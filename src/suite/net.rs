@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
+use super::ctx::{k, p, Ctx};
 use super::model::Protocol;
 use super::raw::RawEndpoint;
-use super::validate::{k, p, Ctx};
 use super::yaml::Seg;
 use crate::drivers::auth::Auth;
 use crate::drivers::proxy::{Proxy, ProxyChoice};

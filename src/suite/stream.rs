@@ -13,9 +13,9 @@ use std::sync::Arc;
 use serde::Deserialize;
 use serde_json::Value;
 
+use super::ctx::{collect, k, p, Ctx};
 use super::diag::{list, suggest, Diagnostic};
 use super::units::OneOrMany;
-use super::validate::{collect, k, p, Ctx};
 use super::yaml::{self, Seg};
 use super::Protocol;
 use crate::check::extract::compile_path;

@@ -1,5 +1,7 @@
 //! Cron schedules (5 fields, or 6 with seconds) on top of the `cron` crate, which wants the
-//! seconds field: a 5-field expression fires at second 0.
+//! seconds field: a 5-field expression fires at second 0. A suite's `schedule` keys are parsed
+//! here once, at load time, into the [`CronSchedule`] the model carries; `serve`'s scheduler,
+//! rotations, `canary plan` and `canary rules` read that value. Errors are a [`CronError`].
 
 use std::str::FromStr;
 use std::time::Duration;
@@ -9,12 +11,39 @@ use chrono::Utc;
 /// A parsed schedule.
 #[derive(Debug, Clone)]
 pub struct CronSchedule {
+    /// The expression as written.
     pub expr: String,
     inner: cron::Schedule,
 }
 
+/// Why a schedule was refused; the message names the expression and the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum CronError {
+    #[error("unknown schedule nickname `{0}`; known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly")]
+    UnknownNickname(String),
+    #[error("schedule `{expr}` has {fields} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")]
+    FieldCount { expr: String, fields: usize },
+    #[error("weekday {0} is out of range; expected 0-7 (Sunday = 0 or 7) or MON-SUN")]
+    WeekdayOutOfRange(u32),
+    #[error("weekday range `{0}` runs backwards")]
+    WeekdayBackwards(String),
+    #[error("weekday `{0}`: a step over a range ending on 7 is not supported; write it out")]
+    WeekdayStep(String),
+    #[error("invalid schedule `{expr}`: {source}")]
+    Invalid {
+        expr: String,
+        source: cron::error::Error,
+    },
+    #[error("schedule `{0}` never fires")]
+    NeverFires(String),
+    #[error("`{0}` does not fire evenly every day; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)")]
+    NotDaily(String),
+    #[error("`{0}` fires at uneven intervals; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)")]
+    Uneven(String),
+}
+
 /// Parses `*/5 * * * *` (5 fields) or `0 */5 * * * *` (6 fields, seconds first).
-pub fn parse(expr: &str) -> Result<CronSchedule, String> {
+pub fn parse(expr: &str) -> Result<CronSchedule, CronError> {
     // The nicknames of Vixie cron and Kubernetes CronJobs.
     let nickname = match expr.trim() {
         "@yearly" | "@annually" => Some("0 0 1 1 *"),
@@ -26,14 +55,11 @@ pub fn parse(expr: &str) -> Result<CronSchedule, String> {
     };
     if let Some(n) = nickname {
         let mut s = parse(n)?;
-        s.expr = expr.trim().to_string();
+        s.expr = expr.to_string();
         return Ok(s);
     }
     if expr.trim_start().starts_with('@') {
-        return Err(format!(
-            "unknown schedule nickname `{}`; known: @yearly, @annually, @monthly, @weekly, @daily, @midnight, @hourly",
-            expr.trim()
-        ));
+        return Err(CronError::UnknownNickname(expr.trim().to_string()));
     }
     let fields = expr.split_whitespace().count();
     let full = match fields {
@@ -45,12 +71,19 @@ pub fn parse(expr: &str) -> Result<CronSchedule, String> {
             format!("0 {}", f.join(" "))
         }
         6 => expr.trim().to_string(),
-        n => return Err(format!("schedule `{expr}` has {n} fields; expected 5 (minute hour day month weekday) or 6 (seconds first)")),
+        fields => {
+            return Err(CronError::FieldCount {
+                expr: expr.to_string(),
+                fields,
+            })
+        }
     };
-    let inner =
-        cron::Schedule::from_str(&full).map_err(|e| format!("invalid schedule `{expr}`: {e}"))?;
+    let inner = cron::Schedule::from_str(&full).map_err(|source| CronError::Invalid {
+        expr: expr.to_string(),
+        source,
+    })?;
     if inner.upcoming(Utc).next().is_none() {
-        return Err(format!("schedule `{expr}` never fires"));
+        return Err(CronError::NeverFires(expr.to_string()));
     }
     Ok(CronSchedule {
         expr: expr.to_string(),
@@ -60,14 +93,13 @@ pub fn parse(expr: &str) -> Result<CronSchedule, String> {
 
 /// Translates a standard day-of-week field (0-7, Sunday = 0 or 7) to the cron crate's (1-7,
 /// Sunday = 1). Names (`MON-FRI`), `*` and steps (`*/2`) pass unchanged where they need no change.
-fn standard_weekdays(field: &str) -> Result<String, String> {
-    let day = |s: &str| -> Result<u32, String> {
+fn standard_weekdays(field: &str) -> Result<String, CronError> {
+    // A number translated; `None` for what is not a number (a name, `*`).
+    let day = |s: &str| -> Result<Option<u32>, CronError> {
         match s.parse::<u32>() {
-            Ok(d) if d <= 7 => Ok(d % 7 + 1),
-            Ok(d) => Err(format!(
-                "weekday {d} is out of range; expected 0-7 (Sunday = 0 or 7) or MON-SUN"
-            )),
-            Err(_) => Err(String::new()),
+            Ok(d) if d <= 7 => Ok(Some(d % 7 + 1)),
+            Ok(d) => Err(CronError::WeekdayOutOfRange(d)),
+            Err(_) => Ok(None),
         }
     };
     let mut parts = Vec::new();
@@ -77,24 +109,20 @@ fn standard_weekdays(field: &str) -> Result<String, String> {
             None => (part, None),
         };
         let translated = match range.split_once('-') {
-            Some((a, b)) => match (day(a), day(b)) {
-                (Ok(x), Ok(y)) if y >= x => format!("{x}-{y}"),
+            Some((a, b)) => match (day(a)?, day(b)?) {
+                (Some(x), Some(y)) if y >= x => format!("{x}-{y}"),
                 // `5-7` (Friday to Sunday) becomes Friday to Saturday, and Sunday.
-                (Ok(x), Ok(1)) if b.trim() == "7" => format!("{x}-7,1"),
-                (Ok(_), Ok(_)) => return Err(format!("weekday range `{range}` runs backwards")),
-                (Err(e), _) | (_, Err(e)) if !e.is_empty() => return Err(e),
+                (Some(x), Some(1)) if b.trim() == "7" => format!("{x}-7,1"),
+                (Some(_), Some(_)) => return Err(CronError::WeekdayBackwards(range.to_string())),
                 _ => range.to_string(),
             },
-            None => match day(range) {
-                Ok(x) => x.to_string(),
-                Err(e) if !e.is_empty() => return Err(e),
-                Err(_) => range.to_string(),
+            None => match day(range)? {
+                Some(x) => x.to_string(),
+                None => range.to_string(),
             },
         };
         if translated.contains(',') && step.is_some() {
-            return Err(format!(
-                "weekday `{part}`: a step over a range ending on 7 is not supported; write it out"
-            ));
+            return Err(CronError::WeekdayStep(part.to_string()));
         }
         parts.push(match step {
             Some(s) => format!("{translated}/{s}"),
@@ -104,39 +132,39 @@ fn standard_weekdays(field: &str) -> Result<String, String> {
     Ok(parts.join(","))
 }
 
-/// How many times a schedule fires in a day. A rotation numbers its ticks by time, so the
-/// firings must be evenly spaced over a week of days (`*/5 * * * *`, `0 * * * *`), not
-/// bunched (`*/5 9-17 * * *`) or skipping days.
-pub fn ticks_per_day(expr: &str) -> Result<u32, String> {
-    let c = parse(expr)?;
-    let start = chrono::DateTime::<Utc>::from_timestamp(1_767_225_600, 0)
-        .ok_or_else(|| "bad reference time".to_string())?;
-    let end = start + chrono::Duration::days(7);
-    let times: Vec<_> = c
-        .inner
-        .after(&(start - chrono::Duration::seconds(1)))
-        .take_while(|t| *t < end)
-        .take(7 * 86_400)
-        .collect();
-    let n = times.len() as i64;
-    let week = 7 * 86_400;
-    if n == 0 || n % 7 != 0 || week % n != 0 {
-        return Err(format!(
-            "`{expr}` does not fire evenly every day; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)"
-        ));
-    }
-    let gap = week / n;
-    let first = times[0].timestamp();
-    let even = times.iter().all(|t| (t.timestamp() - first) % gap == 0);
-    if !even {
-        return Err(format!(
-            "`{expr}` fires at uneven intervals; a rotation needs evenly spaced ticks (e.g. `*/5 * * * *`)"
-        ));
-    }
-    Ok((n / 7) as u32)
+/// How many times the schedule `expr` fires in a day ([`CronSchedule::ticks_per_day`]).
+pub fn ticks_per_day(expr: &str) -> Result<u32, CronError> {
+    parse(expr)?.ticks_per_day()
 }
 
 impl CronSchedule {
+    /// How many times the schedule fires in a day. A rotation numbers its ticks by time, so
+    /// the firings must be evenly spaced over a week of days (`*/5 * * * *`, `0 * * * *`),
+    /// not bunched (`*/5 9-17 * * *`) or skipping days. The week counted starts on
+    /// 1 January 2026, 00:00 UTC.
+    pub fn ticks_per_day(&self) -> Result<u32, CronError> {
+        let start = chrono::DateTime::<Utc>::UNIX_EPOCH + chrono::Duration::seconds(1_767_225_600);
+        let end = start + chrono::Duration::days(7);
+        let times: Vec<_> = self
+            .inner
+            .after(&(start - chrono::Duration::seconds(1)))
+            .take_while(|t| *t < end)
+            .take(7 * 86_400)
+            .collect();
+        let n = times.len() as i64;
+        let week = 7 * 86_400;
+        if n == 0 || n % 7 != 0 || week % n != 0 {
+            return Err(CronError::NotDaily(self.expr.clone()));
+        }
+        let gap = week / n;
+        let first = times[0].timestamp();
+        let even = times.iter().all(|t| (t.timestamp() - first) % gap == 0);
+        if !even {
+            return Err(CronError::Uneven(self.expr.clone()));
+        }
+        Ok((n / 7) as u32)
+    }
+
     /// The longest gap between consecutive firings over the next 50 (the period a staleness
     /// alert must tolerate).
     pub fn period(&self) -> Duration {
@@ -184,7 +212,7 @@ mod tests {
             Duration::from_secs(3600)
         );
         assert_eq!(parse("@midnight").unwrap().expr, "@midnight");
-        let e = parse("@often").unwrap_err();
+        let e = parse("@often").unwrap_err().to_string();
         assert!(e.contains("@hourly"), "{e}");
     }
 
@@ -202,9 +230,22 @@ mod tests {
             parse("1-59/5 * * * *").unwrap().period(),
             Duration::from_secs(300)
         );
-        assert!(parse("* * *").unwrap_err().contains("3 fields"));
-        assert!(parse("61 * * * *").is_err());
-        assert!(parse("0 9 * * 8").unwrap_err().contains("out of range"));
+        assert_eq!(
+            parse("* * *").unwrap_err().to_string(),
+            "schedule `* * *` has 3 fields; expected 5 (minute hour day month weekday) or 6 (seconds first)"
+        );
+        assert!(matches!(
+            parse("61 * * * *"),
+            Err(CronError::Invalid { .. })
+        ));
+        assert_eq!(
+            parse("0 9 * * 8").unwrap_err().to_string(),
+            "weekday 8 is out of range; expected 0-7 (Sunday = 0 or 7) or MON-SUN"
+        );
+        assert_eq!(
+            parse("0 9 * * 5-2").unwrap_err().to_string(),
+            "weekday range `5-2` runs backwards"
+        );
     }
 
     #[test]
