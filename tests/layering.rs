@@ -358,6 +358,8 @@ fn the_cli_module_only_parses_and_dispatches() {
          (shared helpers in src/cli/shared.rs)"
     );
     assert!(found.contains("dispatch"), "{found:?}");
+}
+
 /// The modules of `src/suite/` a file of it names, outside its unit tests: `super::x`,
 /// `crate::suite::x` and the items of `use super::{x, y::z}` groups.
 fn suite_deps(src: &str, modules: &BTreeSet<String>) -> BTreeSet<String> {
