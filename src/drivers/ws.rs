@@ -69,11 +69,27 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
     let config = WebSocketConfig::default()
         .max_message_size(Some(cap))
         .max_frame_size(Some(cap));
-    let (stream, resp) = tokio_tungstenite::client_async_with_config(request, io, Some(config))
-        .await
-        .map_err(|e| classify(e, "upgrade"))?;
+    let (stream, resp) =
+        match tokio_tungstenite::client_async_with_config(request, io, Some(config)).await {
+            Ok(x) => x,
+            Err(e) => {
+                // A refused upgrade keeps the server's status and body, as an HTTP answer does.
+                if let tungstenite::Error::Http(r) = &e {
+                    let body = r.body().as_deref().unwrap_or_default();
+                    let keep = body.len().min(cap);
+                    rec.set_response(head(r, bytes::Bytes::copy_from_slice(&body[..keep])));
+                }
+                return Err(classify(e, "upgrade"));
+            }
+        };
     rec.mark_at(stamps.last(), Event::Upgraded);
-    rec.set_response(Response {
+    rec.set_response(head(&resp, bytes::Bytes::new()));
+    Ok(Ws { stream, stamps })
+}
+
+/// The upgrade answer's status and headers, with `body`.
+fn head<B>(resp: &::http::Response<B>, body: bytes::Bytes) -> Response {
+    Response {
         status: resp.status().as_u16(),
         headers: resp
             .headers()
@@ -85,9 +101,8 @@ pub async fn connect(endpoint: &Endpoint, rec: &mut Recorder) -> Result<Ws, Prob
                 )
             })
             .collect(),
-        body: bytes::Bytes::new(),
-    });
-    Ok(Ws { stream, stamps })
+        body,
+    }
 }
 
 impl Ws {

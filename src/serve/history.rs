@@ -14,14 +14,19 @@ use rusqlite::{params, Connection, OptionalExtension};
 
 use crate::slo::burn::Events;
 
-/// A history error (the database could not be opened or written).
+/// A history error: the database could not be opened, read or written (SQLite's own error
+/// is kept as the source, so a caller can tell a busy or full database from a corrupt one).
 #[derive(Debug, thiserror::Error)]
-#[error("history database: {0}")]
-pub struct HistoryError(String);
+#[error("history database: {source}")]
+pub struct HistoryError {
+    #[from]
+    source: rusqlite::Error,
+}
 
-impl From<rusqlite::Error> for HistoryError {
-    fn from(e: rusqlite::Error) -> Self {
-        HistoryError(e.to_string())
+impl HistoryError {
+    /// SQLite's error code, when SQLite itself failed (not a type conversion).
+    pub fn sqlite_code(&self) -> Option<rusqlite::ErrorCode> {
+        self.source.sqlite_error_code()
     }
 }
 
@@ -282,6 +287,18 @@ fn row(r: &rusqlite::Row) -> rusqlite::Result<RunRow> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_unopenable_database_keeps_sqlites_error_as_the_source() {
+        let dir = tempfile::tempdir().unwrap();
+        let Err(e) = History::open(&dir.path().join("no-such-dir/h.db")) else {
+            panic!("a database in a missing directory opened");
+        };
+        assert_eq!(e.sqlite_code(), Some(rusqlite::ErrorCode::CannotOpen));
+        let source = std::error::Error::source(&e).map(|s| s.to_string());
+        assert!(source.is_some_and(|s| s.contains("unable to open")), "{e}");
+        assert!(e.to_string().starts_with("history database: "), "{e}");
+    }
 
     fn run(ts: f64, outcome: &str) -> RunRow {
         RunRow {

@@ -1,6 +1,10 @@
 //! Fault injection for the simulator, chosen per request by the `x-sim-fault` header:
 //! `status=CODE`, `hang`, `invalid-json`, `huge=BYTES`, `truncate`, `drip=MS` (one byte every MS).
 //! Unknown values are ignored so that a probe's own headers never break the simulator.
+//!
+//! `/map` acts out every fault itself (and records it in its truth); every other route gets
+//! `status=CODE` and `truncate` from [`layer`], so that any protocol's driver can be shown a
+//! refusal and a connection cut in its own response (the driver contract test does).
 
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -105,8 +109,24 @@ impl Body for HugeBody {
 }
 
 /// A body that sends `head` and then fails, so the server aborts the connection mid-body.
+/// The failure waits [`FLUSH`] after the head, so that the response head and `head` are on
+/// the wire before the connection breaks (failing at once, the server would drop them
+/// unsent and the client would see no response at all).
 pub struct BrokenBody {
-    pub head: Option<Bytes>,
+    head: Option<Bytes>,
+    pause: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+/// How long a broken body waits between its last bytes and breaking the connection.
+pub const FLUSH: Duration = Duration::from_millis(50);
+
+impl BrokenBody {
+    pub fn new(head: Bytes) -> Self {
+        BrokenBody {
+            head: Some(head),
+            pause: None,
+        }
+    }
 }
 
 impl Body for BrokenBody {
@@ -115,11 +135,19 @@ impl Body for BrokenBody {
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
-        _cx: &mut Context<'_>,
+        cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
-        match self.head.take() {
-            Some(h) => Poll::Ready(Some(Ok(Frame::data(h)))),
-            None => Poll::Ready(Some(Err(std::io::Error::other("simulated truncation")))),
+        if let Some(h) = self.head.take() {
+            return Poll::Ready(Some(Ok(Frame::data(h))));
+        }
+        let pause = self
+            .pause
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(FLUSH)));
+        match pause.as_mut().poll(cx) {
+            Poll::Pending => Poll::Pending,
+            Poll::Ready(()) => {
+                Poll::Ready(Some(Err(std::io::Error::other("simulated truncation"))))
+            }
         }
     }
 }
@@ -158,6 +186,76 @@ impl Body for DripBody {
 }
 
 use std::future::Future;
+
+/// The faults every route but `/map` honours: `status=CODE` answers at once with that status
+/// and a JSON error body (a WebSocket upgrade is refused with it); `truncate` sends the first
+/// half of the route's first body frame (at least a byte), then breaks the connection.
+pub async fn layer(
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    if req.uri().path().starts_with("/map") {
+        return next.run(req).await;
+    }
+    match Fault::from_headers(req.headers()) {
+        Some(Fault::Status(code)) => {
+            let status =
+                http::StatusCode::from_u16(code).unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR);
+            let body = serde_json::json!({"error": {"message": format!("simulated status {code}"), "code": code}});
+            (status, axum::Json(body)).into_response()
+        }
+        Some(Fault::Truncate) => {
+            let (mut parts, body) = next.run(req).await.into_parts();
+            parts.headers.remove(http::header::CONTENT_LENGTH);
+            axum::response::Response::from_parts(
+                parts,
+                axum::body::Body::new(CutBody {
+                    inner: body,
+                    broken: None,
+                }),
+            )
+        }
+        _ => next.run(req).await,
+    }
+}
+
+/// A route's body cut inside its first data frame: half of it goes out, then the connection
+/// breaks (as [`BrokenBody`] does).
+struct CutBody {
+    inner: axum::body::Body,
+    broken: Option<BrokenBody>,
+}
+
+impl Body for CutBody {
+    type Data = Bytes;
+    type Error = std::io::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Self::Error>>> {
+        loop {
+            if let Some(b) = self.broken.as_mut() {
+                return Pin::new(b).poll_frame(cx);
+            }
+            match Pin::new(&mut self.inner).poll_frame(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Some(Ok(frame))) => {
+                    // Trailers or an empty frame: read on to data worth cutting.
+                    if let Ok(data) = frame.into_data() {
+                        if !data.is_empty() {
+                            let half = (data.len() / 2).max(1);
+                            self.broken = Some(BrokenBody::new(data.slice(..half)));
+                        }
+                    }
+                }
+                // The route's body ended or failed before any data: break with nothing.
+                Poll::Ready(_) => self.broken = Some(BrokenBody::new(Bytes::new())),
+            }
+        }
+    }
+}
 
 #[cfg(test)]
 mod tests {

@@ -257,9 +257,7 @@ async fn respond(
         Some(Fault::Huge(n)) => (200, Body::new(HugeBody { remaining: *n }), false, false),
         Some(Fault::Truncate) => (
             200,
-            Body::new(BrokenBody {
-                head: Some(json_bytes.slice(..json_bytes.len() / 2)),
-            }),
+            Body::new(BrokenBody::new(json_bytes.slice(..json_bytes.len() / 2))),
             false,
             false,
         ),

@@ -535,6 +535,7 @@ pub fn router(state: Arc<SimState>) -> Router {
         .route("/truth", get(truth).delete(reset))
         .route("/config/mapper", axum::routing::put(put_mapper))
         .route("/healthz", get(|| async { "ok\n" }))
+        .layer(axum::middleware::from_fn(fault::layer))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),
             stamp_arrival,
