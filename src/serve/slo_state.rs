@@ -63,7 +63,7 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
             }];
             if slo.per_slice {
                 let mut names: Vec<String> = rows.iter().map(|(s, _)| s.clone()).collect();
-                if let Some(p) = suite.probes.iter().find(|p| p.name == slo.probe) {
+                if let Some(p) = suite.probe_of(slo) {
                     names.extend(p.cases.iter().map(|c| c.slice.clone()));
                 }
                 names.sort();
@@ -81,9 +81,7 @@ pub fn slo_states(state: &ServeState, now: f64) -> Vec<SloState> {
                 }
             }
             let endpoint = suite
-                .probes
-                .iter()
-                .find(|p| p.name == slo.probe)
+                .probe_of(slo)
                 .map(|p| p.endpoint.clone())
                 .unwrap_or_default();
             out.push(SloState {

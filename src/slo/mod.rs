@@ -116,9 +116,7 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
     let mut out = Vec::new();
     for slo in &suite.slos {
         let endpoint = suite
-            .probes
-            .iter()
-            .find(|p| p.name == slo.probe)
+            .probe_of(slo)
             .map(|p| p.endpoint.clone())
             .unwrap_or_default();
         let of_probe: Vec<&Observation> = observations
@@ -129,7 +127,7 @@ pub fn evaluate(suite: &Suite, observations: &[Observation]) -> Vec<SloVerdict> 
         if slo.per_slice {
             // Every slice of the golden set, even one that produced no observation.
             let mut set: BTreeSet<String> = of_probe.iter().map(|o| o.slice.clone()).collect();
-            if let Some(p) = suite.probes.iter().find(|p| p.name == slo.probe) {
+            if let Some(p) = suite.probe_of(slo) {
                 set.extend(p.cases.iter().map(|c| c.slice.clone()));
             }
             slices.extend(set);

@@ -122,9 +122,7 @@ fn anchor(name: &str) -> String {
 /// the floor of its alert windows.
 pub fn slo_period(suite: &Suite, slo: &Slo) -> Duration {
     suite
-        .probes
-        .iter()
-        .find(|p| p.name == slo.probe)
+        .probe_of(slo)
         .and_then(|p| p.schedule.as_ref().or(suite.defaults.schedule.as_ref()))
         .map(|c| c.period())
         .unwrap_or(DEFAULT_PERIOD)
@@ -336,9 +334,8 @@ fn pyrra(suites: &[Suite], opts: &RulesOptions) -> Vec<Value> {
 /// Slices of an SLO's probe (for formats without grouping, one SLO per slice).
 fn slices(suite: &Suite, slo: &Slo) -> Vec<String> {
     let mut v: Vec<String> = suite
-        .probes
-        .iter()
-        .filter(|p| p.name == slo.probe)
+        .probe_of(slo)
+        .into_iter()
         .flat_map(|p| p.cases.iter().map(|c| c.slice.clone()))
         .collect();
     v.sort();

@@ -33,6 +33,15 @@ pub struct Suite {
     pub warnings: Vec<super::Diagnostic>,
 }
 
+impl Suite {
+    /// The probe an SLO is about. The loader checked every SLO's `probe:` names one of the
+    /// suite's probes; `None` only where a caller cut the suite's probes afterwards (a serve
+    /// shard keeps the SLOs of its own probes, so not there either).
+    pub fn probe_of(&self, slo: &Slo) -> Option<&Probe> {
+        self.probes.iter().find(|p| p.name == slo.probe)
+    }
+}
+
 /// How `canary gate` compares a candidate with the baseline.
 #[derive(Debug, Clone, PartialEq)]
 pub struct GateSettings {
