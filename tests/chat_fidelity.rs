@@ -100,7 +100,7 @@ fn check_all(report: &Value, truth: &[Value], modes: &[&str], models: &[&str]) {
                 let tv = |k: &str| t[k].as_f64();
                 // Byte by byte, a late read finds several one-byte segments and the kernel
                 // stamps them all with the last one's arrival: each stamp is late by as much
-                // as the read was (docs/ARCHITECTURE.md, "Arrival stamps").
+                // as the read was (docs/internals.md, "Arrival stamps").
                 let tol = if *mode == "bytes" {
                     GAP_TOLERANCE
                 } else {

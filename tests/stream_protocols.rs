@@ -186,7 +186,7 @@ fn check_fidelity(models: &[&str], modes: &[&str]) {
         let tv = |k: &str| t[k].as_f64();
         // Byte by byte, the head is followed at once by one-byte segments: a read that comes
         // late finds the head and the bytes behind it, and the kernel stamps what one read
-        // returns with the arrival of its last segment (docs/ARCHITECTURE.md, "Arrival
+        // returns with the arrival of its last segment (docs/internals.md, "Arrival
         // stamps"): the head's stamp is then late by as much as the read was, which a busy
         // two-core machine makes a few milliseconds.
         close_within(

@@ -1,5 +1,5 @@
-//! The code's structure, read from the source (docs/ARCHITECTURE.md, "Rules the tests
-//! keep"):
+//! The code's structure, read from the source (docs/ARCHITECTURE.md, "Dependency
+//! directions"):
 //!
 //! - **No import cycles between modules.** Every `crate::…`, `super::…` and `self::…` path
 //!   of a module file (in `use` trees, groups expanded, and inline) is resolved to the module
