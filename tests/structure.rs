@@ -337,11 +337,11 @@ const GLOBALS: &[(&str, &str)] = &[
         "a counter mixed into random span ids, so two ids of one instant differ",
     ),
     (
-        "src/drivers/http.rs",
+        "src/net/http.rs",
         "TLS client configurations built once (read-only after)",
     ),
     (
-        "src/drivers/rxstamp.rs",
+        "src/net/rxstamp.rs",
         "a probe socket kept open for the kernel's timestamping (read-only after)",
     ),
     (

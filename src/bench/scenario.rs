@@ -183,7 +183,7 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
     }
     let uri: http::Uri = url.parse().map_err(|e| BenchError::Truth(format!("{e}")))?;
     let mut rec = crate::timeline::Recorder::start();
-    let req = crate::drivers::http::HttpRequest {
+    let req = crate::net::http::HttpRequest {
         method,
         uri: &uri,
         headers: &[],
@@ -193,7 +193,7 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
         tls: None,
         net: None,
     };
-    let s = crate::drivers::http::send(req, &mut rec)
+    let s = crate::net::http::send(req, &mut rec)
         .await
         .map_err(|e| BenchError::Truth(e.to_string()))?;
     let r = s

@@ -12,9 +12,9 @@ use bytes::Bytes;
 use serde_json::{json, Map, Value};
 
 use super::chat_events::{estimate_tokens, full_body, Interpreter, Piece};
-use super::http::{self, HttpRequest};
 use super::sse::SseParser;
 use super::RunVars;
+use crate::net::http::{self, HttpRequest};
 use crate::suite::{Case, Endpoint, Protocol};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, TokenKind, Usage};
 

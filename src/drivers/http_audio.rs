@@ -15,11 +15,11 @@
 
 use bytes::Bytes;
 
-use super::http::{self, HttpRequest};
 use super::stream::{Framer, Unit};
 use super::voice::{self, AudioEvents, AudioIn};
 use super::RunVars;
 use crate::audio::stream::{from_content_type, Format};
+use crate::net::http::{self, HttpRequest};
 use crate::suite::{Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
 

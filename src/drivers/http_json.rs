@@ -3,8 +3,8 @@
 
 use bytes::Bytes;
 
-use super::http::{self, HttpRequest};
 use super::RunVars;
+use crate::net::http::{self, HttpRequest};
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, ProbeError, Recorder};
 

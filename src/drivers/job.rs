@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use serde_json::Value;
 
-use super::http::{self, HttpRequest};
 use super::sse::{SseEvent, SseParser};
 use super::RunVars;
 use crate::check::extract::{value_text, Source};
+use crate::net::http::{self, HttpRequest};
 use crate::suite::template::render_lenient;
 use crate::suite::{Case, Endpoint, JobFollow, JobSpec};
 use crate::timeline::{ErrorClass, Event, JobSummary, ProbeError, Recorder, Response};

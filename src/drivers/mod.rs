@@ -2,20 +2,14 @@
 //! timeline; it knows nothing of SLIs, checks or SLOs. The hard deadline wraps every driver
 //! the same way here, so a target that never answers costs at most the case's timeout.
 
-pub mod auth;
 pub mod chat;
 pub mod chat_events;
-pub mod http;
 pub mod http_audio;
 pub mod http_json;
 pub mod job;
-pub mod pool;
-pub mod proxy;
 pub mod realtime;
-pub mod rxstamp;
 pub mod sse;
 pub mod stream;
-pub mod transport;
 pub mod voice;
 pub mod ws;
 pub mod ws_json_audio;

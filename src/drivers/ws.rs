@@ -3,7 +3,7 @@
 //! canary opens the connection itself (resolve, TCP, TLS stamped on the timeline, as for
 //! HTTP), then performs the upgrade with tokio-tungstenite. Every message is stamped with
 //! the arrival of the socket read that completed it (the kernel's receive timestamp, see
-//! [`super::rxstamp`]), before the message is parsed or its audio decoded.
+//! [`crate::net::rxstamp`]), before the message is parsed or its audio decoded.
 
 use std::time::{Duration, Instant};
 
@@ -13,8 +13,8 @@ use tokio_tungstenite::tungstenite::{
 };
 use tokio_tungstenite::WebSocketStream;
 
-use super::http::{self, Io, Opened};
-use super::rxstamp::RxStamps;
+use crate::net::http::{self, Io, Opened};
+use crate::net::rxstamp::RxStamps;
 use crate::suite::Endpoint;
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
 

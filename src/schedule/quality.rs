@@ -14,7 +14,8 @@ use serde_json::Value;
 use super::state_file::{read_state, write_state, StateError};
 use super::RunContext;
 use crate::check::freshness::{self, History, TruthRead};
-use crate::drivers::{self, http, RunVars};
+use crate::drivers::{self, RunVars};
+use crate::net::http;
 use crate::suite::{Case, Endpoint, Probe};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Stamped, Timeline};
 

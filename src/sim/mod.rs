@@ -382,13 +382,13 @@ pub struct Received(pub std::time::Instant);
 
 /// A connection's peer and the arrival stamps of what it sent.
 ///
-/// The stamps come from the probes' own reader ([`crate::drivers::rxstamp`]): a bias there
+/// The stamps come from the probes' own reader ([`crate::net::rxstamp`]): a bias there
 /// would show twice in a comparison with the truth (late on the probe's side, early here),
 /// never cancel.
 #[derive(Debug, Clone)]
 pub struct Peer {
     pub addr: SocketAddr,
-    pub stamps: crate::drivers::rxstamp::RxStamps,
+    pub stamps: crate::net::rxstamp::RxStamps,
 }
 
 impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, StampingListener>>
@@ -407,7 +407,7 @@ impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, Stam
 pub struct StampingListener(tokio::net::TcpListener);
 
 impl axum::serve::Listener for StampingListener {
-    type Io = crate::drivers::rxstamp::StampedTcp;
+    type Io = crate::net::rxstamp::StampedTcp;
     type Addr = SocketAddr;
 
     async fn accept(&mut self) -> (Self::Io, SocketAddr) {
@@ -415,7 +415,7 @@ impl axum::serve::Listener for StampingListener {
             match self.0.accept().await {
                 Ok((tcp, addr)) => {
                     let _ = tcp.set_nodelay(true);
-                    return (crate::drivers::rxstamp::StampedTcp::new(tcp).0, addr);
+                    return (crate::net::rxstamp::StampedTcp::new(tcp).0, addr);
                 }
                 // A connection that failed before it was accepted concerns only its client;
                 // anything else (out of file descriptors) is waited out.

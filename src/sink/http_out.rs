@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{HeaderName, HeaderValue, Method, Uri};
 
-use crate::drivers::http::{self as dh, HttpRequest};
+use crate::net::http::{self as dh, HttpRequest};
 use crate::timeline::Recorder;
 
 /// A response: status and body.

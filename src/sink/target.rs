@@ -11,7 +11,7 @@ use serde::Serialize;
 
 use super::expfmt;
 use super::expfmt::Sample;
-use crate::drivers::http::{self, HttpRequest};
+use crate::net::http::{self, HttpRequest};
 use crate::observation::Observation;
 use crate::suite::{Endpoint, SeriesSelector, TargetSeries};
 use crate::timeline::Recorder;

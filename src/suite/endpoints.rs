@@ -386,8 +386,8 @@ fn net_settings(
     proto: Protocol,
     path: &[Seg],
     ctx: &mut Ctx,
-) -> crate::drivers::transport::Net {
-    use crate::drivers::transport::{HttpVersion, Net};
+) -> crate::net::transport::Net {
+    use crate::net::transport::{HttpVersion, Net};
     let mut net = Net::default();
     if let Some(v) = raw.http.take() {
         match HttpVersion::parse(&v) {
@@ -416,7 +416,7 @@ fn net_settings(
 fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::ClientConfig>> {
     use rustls::pki_types::{pem::PemObject, CertificateDer, PrivateKeyDer};
     let dir = ctx.dir();
-    let mut roots = crate::tls::system_roots();
+    let mut roots = crate::net::tls::system_roots();
     let mut ok = true;
     if let Some(ca) = &t.ca {
         let file = dir.join(ca);
@@ -478,7 +478,7 @@ fn tls_config(t: RawTls, path: &[Seg], ctx: &mut Ctx) -> Option<Arc<rustls::Clie
     if !ok {
         return None;
     }
-    match crate::tls::client_config(roots, client) {
+    match crate::net::tls::client_config(roots, client) {
         Ok(c) => Some(c),
         Err(e) => {
             ctx.err(path, e);

@@ -134,7 +134,7 @@ pub struct Endpoint {
     /// Described streams: what the stream's units mean.
     pub stream_spec: Option<Arc<crate::drivers::stream::StreamSpec>>,
     /// Network settings: the HTTP version spoken.
-    pub net: crate::drivers::transport::Net,
+    pub net: crate::net::transport::Net,
     /// Probe requests carry the case run's W3C `traceparent` (`traceparent: false` turns it off).
     pub traceparent: bool,
 }

@@ -1,5 +1,5 @@
 //! An endpoint's network keys beyond `http:` (`proxy`, `follow_redirects`, `connection`,
-//! `resolve`, `auth`), validated into [`crate::drivers::transport::Net`] with every problem
+//! `resolve`, `auth`), validated into [`crate::net::transport::Net`] with every problem
 //! reported at its line.
 
 use std::sync::Arc;
@@ -10,9 +10,9 @@ use super::ctx::{k, p, Ctx};
 use super::model::Protocol;
 use super::raw::RawEndpoint;
 use super::yaml::Seg;
-use crate::drivers::auth::Auth;
-use crate::drivers::proxy::{Proxy, ProxyChoice};
-use crate::drivers::transport::Net;
+use crate::net::auth::Auth;
+use crate::net::proxy::{Proxy, ProxyChoice};
+use crate::net::transport::Net;
 
 /// Most redirects a chain may follow.
 pub const MAX_FOLLOW_REDIRECTS: u64 = 20;
@@ -145,7 +145,7 @@ const AUTH_KEYS: &[(&str, &[&str])] = &[
 
 /// `auth: { type: ..., ... }`.
 fn auth(v: &Value, proto: Protocol, headers: &[String], at: &[Seg], ctx: &mut Ctx) -> Option<Auth> {
-    use crate::drivers::auth::{AwsKeys, SigV4, TokenKind, TokenSource};
+    use crate::net::auth::{AwsKeys, SigV4, TokenKind, TokenSource};
     let types = "`aws-sigv4`, `oauth2-client-credentials` or `google-service-account`";
     let Value::Object(m) = v else {
         ctx.err(at, format!("`auth` is a mapping with `type: ` {types}"));
@@ -363,7 +363,7 @@ fn auth(v: &Value, proto: Protocol, headers: &[String], at: &[Seg], ctx: &mut Ct
             };
             let url = text("token_url")
                 .or_else(|| doc["token_uri"].as_str().map(str::to_string))
-                .unwrap_or_else(|| crate::drivers::auth::GOOGLE_TOKEN_URL.to_string());
+                .unwrap_or_else(|| crate::net::auth::GOOGLE_TOKEN_URL.to_string());
             let uri = token_url("token_url", &url, ctx)?;
             let audience = text("audience");
             let scope = match (&scope, &audience) {

@@ -14,8 +14,8 @@ use super::framing::{Framer, Unit};
 use super::spec::StreamSpec;
 use crate::drivers::chat::{messages, read_pieces, PieceSource};
 use crate::drivers::chat_events::Piece;
-use crate::drivers::http::{self, HttpRequest};
 use crate::drivers::RunVars;
+use crate::net::http::{self, HttpRequest};
 use crate::suite::{Case, Endpoint};
 use crate::timeline::{ErrorClass, ProbeError, Recorder};
 

@@ -68,8 +68,8 @@ pub struct Streaming {
 }
 
 // The roots and the client configuration are shared with the suite loader (an endpoint's
-// `tls:` files): they live in `crate::tls`.
-pub use crate::tls::{client_config, system_roots};
+// `tls:` files): they live in `crate::net::tls`.
+pub use crate::net::tls::{client_config, system_roots};
 
 impl Drop for Streaming {
     /// Under `connection: reuse`, puts the connection back in the pool: at once when the
