@@ -280,8 +280,7 @@ impl Observation {
             net: timeline.net.clone(),
             stream,
             audio: endpoint
-                .voice
-                .as_ref()
+                .voice()
                 .and_then(|v| measure::audio::playout(timeline, v.prebuffer)),
             job: timeline.job.clone(),
             freshness: None,

@@ -25,19 +25,14 @@ fn endpoint() -> Endpoint {
         answer: None,
         timeout: Duration::from_secs(1),
         max_body: 1 << 20,
-        stream: true,
-        params: Default::default(),
-        voice: None,
-        job: None,
         metrics: None,
         labels: Default::default(),
         escalation_phrases: None,
         price: None,
-        max_tokens: None,
         tls: None,
-        stream_spec: None,
         net: Default::default(),
         traceparent: true,
+        settings: crate::suite::Settings::Json,
     }
 }
 

@@ -15,7 +15,7 @@ use super::chat_events::{estimate_tokens, full_body, Interpreter, Piece};
 use super::sse::SseParser;
 use super::RunVars;
 use crate::net::http::{self, HttpRequest};
-use crate::suite::{Case, Endpoint, Protocol};
+use crate::suite::{Case, ChatSettings, Endpoint, Protocol};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, TokenKind, Usage};
 
 /// Anthropic's API version header, sent unless the suite sets one.
@@ -25,8 +25,14 @@ pub const ANTHROPIC_VERSION: &str = "2023-06-01";
 pub const ANTHROPIC_MAX_TOKENS: u64 = 1024;
 
 /// Performs one case run, recording everything on `rec`.
-pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
-    if let Err(e) = exchange(endpoint, case, vars, rec).await {
+pub async fn run(
+    endpoint: &Endpoint,
+    chat: &ChatSettings,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) {
+    if let Err(e) = exchange(endpoint, chat, case, vars, rec).await {
         rec.fail(e);
     }
 }
@@ -46,11 +52,15 @@ pub fn messages(input: &Value) -> Option<Value> {
 /// The request body for a case. `input.body` is sent as given (with `stream` added when
 /// absent); otherwise it is built from `input.messages` (or `text`), the model, the
 /// endpoint's `params` and the case's `input.params`.
-pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeError> {
+pub fn request_body(
+    endpoint: &Endpoint,
+    chat: &ChatSettings,
+    case: &Case,
+) -> Result<Value, ProbeError> {
     let input = &case.input;
     if let Some(Value::Object(b)) = input.get("body") {
         let mut b = b.clone();
-        b.entry("stream").or_insert(Value::Bool(endpoint.stream));
+        b.entry("stream").or_insert(Value::Bool(chat.stream));
         return Ok(Value::Object(b));
     }
     let msgs = messages(input).ok_or_else(|| {
@@ -71,7 +81,7 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
     match endpoint.protocol {
         Protocol::OpenaiChat => {
             body.insert("messages".into(), msgs);
-            if endpoint.stream {
+            if chat.stream {
                 body.insert("stream_options".into(), json!({"include_usage": true}));
             }
         }
@@ -103,12 +113,12 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
         }
         _ => {}
     }
-    body.insert("stream".into(), Value::Bool(endpoint.stream));
+    body.insert("stream".into(), Value::Bool(chat.stream));
     // The case's or the endpoint's output cap (an endpoint `params` entry still wins).
     let cap = input
         .get("max_tokens")
         .and_then(Value::as_u64)
-        .or(endpoint.max_tokens.map(u64::from));
+        .or(chat.max_tokens.map(u64::from));
     if let Some(n) = cap {
         let key = match endpoint.protocol {
             Protocol::OpenaiResponses => "max_output_tokens",
@@ -116,7 +126,7 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
         };
         body.insert(key.into(), json!(n));
     }
-    for (k, v) in &endpoint.params {
+    for (k, v) in &chat.params {
         body.insert(k.clone(), v.clone());
     }
     if let Some(Value::Object(p)) = input.get("params") {
@@ -129,6 +139,7 @@ pub fn request_body(endpoint: &Endpoint, case: &Case) -> Result<Value, ProbeErro
 
 async fn exchange(
     endpoint: &Endpoint,
+    chat: &ChatSettings,
     case: &Case,
     vars: RunVars,
     rec: &mut Recorder,
@@ -137,7 +148,7 @@ async fn exchange(
         .url
         .parse()
         .map_err(|e| ProbeError::new(ErrorClass::Request, format!("invalid URL: {e}")))?;
-    let body = vars.render(&request_body(endpoint, case)?, case)?;
+    let body = vars.render(&request_body(endpoint, chat, case)?, case)?;
     let wants_stream = body.get("stream").and_then(Value::as_bool).unwrap_or(false);
     let bytes = Bytes::from(serde_json::to_vec(&body).map_err(|e| {
         ProbeError::new(

@@ -16,17 +16,20 @@
 use bytes::Bytes;
 
 use super::stream::{Framer, Unit};
-use super::voice::{self, AudioEvents, AudioIn};
+use super::voice::{AudioEvents, AudioIn};
 use super::RunVars;
 use crate::audio::stream::{from_content_type, Format};
 use crate::net::http::{self, HttpRequest};
 use crate::suite::{Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder, Response};
 
-pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
-    let Some(spec) = voice::spec_of(endpoint, rec) else {
-        return;
-    };
+pub async fn run(
+    endpoint: &Endpoint,
+    spec: &VoiceSpec,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) {
     if let Err(e) = exchange(endpoint, spec, case, vars, rec).await {
         rec.fail(e);
     }
@@ -54,7 +57,7 @@ async fn exchange(
         )),
         None => None,
     };
-    let accept = match &endpoint.stream_spec {
+    let accept = match endpoint.stream_spec() {
         Some(s) => s.framing.accept(),
         None => "audio/*",
     };
@@ -86,13 +89,13 @@ async fn exchange(
     let from_ct = from_content_type(&ct);
     // Audio in the body when the response says so (or the endpoint describes no events);
     // otherwise events through the description.
-    let events = match (&endpoint.stream_spec, from_ct) {
+    let events = match (endpoint.stream_spec(), from_ct) {
         (Some(s), None) => Some(s.clone()),
         _ => None,
     };
     // `audio_format` names the events' audio when the endpoint describes events (a raw body
     // is then read by its Content-Type), else the body's, over its Content-Type.
-    let described = endpoint.stream_spec.is_some();
+    let described = endpoint.stream_spec().is_some();
     let (format, rate, channels) = match (&events, from_ct, spec.media) {
         (Some(_), _, m) => (m.unwrap_or(Format::Pcm16), spec.media_rate, None),
         (None, Some((f, r, c)), m) => (

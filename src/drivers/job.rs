@@ -22,14 +22,13 @@ use crate::suite::template::render_lenient;
 use crate::suite::{Case, Endpoint, JobFollow, JobSpec};
 use crate::timeline::{ErrorClass, Event, JobSummary, ProbeError, Recorder, Response};
 
-pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
-    let Some(spec) = &endpoint.job else {
-        rec.fail(ProbeError::new(
-            ErrorClass::Request,
-            "the endpoint has no job settings",
-        ));
-        return;
-    };
+pub async fn run(
+    endpoint: &Endpoint,
+    spec: &JobSpec,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) {
     if let Err(e) = exchange(endpoint, spec, case, vars, rec).await {
         rec.fail(e);
     }

@@ -17,7 +17,7 @@ pub mod ws_opus;
 
 use std::time::Duration;
 
-use crate::suite::{Case, Endpoint, Protocol};
+use crate::suite::{Case, Endpoint, Protocol, Settings};
 use crate::timeline::{ErrorClass, ProbeError, Recorder, Timeline};
 
 /// Which run of a case this is, for `{{run}}`, `{{seed}}` and `{{region}}` in request
@@ -100,21 +100,111 @@ pub async fn run_case(
     rec.finish()
 }
 
+/// An endpoint whose settings do not fit its protocol. The loader builds the settings from the
+/// protocol, so only an `Endpoint` built by hand can be one; its run is a `request` error.
+fn unfit(endpoint: &Endpoint, rec: &mut Recorder) {
+    rec.fail(ProbeError::new(
+        ErrorClass::Request,
+        format!(
+            "the endpoint's settings do not fit protocol `{}`",
+            endpoint.protocol.as_str()
+        ),
+    ));
+}
+
 async fn drive(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
     match endpoint.protocol {
         Protocol::HttpJson => http_json::run(endpoint, case, vars, rec).await,
         Protocol::OpenaiChat | Protocol::OpenaiResponses | Protocol::AnthropicMessages => {
-            chat::run(endpoint, case, vars, rec).await
+            match &endpoint.settings {
+                Settings::Chat(chat) => chat::run(endpoint, chat, case, vars, rec).await,
+                _ => unfit(endpoint, rec),
+            }
         }
-        Protocol::WsOpus => ws_opus::run(endpoint, case, vars, rec).await,
-        Protocol::Realtime => realtime::run(endpoint, case, vars, rec).await,
-        Protocol::HttpAudio => http_audio::run(endpoint, case, vars, rec).await,
-        Protocol::WsJsonAudio => ws_json_audio::run(endpoint, case, vars, rec).await,
-        Protocol::Job => job::run(endpoint, case, vars, rec).await,
         Protocol::Stream
         | Protocol::Gemini
         | Protocol::Ollama
         | Protocol::Tgi
-        | Protocol::BedrockConverse => stream::driver::run(endpoint, case, vars, rec).await,
+        | Protocol::BedrockConverse => match &endpoint.settings {
+            Settings::Described(chat, spec) => {
+                stream::driver::run(endpoint, chat, spec, case, vars, rec).await
+            }
+            _ => unfit(endpoint, rec),
+        },
+        Protocol::WsOpus | Protocol::Realtime | Protocol::HttpAudio | Protocol::WsJsonAudio => {
+            let Settings::Voice(voice, events) = &endpoint.settings else {
+                return unfit(endpoint, rec);
+            };
+            match (endpoint.protocol, events) {
+                (Protocol::WsOpus, _) => ws_opus::run(endpoint, voice, case, vars, rec).await,
+                (Protocol::Realtime, _) => realtime::run(endpoint, voice, case, vars, rec).await,
+                (Protocol::WsJsonAudio, Some(desc)) => {
+                    ws_json_audio::run(endpoint, voice, desc, case, vars, rec).await
+                }
+                (Protocol::HttpAudio, _) => http_audio::run(endpoint, voice, case, vars, rec).await,
+                _ => unfit(endpoint, rec),
+            }
+        }
+        Protocol::Job => match &endpoint.settings {
+            Settings::Job(spec) => job::run(endpoint, spec, case, vars, rec).await,
+            _ => unfit(endpoint, rec),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// An endpoint of `protocol` loaded from a one-endpoint suite.
+    fn loaded(protocol: &str, extra: &str) -> Endpoint {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("g.jsonl"),
+            "{\"id\": \"a\", \"input\": {\"text\": \"hi\"}}\n",
+        )
+        .unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(
+            &path,
+            format!("suite: s\nendpoints:\n  e:\n    protocol: {protocol}\n    url: \"ws://127.0.0.1:1/v\"\n{extra}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\n"),
+        )
+        .unwrap();
+        let suite = crate::suite::load_suite(&path, &crate::suite::ProcessEnv::default()).unwrap();
+        (*suite.endpoints["e"]).clone()
+    }
+
+    #[test]
+    fn the_loader_gives_each_protocol_its_familys_settings() {
+        assert!(matches!(
+            loaded("ws-opus", "").settings,
+            Settings::Voice(_, None)
+        ));
+        assert!(matches!(
+            loaded(
+                "ws-json-audio",
+                "    stream: { events: [{ audio: $.audio }] }\n"
+            )
+            .settings,
+            Settings::Voice(_, Some(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn settings_that_do_not_fit_the_protocol_are_a_request_error_not_a_panic() {
+        let mut ep = loaded("ws-opus", "");
+        ep.settings = Settings::Json;
+        let case = crate::suite::Case {
+            id: "a".into(),
+            ..Default::default()
+        };
+        let tl = run_case(&ep, &case, RunVars::default(), Duration::from_secs(1)).await;
+        let e = tl.error.expect("an error");
+        assert_eq!(e.class, ErrorClass::Request);
+        assert!(
+            e.message.contains("do not fit protocol `ws-opus`"),
+            "{}",
+            e.message
+        );
     }
 }

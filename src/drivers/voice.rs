@@ -123,21 +123,6 @@ pub fn close_class(code: Option<u16>) -> ErrorClass {
     }
 }
 
-/// The endpoint's voice settings, or the run's `request` error when it has none.
-pub fn spec_of<'a>(
-    endpoint: &'a crate::suite::Endpoint,
-    rec: &mut Recorder,
-) -> Option<&'a crate::suite::VoiceSpec> {
-    let spec = endpoint.voice.as_ref();
-    if spec.is_none() {
-        rec.fail(ProbeError::new(
-            ErrorClass::Request,
-            "the endpoint has no voice settings",
-        ));
-    }
-    spec
-}
-
 /// Records a piece of the transcript that arrived at `at`.
 pub fn transcript(at: Instant, text: &str, rec: &mut Recorder) {
     if text.is_empty() {

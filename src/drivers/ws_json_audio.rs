@@ -14,6 +14,7 @@ use std::sync::Arc;
 
 use tokio_tungstenite::tungstenite::Message;
 
+use super::stream::StreamSpec;
 use super::stream::{Unit, UnitKind};
 use super::voice::{self, AudioEvents, AudioIn};
 use super::{ws, RunVars};
@@ -22,11 +23,15 @@ use crate::suite::template::render;
 use crate::suite::{Case, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder};
 
-pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
-    let Some(spec) = voice::spec_of(endpoint, rec) else {
-        return;
-    };
-    if let Err(e) = exchange(endpoint, spec, case, vars, rec).await {
+pub async fn run(
+    endpoint: &Endpoint,
+    spec: &VoiceSpec,
+    desc: &Arc<StreamSpec>,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) {
+    if let Err(e) = exchange(endpoint, spec, Arc::clone(desc), case, vars, rec).await {
         rec.fail(e);
     }
 }
@@ -34,16 +39,11 @@ pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Reco
 async fn exchange(
     endpoint: &Endpoint,
     spec: &VoiceSpec,
+    desc: Arc<StreamSpec>,
     case: &Case,
     vars: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
-    let Some(desc) = endpoint.stream_spec.clone() else {
-        return Err(ProbeError::new(
-            ErrorClass::Request,
-            "the endpoint has no `stream` description of its messages",
-        ));
-    };
     let start = render(&spec.start, &vars.template(case))
         .map_err(|m| ProbeError::new(ErrorClass::Request, m))?;
     let format = spec.media.unwrap_or(Format::Pcm16);

@@ -16,10 +16,13 @@ use crate::suite::template::render;
 use crate::suite::{Case, Container, Endpoint, VoiceSpec};
 use crate::timeline::{ErrorClass, Event, ProbeError, Recorder};
 
-pub async fn run(endpoint: &Endpoint, case: &Case, run: RunVars, rec: &mut Recorder) {
-    let Some(spec) = voice::spec_of(endpoint, rec) else {
-        return;
-    };
+pub async fn run(
+    endpoint: &Endpoint,
+    spec: &VoiceSpec,
+    case: &Case,
+    run: RunVars,
+    rec: &mut Recorder,
+) {
     if let Err(e) = exchange(endpoint, spec, case, run, rec).await {
         rec.fail(e);
     }

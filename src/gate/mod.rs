@@ -102,9 +102,7 @@ pub fn check_hosts(suite: &Suite, targets: &[&Targets], policy: HostPolicy) -> R
     let own: Vec<(String, u16)> = suite
         .endpoints
         .values()
-        .flat_map(|e| {
-            std::iter::once(e.url.as_str()).chain(e.job.as_ref().map(|j| j.submit_url.as_str()))
-        })
+        .flat_map(|e| std::iter::once(e.url.as_str()).chain(e.job().map(|j| j.submit_url.as_str())))
         .filter_map(|u| url_host_port(u).ok())
         .collect();
     for base in targets

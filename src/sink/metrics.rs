@@ -1254,7 +1254,7 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                         gaps: if early { vec![] } else { vec![0.1] },
                         ..Default::default()
                     }),
-                    audio: ep.voice.as_ref().map(|_| crate::measure::audio::Playout {
+                    audio: ep.voice().map(|_| crate::measure::audio::Playout {
                         format: "opus",
                         prebuffer: 0.08,
                         underruns: u32::from(!good),

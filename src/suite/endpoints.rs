@@ -11,6 +11,7 @@ use serde_json::Value;
 use super::ctx::{k, load_schema, matcher, p, source_of, Ctx};
 use super::diag::list;
 use super::model::*;
+use super::protocol::Family;
 use super::raw::*;
 use super::yaml::Seg;
 use crate::check::extract::Extractor;
@@ -38,20 +39,8 @@ pub(super) fn build_endpoint(
     }
     let proto = raw.protocol;
     let url_path = p(path, &[k("url")]);
-    let (schemes, needs_url): (&[&str], bool) = match proto {
-        Protocol::HttpJson
-        | Protocol::OpenaiChat
-        | Protocol::OpenaiResponses
-        | Protocol::AnthropicMessages => (&["http", "https"], true),
-        Protocol::Stream
-        | Protocol::Gemini
-        | Protocol::Ollama
-        | Protocol::Tgi
-        | Protocol::BedrockConverse => (&["http", "https"], true),
-        Protocol::WsOpus | Protocol::Realtime | Protocol::WsJsonAudio => (&["ws", "wss"], true),
-        Protocol::HttpAudio => (&["http", "https"], true),
-        Protocol::Job => (&["http", "https"], false),
-    };
+    let info = proto.info();
+    let (schemes, needs_url) = (info.schemes, info.needs_url);
     let url = raw.url.clone().unwrap_or_default();
     if needs_url {
         match &raw.url {
@@ -165,7 +154,7 @@ pub(super) fn build_endpoint(
             output_per_mtok: pr.output_per_mtok,
         })
     });
-    if raw.max_tokens.is_some() && !proto.is_chat() {
+    if raw.max_tokens.is_some() && !proto.info().keys.contains(&"max_tokens") {
         ctx.err(
             &p(path, &[k("max_tokens")]),
             format!(
@@ -212,7 +201,7 @@ pub(super) fn build_endpoint(
         None => (
             None,
             // Text answers are searched for the usual hand-off and refusal phrases.
-            (proto.is_chat() || proto.is_voice()).then(|| EscalationPhrases {
+            proto.info().answers_text.then(|| EscalationPhrases {
                 builtin: true,
                 extra: Vec::new(),
             }),
@@ -245,7 +234,7 @@ pub(super) fn build_endpoint(
                 .map(|p| crate::check::escalation::normalize(&p))
                 .filter(|p| !p.is_empty())
                 .collect();
-            let builtin = e.builtin.unwrap_or(proto.is_chat() || proto.is_voice());
+            let builtin = e.builtin.unwrap_or(proto.info().answers_text);
             let phrases =
                 (builtin || !extra.is_empty()).then_some(EscalationPhrases { builtin, extra });
             (m, phrases)
@@ -272,7 +261,7 @@ pub(super) fn build_endpoint(
             "max_body must be more than zero",
         );
     }
-    let audio_events = matches!(proto, Protocol::HttpAudio | Protocol::WsJsonAudio);
+    let audio_events = proto.info().audio_events;
     let stream_spec = if proto.is_described()
         || (audio_events && (raw.stream.is_some() || proto == Protocol::WsJsonAudio))
     {
@@ -312,6 +301,27 @@ pub(super) fn build_endpoint(
     if ctx.diags.len() > before {
         return None;
     }
+    let chat = ChatSettings {
+        stream: raw.stream.as_ref().and_then(Value::as_bool).unwrap_or(true),
+        params: raw.params.unwrap_or_default(),
+        max_tokens: raw.max_tokens,
+    };
+    // Each family's builder reported an error whenever it gave nothing, so a missing piece
+    // here was already said (and the error count checked above).
+    let url = match &job {
+        Some(j) => j.submit_url.clone(),
+        None => url,
+    };
+    let settings = match proto.info().family {
+        Family::Json => Settings::Json,
+        Family::Chat => match stream_spec {
+            Some(d) if proto.is_described() => Settings::Described(chat, d),
+            None if !proto.is_described() => Settings::Chat(chat),
+            _ => return None,
+        },
+        Family::Voice => Settings::Voice(voice?, stream_spec),
+        Family::Job => Settings::Job(Box::new(job?)),
+    };
     Some(Endpoint {
         name: name.to_string(),
         protocol: proto,
@@ -324,25 +334,17 @@ pub(super) fn build_endpoint(
         escalation,
         escalation_phrases,
         price,
-        max_tokens: raw.max_tokens,
         tls,
         net,
         schema,
         answer,
         timeout,
         max_body,
-        stream: raw.stream.as_ref().and_then(Value::as_bool).unwrap_or(true),
-        stream_spec,
-        params: raw.params.unwrap_or_default(),
-        voice,
-        url: match &job {
-            Some(j) => j.submit_url.clone(),
-            None => url,
-        },
-        job,
         metrics,
         labels,
         traceparent: raw.traceparent.unwrap_or(true),
+        settings,
+        url,
     })
 }
 

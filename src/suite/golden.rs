@@ -252,7 +252,7 @@ pub fn compile_case(
     let turns = compile_turns(&mut input, line, text, file, cx, diags);
     if let Some(ep) = cx.endpoint {
         let get_audio = ep.protocol == Protocol::HttpAudio && ep.method == http::Method::GET;
-        if let Some(voice) = ep.voice.as_ref().filter(|_| !get_audio) {
+        if let Some(voice) = ep.voice().filter(|_| !get_audio) {
             for problem in voice_input(ep.protocol, voice, &mut input, file) {
                 err("input", "case.input", problem.0, Some(problem.1));
             }

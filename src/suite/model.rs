@@ -111,14 +111,6 @@ pub struct Endpoint {
     pub answer: Option<Extractor>,
     pub timeout: Duration,
     pub max_body: u64,
-    /// Chat protocols: ask for a stream.
-    pub stream: bool,
-    /// Chat protocols: extra request body fields.
-    pub params: serde_json::Map<String, Value>,
-    /// Voice protocols: how the session runs and how its audio is judged.
-    pub voice: Option<VoiceSpec>,
-    /// `job`: how the job is submitted and followed to completion.
-    pub job: Option<JobSpec>,
     /// The target's own metrics, snapshotted around a run and compared with canary's view.
     pub metrics: Option<TargetMetrics>,
     /// Constant labels on this endpoint's series.
@@ -127,16 +119,85 @@ pub struct Endpoint {
     pub escalation_phrases: Option<EscalationPhrases>,
     /// Dollars per million input and output tokens.
     pub price: Option<Price>,
-    /// Chat protocols: the most output tokens a probe asks for.
-    pub max_tokens: Option<u32>,
     /// The endpoint's own TLS client settings (custom CA, client certificate for mTLS).
     pub tls: Option<Arc<rustls::ClientConfig>>,
-    /// Described streams: what the stream's units mean.
-    pub stream_spec: Option<Arc<crate::drivers::stream::StreamSpec>>,
     /// Network settings: the HTTP version spoken.
     pub net: crate::net::transport::Net,
     /// Probe requests carry the case run's W3C `traceparent` (`traceparent: false` turns it off).
     pub traceparent: bool,
+    /// What the protocol's family needs besides the keys every endpoint has.
+    pub settings: Settings,
+}
+
+/// An endpoint's protocol-specific settings, one variant per protocol family. The loader
+/// builds the variant from the protocol (`Protocol::info().family`), so a voice endpoint
+/// always has its voice settings and a driver never meets an endpoint without what it needs.
+#[derive(Debug, Clone)]
+pub enum Settings {
+    /// `http-json`: nothing beyond the common keys.
+    Json,
+    /// The chat dialects (`openai-chat`, `openai-responses`, `anthropic-messages`).
+    Chat(ChatSettings),
+    /// Described streams (`stream` and the built-in descriptions): chat settings and the
+    /// compiled description of the stream.
+    Described(ChatSettings, Arc<crate::drivers::stream::StreamSpec>),
+    /// Voice protocols: how the session runs and how its audio is judged, and for the
+    /// event-carrying ones (`http-audio` with a `stream:`, `ws-json-audio`) the description
+    /// of their events.
+    Voice(VoiceSpec, Option<Arc<crate::drivers::stream::StreamSpec>>),
+    /// `job`: how the job is submitted and followed to completion.
+    Job(Box<JobSpec>),
+}
+
+/// What a chat probe asks for beyond the case's messages.
+#[derive(Debug, Clone, Default)]
+pub struct ChatSettings {
+    /// Ask for a stream.
+    pub stream: bool,
+    /// Extra request body fields.
+    pub params: serde_json::Map<String, Value>,
+    /// The most output tokens a probe asks for.
+    pub max_tokens: Option<u32>,
+}
+
+impl Endpoint {
+    /// Chat settings (chat dialects and described streams).
+    pub fn chat(&self) -> Option<&ChatSettings> {
+        match &self.settings {
+            Settings::Chat(c) | Settings::Described(c, _) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Voice settings (voice protocols).
+    pub fn voice(&self) -> Option<&VoiceSpec> {
+        match &self.settings {
+            Settings::Voice(v, _) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// Job settings (`job`).
+    pub fn job(&self) -> Option<&JobSpec> {
+        match &self.settings {
+            Settings::Job(j) => Some(j.as_ref()),
+            _ => None,
+        }
+    }
+
+    /// The stream description, where the endpoint's answer is read through one.
+    pub fn stream_spec(&self) -> Option<&Arc<crate::drivers::stream::StreamSpec>> {
+        match &self.settings {
+            Settings::Described(_, d) => Some(d),
+            Settings::Voice(_, d) => d.as_ref(),
+            _ => None,
+        }
+    }
+
+    /// The most output tokens a probe asks for (chat protocols).
+    pub fn max_tokens(&self) -> Option<u32> {
+        self.chat().and_then(|c| c.max_tokens)
+    }
 }
 
 /// Prices of an endpoint in dollars per million tokens (reasoning is billed as output).

@@ -109,7 +109,7 @@ pub(super) fn build_probe(
     };
     let expected_output_tokens = raw
         .expected_output_tokens
-        .or(endpoint.as_ref().and_then(|e| e.max_tokens))
+        .or(endpoint.as_ref().and_then(|e| e.max_tokens()))
         .unwrap_or(DEFAULT_EXPECTED_OUTPUT_TOKENS);
     let rotation = match (raw.sample, raw.budget) {
         (Some(_), Some(_)) => {
@@ -127,9 +127,10 @@ pub(super) fn build_probe(
         }
         (None, Some(b)) => match (b.tokens_per_day, b.dollars_per_day) {
             (Some(t), None) if t > 0.0 => {
-                if endpoint.as_ref().is_some_and(|e| {
-                    !(e.protocol.is_chat() || e.protocol.is_voice() || e.price.is_some())
-                }) {
+                if endpoint
+                    .as_ref()
+                    .is_some_and(|e| !(e.protocol.info().counts_tokens() || e.price.is_some()))
+                {
                     ctx.err(
                         &p(path, &[k("budget"), k("tokens_per_day")]),
                         "this endpoint's runs use no tokens canary can count (not a chat or voice protocol, no `price`)",

@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde_json::{json, Value};
 
 use super::model::{AudioFormat, Container, RealtimeApi, VoiceSpec};
+use super::protocol::PROTOCOLS;
 use super::raw::RawEndpoint;
 use super::Protocol;
 use crate::audio::opus::RATES;
@@ -31,28 +32,18 @@ fn problem(key: &'static str, message: impl Into<String>, hint: Option<&str>) ->
     }
 }
 
-/// Keys only voice protocols read, with the protocols each belongs to (empty: every voice
-/// protocol).
-const VOICE_KEYS: &[(&str, &[Protocol])] = &[
-    ("start", &[Protocol::WsOpus, Protocol::WsJsonAudio]),
-    ("transcript", &[Protocol::WsOpus]),
-    ("container", &[Protocol::WsOpus]),
-    (
-        "sample_rate",
-        &[Protocol::WsOpus, Protocol::HttpAudio, Protocol::WsJsonAudio],
-    ),
-    (
-        "audio_format",
-        &[
-            Protocol::Realtime,
-            Protocol::HttpAudio,
-            Protocol::WsJsonAudio,
-        ],
-    ),
-    ("api", &[Protocol::Realtime]),
-    ("session", &[Protocol::Realtime]),
-    ("audible_threshold", &[]),
-    ("prebuffer", &[]),
+/// Keys only voice protocols read. Which protocols each belongs to is the protocol table's
+/// (`ProtocolInfo::keys`).
+const VOICE_KEYS: &[&str] = &[
+    "start",
+    "transcript",
+    "container",
+    "sample_rate",
+    "audio_format",
+    "api",
+    "session",
+    "audible_threshold",
+    "prebuffer",
 ];
 
 /// Protocols that take any audio format (`audio::stream::Format`).
@@ -79,28 +70,30 @@ fn present(raw: &RawEndpoint, key: &str) -> bool {
 pub fn build(raw: &RawEndpoint) -> (Option<VoiceSpec>, Vec<Problem>) {
     let proto = raw.protocol;
     let mut problems = Vec::new();
-    for (key, only) in VOICE_KEYS {
-        if !present(raw, key) {
+    for key in VOICE_KEYS {
+        if !present(raw, key) || proto.info().keys.contains(key) {
             continue;
         }
-        let fits = if only.is_empty() {
-            proto.is_voice()
+        let owners: Vec<Protocol> = PROTOCOLS
+            .iter()
+            .filter(|e| e.keys.contains(key))
+            .map(|e| e.protocol)
+            .collect();
+        let every_voice = Protocol::ALL
+            .iter()
+            .filter(|p| p.is_voice())
+            .all(|p| owners.contains(p));
+        let names: Vec<&str> = owners.iter().map(|p| p.as_str()).collect();
+        let owner = if every_voice {
+            format!("voice protocols ({})", names.join(", "))
         } else {
-            only.contains(&proto)
+            names.join(", ")
         };
-        if !fits {
-            let names: Vec<&str> = only.iter().map(|p| p.as_str()).collect();
-            let owner = if only.is_empty() {
-                "voice protocols (ws-opus, realtime, http-audio, ws-json-audio)".to_string()
-            } else {
-                names.join(", ")
-            };
-            problems.push(problem(
-                key,
-                format!("`{key}` applies to {owner}, not `{}`", proto.as_str()),
-                None,
-            ));
-        }
+        problems.push(problem(
+            key,
+            format!("`{key}` applies to {owner}, not `{}`", proto.as_str()),
+            None,
+        ));
     }
     if !proto.is_voice() {
         return (None, problems);

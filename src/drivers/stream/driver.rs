@@ -16,12 +16,19 @@ use crate::drivers::chat::{messages, read_pieces, PieceSource};
 use crate::drivers::chat_events::Piece;
 use crate::drivers::RunVars;
 use crate::net::http::{self, HttpRequest};
-use crate::suite::{Case, Endpoint};
+use crate::suite::{Case, ChatSettings, Endpoint};
 use crate::timeline::{ErrorClass, ProbeError, Recorder};
 
 /// Performs one case run, recording everything on `rec`.
-pub async fn run(endpoint: &Endpoint, case: &Case, vars: RunVars, rec: &mut Recorder) {
-    if let Err(e) = exchange(endpoint, case, vars, rec).await {
+pub async fn run(
+    endpoint: &Endpoint,
+    chat: &ChatSettings,
+    spec: &Arc<StreamSpec>,
+    case: &Case,
+    vars: RunVars,
+    rec: &mut Recorder,
+) {
+    if let Err(e) = exchange(endpoint, chat, spec, case, vars, rec).await {
         rec.fail(e);
     }
 }
@@ -120,6 +127,7 @@ fn model_of(endpoint: &Endpoint, case: &Case) -> Option<String> {
 pub fn request_body(
     spec: &StreamSpec,
     endpoint: &Endpoint,
+    chat: &ChatSettings,
     case: &Case,
     vars: RunVars,
 ) -> Result<Option<Value>, ProbeError> {
@@ -138,7 +146,7 @@ pub fn request_body(
             input
                 .get("max_tokens")
                 .and_then(Value::as_u64)
-                .or(endpoint.max_tokens.map(u64::from))
+                .or(chat.max_tokens.map(u64::from))
                 .map(Value::from),
         ),
     ];
@@ -147,7 +155,7 @@ pub fn request_body(
     let rendered = vars.render(template, case)?;
     let mut body = fill(&rendered, &own)?;
     if let Value::Object(b) = &mut body {
-        for (k, v) in &endpoint.params {
+        for (k, v) in &chat.params {
             b.insert(k.clone(), v.clone());
         }
         if let Some(Value::Object(p)) = input.get("params") {
@@ -182,18 +190,15 @@ pub fn url_for(endpoint: &Endpoint, case: &Case) -> Result<::http::Uri, ProbeErr
 
 async fn exchange(
     endpoint: &Endpoint,
+    chat: &ChatSettings,
+    spec: &Arc<StreamSpec>,
     case: &Case,
     vars: RunVars,
     rec: &mut Recorder,
 ) -> Result<(), ProbeError> {
-    let Some(spec) = endpoint.stream_spec.clone() else {
-        return Err(ProbeError::new(
-            ErrorClass::Request,
-            "the endpoint has no stream description",
-        ));
-    };
+    let spec = Arc::clone(spec);
     let uri = url_for(endpoint, case)?;
-    let body = request_body(&spec, endpoint, case, vars.clone())?;
+    let body = request_body(&spec, endpoint, chat, case, vars.clone())?;
     let bytes = match &body {
         Some(b) => Some(Bytes::from(serde_json::to_vec(b).map_err(|e| {
             ProbeError::new(
