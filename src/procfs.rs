@@ -1,5 +1,7 @@
-//! Linux `/proc` readings: the CPU time and peak memory of a process or a thread, and the
-//! parent of a process. `None` where `/proc` is absent or a file cannot be read.
+//! Linux `/proc` readings and process limits: the CPU time and peak memory of a process or a
+//! thread, the parent of a process, resetting a peak, and the open-file limit
+//! (`RLIMIT_NOFILE`), which a probe holding one socket per stream in flight raises at start.
+//! `None` where `/proc` is absent or a file cannot be read.
 
 /// Clock ticks per second of `/proc` CPU times (`getconf CLK_TCK`, 100 on Linux).
 const CLK_TCK: f64 = 100.0;
@@ -47,9 +49,87 @@ pub fn peak_rss(status_file: &str) -> Option<u64> {
     Some(kb * 1024)
 }
 
+/// Resets the peak resident memory (`VmHWM`) of a process to its current size, so that a
+/// later [`peak_rss`] covers only what came after (`clear_refs` value 5; this process, or
+/// `pid`, a child of the same user). False where the kernel refuses.
+pub fn reset_peak_rss(pid: Option<u32>) -> bool {
+    let path = match pid {
+        Some(p) => format!("/proc/{p}/clear_refs"),
+        None => "/proc/self/clear_refs".to_string(),
+    };
+    std::fs::write(path, "5").is_ok()
+}
+
+/// The open-file limit of this process: (soft, hard).
+// `rlim_t` is `u64` here but not on every target.
+#[allow(clippy::unnecessary_cast)]
+pub fn nofile_limit() -> Option<(u64, u64)> {
+    let mut r = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit only writes the struct it is given, which lives on this stack.
+    let rc = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut r) };
+    (rc == 0).then_some((r.rlim_cur as u64, r.rlim_max as u64))
+}
+
+/// Raises the soft open-file limit to the hard one, as Go's runtime does at start: each
+/// stream in flight holds a socket, and many systems still start processes with a soft limit
+/// of 1024 under a much higher hard one. An unlimited hard limit is taken as the kernel's
+/// `fs.nr_open`. Returns the soft limit in force afterwards.
+#[allow(clippy::unnecessary_cast)]
+pub fn raise_nofile_limit() -> Option<u64> {
+    let (soft, hard) = nofile_limit()?;
+    let nr_open = std::fs::read_to_string("/proc/sys/fs/nr_open")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1 << 20);
+    let target = hard.min(nr_open);
+    if soft >= target {
+        return Some(soft);
+    }
+    let r = libc::rlimit {
+        rlim_cur: target as libc::rlim_t,
+        rlim_max: hard as libc::rlim_t,
+    };
+    // SAFETY: setrlimit only reads the struct it is given.
+    let rc = unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &r) };
+    Some(if rc == 0 { target } else { soft })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    #[allow(clippy::unnecessary_cast)]
+    fn the_open_file_limit_is_raised_to_the_hard_one() {
+        let (_, hard) = nofile_limit().unwrap();
+        let soft = raise_nofile_limit().unwrap();
+        assert_eq!(nofile_limit().unwrap().0, soft);
+        assert!(soft == hard || hard > soft, "soft {soft} hard {hard}");
+        // Lower the soft limit a little (other tests of this process keep their files), then
+        // raise it again.
+        let low = libc::rlimit {
+            rlim_cur: (soft - 1) as libc::rlim_t,
+            rlim_max: hard as libc::rlim_t,
+        };
+        // SAFETY: setrlimit only reads the struct.
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &low) }, 0);
+        assert_eq!(nofile_limit().unwrap().0, soft - 1);
+        assert_eq!(raise_nofile_limit(), Some(soft));
+    }
+
+    #[test]
+    fn a_reset_peak_is_the_current_size() {
+        let big = vec![1u8; 128 << 20];
+        std::hint::black_box(&big);
+        drop(big);
+        let before = peak_rss("/proc/self/status").unwrap();
+        assert!(reset_peak_rss(None));
+        let after = peak_rss("/proc/self/status").unwrap();
+        assert!(after + (64 << 20) < before, "{before} -> {after}");
+    }
 
     #[test]
     fn stat_fields_survive_spaces_and_parens_in_the_name() {

@@ -50,6 +50,40 @@ pub enum BenchError {
     Audio(String),
     #[error("the report could not be serialised: {0}")]
     Report(String),
+    #[error(
+        "{level} streams in flight need about {need} open files in this process and as many in the \
+         simulator, and RLIMIT_NOFILE allows {soft} (hard limit {hard}): raise the hard limit \
+         (`ulimit -Hn`, systemd's `LimitNOFILE=`, the container's `nofile` ulimit) or pick lower \
+         --levels"
+    )]
+    FileLimit {
+        level: usize,
+        need: u64,
+        soft: u64,
+        hard: u64,
+    },
+}
+
+/// Open files a level needs besides one socket per stream (the runtime, the simulator's
+/// control connection, reports, the libraries' own files).
+const FD_MARGIN: u64 = 256;
+
+/// Refuses a level this process could not hold open (after raising the soft limit to the
+/// hard one): the run would fail half-way with `connect` errors instead.
+fn check_file_limit(levels: &[usize]) -> Result<(), BenchError> {
+    crate::procfs::raise_nofile_limit();
+    let Some((soft, hard)) = crate::procfs::nofile_limit() else {
+        return Ok(());
+    };
+    match levels.iter().max() {
+        Some(&level) if level as u64 + FD_MARGIN > soft => Err(BenchError::FileLimit {
+            level,
+            need: level as u64 + FD_MARGIN,
+            soft,
+            hard,
+        }),
+        _ => Ok(()),
+    }
 }
 
 /// How the benchmark runs.
@@ -161,6 +195,10 @@ pub struct Fidelity {
     /// CPU of this process (canary's drivers and measures) and of the simulator meanwhile.
     pub canary_cpu_seconds: f64,
     pub sim_cpu_seconds: f64,
+    /// Peak resident memory of this process and of the simulator over the level (MB), where
+    /// the kernel lets the peak be reset before it.
+    pub canary_peak_rss_mb: Option<f64>,
+    pub sim_peak_rss_mb: Option<f64>,
 }
 
 /// Latency from the scheduled and from the actual send time under one offered load.
@@ -212,6 +250,12 @@ pub struct Target {
     pub met: bool,
 }
 
+/// Megabytes for a table cell (`-` when unknown).
+fn mb(v: Option<f64>) -> String {
+    v.map(|v| format!("{v:.0} MB"))
+        .unwrap_or_else(|| "-".into())
+}
+
 fn write(path: PathBuf, text: &str) -> Result<(), BenchError> {
     std::fs::write(&path, text).map_err(|source| BenchError::Write { path, source })
 }
@@ -223,6 +267,10 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         source,
     })?;
     let started_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    if opts.wants("fidelity") {
+        // Before the simulator starts: it inherits the raised limit.
+        check_file_limit(&opts.levels)?;
+    }
     let sim = procs::SimProcess::start(&opts.exe, opts.seed)?;
     let sc = scenario::Scenarios::write(&opts.out, &sim.base)?;
     let sim = Arc::new(sim);
@@ -239,9 +287,11 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
         if n <= 100 {
             fidelity.extend(scenario::chat_level(&sc, &sim, "sim-reasoning", n, opts.quick).await?);
         }
-        fidelity.push(
-            scenario::voice_level(&sc, &sim, scenario::Voice::Realtime, n, opts.quick).await?,
-        );
+        if n <= scenario::REALTIME_MAX_STREAMS {
+            fidelity.push(
+                scenario::voice_level(&sc, &sim, scenario::Voice::Realtime, n, opts.quick).await?,
+            );
+        }
         if n <= scenario::OPUS_MAX_STREAMS {
             fidelity.push(
                 scenario::voice_level(&sc, &sim, scenario::Voice::Opus, n, opts.quick).await?,
@@ -390,12 +440,12 @@ pub fn markdown(r: &Report) -> String {
         );
     }
     md += "\n## Fidelity under load\n\n|measured - truth| in ms: canary's stamp of the bytes against the simulator's write, on one clock. \
-           CPU is canary's (this process) and the simulator's over the level.\n\n\
-           | SLI | scenario | streams | runs (ok / matched) | p50 | p99 | max | bias | canary CPU | sim CPU | wall |\n\
-           |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
+           CPU and peak RSS are canary's (this process) and the simulator's over the level.\n\n\
+           | SLI | scenario | streams | runs (ok / matched) | p50 | p99 | max | bias | canary CPU | sim CPU | canary RSS | sim RSS | wall |\n\
+           |---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|\n";
     for f in &r.fidelity {
         md += &format!(
-            "| {} | {} | {} | {} ({} / {}){} | {} | {} | {:.2} s | {:.2} s | {:.1} s |\n",
+            "| {} | {} | {} | {} ({} / {}){} | {} | {} | {:.2} s | {:.2} s | {} | {} | {:.1} s |\n",
             f.sli,
             f.scenario,
             f.streams,
@@ -413,6 +463,8 @@ pub fn markdown(r: &Report) -> String {
                 .unwrap_or_else(|| "-".into()),
             f.canary_cpu_seconds,
             f.sim_cpu_seconds,
+            mb(f.canary_peak_rss_mb),
+            mb(f.sim_peak_rss_mb),
             f.wall_seconds
         );
     }
@@ -533,6 +585,8 @@ mod tests {
             wall_seconds: 0.0,
             canary_cpu_seconds: 0.0,
             sim_cpu_seconds: 0.0,
+            canary_peak_rss_mb: None,
+            sim_peak_rss_mb: None,
         };
         let t = targets(
             &[f(1, 0.9), f(1000, 6.0), f(100, 50.0)],

@@ -25,6 +25,9 @@ use crate::suite::{Case, Endpoint, ProcessEnv};
 /// together need more than this machine's two cores (about 30 µs to encode and 20 µs to
 /// decode each 20 ms packet, both sides on the same cores).
 pub const OPUS_MAX_STREAMS: usize = 100;
+/// Realtime voice answers in flight at the most (50 base64 deltas a second each: 1,000
+/// answers are 50,000 messages a second, what two cores can write and decode together).
+pub const REALTIME_MAX_STREAMS: usize = 1000;
 
 /// Words (tokens) per streamed answer.
 pub const WORDS: usize = 40;
@@ -175,12 +178,17 @@ fn with_request_id(e: &Endpoint, id: &str) -> Endpoint {
     e
 }
 
+/// The largest ground-truth page read: 20,000 streams of 40 words are about 17 MB.
+const TRUTH_CAP: u64 = 512 << 20;
+
 async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError> {
-    if method == http::Method::GET {
-        return crate::sink::target::fetch(url, "application/json")
-            .await
-            .map_err(BenchError::Truth);
-    }
+    tokio::time::timeout(Duration::from_secs(120), sim_exchange(method, url))
+        .await
+        .map_err(|_| BenchError::Truth(format!("{url}: no answer within 120 s")))?
+}
+
+async fn sim_exchange(method: http::Method, url: &str) -> Result<String, BenchError> {
+    let get = method == http::Method::GET;
     let uri: http::Uri = url.parse().map_err(|e| BenchError::Truth(format!("{e}")))?;
     let mut rec = crate::timeline::Recorder::start();
     let req = crate::net::http::HttpRequest {
@@ -189,7 +197,7 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
         headers: &[],
         body: None,
         content_type: None,
-        accept: "*/*",
+        accept: if get { "application/json" } else { "*/*" },
         tls: None,
         net: None,
     };
@@ -197,9 +205,12 @@ async fn sim_call(method: http::Method, url: &str) -> Result<String, BenchError>
         .await
         .map_err(|e| BenchError::Truth(e.to_string()))?;
     let r = s
-        .read_all(1 << 20, &mut rec)
+        .read_all(if get { TRUTH_CAP } else { 1 << 20 }, &mut rec)
         .await
         .map_err(|(e, _)| BenchError::Truth(e.to_string()))?;
+    if !(200..300).contains(&r.status) {
+        return Err(BenchError::Truth(format!("{url}: HTTP {}", r.status)));
+    }
     Ok(String::from_utf8_lossy(&r.body).into_owned())
 }
 
@@ -223,14 +234,39 @@ pub async fn truth(sim: &SimProcess) -> Result<TruthPage, BenchError> {
     serde_json::from_str(&text).map_err(|e| BenchError::Truth(e.to_string()))
 }
 
-/// Runs `jobs` with `n` in flight and returns them with the CPU both processes spent.
-async fn measured_load(sim: &SimProcess, jobs: Vec<Job>, n: usize) -> (Vec<Done>, f64, f64, f64) {
+/// What a level cost: wall time, CPU seconds and peak RSS (MB) of this process and of the
+/// simulator.
+pub struct Spent {
+    pub wall: f64,
+    pub cpu: f64,
+    pub sim_cpu: f64,
+    pub rss_mb: Option<f64>,
+    pub sim_rss_mb: Option<f64>,
+}
+
+/// Runs `jobs` with `n` in flight and returns them with what both processes spent.
+async fn measured_load(sim: &SimProcess, jobs: Vec<Job>, n: usize) -> (Vec<Done>, Spent) {
+    use crate::procfs::{peak_rss, reset_peak_rss};
     let me0 = own_cpu();
     let sim0 = super::cpu_of(sim.pid());
+    let (me_reset, sim_reset) = (reset_peak_rss(None), reset_peak_rss(Some(sim.pid())));
     let t0 = Instant::now();
     let done = load::run(jobs, n, DEADLINE).await;
     let wall = t0.elapsed().as_secs_f64();
-    (done, wall, own_cpu() - me0, super::cpu_of(sim.pid()) - sim0)
+    let mb = |reset: bool, file: String| {
+        reset
+            .then(|| peak_rss(&file))
+            .flatten()
+            .map(|b| b as f64 / 1e6)
+    };
+    let spent = Spent {
+        wall,
+        cpu: own_cpu() - me0,
+        sim_cpu: super::cpu_of(sim.pid()) - sim0,
+        rss_mb: mb(me_reset, "/proc/self/status".into()),
+        sim_rss_mb: mb(sim_reset, format!("/proc/{}/status", sim.pid())),
+    };
+    (done, spent)
 }
 
 fn own_cpu() -> f64 {
@@ -253,9 +289,7 @@ pub struct ChatRuns {
     /// Successful runs with their truth: (observation's run, truth, errors).
     pub matched: Vec<(Done, StreamTruth, super::fidelity::ChatErrors)>,
     pub unpaired: usize,
-    pub wall: f64,
-    pub cpu: f64,
-    pub sim_cpu: f64,
+    pub spent: Spent,
 }
 
 impl ChatRuns {
@@ -299,7 +333,7 @@ pub async fn chat_runs(
             due: None,
         })
         .collect();
-    let (done, wall, cpu, sim_cpu) = measured_load(sim, jobs, n).await;
+    let (done, spent) = measured_load(sim, jobs, n).await;
     let mut page = truth(sim).await?;
     let mut by_id: HashMap<String, StreamTruth> = page
         .streams
@@ -310,9 +344,7 @@ pub async fn chat_runs(
         ok: 0,
         matched: Vec::new(),
         unpaired: 0,
-        wall,
-        cpu,
-        sim_cpu,
+        spent,
     };
     for d in done {
         if d.observation.outcome != Outcome::Ok {
@@ -359,8 +391,8 @@ pub async fn chat_level(
     };
     let r = chat_runs(sc, sim, model, runs, n).await?;
     let (first, gaps) = (r.first_visible_errors(), r.gap_errors());
-    let (ok, matched, unpaired, wall, cpu, sim_cpu) =
-        (r.ok, r.matched.len(), r.unpaired, r.wall, r.cpu, r.sim_cpu);
+    let (ok, matched, unpaired) = (r.ok, r.matched.len(), r.unpaired);
+    let s = &r.spent;
     let row = |sli: Sli, v: &[f64], unpaired: usize| Fidelity {
         sli: sli.name(),
         scenario: model.to_string(),
@@ -371,9 +403,11 @@ pub async fn chat_level(
         error_ms: ms(v),
         bias_ms: bias(v),
         unpaired,
-        wall_seconds: wall,
-        canary_cpu_seconds: cpu,
-        sim_cpu_seconds: sim_cpu,
+        wall_seconds: s.wall,
+        canary_cpu_seconds: s.cpu,
+        sim_cpu_seconds: s.sim_cpu,
+        canary_peak_rss_mb: s.rss_mb,
+        sim_peak_rss_mb: s.sim_rss_mb,
     };
     Ok(vec![
         row(Sli::TimeToFirstVisibleToken, &first, 0),
@@ -432,7 +466,7 @@ pub async fn voice_level(
             }
         })
         .collect();
-    let (done, wall, cpu, sim_cpu) = measured_load(sim, jobs, n).await;
+    let (done, s) = measured_load(sim, jobs, n).await;
     let page = truth(sim).await?;
     let by_id: HashMap<&str, &VoiceTruth> = page
         .voices
@@ -465,9 +499,11 @@ pub async fn voice_level(
         error_ms: ms(&errors),
         bias_ms: bias(&errors),
         unpaired: 0,
-        wall_seconds: wall,
-        canary_cpu_seconds: cpu,
-        sim_cpu_seconds: sim_cpu,
+        wall_seconds: s.wall,
+        canary_cpu_seconds: s.cpu,
+        sim_cpu_seconds: s.sim_cpu,
+        canary_peak_rss_mb: s.rss_mb,
+        sim_peak_rss_mb: s.sim_rss_mb,
     })
 }
 

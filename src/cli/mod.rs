@@ -391,6 +391,8 @@ fn parse_dur(s: &str) -> Result<std::time::Duration, String> {
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing();
+    // One socket per stream in flight: the soft open-file limit goes up to the hard one.
+    crate::procfs::raise_nofile_limit();
     let rt = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
