@@ -1241,11 +1241,13 @@ pub fn series_count(suite: &Suite) -> SeriesCount {
                     connect_seconds: None,
                     // Every protocol over HTTP reports its connection mode.
                     net: crate::timeline::NetSummary {
-                        connection: (!ep.protocol.is_voice()).then_some(if ep.net.pool.is_some() {
-                            "reuse"
-                        } else {
-                            "fresh"
-                        }),
+                        connection: (!ep.protocol.is_websocket()).then_some(
+                            if ep.net.pool.is_some() {
+                                "reuse"
+                            } else {
+                                "fresh"
+                            },
+                        ),
                         ..Default::default()
                     },
                     stream: chat.then(|| StreamStats {

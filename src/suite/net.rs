@@ -37,7 +37,7 @@ pub(crate) fn build(
     if let Some(v) = raw.follow_redirects.take() {
         let at = p(path, &[k("follow_redirects")]);
         match v.as_u64() {
-            _ if proto.is_voice() => {
+            _ if proto.is_websocket() => {
                 ctx.err(
                     &at,
                     format!(
@@ -61,7 +61,7 @@ pub(crate) fn build(
         let at = p(path, &[k("connection")]);
         match v.as_str().map(str::trim) {
             Some("fresh") => net.pool = None,
-            Some("reuse") if proto.is_voice() => {
+            Some("reuse") if proto.is_websocket() => {
                 ctx.err(
                     &at,
                     format!(
@@ -151,7 +151,7 @@ fn auth(v: &Value, proto: Protocol, headers: &[String], at: &[Seg], ctx: &mut Ct
         ctx.err(at, format!("`auth` is a mapping with `type: ` {types}"));
         return None;
     };
-    if proto.is_voice() {
+    if proto.is_websocket() {
         ctx.err(
             at,
             format!(
@@ -427,6 +427,49 @@ fn proxy(v: &Value, at: &[Seg], ctx: &mut Ctx) -> Option<ProxyChoice> {
         Err(e) => {
             ctx.err(at, crate::secret::redact(&e)).hint = Some(hint.into());
             None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// Load errors of a one-endpoint suite.
+    fn errors(protocol: &str, url: &str, extra: &str) -> Vec<String> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("g.jsonl"),
+            "{\"id\": \"a\", \"input\": {\"text\": \"hi\", \"body\": {\"input\": \"hi\"}}}\n",
+        )
+        .unwrap();
+        let path = dir.path().join("s.yaml");
+        std::fs::write(
+            &path,
+            format!("suite: s\nendpoints:\n  e:\n    protocol: {protocol}\n    url: \"{url}\"\n{extra}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\n"),
+        )
+        .unwrap();
+        match super::super::load_suite(&path, &super::super::ProcessEnv::default()) {
+            Ok(_) => Vec::new(),
+            Err(d) => d.iter().map(|d| d.to_string()).collect(),
+        }
+    }
+
+    #[test]
+    fn http_keys_belong_to_every_protocol_over_http_and_to_no_websocket() {
+        let keys = "    follow_redirects: 2\n    connection: reuse\n    auth: { type: aws-sigv4, service: polly, region: eu-west-1 }\n";
+        // Speech over HTTP takes them.
+        assert_eq!(
+            errors("http-audio", "http://127.0.0.1:1/v1/audio/speech", keys),
+            Vec::<String>::new()
+        );
+        // A WebSocket protocol refuses each, naming it.
+        let e = errors("ws-opus", "ws://127.0.0.1:1/v", keys);
+        for key in ["follow_redirects", "connection: reuse", "auth"] {
+            assert!(
+                e.iter().any(|d| d.contains(&format!(
+                    "`{key}` applies to protocols over HTTP, not the WebSocket protocol `ws-opus`"
+                ))),
+                "{key}: {e:?}"
+            );
         }
     }
 }
