@@ -1132,16 +1132,22 @@ const GUIDELLM_DEPS: &[&str] = &[
 const TORCH_STAND_IN: &[(&str, &str)] = &[
     (
         "torch/__init__.py",
-        "\"\"\"canary bench's stand-in for the torch names GuideLLM's data loader uses.\"\"\"\n\
-import random as _random\n\
-from . import utils  # noqa: F401\n\
-__version__ = \"0.0.0+canary-stand-in\"\n\
-class Generator:\n\
-    def __init__(self):\n\
-        self._rng = _random.Random()\n\
-    def manual_seed(self, seed):\n\
-        self._rng.seed(seed)\n\
-        return self\n",
+        r#""""canary bench's stand-in for the torch names GuideLLM's data loader uses."""
+import random as _random
+
+from . import utils  # noqa: F401
+
+__version__ = "0.0.0+canary-stand-in"
+
+
+class Generator:
+    def __init__(self):
+        self._rng = _random.Random()
+
+    def manual_seed(self, seed):
+        self._rng.seed(seed)
+        return self
+"#,
     ),
     (
         "torch/utils/__init__.py",
@@ -1149,38 +1155,50 @@ class Generator:\n\
     ),
     (
         "torch/utils/data/__init__.py",
-        "from .dataloader import DataLoader, get_worker_info  # noqa: F401\n\
-from .dataset import IterableDataset  # noqa: F401\n",
+        r#"from .dataloader import DataLoader, get_worker_info  # noqa: F401
+from .dataset import IterableDataset  # noqa: F401
+"#,
     ),
     (
         "torch/utils/data/dataset.py",
-        "from typing import Generic, TypeVar\n\
-T_co = TypeVar(\"T_co\", covariant=True)\n\
-class IterableDataset(Generic[T_co]):\n\
-    def __iter__(self):\n\
-        raise NotImplementedError\n",
+        r#"from typing import Generic, TypeVar
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+class IterableDataset(Generic[T_co]):
+    def __iter__(self):
+        raise NotImplementedError
+"#,
     ),
     (
         "torch/utils/data/dataloader.py",
-        "from typing import Generic, TypeVar\n\
-T_co = TypeVar(\"T_co\", covariant=True)\n\
-def get_worker_info():\n\
-    return None\n\
-class DataLoader(Generic[T_co]):\n\
-    def __init__(self, dataset, batch_size=1, shuffle=False, collate_fn=None,\n\
-                 num_workers=0, prefetch_factor=None, generator=None, **kwargs):\n\
-        self.dataset = dataset\n\
-        self.batch_size = batch_size\n\
-        self.collate_fn = collate_fn or (lambda b: b)\n\
-    def __iter__(self):\n\
-        batch = []\n\
-        for item in self.dataset:\n\
-            batch.append(item)\n\
-            if len(batch) == self.batch_size:\n\
-                yield self.collate_fn(batch)\n\
-                batch = []\n\
-        if batch:\n\
-            yield self.collate_fn(batch)\n",
+        r#"from typing import Generic, TypeVar
+
+T_co = TypeVar("T_co", covariant=True)
+
+
+def get_worker_info():
+    return None
+
+
+class DataLoader(Generic[T_co]):
+    def __init__(self, dataset, batch_size=1, shuffle=False, collate_fn=None,
+                 num_workers=0, prefetch_factor=None, generator=None, **kwargs):
+        self.dataset = dataset
+        self.batch_size = batch_size
+        self.collate_fn = collate_fn or (lambda b: b)
+
+    def __iter__(self):
+        batch = []
+        for item in self.dataset:
+            batch.append(item)
+            if len(batch) == self.batch_size:
+                yield self.collate_fn(batch)
+                batch = []
+        if batch:
+            yield self.collate_fn(batch)
+"#,
     ),
 ];
 
