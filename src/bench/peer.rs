@@ -314,6 +314,15 @@ pub async fn run(
             ready.push((p, i));
         }
     }
+    if ready.is_empty() {
+        let reasons: Vec<String> = statuses
+            .iter()
+            .filter_map(|s| Some(format!("{}: {}", s.tool, s.not_run.as_deref()?)))
+            .collect();
+        return PeerSection::Skipped {
+            reason: format!("no peer could be installed ({})", reasons.join("; ")),
+        };
+    }
     let mut scenarios = Vec::new();
     let mut canary_cache: HashMap<(&str, usize, usize), ToolFigures> = HashMap::new();
     for plan in plans(quick) {
