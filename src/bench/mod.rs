@@ -1,4 +1,4 @@
-//! `canary bench`: measurement fidelity and cost, proven against ground truth and a peer.
+//! `canary bench`: measurement fidelity and cost, proven against ground truth and peers.
 //!
 //! The harness starts the simulator as a process of its own (`canary sim`) and measures:
 //!
@@ -11,8 +11,8 @@
 //! - **cost**: `canary run` as a child process (1,000 streamed probes, a 100-case run, start
 //!   to first request), its CPU and peak memory from the kernel's accounting ([`procs`]);
 //! - **audio**: decoding throughput per core ([`audio`]);
-//! - **a peer**: NVIDIA's `aiperf` on the same scenarios, installed in a private virtualenv
-//!   when absent ([`peer`]).
+//! - **peers**: NVIDIA's `aiperf`, vLLM's GuideLLM and inference-perf on the same scenarios,
+//!   each installed in a private virtualenv when absent ([`peer`]).
 //!
 //! It writes `bench.json` and `bench.md` to its output folder.
 
@@ -95,8 +95,8 @@ pub struct Options {
     pub levels: Vec<usize>,
     /// Fewer runs everywhere (a smoke run; the figures are not the reference ones).
     pub quick: bool,
-    /// Run the peer (installing it when absent).
-    pub peer: bool,
+    /// The peers to run side by side (each installed when absent); none when empty.
+    pub peers: Vec<peer::Peer>,
     /// The canary binary (the simulator and the `canary run` cost measurements).
     pub exe: PathBuf,
     pub seed: u64,
@@ -321,9 +321,8 @@ pub async fn run(opts: &Options) -> Result<Report, BenchError> {
     };
     let peer = if !opts.wants("peer") {
         peer::PeerSection::skipped("not selected (--only)")
-    } else if opts.peer {
-        eprintln!("peer: aiperf");
-        peer::run(&opts.out, &sim, &sc, &opts.exe, opts.quick).await
+    } else if !opts.peers.is_empty() {
+        peer::run(&opts.out, &sim, &sc, &opts.exe, opts.quick, &opts.peers).await
     } else {
         peer::PeerSection::skipped("not asked for (--peer none)")
     };

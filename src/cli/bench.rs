@@ -26,7 +26,7 @@ pub(super) async fn exec(a: BenchArgs) -> anyhow::Result<u8> {
         out,
         levels: crate::bench::parse_levels(&levels).map_err(anyhow::Error::msg)?,
         quick,
-        peer: peer == "aiperf",
+        peers: crate::bench::peer::parse_peers(&peer).map_err(anyhow::Error::msg)?,
         exe: std::env::current_exe().context("cannot find the canary binary")?,
         seed,
     };

@@ -86,7 +86,7 @@ pub enum Command {
     /// Start the reference AI-endpoint simulator (ground truth at GET /truth).
     Sim(SimArgs),
     /// Benchmark measurement fidelity and cost against the simulator's ground truth (and the
-    /// peer `aiperf`); writes bench.json and bench.md.
+    /// peers aiperf, GuideLLM and inference-perf); writes bench.json and bench.md.
     Bench(BenchArgs),
     /// Probe one endpoint now, without a suite: the answer's timeline (connect, head, first
     /// token, first visible token, stalls, completion, cadence; voice: first audible audio,
@@ -341,9 +341,10 @@ pub struct BenchArgs {
     /// Fewer runs everywhere: a smoke run, not reference figures.
     #[arg(long)]
     pub quick: bool,
-    /// `aiperf`: run NVIDIA's aiperf side by side (installed into OUT/aiperf-venv from
-    /// PyPI when absent); `none`: skip it.
-    #[arg(long, default_value = "aiperf", value_parser = ["aiperf", "none"])]
+    /// Peers to run side by side: `all`, `none`, or a comma-separated list of `aiperf`,
+    /// `guidellm`, `inference-perf` (each installed into OUT/<peer>-venv from PyPI when
+    /// absent).
+    #[arg(long, default_value = "all")]
     pub peer: String,
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
