@@ -158,19 +158,7 @@ mod tests {
 
     /// An endpoint of `protocol` loaded from a one-endpoint suite.
     fn loaded(protocol: &str, extra: &str) -> Endpoint {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("g.jsonl"),
-            "{\"id\": \"a\", \"input\": {\"text\": \"hi\"}}\n",
-        )
-        .unwrap();
-        let path = dir.path().join("s.yaml");
-        std::fs::write(
-            &path,
-            format!("suite: s\nendpoints:\n  e:\n    protocol: {protocol}\n    url: \"ws://127.0.0.1:1/v\"\n{extra}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\n"),
-        )
-        .unwrap();
-        let suite = crate::suite::load_suite(&path, &crate::suite::ProcessEnv::default()).unwrap();
+        let suite = crate::suite::load_one(protocol, "ws://127.0.0.1:1/v", extra).unwrap();
         (*suite.endpoints["e"]).clone()
     }
 

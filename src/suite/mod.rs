@@ -105,3 +105,19 @@ pub fn load_all(paths: &[PathBuf], env: &dyn Env) -> Result<Vec<Suite>, Vec<Diag
         Err(diags)
     }
 }
+
+/// A suite of one endpoint `e` (`protocol`, `url` and the YAML lines `extra`) and one probe
+/// over a one-case golden set whose input has both `text` and `body` (unit tests).
+#[cfg(test)]
+pub(crate) fn load_one(protocol: &str, url: &str, extra: &str) -> Result<Suite, Vec<Diagnostic>> {
+    let dir = tempfile::tempdir().map_err(|_| Vec::new())?;
+    let golden = "{\"id\": \"a\", \"input\": {\"text\": \"hi\", \"body\": {\"input\": \"hi\"}}}\n";
+    let path = dir.path().join("s.yaml");
+    let suite = format!("suite: s\nendpoints:\n  e:\n    protocol: {protocol}\n    url: \"{url}\"\n{extra}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\n");
+    if std::fs::write(dir.path().join("g.jsonl"), golden).is_err()
+        || std::fs::write(&path, suite).is_err()
+    {
+        return Err(Vec::new());
+    }
+    load_suite(&path, &ProcessEnv::default())
+}

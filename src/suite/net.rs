@@ -435,19 +435,7 @@ fn proxy(v: &Value, at: &[Seg], ctx: &mut Ctx) -> Option<ProxyChoice> {
 mod tests {
     /// Load errors of a one-endpoint suite.
     fn errors(protocol: &str, url: &str, extra: &str) -> Vec<String> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::write(
-            dir.path().join("g.jsonl"),
-            "{\"id\": \"a\", \"input\": {\"text\": \"hi\", \"body\": {\"input\": \"hi\"}}}\n",
-        )
-        .unwrap();
-        let path = dir.path().join("s.yaml");
-        std::fs::write(
-            &path,
-            format!("suite: s\nendpoints:\n  e:\n    protocol: {protocol}\n    url: \"{url}\"\n{extra}probes:\n  - {{ name: p, endpoint: e, golden: g.jsonl }}\n"),
-        )
-        .unwrap();
-        match super::super::load_suite(&path, &super::super::ProcessEnv::default()) {
+        match super::super::load_one(protocol, url, extra) {
             Ok(_) => Vec::new(),
             Err(d) => d.iter().map(|d| d.to_string()).collect(),
         }
