@@ -394,10 +394,11 @@ pub fn main() -> ExitCode {
     init_tracing();
     // One socket per stream in flight: the soft open-file limit goes up to the hard one.
     crate::procfs::raise_nofile_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = worker_threads(&cli.command, std::env::var("CANARY_THREADS").ok()) {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -412,6 +413,21 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
+}
+
+/// Worker threads of the async runtime: `CANARY_THREADS` when set to a positive number;
+/// otherwise one for `canary run`, tokio's default (one per core) for everything else.
+///
+/// A run's work is waiting on sockets: one worker serves its streams with no thread waking
+/// another (a futex and an eventfd write per hand-over between two workers), which took CPU
+/// per streamed probe from 0.73-0.84 ms to 0.60-0.68 ms (docs/performance.md). Arrival stamps
+/// come from the kernel, so a read made later by the single worker is still stamped when the
+/// bytes arrived. The server, simulator, benchmark and gate keep a worker per core.
+fn worker_threads(cmd: &Command, env: Option<String>) -> Option<usize> {
+    if let Some(n) = env.and_then(|v| v.trim().parse::<usize>().ok()) {
+        return (n > 0).then_some(n);
+    }
+    matches!(cmd, Command::Run(_)).then_some(1)
 }
 
 fn init_tracing() {
@@ -443,5 +459,23 @@ async fn dispatch(cmd: Command) -> anyhow::Result<u8> {
         Command::Man => Ok(shell::run_man()),
         Command::Protocols(a) => protocols::exec(&a),
         Command::Demo(a) => demo::exec(a).await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_run_uses_one_worker_unless_canary_threads_says_otherwise() {
+        let run = Cli::try_parse_from(["canary", "run", "suite.yaml"]).unwrap();
+        let sim = Cli::try_parse_from(["canary", "sim"]).unwrap();
+        assert_eq!(worker_threads(&run.command, None), Some(1));
+        assert_eq!(worker_threads(&sim.command, None), None);
+        assert_eq!(worker_threads(&run.command, Some("4".into())), Some(4));
+        assert_eq!(worker_threads(&sim.command, Some(" 3 ".into())), Some(3));
+        // Zero or garbage: tokio's default, not a runtime that cannot start.
+        assert_eq!(worker_threads(&run.command, Some("0".into())), None);
+        assert_eq!(worker_threads(&run.command, Some("many".into())), Some(1));
     }
 }
