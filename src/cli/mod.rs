@@ -394,10 +394,11 @@ pub fn main() -> ExitCode {
     init_tracing();
     // One socket per stream in flight: the soft open-file limit goes up to the hard one.
     crate::procfs::raise_nofile_limit();
-    let rt = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if let Some(n) = run::worker_threads(&cli.command, std::env::var("CANARY_THREADS").ok()) {
+        builder.worker_threads(n);
+    }
+    let rt = match builder.enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");

@@ -150,9 +150,26 @@ impl AsyncRead for StampedTcp {
             // SAFETY: the kernel only writes into it; nothing de-initializes bytes.
             #[allow(unsafe_code)]
             let unfilled = unsafe { buf.unfilled_mut() };
+            let room = unfilled.len();
+            // A read that returned less than it had room for drained the socket: its
+            // readiness is cleared now, as tokio's own `poll_read` does, so the next poll
+            // waits for the next arrival instead of making a `recvmsg` that finds nothing.
+            // `try_io` clears readiness only when its closure says `WouldBlock`, so the
+            // closure keeps the result aside and says so; a segment that arrived after the
+            // read raised a new readiness event, which this does not clear.
+            let mut drained = None;
             let got = this.tcp.try_io(tokio::io::Interest::READABLE, || {
-                sys::recv(&this.tcp, unfilled)
+                let (n, stamp) = sys::recv(&this.tcp, unfilled)?;
+                if n > 0 && n < room {
+                    drained = Some((n, stamp));
+                    return Err(std::io::ErrorKind::WouldBlock.into());
+                }
+                Ok((n, stamp))
             });
+            let got = match (got, drained) {
+                (_, Some(read)) => Ok(read),
+                (got, None) => got,
+            };
             match got {
                 Ok((n, stamp)) => {
                     let now = Instant::now();
