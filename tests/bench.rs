@@ -101,6 +101,10 @@ fn quick_bench_reports_fidelity_cost_omission_and_audio() {
         streamed["peak_rss_bytes"].as_u64().unwrap() > 1_000_000,
         "{streamed}"
     );
+    // The floor: the same streams read and discarded, every one to its last chunk.
+    let floor = &r["cost"]["floor"];
+    assert_eq!(floor["ok"], streamed["requests"], "{floor}");
+    assert!(f(&floor["wall_seconds"]) > 0.0, "{floor}");
     assert_eq!(r["cost"]["hundred_cases"]["ok"], 100);
     assert_eq!(r["cost"]["start_to_first_request_ms"]["n"], 5);
     let start = f(&r["cost"]["start_to_first_request_ms"]["p50"]);

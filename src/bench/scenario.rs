@@ -631,8 +631,9 @@ pub async fn measured_run(
     })
 }
 
-/// What `canary run` costs: 1,000 streamed probes with 100 in flight, a 100-case run, and
-/// process start to the first request at the server.
+/// What `canary run` costs: 1,000 streamed probes with 100 in flight, the floor under them
+/// (the same streams read and discarded), a 100-case run, and process start to the first
+/// request at the server.
 pub async fn cost(
     sc: &Scenarios,
     sim: &SimProcess,
@@ -652,6 +653,11 @@ pub async fn cost(
         &["--runs", &runs],
     )
     .await?;
+    reset(sim).await?;
+    let host = sim.base.trim_start_matches("http://").to_string();
+    let floor = tokio::task::spawn_blocking(move || super::floor::measure(&host, n, 100))
+        .await
+        .map_err(|e| BenchError::Spawn(e.to_string()))??;
     reset(sim).await?;
     let hundred = measured_run(sc, exe, "cost-hundred", &sc.hundred_suite, 100, 10, &[]).await?;
     reset(sim).await?;
@@ -681,6 +687,7 @@ pub async fn cost(
         .collect();
     Ok(CostReport {
         streamed: Some(streamed),
+        floor: Some(floor),
         hundred_cases: Some(hundred),
         start_to_first_request_ms: Dist::of(&delays).map(|d| d.scaled(1e3)),
     })
