@@ -83,6 +83,13 @@ impl Interpreter {
         if data.is_empty() {
             return Ok(());
         }
+        // Most chunks of most servers: read without building a `Value` (same pieces).
+        if self.protocol == Protocol::OpenaiChat
+            && ev.event != "error"
+            && fast::openai_chat(data, out)
+        {
+            return Ok(());
+        }
         let json: Value = serde_json::from_str(data).map_err(|e| {
             let head: String = data.chars().take(80).collect();
             ProbeError::new(
@@ -587,5 +594,6 @@ pub fn estimate_tokens(text: &str) -> u32 {
     }
 }
 
+mod fast;
 #[cfg(test)]
 mod tests;
