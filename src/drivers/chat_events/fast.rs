@@ -3,15 +3,15 @@
 //! "reasoning_content", "reasoning", "refusal"}, "finish_reason": ...}]}` (other top-level
 //! and per-choice keys such as `id`, `object`, `created` or `logprobs` are skipped unread).
 //!
-//! It gives the same pieces as the general table in `chat_events.rs`, or declines: a chunk
-//! with a non-null `usage` or `error`, a choice with a `message`, a delta with any other key
-//! (`tool_calls`, `reasoning_details`, a `content` list, ...), a value of an unexpected type,
-//! an array where an object belongs (serde would otherwise read a struct from a sequence:
-//! [`Obj`] refuses it), or a duplicated key all fail this parse and go to the general table. A test holds the two
-//! equal on every chunk of the recorded real streams and on hand-built edge cases.
+//! It gives the same pieces as the general table in `chat_events.rs`, or declines, and the
+//! general table reads the chunk: a chunk with a non-null `usage` or `error`, a choice with a
+//! `message`, a delta with any other key (`tool_calls`, `reasoning_details`, a `content`
+//! list, ...), a value of an unexpected type, an array where an object belongs (a derived
+//! struct would read one field by field: [`Obj`] refuses it), or a key given twice. A test
+//! holds the two equal on every chunk of the recorded real streams and on hand-built edge
+//! cases.
 
 use std::borrow::Cow;
-
 use std::marker::PhantomData;
 
 use serde::de::{value::MapAccessDeserializer, IgnoredAny, MapAccess, Visitor};
