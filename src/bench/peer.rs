@@ -1285,26 +1285,65 @@ async fn guidellm_figures(
         .env("TMPDIR", &g.tmp)
         .env("HF_HOME", &g.hf_home);
     let cost = measured(cmd, out.join(format!("guidellm-{slug}.log")), "guidellm").await?;
-    let text = std::fs::read_to_string(&report)
-        .map_err(|e| format!("GuideLLM wrote no report at {}: {e}", report.display()))?;
-    let samples = parse_guidellm(&text)?;
+    let written = Written {
+        tool: format!("guidellm {GUIDELLM_VERSION}"),
+        writer: "GuideLLM",
+        what: "report",
+        path: &report,
+        note: "gap error: GuideLLM keeps only the first and last token time of a request",
+    };
+    send_time_figures(sim, written, parse_guidellm, &cost, plan.requests).await
+}
+
+/// The per-request report a peer without request ids wrote.
+struct Written<'a> {
+    /// Name and version, as the table shows them.
+    tool: String,
+    /// The tool's name in messages.
+    writer: &'static str,
+    /// What the file is, in messages.
+    what: &'static str,
+    path: &'a Path,
+    /// What the table says about the tool's figures.
+    note: &'static str,
+}
+
+/// A peer that sends no request id, after its run: its report read and parsed (at least one
+/// successful request), its requests matched by send time with the simulator's records.
+async fn send_time_figures(
+    sim: &SimProcess,
+    w: Written<'_>,
+    parse: impl FnOnce(&str) -> Result<Vec<Sample>, String>,
+    cost: &procs::Cost,
+    requests: usize,
+) -> Result<(ToolFigures, TruthFigures), String> {
+    let text = std::fs::read_to_string(w.path).map_err(|e| {
+        format!(
+            "{} wrote no {} at {}: {e}",
+            w.writer,
+            w.what,
+            w.path.display()
+        )
+    })?;
+    let samples = parse(&text)?;
     if samples.is_empty() {
         return Err(format!(
-            "GuideLLM's report holds no successful request ({})",
-            report.display()
+            "{}'s {} holds no successful request ({})",
+            w.writer,
+            w.what,
+            w.path.display()
         ));
     }
     let page = scenario::truth(sim).await.map_err(|e| e.to_string())?;
     let (mut f, truth) = figures(
-        format!("guidellm {GUIDELLM_VERSION}"),
+        w.tool,
         &samples,
         &page.streams,
         MatchBy::SendTime,
-        &cost,
-        plan.requests,
+        cost,
+        requests,
     );
-    f.notes
-        .push("gap error: GuideLLM keeps only the first and last token time of a request".into());
+    f.notes.push(w.note.into());
     Ok((f, truth))
 }
 
@@ -1451,32 +1490,15 @@ async fn inference_perf_figures(
     .await?;
     let offset = monotonic_offset(&ip.python)?;
     let path = dir.join("report/per_request_lifecycle_metrics.json");
-    let text = std::fs::read_to_string(&path).map_err(|e| {
-        format!(
-            "inference-perf wrote no per-request report at {}: {e}",
-            path.display()
-        )
-    })?;
-    let samples = parse_inference_perf(&text, offset)?;
-    if samples.is_empty() {
-        return Err(format!(
-            "inference-perf's per-request report holds no successful request ({})",
-            path.display()
-        ));
-    }
-    let page = scenario::truth(sim).await.map_err(|e| e.to_string())?;
-    let (mut f, truth) = figures(
-        format!("inference-perf {INFERENCE_PERF_VERSION}"),
-        &samples,
-        &page.streams,
-        MatchBy::SendTime,
-        &cost,
-        plan.requests,
-    );
-    f.notes.push(
-        "first output: inference-perf has one first-token figure; with the whitespace tokenizer it fires on the first word".into(),
-    );
-    Ok((f, truth))
+    let written = Written {
+        tool: format!("inference-perf {INFERENCE_PERF_VERSION}"),
+        writer: "inference-perf",
+        what: "per-request report",
+        path: &path,
+        note: "first output: inference-perf has one first-token figure; with the whitespace tokenizer it fires on the first word",
+    };
+    let parse = |text: &str| parse_inference_perf(text, offset);
+    send_time_figures(sim, written, parse, &cost, plan.requests).await
 }
 fn cell(d: &Option<Dist>) -> String {
     d.map(|d| format!("{:.1} / {:.1}", d.p50, d.p99))
