@@ -362,17 +362,21 @@ fn a_pause_mid_utterance_is_one_underrun_of_its_length_less_the_prebuffer() {
     for name in ["pcm-gap", "sse-mp3-gap", "ws-wav-gap"] {
         let c = r.case(name);
         assert_eq!(c["outcome"], "ok", "{name}: {c}");
-        let gap = f(&r.truth(name)["gap_s"]);
+        let truth = r.truth(name);
+        let gap = f(&truth["gap_s"]);
+        // The pause as designed; a write the simulator made late (a busy machine) moves the
+        // stall by at most its lateness, which the truth records.
+        let late = f(&truth["max_late_s"]);
         let a = &c["audio"];
         assert_eq!(a["underruns"], 1, "{name}: {a}");
         let stalled = f(&a["stalled_seconds"]);
         // A stall is the difference of two arrival stamps: twice one stamp's bound.
         assert!(
-            (stalled - (gap - 0.080)).abs() <= 2.0 * TOLERANCE,
-            "{name}: stalled {stalled} for a {gap} s pause"
+            (stalled - (gap - 0.080)).abs() <= 2.0 * TOLERANCE + late,
+            "{name}: stalled {stalled} for a {gap} s pause (writes up to {late} s late)"
         );
         assert!(
-            (f(&a["prebuffer_needed"]) - gap).abs() <= 0.03,
+            (f(&a["prebuffer_needed"]) - gap).abs() <= 0.03 + late,
             "{name}: {a}"
         );
     }

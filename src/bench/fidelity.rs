@@ -180,6 +180,7 @@ mod tests {
             lead_in_s: 0.3,
             speech_s: 1.0,
             gap_s: 0.0,
+            max_late_s: 0.0,
             received_unix: 50.0,
             chunks: 66,
             done_s: None,

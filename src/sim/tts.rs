@@ -422,6 +422,8 @@ impl http_body::Body for TtsBody {
             .as_secs_f64();
         match mark {
             Mark::Audio { index } => {
+                let late = Instant::now().saturating_duration_since(due).as_secs_f64();
+                this.truth.max_late_s = this.truth.max_late_s.max(late);
                 this.truth.chunks += 1;
                 this.truth.first_chunk_s.get_or_insert(t);
                 if index == this.first_audible {

@@ -153,6 +153,12 @@ pub struct VoiceTruth {
     pub speech_s: f64,
     /// The pause in the middle of the speech.
     pub gap_s: f64,
+    /// The latest any audio chunk went out after its due time (seconds): how far the
+    /// simulator's own schedule slipped on a busy machine, which bounds how far a measure of
+    /// the answer's pacing (a stall, the buffer a pause needs) can move. Recorded by the TTS
+    /// routes; 0 where not recorded.
+    #[serde(default)]
+    pub max_late_s: f64,
     /// Wall-clock time of the request message's arrival (seconds since the Unix epoch), the
     /// base of every time here; benchmarks align it with the client's own stamps.
     #[serde(default)]
@@ -188,6 +194,7 @@ impl VoiceTruth {
             } else {
                 0.0
             },
+            max_late_s: 0.0,
             received_unix: 0.0,
             chunks: 0,
             done_s: None,
