@@ -36,7 +36,7 @@ fn stream() -> Vec<Vec<u8>> {
 }
 
 fn cpu() -> f64 {
-    canary::procfs::cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0)
+    canary::procfs::thread_cpu_seconds().unwrap_or(0.0)
 }
 
 fn main() {

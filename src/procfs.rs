@@ -24,6 +24,11 @@ pub fn cpu_seconds(stat_file: &str) -> Option<f64> {
     ticks(stat_file, 11, 12)
 }
 
+/// User + system CPU seconds of the calling thread.
+pub fn thread_cpu_seconds() -> Option<f64> {
+    cpu_seconds("/proc/thread-self/stat")
+}
+
 /// CPU seconds of this process's children that it has waited for (`cutime + cstime`).
 pub fn children_cpu_seconds() -> Option<f64> {
     ticks("/proc/self/stat", 13, 14)

@@ -18,11 +18,6 @@ pub struct Throughput {
     pub x_real_time_per_core: f64,
 }
 
-/// CPU time of the calling thread (user + system).
-fn thread_cpu() -> Option<f64> {
-    crate::procfs::cpu_seconds("/proc/thread-self/stat")
-}
-
 fn bad(what: &str, e: impl std::fmt::Display) -> BenchError {
     BenchError::Audio(format!("{what}: {e}"))
 }
@@ -36,12 +31,12 @@ fn measure(
 ) -> Result<Throughput, BenchError> {
     pass()?; // warm-up
     let wall = std::time::Instant::now();
-    let c0 = thread_cpu();
+    let c0 = crate::procfs::thread_cpu_seconds();
     let mut passes = 0u32;
     loop {
         pass()?;
         passes += 1;
-        let spent = match (c0, thread_cpu()) {
+        let spent = match (c0, crate::procfs::thread_cpu_seconds()) {
             (Some(a), Some(b)) => b - a,
             _ => wall.elapsed().as_secs_f64(),
         };

@@ -66,7 +66,7 @@ pub fn measure(host: &str, requests: usize, in_flight: usize) -> Result<RunCost,
             .build()
             .map_err(|e| BenchError::Spawn(format!("the floor's runtime: {e}")))?;
         let req = request(&host);
-        let cpu = || crate::procfs::cpu_seconds("/proc/thread-self/stat").unwrap_or(0.0);
+        let cpu = || crate::procfs::thread_cpu_seconds().unwrap_or(0.0);
         let (c0, wall) = (cpu(), Instant::now());
         let ok = rt.block_on(async {
             let mut set = tokio::task::JoinSet::new();

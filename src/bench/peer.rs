@@ -1026,6 +1026,24 @@ async fn measured(mut cmd: Command, log: PathBuf, what: &str) -> Result<procs::C
 }
 
 /// A clean private folder for one run's outputs.
+/// Before a peer's run of `plan`: the simulator's records cleared, and the tool's temporary
+/// folder and its output folder for the plan (`OUT/TOOL/SLUG`) emptied, so that nothing an
+/// earlier (failed) run left is read. Returns the plan's slug and that output folder.
+async fn fresh_run(
+    sim: &SimProcess,
+    tmp: &Path,
+    out: &Path,
+    tool: &str,
+    plan: &Plan,
+) -> Result<(String, PathBuf), String> {
+    scenario::reset(sim).await.map_err(|e| e.to_string())?;
+    fresh_dir(tmp)?;
+    let slug = slug(plan.name);
+    let dir = out.join(tool).join(&slug);
+    fresh_dir(&dir)?;
+    Ok((slug, dir))
+}
+
 fn fresh_dir(dir: &Path) -> Result<(), String> {
     let _ = std::fs::remove_dir_all(dir);
     std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))
@@ -1038,12 +1056,7 @@ async fn aiperf_figures(
     sim: &SimProcess,
     plan: &Plan,
 ) -> Result<(ToolFigures, TruthFigures), String> {
-    scenario::reset(sim).await.map_err(|e| e.to_string())?;
-    // What an earlier (failed) run left in aiperf's temporary folder goes first.
-    fresh_dir(&a.tmp)?;
-    let slug = slug(plan.name);
-    let dir = out.join("aiperf").join(&slug);
-    let _ = std::fs::remove_dir_all(&dir);
+    let (slug, dir) = fresh_run(sim, &a.tmp, out, "aiperf", plan).await?;
     let mut cmd = Command::new(&a.bin);
     cmd.args(["profile", "--model", plan.model, "--url", &sim.base])
         .args(["--endpoint-type", "chat", "--streaming"])
@@ -1253,11 +1266,7 @@ async fn guidellm_figures(
     sim: &SimProcess,
     plan: &Plan,
 ) -> Result<(ToolFigures, TruthFigures), String> {
-    scenario::reset(sim).await.map_err(|e| e.to_string())?;
-    fresh_dir(&g.tmp)?;
-    let slug = slug(plan.name);
-    let dir = out.join("guidellm").join(&slug);
-    fresh_dir(&dir)?;
+    let (slug, dir) = fresh_run(sim, &g.tmp, out, "guidellm", plan).await?;
     let report = dir.join("benchmarks.json");
     let mut cmd = Command::new(&g.bin);
     cmd.arg("run")
@@ -1464,11 +1473,7 @@ async fn inference_perf_figures(
     sim: &SimProcess,
     plan: &Plan,
 ) -> Result<(ToolFigures, TruthFigures), String> {
-    scenario::reset(sim).await.map_err(|e| e.to_string())?;
-    fresh_dir(&ip.tmp)?;
-    let slug = slug(plan.name);
-    let dir = out.join("inference-perf").join(&slug);
-    fresh_dir(&dir)?;
+    let (slug, dir) = fresh_run(sim, &ip.tmp, out, "inference-perf", plan).await?;
     let config = dir.join("config.yaml");
     std::fs::write(
         &config,

@@ -417,12 +417,11 @@ impl http_body::Body for TtsBody {
             return Poll::Ready(None);
         };
         this.sent += 1;
-        let t = Instant::now()
-            .saturating_duration_since(this.received)
-            .as_secs_f64();
+        let now = Instant::now();
+        let t = now.saturating_duration_since(this.received).as_secs_f64();
         match mark {
             Mark::Audio { index } => {
-                let late = Instant::now().saturating_duration_since(due).as_secs_f64();
+                let late = now.saturating_duration_since(due).as_secs_f64();
                 this.truth.max_late_s = this.truth.max_late_s.max(late);
                 this.truth.chunks += 1;
                 this.truth.first_chunk_s.get_or_insert(t);
