@@ -513,6 +513,10 @@ if source == "guidellm":
     words = []
     for w in Provider.word_list:
         words += [w, w.capitalize(), w + ".", w.capitalize() + "."]
+elif source == "aiperf":
+    import aiperf.dataset.generator as g
+    corpus = pathlib.Path(g.__file__).parent / "assets" / "shakespeare.txt"
+    words = corpus.read_text(encoding="utf-8").split()
 else:
     import inference_perf
     corpus = pathlib.Path(inference_perf.__file__).parent / "assets" / "shakespeare.txt"
@@ -541,6 +545,7 @@ fn word_tokenizer(out: &Path, python: &Path, name: &str) -> Result<PathBuf, Stri
     }
     Ok(dir)
 }
+
 /// aiperf's paths once installed.
 struct Aiperf {
     bin: PathBuf,
@@ -548,26 +553,6 @@ struct Aiperf {
     tmp: PathBuf,
     hf_home: PathBuf,
 }
-
-/// Builds aiperf's offline tokenizer: whitespace words, aiperf's prompt corpus as vocabulary
-/// (unknown words are still one token each).
-const MAKE_TOKENIZER: &str = r###"
-import sys, pathlib
-import aiperf.dataset.generator as g
-from tokenizers import Tokenizer, models, pre_tokenizers, decoders
-from transformers import PreTrainedTokenizerFast
-out = sys.argv[1]
-corpus = pathlib.Path(g.__file__).parent / "assets" / "shakespeare.txt"
-vocab = {"[UNK]": 0, "[PAD]": 1, "[BOS]": 2, "[EOS]": 3}
-for w in corpus.read_text(encoding="utf-8").split():
-    vocab.setdefault(w, len(vocab))
-tok = Tokenizer(models.WordLevel(vocab=vocab, unk_token="[UNK]"))
-tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-tok.decoder = decoders.WordPiece(prefix="##")
-fast = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]",
-                               bos_token="[BOS]", eos_token="[EOS]", model_max_length=10**9)
-fast.save_pretrained(out)
-"###;
 
 /// Installs aiperf and its tokenizer under `out` when absent. Blocking.
 fn install_aiperf(out: &Path) -> Result<(Aiperf, String), String> {
@@ -596,16 +581,7 @@ fn install_aiperf(out: &Path) -> Result<(Aiperf, String), String> {
             "pip install aiperf",
         )?;
     }
-    let tokenizer = out.join("aiperf-tokenizer");
-    if !tokenizer.join("tokenizer.json").exists() {
-        let script = out.join("aiperf-tokenizer.py");
-        std::fs::write(&script, MAKE_TOKENIZER).map_err(|e| e.to_string())?;
-        sh(
-            Command::new(&python).arg(&script).arg(&tokenizer),
-            &out.join("aiperf-tokenizer.log"),
-            "building aiperf's offline tokenizer",
-        )?;
-    }
+    let tokenizer = word_tokenizer(out, &python, "aiperf")?;
     let (tmp, hf_home) = private_dirs(out, "aiperf")?;
     Ok((
         Aiperf {
